@@ -1,0 +1,72 @@
+/**
+ * One error type with stable codes. Every message lives in this table, so the wording of an
+ * error is decided in one place and tests can match on `code` instead of on prose.
+ * Messages are lowercase, start with the format, say what was expected and what was found,
+ * and give the fix where there is one.
+ */
+const messages = {
+  // caller mistakes (thrown)
+  BAD_ARGUMENT: (what: string) => `seekz: ${what}`,
+  BAD_SIZE: (text: string) =>
+    `seekz: cannot parse size '${text}'; expected a number with an optional K, M, G, T (or KiB, MiB, GiB, TiB) suffix, or 0x…`,
+  OUT_OF_RANGE: (what: string, offset: number, length: number, size: number) =>
+    `seekz: ${what} [${offset}, ${offset + length}) is outside the data of ${size} bytes`,
+  OUTPUT_EXISTS: (path: string) => `seekz: ${path} already exists; use -f to overwrite it`,
+  INTERRUPTED: (signal: string) => `seekz: interrupted by ${signal}; no output was left behind`,
+
+  // gzip / deflate data (rejected)
+  GZIP_BAD_MAGIC: (offset: number, found: string) =>
+    `gzip: not a gzip file: expected magic 1f 8b at offset ${offset}, found ${found}`,
+  GZIP_BAD_METHOD: (method: number) => `gzip: compression method ${method} is not deflate (8)`,
+  GZIP_TRUNCATED: (what: string, offset: number, size: number) =>
+    `gzip: file truncated: ${what} at offset ${offset} runs past the end of the file (${size} bytes)`,
+  GZIP_BAD_HEADER: (what: string) => `gzip: bad header: ${what}`,
+  GZIP_BAD_MAP: (what: string) =>
+    `gzip: the seekz map in the FEXTRA field is inconsistent: ${what}; the file was damaged or edited by another tool`,
+  GZIP_NOT_EDITABLE: (offset: number, length: number, ranges: string) =>
+    `gzip: bytes [${offset}, ${offset + length}) are not all inside stored (editable) ranges; editable ranges: ${ranges}. Recompress with partial-deflate --store START:END to make them editable`,
+  GZIP_CRC_MISMATCH: (expected: number, found: number) =>
+    `gzip: crc-32 mismatch: trailer says ${hex32(expected)}, data gives ${hex32(found)}`,
+  GZIP_SIZE_MISMATCH: (expected: number, found: number) =>
+    `gzip: length mismatch: trailer ISIZE says ${expected} (mod 2^32), data gives ${found}`,
+  DEFLATE_BAD_DATA: (what: string, bitOffset: number) =>
+    `deflate: invalid data at compressed bit ${bitOffset} (byte ${Math.floor(bitOffset / 8)}): ${what}`,
+  DEFLATE_TRUNCATED: (bitOffset: number) =>
+    `deflate: stream ends early at compressed bit ${bitOffset} (byte ${Math.floor(bitOffset / 8)}); the file is truncated`,
+
+  // disk images
+  DISK_NO_TABLE: (what: string) => `disk: ${what}`,
+  DISK_BAD_PARTITION: (what: string) => `disk: ${what}`,
+
+  // in-place edits
+  PATCH_LOCKED: (lockPath: string, pid: number) =>
+    `patch: another seekz process (pid ${pid}) is editing this file (lock ${lockPath}); wait for it, or remove the lock if that process is gone`,
+  PATCH_JOURNAL_BAD: (path: string, what: string) => `patch: journal ${path} is unusable: ${what}`,
+  PATCH_JOURNAL_MISMATCH: (path: string, what: string) =>
+    `patch: journal ${path} does not belong to this file (${what}); move it aside if the file was replaced on purpose`,
+} as const;
+
+export type ErrorCode = keyof typeof messages;
+
+export class SeekzError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string) {
+    super(message);
+    this.name = 'SeekzError';
+    this.code = code;
+  }
+}
+
+/** Builds the error for `code` from its message template: `fail('GZIP_BAD_METHOD', 7)`. */
+export function fail<C extends ErrorCode>(code: C, ...args: Parameters<(typeof messages)[C]>): SeekzError {
+  const template = messages[code] as (...a: unknown[]) => string;
+  return new SeekzError(code, template(...args));
+}
+
+export function hex32(n: number): string {
+  return '0x' + (n >>> 0).toString(16).padStart(8, '0');
+}
+
+export function hexBytes(bytes: Uint8Array): string {
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join(' ');
+}

@@ -1,0 +1,23 @@
+/**
+ * The one random-access shape that every layer speaks: a file, a buffer, an HTTP URL, a
+ * decoder over another source. Decoders take a Source and return a Source, so layers stack.
+ */
+export interface Source {
+  /** Total length in bytes. */
+  readonly size: number;
+  /**
+   * Reads `length` bytes at `offset`. Reads past the end are clipped, so the result is shorter
+   * only when it reaches `size`.
+   */
+  read(offset: number, length: number): Promise<Uint8Array>;
+  /** Releases file handles or sockets. Optional: a buffer source has nothing to release. */
+  close?(): Promise<void>;
+}
+
+/** Clips a read request to the source's size and checks the caller's numbers. */
+export function clipRead(size: number, offset: number, length: number): number {
+  if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0) {
+    throw new RangeError(`seekz: read(${offset}, ${length}): offset and length must be non-negative integers`);
+  }
+  return Math.max(0, Math.min(length, size - offset));
+}
