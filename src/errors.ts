@@ -37,6 +37,24 @@ const messages = {
   // disk images
   DISK_NO_TABLE: (what: string) => `disk: ${what}`,
   DISK_BAD_PARTITION: (what: string) => `disk: ${what}`,
+  DISK_TOO_SMALL: (size: number) =>
+    `disk: the image is ${size} bytes; a partition table needs at least 512 (the MBR sector)`,
+  DISK_NO_SIGNATURE: (found: string) =>
+    `disk: no partition table: expected the boot signature 55 aa at offset 510, found ${found}; the image is unpartitioned or not a disk image`,
+  DISK_MBR_NOT_A_TABLE: (entry: number, offset: number, flag: number) =>
+    `disk: no partition table: MBR entry ${entry} has boot flag 0x${flag.toString(16).padStart(2, '0')} at offset ${offset}, expected 0x00 or 0x80; the 55 aa signature belongs to a boot sector without partitions (a bare FAT file system?)`,
+  DISK_EBR_BAD: (offset: number, what: string) => `disk: extended boot record at offset ${offset}: ${what}`,
+  DISK_EBR_LOOP: (from: number, to: number) =>
+    `disk: the chain of extended boot records loops: the record at offset ${from} links back to offset ${to}, which was already read`,
+  DISK_EBR_TOO_MANY: (limit: number) =>
+    `disk: the chain of extended boot records is longer than ${limit} (the limit for logical partitions); the chain is corrupt`,
+  DISK_GPT_NO_HEADER: (attempts: string) =>
+    `disk: the protective MBR announces a GPT, but no GPT header is valid: ${attempts}; if the image was written with another sector size (512 or 4096), pass it as sectorSize`,
+  DISK_GPT_BAD_ENTRY: (number: number, what: string) => `disk: GPT partition ${number}: ${what}`,
+  DISK_PARTITION_PAST_END: (number: number, start: number, end: number, size: number) =>
+    `disk: partition ${number} [${start}, ${end}) runs past the end of the image (${size} bytes); the image is truncated (it needs at least ${end} bytes) or its partition table is damaged`,
+  DISK_NO_SUCH_PARTITION: (number: number, scheme: string, list: string) =>
+    `disk: no partition ${number}; the ${scheme} has ${list}`,
 
   // in-place edits
   PATCH_LOCKED: (lockPath: string, pid: number) =>

@@ -1,0 +1,158 @@
+#!/usr/bin/env node
+import { existsSync } from 'node:fs';
+import { Command } from 'commander';
+import { findPartition } from '../src/disk/partitions.js';
+import { patchGzip, patchGzipFromRegion, recoverIfInterrupted, journalPath, type PatchResult } from '../src/edit/patch.js';
+import { fail, hex32 } from '../src/errors.js';
+import { describeRanges, readGzipLayout } from '../src/gzip/layout.js';
+import { openGzip } from '../src/gzip/reader.js';
+import { createAtomicFile, streamSink, type AtomicFile } from '../src/io/atomic-file.js';
+import { fileSource } from '../src/source/file.js';
+import type { Source } from '../src/source/source.js';
+import { formatSize, parseRange, parseSize } from '../src/size.js';
+import { parseInteger, progressLine, runCli } from './common.js';
+
+const program = new Command('seekz').description('Seekable, editable compressed files: read, extract and patch in place.');
+
+program
+  .command('patch')
+  .description(
+    'Overwrite bytes of a gzip file in place, without recompressing. The bytes must lie in stored\n' +
+      'blocks (see partial-deflate). Only the changed bytes and the trailer are written; an undo\n' +
+      'journal makes the edit all-or-nothing even if the process is killed.',
+  )
+  .argument('<file.gz>')
+  .option('--offset <n>', 'uncompressed offset to write --data at')
+  .option('--data <file>', "the new bytes ('-' for stdin)")
+  .option('--from <region.img>', 'a region to write back (only the bytes that differ are written)')
+  .option('--at <n>', 'uncompressed offset of --from')
+  .option('--partition <n>', 'with --from: write it back at the start of partition N')
+  .option('-q, --quiet', 'say nothing on success')
+  .option('-v, --verbose', 'report bytes written and read, and the CRC-32 change')
+  .addHelpText('after', '\nExamples:\n  seekz patch disk.img.gz --offset 1MiB --data kernel-args.bin\n  seekz patch disk.img.gz --from boot.img --partition 1')
+  .action(async (path: string, options) => {
+    const onWalk = () => {
+      if (!options.quiet) process.stderr.write(`seekz: ${path} has no seekz map; walking its deflate stream to find stored blocks (slower)\n`);
+    };
+    let result: PatchResult;
+    if (options.from !== undefined) {
+      if (options.data !== undefined || options.offset !== undefined) throw fail('BAD_ARGUMENT', 'use either --from with --at/--partition, or --data with --offset');
+      const at = options.partition !== undefined ? (await partitionOf(path, options.partition)).start : requireSize(options.at, '--at');
+      const region = await fileSource(options.from);
+      try {
+        result = await patchGzipFromRegion(path, region, at, { onWalk });
+      } finally {
+        await region.close();
+      }
+    } else {
+      if (options.data === undefined) throw fail('BAD_ARGUMENT', 'give --data FILE with --offset N, or --from REGION with --at N');
+      const offset = requireSize(options.offset, '--offset');
+      const data = options.data === '-' ? await readStdin() : await readWhole(options.data);
+      result = await patchGzip(path, [{ offset, data }], { onWalk });
+    }
+    if (result.recovered === 'rolled-back' && !options.quiet) process.stderr.write(`seekz: rolled back an interrupted edit of ${path} first\n`);
+    if (options.verbose && !options.quiet) {
+      process.stderr.write(
+        `${path}: wrote ${result.bytesWritten} bytes, read ${formatSize(result.bytesRead)} of the file; ` +
+          `crc32 ${hex32(result.oldCrc)} -> ${hex32(result.newCrc)}\n`,
+      );
+    }
+  });
+
+program
+  .command('extract')
+  .description('Copy a region of the uncompressed data out, e.g. a partition to edit with debugfs or mtools.')
+  .argument('<file.gz>')
+  .option('--partition <n>', "partition N of the disk image's MBR or GPT")
+  .option('--range <start:end>', 'uncompressed byte range, END exclusive')
+  .requiredOption('-o, --output <file>', "where to write ('-' for stdout)")
+  .option('-f, --force', 'overwrite the output if it exists')
+  .option('-q, --quiet', 'no progress line')
+  .action(async (path: string, options) => {
+    if ((options.partition === undefined) === (options.range === undefined)) throw fail('BAD_ARGUMENT', 'give exactly one of --partition N or --range START:END');
+    if (existsSync(journalPath(path))) await recoverIfInterrupted(path);
+    const file = await fileSource(path);
+    const data = await openGzip(file);
+    let output: AtomicFile | undefined;
+    try {
+      const { start, end } = options.range !== undefined ? parseRange(options.range) : await partitionRange(data, options.partition);
+      if (end > data.size) throw fail('OUT_OF_RANGE', 'range', start, end - start, data.size);
+      output = options.output === '-' ? undefined : await createAtomicFile(options.output, { force: options.force });
+      const sink = output ? output.sink : streamSink(process.stdout);
+      const progress = progressLine(end - start, !options.quiet);
+      const piece = 4 << 20;
+      for (let at = start; at < end; at += piece) {
+        await sink.write(await data.read(at, Math.min(piece, end - at)));
+        progress.update(at + piece - start);
+      }
+      progress.finish();
+      await output?.commit();
+    } catch (error) {
+      await output?.abort();
+      throw error;
+    } finally {
+      await file.close();
+    }
+  });
+
+program
+  .command('info')
+  .description('Show what a gzip file says about itself: sizes, checkpoints, editable ranges.')
+  .argument('<file.gz>')
+  .action(async (path: string) => {
+    const file = await fileSource(path);
+    try {
+      const layout = await readGzipLayout(file, { onWalk: () => process.stderr.write(`seekz: ${path} has no seekz map; walking its deflate stream\n`) });
+      const lines = [
+        `file: ${path}`,
+        `format: gzip${layout.map ? ' (seekz partial-deflate, with map)' : ''}`,
+        `compressed: ${layout.fileSize} bytes (${formatSize(layout.fileSize)})`,
+        `uncompressed: ${layout.totalLength} bytes (${formatSize(layout.totalLength)})`,
+        `ratio: ${(layout.fileSize / Math.max(1, layout.totalLength)).toFixed(4)}`,
+        `crc32: ${hex32(layout.crc)}`,
+        `checkpoints: ${layout.map ? `${layout.map.segments.length} (chunk ${formatSize(layout.map.chunkSize)} x ${layout.map.groupChunks})` : 'none'}`,
+        `editable: ${describeRanges(layout.editableRanges())}`,
+      ];
+      process.stdout.write(lines.join('\n') + '\n');
+    } finally {
+      await file.close();
+    }
+  });
+
+function requireSize(text: string | undefined, flag: string): number {
+  if (text === undefined) throw fail('BAD_ARGUMENT', `${flag} is required`);
+  return parseSize(text);
+}
+
+async function partitionRange(data: Source, text: string): Promise<{ start: number; end: number }> {
+  const partition = await findPartition(data, parseInteger(text, 'partition number', 1, 65536));
+  return { start: partition.start, end: partition.start + partition.size };
+}
+
+async function partitionOf(path: string, text: string): Promise<{ start: number }> {
+  const file = await fileSource(path);
+  try {
+    return await partitionRange(await openGzip(file), text);
+  } finally {
+    await file.close();
+  }
+}
+
+async function readWhole(path: string): Promise<Uint8Array> {
+  const source = await fileSource(path);
+  try {
+    return await source.read(0, source.size);
+  } finally {
+    await source.close();
+  }
+}
+
+async function readStdin(): Promise<Uint8Array> {
+  const parts: Buffer[] = [];
+  for await (const part of process.stdin) parts.push(part as Buffer);
+  return Buffer.concat(parts);
+}
+
+runCli(async () => {
+  await program.parseAsync(process.argv);
+});

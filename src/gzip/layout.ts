@@ -1,0 +1,167 @@
+import { walkDeflate } from '../deflate/walk.js';
+import { ByteReader } from '../cursor.js';
+import { fail } from '../errors.js';
+import type { Source } from '../source/source.js';
+import { readGzipHeader, TRAILER_LENGTH, type GzipHeader } from './header.js';
+import { decodeMap, findSegment, SEEKZ_SUBFIELD_ID, STORED_BLOCK_HEADER, STORED_BLOCK_MAX, type SeekzMap } from './map.js';
+
+/** A run of uncompressed bytes that sits verbatim in the file: a stored block's data. */
+export interface StoredExtent {
+  uStart: number;
+  length: number;
+  fileOffset: number;
+}
+
+/**
+ * Where things are in a single-member gzip file: header, deflate stream, trailer, and which
+ * uncompressed bytes are stored verbatim (editable in place).
+ */
+export interface GzipLayout {
+  header: GzipHeader;
+  fileSize: number;
+  totalLength: number;
+  trailerOffset: number;
+  crc: number;
+  /** The seekz map, when the file carries a filled one. */
+  map: SeekzMap | undefined;
+  /** True when the stored blocks were found by walking the deflate stream (a file seekz did not write). */
+  walked: boolean;
+  /** Merged half-open ranges of editable uncompressed bytes. */
+  editableRanges(): { start: number; end: number }[];
+  /** The stored extents covering [start, end), or undefined when any byte there is not stored. */
+  storedExtents(start: number, end: number): StoredExtent[] | undefined;
+}
+
+export interface LayoutOptions {
+  /** Allow walking the deflate stream of a file without a seekz map. Default true. */
+  walk?: boolean;
+  /** Told before a walk starts, so a CLI can say that this is the slow path. */
+  onWalk?: () => void;
+}
+
+/** The seekz map of a gzip file, or undefined when it has none (or an unfilled one). */
+export function seekzMapOf(header: GzipHeader, fileSize: number): SeekzMap | undefined {
+  const subfield = header.extra.find((extra) => extra.id === SEEKZ_SUBFIELD_ID);
+  if (!subfield) return undefined;
+  return decodeMap(subfield.data, fileSize - header.length - TRAILER_LENGTH);
+}
+
+export async function readTrailer(source: Source, headerLength: number): Promise<{ crc: number; isize: number; offset: number }> {
+  const offset = source.size - TRAILER_LENGTH;
+  if (offset < headerLength) throw fail('GZIP_TRUNCATED', 'trailer', Math.max(offset, 0), source.size);
+  const reader = new ByteReader(await source.read(offset, TRAILER_LENGTH), (what, at) => fail('GZIP_TRUNCATED', what, offset + at, source.size));
+  return { crc: reader.u32le('trailer CRC32'), isize: reader.u32le('trailer ISIZE'), offset };
+}
+
+export async function readGzipLayout(source: Source, options: LayoutOptions = {}): Promise<GzipLayout> {
+  const header = await readGzipHeader((offset, length) => source.read(offset, length), source.size);
+  const trailer = await readTrailer(source, header.length);
+  const map = seekzMapOf(header, source.size);
+  if (map) {
+    if (map.totalLength % 2 ** 32 !== trailer.isize) throw fail('GZIP_SIZE_MISMATCH', trailer.isize, map.totalLength);
+    return mapLayout(header, source.size, trailer, map);
+  }
+  if (options.walk === false) {
+    throw fail('GZIP_BAD_MAP', 'the file has no seekz map and walking was not allowed');
+  }
+  options.onWalk?.();
+  return walkedLayout(source, header, trailer);
+}
+
+function mapLayout(header: GzipHeader, fileSize: number, trailer: { crc: number; offset: number }, map: SeekzMap): GzipLayout {
+  const storedSegments = map.segments.filter((segment) => segment.kind === 'stored');
+  return {
+    header,
+    fileSize,
+    totalLength: map.totalLength,
+    trailerOffset: trailer.offset,
+    crc: trailer.crc,
+    map,
+    walked: false,
+    editableRanges: () => storedSegments.map((segment) => ({ start: segment.uStart, end: segment.uStart + segment.uLength })),
+    storedExtents: (start, end) => mapStoredExtents(map, header.length, start, end),
+  };
+}
+
+/** Stored extents of [start, end) in a file with a seekz map; undefined if a byte there is compressed. */
+export function mapStoredExtents(map: SeekzMap, headerLength: number, start: number, end: number): StoredExtent[] | undefined {
+  const extents: StoredExtent[] = [];
+  let at = start;
+  while (at < end) {
+    const segment = map.segments[findSegment(map.segments, at)];
+    if (!segment || segment.kind !== 'stored' || at >= segment.uStart + segment.uLength) return undefined;
+    // Stored blocks are cut every 65535 bytes from the region's start, each behind 5 header bytes.
+    const block = Math.floor((at - segment.uStart) / STORED_BLOCK_MAX);
+    const blockEnd = Math.min(segment.uStart + (block + 1) * STORED_BLOCK_MAX, segment.uStart + segment.uLength);
+    const length = Math.min(end, blockEnd) - at;
+    const fileOffset = headerLength + segment.cStart + STORED_BLOCK_HEADER * (block + 1) + (at - segment.uStart);
+    extents.push({ uStart: at, length, fileOffset });
+    at += length;
+  }
+  return extents;
+}
+
+async function walkedLayout(source: Source, header: GzipHeader, trailer: { crc: number; isize: number; offset: number }): Promise<GzipLayout> {
+  const stored: StoredExtent[] = [];
+  let totalLength = 0;
+  let endBit = header.length * 8;
+  for await (const block of walkDeflate(source, header.length)) {
+    if (block.type === 'stored' && block.outLength > 0) {
+      stored.push({ uStart: block.outStart, length: block.outLength, fileOffset: block.dataOffset! });
+    }
+    totalLength = block.outStart + block.outLength;
+    endBit = block.endBit;
+  }
+  const deflateEnd = Math.ceil(endBit / 8);
+  if (deflateEnd !== trailer.offset) {
+    throw fail(
+      'GZIP_BAD_HEADER',
+      `the deflate stream ends at byte ${deflateEnd} but the trailer is at ${trailer.offset}: more than one gzip member or trailing data; in-place edits need a single-member file`,
+    );
+  }
+  if (totalLength % 2 ** 32 !== trailer.isize) throw fail('GZIP_SIZE_MISMATCH', trailer.isize, totalLength);
+  return {
+    header,
+    fileSize: source.size,
+    totalLength,
+    trailerOffset: trailer.offset,
+    crc: trailer.crc,
+    map: undefined,
+    walked: true,
+    editableRanges() {
+      const ranges: { start: number; end: number }[] = [];
+      for (const extent of stored) {
+        const last = ranges[ranges.length - 1];
+        if (last && last.end === extent.uStart) last.end += extent.length;
+        else ranges.push({ start: extent.uStart, end: extent.uStart + extent.length });
+      }
+      return ranges;
+    },
+    storedExtents(start, end) {
+      const extents: StoredExtent[] = [];
+      let at = start;
+      let low = 0;
+      let high = stored.length - 1;
+      while (low < high) {
+        const middle = (low + high + 1) >>> 1;
+        if (stored[middle]!.uStart <= at) low = middle;
+        else high = middle - 1;
+      }
+      for (let index = low; at < end; index++) {
+        const extent = stored[index];
+        if (!extent || extent.uStart > at || at >= extent.uStart + extent.length) return undefined;
+        const length = Math.min(end, extent.uStart + extent.length) - at;
+        extents.push({ uStart: at, length, fileOffset: extent.fileOffset + (at - extent.uStart) });
+        at += length;
+      }
+      return extents;
+    },
+  };
+}
+
+/** "[1048576, 2097152) [5242880, 6291456)" or "none": for error messages. */
+export function describeRanges(ranges: { start: number; end: number }[]): string {
+  if (ranges.length === 0) return 'none';
+  const shown = ranges.slice(0, 8).map((range) => `[${range.start}, ${range.end})`).join(' ');
+  return ranges.length > 8 ? `${shown} and ${ranges.length - 8} more` : shown;
+}

@@ -1,0 +1,209 @@
+import { crc32, crc32Combine, crc32Zeros } from '../crc/crc32.js';
+import { deflateChunk } from '../deflate/chunk.js';
+import { createCompressPool, defaultThreads } from '../deflate/compress-pool.js';
+import { fail } from '../errors.js';
+import type { SequentialInput } from '../source/sequential.js';
+import { ByteWriter } from '../cursor.js';
+import { buildGzipHeader } from './header.js';
+import {
+  FINAL_EMPTY_BLOCK,
+  SEEKZ_SUBFIELD_ID,
+  STORED_BLOCK_HEADER,
+  STORED_BLOCK_MAX,
+  emptyMap,
+  encodeMap,
+  planRegions,
+  reserveMapSize,
+  type RegionKind,
+  type SeekzMap,
+  decodeMap,
+} from './map.js';
+
+export const DEFAULT_LEVEL = 6;
+export const DEFAULT_CHUNK_SIZE = 1 << 20;
+/** Stored data is read in pieces that hold a whole number of stored blocks. */
+const STORED_PIECE = STORED_BLOCK_MAX * 16;
+const MAX_STORED_RANGES = 4096;
+
+/** Where the bytes go. With `writeAt` the writer fills the map in at the end; without, it can't. */
+export interface Sink {
+  write(bytes: Uint8Array): Promise<void>;
+  writeAt?(offset: number, bytes: Uint8Array): Promise<void>;
+}
+
+/** One run of the deflate stream that starts with no history: reported as it is written. */
+export interface Boundary {
+  kind: RegionKind;
+  uStart: number;
+  uLength: number;
+  cStart: number; // within the deflate stream
+  cLength: number;
+}
+
+export interface PartialDeflateOptions {
+  level?: number;
+  memLevel?: number;
+  chunkSize?: number;
+  threads?: number;
+  /** Half-open uncompressed ranges to keep as stored blocks. */
+  stored?: { start: number; end: number }[];
+  onBoundary?: (boundary: Boundary) => void;
+  /** Called after each write with the uncompressed bytes done so far. */
+  onProgress?: (done: number) => void;
+}
+
+export interface PartialDeflateResult {
+  totalLength: number;
+  compressedLength: number; // whole file
+  crc: number;
+  headerLength: number;
+  /** The map as a reader will decode it; undefined when the sink could not be revisited. */
+  map: SeekzMap | undefined;
+  zeroChunks: number;
+}
+
+/** Memory the writer may hold, for --help and the bench: in-flight chunks in and out, plus zlib state. */
+export function writerMemoryBound(threads: number, chunkSize: number): number {
+  const inFlight = 2 * threads + 2;
+  return inFlight * 2 * chunkSize + threads * 512 * 1024;
+}
+
+interface Piece {
+  kind: RegionKind;
+  uLength: number;
+  bytes: Uint8Array[];
+  crc: number;
+}
+
+/**
+ * Writes one gzip member in which the `stored` ranges are deflate stored blocks (editable in
+ * place) and everything else is compressed in independent chunks on worker threads. The output
+ * is the same for any thread count: chunk boundaries depend only on the input and the options.
+ */
+export async function partialDeflate(input: SequentialInput, sink: Sink, options: PartialDeflateOptions = {}): Promise<PartialDeflateResult> {
+  const level = options.level ?? DEFAULT_LEVEL;
+  const chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE;
+  const threads = options.threads ?? defaultThreads();
+  if (!Number.isInteger(level) || level < 1 || level > 9) throw fail('BAD_ARGUMENT', `level ${level} must be 1 to 9`);
+  if (!Number.isSafeInteger(chunkSize) || chunkSize < 4096 || chunkSize > 64 * 1024 * 1024) {
+    throw fail('BAD_ARGUMENT', `chunk size ${chunkSize} must be 4 KiB to 64 MiB`);
+  }
+  const storedRanges = planRegions(Number.MAX_SAFE_INTEGER, options.stored ?? []).filter((region) => region.kind === 'stored');
+  if (storedRanges.length > MAX_STORED_RANGES) throw fail('BAD_ARGUMENT', `${storedRanges.length} stored ranges; at most ${MAX_STORED_RANGES}`);
+  if (input.size !== undefined) {
+    for (const range of storedRanges) {
+      if (range.start + range.length > input.size) {
+        throw fail('BAD_ARGUMENT', `stored range [${range.start}, ${range.start + range.length}) runs past the end of the input (${input.size} bytes)`);
+      }
+    }
+  }
+
+  const fillable = sink.writeAt !== undefined;
+  const reserved = fillable ? reserveMapSize(chunkSize, input.size === undefined ? undefined : planRegions(input.size, options.stored ?? [])) : 2;
+  const header = buildGzipHeader({ id: SEEKZ_SUBFIELD_ID, data: emptyMap(reserved) }, level);
+  const mapOffset = header.length - reserved;
+  await sink.write(header);
+
+  const pool = createCompressPool({ level, memLevel: options.memLevel, threads });
+  const zeroBlocks = new Map<number, Uint8Array>();
+  const zeroBuffer = new Uint8Array(chunkSize);
+  const chunkLengths: number[] = [];
+  const window: Promise<Piece>[] = [];
+  const maxInFlight = 2 * pool.threads + 2;
+  let crc = 0;
+  let uWritten = 0;
+  let cWritten = 0;
+  let zeroChunks = 0;
+
+  const flushOne = async () => {
+    const piece = await window.shift()!;
+    let cLength = 0;
+    for (const bytes of piece.bytes) {
+      await sink.write(bytes);
+      cLength += bytes.length;
+    }
+    crc = crc32Combine(crc, piece.crc, piece.uLength);
+    if (piece.kind === 'compressed') chunkLengths.push(cLength);
+    options.onBoundary?.({ kind: piece.kind, uStart: uWritten, uLength: piece.uLength, cStart: cWritten, cLength });
+    uWritten += piece.uLength;
+    cWritten += cLength;
+    options.onProgress?.(uWritten);
+  };
+  const push = async (piece: Promise<Piece>) => {
+    // Without a handler, a rejection that waits in the window would be reported as unhandled.
+    piece.catch(() => {});
+    window.push(piece);
+    if (window.length >= maxInFlight) await flushOne();
+  };
+
+  try {
+    let position = 0;
+    let storedIndex = 0;
+    for (;;) {
+      const stored = storedRanges[storedIndex];
+      if (stored && position >= stored.start) {
+        // Inside a stored range: whole stored blocks, read in large pieces.
+        const end = stored.start + stored.length;
+        const want = Math.min(STORED_PIECE, end - position);
+        const data = await input.read(want);
+        if (data.length === 0) break;
+        await push(Promise.resolve(storedPiece(data)));
+        position += data.length;
+        if (position >= end) storedIndex++;
+        if (data.length < want) break;
+        continue;
+      }
+      const want = Math.min(chunkSize, (stored ? stored.start : Number.MAX_SAFE_INTEGER) - position);
+      const data = await input.read(want);
+      const length = data.length; // read before the buffer moves to a worker thread
+      if (length === 0) break;
+      position += length;
+      if (isAllZero(data, zeroBuffer)) {
+        zeroChunks++;
+        let compressed = zeroBlocks.get(data.length);
+        if (!compressed) zeroBlocks.set(data.length, (compressed = deflateChunk(data, { level, memLevel: options.memLevel })));
+        await push(Promise.resolve({ kind: 'compressed', uLength: data.length, bytes: [compressed], crc: crc32Zeros(data.length) }));
+      } else {
+        await push(pool.compress(data).then(({ compressed, crc: chunkCrc }) => ({ kind: 'compressed', uLength: length, bytes: [compressed], crc: chunkCrc })));
+      }
+      if (length < want) break;
+    }
+    while (window.length > 0) await flushOne();
+  } finally {
+    await pool.close();
+  }
+
+  await sink.write(FINAL_EMPTY_BLOCK);
+  cWritten += FINAL_EMPTY_BLOCK.length;
+  const trailer = new ByteWriter().u32le(crc).u32le(uWritten % 2 ** 32).finish();
+  await sink.write(trailer);
+
+  const regions = planRegions(uWritten, options.stored ?? []);
+  let map: SeekzMap | undefined;
+  if (fillable) {
+    const payload = encodeMap({ chunkSize, totalLength: uWritten, deflateLength: cWritten, regions, chunkLengths }, reserved);
+    await sink.writeAt!(mapOffset, payload);
+    map = decodeMap(payload, cWritten);
+  }
+  return { totalLength: uWritten, compressedLength: header.length + cWritten + trailer.length, crc, headerLength: header.length, map, zeroChunks };
+}
+
+/** Stored blocks for `data`, which starts on a stored-block boundary of its range. */
+function storedPiece(data: Uint8Array): Piece {
+  const bytes: Uint8Array[] = [];
+  for (let at = 0; at < data.length; at += STORED_BLOCK_MAX) {
+    const length = Math.min(STORED_BLOCK_MAX, data.length - at);
+    // BFINAL=0, BTYPE=00, padded to the byte boundary; then LEN and NLEN (RFC 1951 §3.2.4).
+    const blockHeader = new Uint8Array(STORED_BLOCK_HEADER);
+    blockHeader[1] = length & 0xff;
+    blockHeader[2] = length >>> 8;
+    blockHeader[3] = ~length & 0xff;
+    blockHeader[4] = (~length >>> 8) & 0xff;
+    bytes.push(blockHeader, data.subarray(at, at + length));
+  }
+  return { kind: 'stored', uLength: data.length, bytes, crc: crc32(data) };
+}
+
+function isAllZero(data: Uint8Array, zeros: Uint8Array): boolean {
+  return Buffer.from(data.buffer, data.byteOffset, data.length).equals(zeros.subarray(0, data.length));
+}
