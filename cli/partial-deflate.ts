@@ -60,7 +60,7 @@ runCli(async () => {
     input = sequentialFromStream(process.stdin);
   } else {
     source = await fileSource(inPath);
-    input = sequentialFromSource(source);
+    input = sequentialFromSource(source, { freshReads: true });
     for (const text of options.storePartition as string[]) {
       const partition = await findPartition(source, parseInteger(text, 'partition number', 1, 65536));
       stored.push({ start: partition.start, end: partition.start + partition.size });

@@ -164,7 +164,7 @@ export async function partialDeflate(input: SequentialInput, sink: Sink, options
         if (!compressed) zeroBlocks.set(data.length, (compressed = deflateChunk(data, { level, memLevel: options.memLevel })));
         await push(Promise.resolve({ kind: 'compressed', uLength: data.length, bytes: [compressed], crc: crc32Zeros(data.length) }));
       } else {
-        await push(pool.compress(data).then(({ compressed, crc: chunkCrc }) => ({ kind: 'compressed', uLength: length, bytes: [compressed], crc: chunkCrc })));
+        await push(pool.compress(input.freshReads ? data : data.slice()).then(({ compressed, crc: chunkCrc }) => ({ kind: 'compressed', uLength: length, bytes: [compressed], crc: chunkCrc })));
       }
       if (length < want) break;
     }

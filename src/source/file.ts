@@ -1,7 +1,7 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import { clipRead, type Source } from './source.js';
 
-/** A Source over a local file. Reads are positional, so concurrent reads are safe. */
+/** A Source over a local file. Reads are positional, so concurrent reads are safe; each returns a new buffer. */
 export async function fileSource(path: string): Promise<Source & { close(): Promise<void> }> {
   const handle: FileHandle = await open(path, 'r');
   const { size } = await handle.stat();

@@ -8,12 +8,18 @@ export interface SequentialInput {
   /** Total length when known in advance (a file); undefined for a pipe. */
   readonly size: number | undefined;
   read(length: number): Promise<Uint8Array>;
+  /**
+   * True when every read returns a buffer that nobody else holds, so a writer may hand it to a
+   * worker thread (transfer detaches it). A buffer source returns views of the caller's bytes.
+   */
+  readonly freshReads: boolean;
 }
 
-export function sequentialFromSource(source: Source): SequentialInput {
+export function sequentialFromSource(source: Source, options: { freshReads?: boolean } = {}): SequentialInput {
   let position = 0;
   return {
     size: source.size,
+    freshReads: options.freshReads ?? false,
     async read(length) {
       const bytes = await source.read(position, length);
       position += bytes.length;
@@ -28,6 +34,7 @@ export function sequentialFromStream(stream: AsyncIterable<Uint8Array>): Sequent
   let ended = false;
   return {
     size: undefined,
+    freshReads: true,
     async read(length) {
       const out = new Uint8Array(length);
       let filled = 0;
