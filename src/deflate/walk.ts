@@ -7,7 +7,7 @@
  *
  * Memory: one input buffer of about `chunkSize` bytes plus fixed decoding tables (about 60 KiB).
  */
-import { fail } from '../errors.js';
+import { fail, type SeekzError } from '../errors.js';
 import type { Source } from '../source/source.js';
 
 export interface DeflateBlock {
@@ -450,16 +450,16 @@ function readDynamicHeader(r: Reader, tables: DynamicTables, headerBit: number):
   const distanceCount = readBits(r, 5) + 1;
   const codeLengthCount = readBits(r, 4) + 4;
   if (literalCount > MAX_LITERAL_CODES) {
-    throw fail('DEFLATE_BAD_DATA', `HLIT says ${literalCount} literal/length codes; at most ${MAX_LITERAL_CODES} exist`, headerBit);
+    throw badHeader(r, `HLIT says ${literalCount} literal/length codes; at most ${MAX_LITERAL_CODES} exist`, headerBit);
   }
   if (distanceCount > MAX_DISTANCE_CODES) {
-    throw fail('DEFLATE_BAD_DATA', `HDIST says ${distanceCount} distance codes; at most ${MAX_DISTANCE_CODES} exist`, headerBit);
+    throw badHeader(r, `HDIST says ${distanceCount} distance codes; at most ${MAX_DISTANCE_CODES} exist`, headerBit);
   }
   const { lengths, codeLength } = tables;
   lengths.fill(0, 0, 19);
   for (let i = 0; i < codeLengthCount; i++) lengths[CODE_LENGTH_ORDER[i]] = readBits(r, 3);
   const codeLengthProblem = buildTable(lengths, 0, 19, CODE_LENGTH_ENTRIES, codeLength, CODE_LENGTH_ROOT, false);
-  if (codeLengthProblem) throw fail('DEFLATE_BAD_DATA', `code length code is ${codeLengthProblem}`, headerBit);
+  if (codeLengthProblem) throw badHeader(r, `code length code is ${codeLengthProblem}`, headerBit);
 
   const total = literalCount + distanceCount;
   const rootMask = (1 << CODE_LENGTH_ROOT) - 1;
@@ -471,7 +471,7 @@ function readDynamicHeader(r: Reader, tables: DynamicTables, headerBit: number):
     }
     const found = codeLength[r.bitBuf & rootMask];
     if (((found >>> KIND_SHIFT) & 7) !== KIND_LITERAL) {
-      throw fail('DEFLATE_BAD_DATA', 'bit pattern with no code in the code length code', at);
+      throw badHeader(r, 'bit pattern with no code in the code length code', at);
     }
     dropBits(r, found & 15);
     const symbol = found >>> VALUE_SHIFT;
@@ -482,7 +482,7 @@ function readDynamicHeader(r: Reader, tables: DynamicTables, headerBit: number):
     let repeat: number;
     let value = 0;
     if (symbol === 16) {
-      if (i === 0) throw fail('DEFLATE_BAD_DATA', 'code length 16 (repeat previous) with no previous length', at);
+      if (i === 0) throw badHeader(r, 'code length 16 (repeat previous) with no previous length', at);
       value = lengths[i - 1];
       repeat = 3 + readBits(r, 2);
     } else if (symbol === 17) {
@@ -491,18 +491,24 @@ function readDynamicHeader(r: Reader, tables: DynamicTables, headerBit: number):
       repeat = 11 + readBits(r, 7);
     }
     if (i + repeat > total) {
-      throw fail('DEFLATE_BAD_DATA', `code length repeat of ${repeat} runs past the ${total} lengths in the header`, at);
+      throw badHeader(r, `code length repeat of ${repeat} runs past the ${total} lengths in the header`, at);
     }
     lengths.fill(value, i, i + repeat);
     i += repeat;
   }
   checkOverrun(r);
-  if (lengths[256] === 0) throw fail('DEFLATE_BAD_DATA', 'literal/length code has no end-of-block code', headerBit);
+  if (lengths[256] === 0) throw badHeader(r, 'literal/length code has no end-of-block code', headerBit);
   const literalProblem = buildTable(lengths, 0, literalCount, LITERAL_ENTRIES, tables.literal, LITERAL_ROOT, true);
-  if (literalProblem) throw fail('DEFLATE_BAD_DATA', `literal/length code lengths are ${literalProblem}`, headerBit);
+  if (literalProblem) throw badHeader(r, `literal/length code lengths are ${literalProblem}`, headerBit);
   packLiteralRuns(tables.literal);
   const distanceProblem = buildTable(lengths, literalCount, distanceCount, DISTANCE_ENTRIES, tables.distance, DISTANCE_ROOT, true);
-  if (distanceProblem) throw fail('DEFLATE_BAD_DATA', `distance code lengths are ${distanceProblem}`, headerBit);
+  if (distanceProblem) throw badHeader(r, `distance code lengths are ${distanceProblem}`, headerBit);
+}
+
+/** Bad header data, unless the header ran past the end of the source: then it is truncated. */
+function badHeader(r: Reader, what: string, bitOffset: number): SeekzError {
+  checkOverrun(r);
+  return fail('DEFLATE_BAD_DATA', what, bitOffset);
 }
 
 /**
