@@ -5,7 +5,8 @@
  * that other tools wrote. There is no window and no output buffer; the only history kept is the
  * total output so far, which is enough to reject distances that reach before the stream start.
  *
- * Memory: one input buffer of about `chunkSize` bytes plus fixed decoding tables (about 60 KiB).
+ * Memory: one input buffer of about `chunkSize` bytes plus about 50 KiB of decoding tables per
+ * walk. Every loop consumes input bits, so hostile data ends in an error, never in a hang.
  */
 import { fail, type SeekzError } from '../errors.js';
 import type { Source } from '../source/source.js';
@@ -314,8 +315,9 @@ const sortedSymbols = new Uint16Array(288);
 /**
  * Fills `table` for the canonical Huffman code given by `lengths[0..count)` (RFC 1951 3.2.2).
  * Returns null, or what is wrong with the lengths. Like zlib, an incomplete code is accepted
- * only when it is a single code of one bit, and a code with no lengths at all only when
- * `allowEmpty` (a block without distances); their unused patterns decode to KIND_INVALID.
+ * only when it is a single code of one bit, and a code with no lengths at all only for
+ * literal/length and distance codes (a block may have no distances); with `allowIncomplete`
+ * false both are errors. Unused bit patterns decode to KIND_INVALID.
  */
 function buildTable(
   lengths: Uint8Array,

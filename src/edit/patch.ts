@@ -180,7 +180,8 @@ async function applyEdits(
     journal.push({ fileOffset: write.fileOffset, bytes: old });
     crc = crc32Patch(crc, layout.totalLength, write.uStart, old, write.data);
   }
-  const oldTrailer = await source.read(layout.trailerOffset, 8);
+  // The layout checked both trailer fields, so the old trailer is known without reading it again.
+  const oldTrailer = trailerBytes(layout.crc, layout.totalLength);
   const result: PatchResult = {
     bytesWritten: writes.reduce((sum, write) => sum + write.length, 0),
     bytesRead: 0,
@@ -194,13 +195,18 @@ async function applyEdits(
     journal.push({ fileOffset: layout.trailerOffset, bytes: oldTrailer });
     await writeJournal(path, layout.fileSize, journal);
     for (const write of writes) await handle.write(write.data, 0, write.length, write.fileOffset);
-    const trailer = new ByteWriter().u32le(crc).u32le(layout.totalLength % 2 ** 32).finish();
+    const trailer = trailerBytes(crc, layout.totalLength);
     await handle.write(trailer, 0, trailer.length, layout.trailerOffset);
     await handle.sync();
     await removeJournal(path);
   }
   result.bytesRead = source.bytesRead;
   return result;
+}
+
+/** RFC 1952 trailer: CRC32 then ISIZE (length mod 2^32), little-endian. */
+function trailerBytes(crc: number, totalLength: number): Uint8Array {
+  return new ByteWriter().u32le(crc).u32le(totalLength % 2 ** 32).finish();
 }
 
 export { journalPath };
