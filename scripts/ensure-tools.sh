@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Makes sure the real tools that the interoperability tests drive are installed. When any is
+# missing it installs the Debian packages (as root, which these machines are), or else prints the
+# apt-get line and fails: the tests never skip a real tool silently.
+set -euo pipefail
+export PATH="$PATH:/usr/sbin:/sbin"
+
+# command -> Debian package
+declare -A tools=(
+  [gzip]=gzip [pigz]=pigz [xz]=xz-utils [pixz]=pixz [gztool]=gztool [zstd]=zstd [bgzip]=tabix
+  [nbdkit]=nbdkit [nbdinfo]=libnbd-bin [nbdcopy]=libnbd-bin [qemu-img]=qemu-utils [qemu-io]=qemu-utils
+  [sfdisk]=fdisk [sgdisk]=gdisk [mkfs.ext4]=e2fsprogs [debugfs]=e2fsprogs [e2fsck]=e2fsprogs
+  [mkfs.vfat]=dosfstools [mcopy]=mtools [nginx]=nginx [hyperfine]=hyperfine [python3]=python3
+)
+missing=()
+for command in "${!tools[@]}"; do
+  command -v "$command" >/dev/null 2>&1 || missing+=("${tools[$command]}")
+done
+# Debian's Python modules load in /usr/bin/python3, not in a pyenv python3 earlier on PATH.
+/usr/bin/python3 -c 'import indexed_gzip' 2>/dev/null || missing+=(python3-indexed-gzip)
+/usr/bin/python3 -c 'import nbd' 2>/dev/null || missing+=(python3-libnbd)
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+packages=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')
+if [ "$(id -u)" != 0 ]; then
+  echo "seekz tests need these Debian packages: sudo apt-get install -y $packages" >&2
+  exit 1
+fi
+echo "installing Debian packages the tests use: $packages" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# shellcheck disable=SC2086
+apt-get install -y -qq $packages >/dev/null
