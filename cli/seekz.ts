@@ -53,7 +53,7 @@ program
     if (result.recovered === 'rolled-back' && !options.quiet) process.stderr.write(`seekz: rolled back an interrupted edit of ${path} first\n`);
     if (options.verbose && !options.quiet) {
       process.stderr.write(
-        `${path}: wrote ${result.bytesWritten} bytes, read ${formatSize(result.bytesRead)} of the file; ` +
+        `${path}: wrote ${result.bytesWritten} bytes, read ${result.bytesRead} bytes (${formatSize(result.bytesRead)}) of the file; ` +
           `crc32 ${hex32(result.oldCrc)} -> ${hex32(result.newCrc)}\n`,
       );
     }

@@ -1,0 +1,400 @@
+/**
+ * `npm run bench`: measures seekz against the tools people use today, on one generated disk image,
+ * in one run, so that the ratios compare like with like. Absolute times depend on the machine; the
+ * ratios are the result. Each section prints its part and adds to the targets and the JSON report.
+ * Usage: npm run bench -- [--size 2G] [--dir DIR] [--quick] [--repeat N] [--seed N] [--data-fraction F]
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { availableParallelism, cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { defaultThreads } from '../src/deflate/compress-pool.js';
+import { patchGzip } from '../src/edit/patch.js';
+import { DEFAULT_CHUNK_SIZE, writerMemoryBound } from '../src/gzip/partial-deflate.js';
+import { openGzip } from '../src/gzip/reader.js';
+import { fileSource } from '../src/source/file.js';
+import { formatSize, parseSize } from '../src/size.js';
+import { formatTable, measure, median, rssMethod } from './bench-measure.js';
+import { makeDiskImage, planDiskImage, type DiskImagePlan } from './disk-image.js';
+
+const MIB = 2 ** 20;
+const PATCH_SIZE = 4096;
+const PATCH_RUNS = 5;
+
+interface Image {
+  path: string;
+  plan: DiskImagePlan;
+  dataFraction: number;
+  zeroShare: number;
+}
+
+interface Tool {
+  name: string;
+  command: string;
+  args: (input: string, output: string) => string[];
+  /** The tool writes the result to stdout (gzip -c), not to a path of its own. */
+  toStdout: boolean;
+}
+
+interface ToolResult {
+  name: string;
+  walls: number[];
+  /** Median wall seconds. */
+  wall: number;
+  /** Peak RSS in bytes, the highest over the repeats. */
+  rss: number;
+  bytes: number;
+  /** The last output, when the caller asked to keep it. */
+  kept?: string;
+}
+
+interface Target {
+  what: string;
+  goal: string;
+  measured: string;
+  pass: boolean;
+}
+
+interface Bench {
+  dir: string;
+  size: number;
+  seed: number;
+  dataFraction: number;
+  repeat: number;
+  image?: Image;
+  compression?: ToolResult[];
+  targets: Target[];
+  report: Record<string, unknown>;
+  /** Files the run made that are not worth keeping for the next run. */
+  scratch: string[];
+}
+
+const cli = (name: string) => fileURLToPath(new URL(`../cli/${name}.js`, import.meta.url));
+
+const PARTIAL_DEFLATE_STORED: Tool = {
+  name: 'partial-deflate -6 --store-partition 1',
+  command: process.execPath,
+  args: (input, output) => [cli('partial-deflate'), '-6', '-q', '--store-partition', '1', input, output],
+  toStdout: false,
+};
+const PARTIAL_DEFLATE_WHOLE: Tool = {
+  name: 'partial-deflate -6 (nothing stored)',
+  command: process.execPath,
+  args: (input, output) => [cli('partial-deflate'), '-6', '-q', input, output],
+  toStdout: false,
+};
+const GZIP: Tool = { name: 'gzip -6', command: 'gzip', args: (input) => ['-6', '-c', input], toStdout: true };
+const PIGZ: Tool = { name: 'pigz -6 -p2', command: 'pigz', args: (input) => ['-6', '-p2', '-c', input], toStdout: true };
+
+const sections: { name: string; run: (bench: Bench) => Promise<void> }[] = [
+  { name: 'image', run: imageSection },
+  { name: 'gzip', run: gzipSection },
+  { name: 'zeros', run: zerosSection },
+  { name: 'patch', run: patchSection },
+  // Later: xz (pixz, xz -T), index (gztool), serve (NBD/HTTP) sections.
+];
+
+async function main(): Promise<void> {
+  const bench = parseOptions();
+  mkdirSync(bench.dir, { recursive: true });
+  console.log(
+    `seekz bench: ${cpus().length} CPUs (${availableParallelism()} available), Node ${process.version}, ` +
+      `work dir ${bench.dir}, repeat ${bench.repeat} (median wall, highest RSS), RSS from ${rssMethod}`,
+  );
+  bench.report = { date: new Date().toISOString(), node: process.version, cpus: cpus().length, rssMethod, repeat: bench.repeat };
+  try {
+    for (const section of sections) {
+      console.log(`\n== ${section.name}`);
+      await section.run(bench);
+    }
+  } finally {
+    for (const path of bench.scratch) rmSync(path, { force: true });
+  }
+  printTargets(bench.targets);
+  const reportPath = join(bench.dir, 'bench-results.json');
+  writeFileSync(reportPath, `${JSON.stringify({ ...bench.report, targets: bench.targets }, null, 2)}\n`);
+  console.log(`\nresults: ${reportPath}`);
+}
+
+function parseOptions(): Bench {
+  const { values } = parseArgs({
+    options: {
+      size: { type: 'string' },
+      dir: { type: 'string', default: join(tmpdir(), 'seekz-bench') },
+      quick: { type: 'boolean', default: false },
+      repeat: { type: 'string', default: '1' },
+      seed: { type: 'string', default: '1' },
+      'data-fraction': { type: 'string', default: '0.35' },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  if (values.help) {
+    console.log(
+      'usage: npm run bench -- [--size SIZE] [--dir DIR] [--quick] [--repeat N] [--seed N] [--data-fraction F]\n' +
+        '  --size           image size (default 2GiB; --quick: 256MiB); K/M/G are binary\n' +
+        '  --dir            work dir; images are kept there and reused (default $TMPDIR/seekz-bench)\n' +
+        '  --repeat         runs per tool; the report takes the median wall time\n' +
+        '  --data-fraction  share of the root partition that holds data (default 0.35)',
+    );
+    process.exit(0);
+  }
+  const repeat = Number(values.repeat);
+  const seed = Number(values.seed);
+  const dataFraction = Number(values['data-fraction']);
+  if (!Number.isInteger(repeat) || repeat < 1) throw new Error(`bench: --repeat must be a whole number ≥ 1, got '${values.repeat}'`);
+  if (!Number.isInteger(seed) || seed < 0) throw new Error(`bench: --seed must be a whole number ≥ 0, got '${values.seed}'`);
+  if (!(dataFraction > 0 && dataFraction <= 1)) throw new Error(`bench: --data-fraction must be in (0, 1], got '${values['data-fraction']}'`);
+  const size = values.size !== undefined ? parseSize(values.size) : values.quick ? 256 * MIB : 2 * 1024 * MIB;
+  return { dir: values.dir, size, seed, dataFraction, repeat, targets: [], report: {}, scratch: [] };
+}
+
+// ---- image
+
+async function imageSection(bench: Bench): Promise<void> {
+  bench.image = await diskImage(bench, bench.dataFraction);
+  bench.report.image = describeImage(bench.image);
+}
+
+/** Makes the image, or reuses one a previous run made with the same size, seed and data fraction. */
+async function diskImage(bench: Bench, dataFraction: number): Promise<Image> {
+  const size = planDiskImage({ size: bench.size }).size;
+  const path = join(bench.dir, `disk-${size}-seed${bench.seed}-data${dataFraction}.img`);
+  const planPath = `${path}.plan.json`;
+  let plan: DiskImagePlan | undefined;
+  if (existsSync(planPath) && existsSync(path) && statSync(path).size === size) {
+    plan = JSON.parse(readFileSync(planPath, 'utf8')) as DiskImagePlan;
+    console.log(`reusing ${path}`);
+  } else {
+    rmSync(planPath, { force: true });
+    const started = Date.now();
+    plan = await makeDiskImage(path, { size, seed: bench.seed, dataFraction });
+    // Written last, so an interrupted generation is never reused.
+    writeFileSync(planPath, JSON.stringify(plan));
+    console.log(`generated ${path} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  }
+  const image = { path, plan, dataFraction, zeroShare: 1 - plan.dataBytes / plan.size };
+  console.log(
+    `image: ${plan.size} bytes (${formatSize(plan.size)}), data ${plan.dataBytes} bytes (${formatSize(plan.dataBytes)}), ` +
+      `zeros ${percent(image.zeroShare)}; boot partition [${plan.boot.start}, ${plan.boot.start + plan.boot.size}) ${formatSize(plan.boot.size)}`,
+  );
+  return image;
+}
+
+function describeImage(image: Image) {
+  return { path: image.path, dataFraction: image.dataFraction, zeroShare: image.zeroShare, ...image.plan };
+}
+
+// ---- gzip: partial-deflate against gzip and pigz
+
+async function gzipSection(bench: Bench): Promise<void> {
+  const image = bench.image!;
+  const results = await compareTools(bench, image, [PARTIAL_DEFLATE_STORED, PARTIAL_DEFLATE_WHOLE, GZIP, PIGZ], 'gzip', PARTIAL_DEFLATE_STORED);
+  bench.compression = results;
+  const [stored, whole, gzip, pigz] = results as [ToolResult, ToolResult, ToolResult, ToolResult];
+  const ourRss = Math.max(stored.rss, whole.rss);
+  const helpMemory = memoryLineOfHelp();
+  const formulaBytes = 80 * MIB + writerMemoryBound(defaultThreads(), DEFAULT_CHUNK_SIZE);
+
+  const timeVsPigz = stored.wall / pigz.wall;
+  const timeVsGzip = stored.wall / gzip.wall;
+  const sizeVsPigz = whole.bytes / pigz.bytes;
+  console.log(
+    `\npartial-deflate threads: ${defaultThreads()} (default)\n` +
+      `time  partial-deflate (stored run) / pigz -p2: ${timeVsPigz.toFixed(3)}\n` +
+      `time  partial-deflate (stored run) / gzip -6:  ${timeVsGzip.toFixed(3)}\n` +
+      `size  partial-deflate / pigz -p2: ${sizeVsPigz.toFixed(4)}. Method: the same image compressed with nothing stored, so the\n` +
+      `      stored range is left out by not having one; the stored run is ${stored.bytes} bytes ` +
+      `(+${stored.bytes - whole.bytes} bytes for a ${formatSize(image.plan.boot.size)} editable partition)\n` +
+      `peak RSS partial-deflate: ${mib(ourRss)} MiB; --help says: ${helpMemory} (= ${mib(formulaBytes)} MiB by writerMemoryBound)`,
+  );
+  bench.targets.push(
+    { what: 'gzip: time partial-deflate / pigz -p2', goal: '≤ 1.00', measured: timeVsPigz.toFixed(3), pass: timeVsPigz <= 1 },
+    { what: 'gzip: time partial-deflate / gzip -6', goal: '≤ 0.50', measured: timeVsGzip.toFixed(3), pass: timeVsGzip <= 0.5 },
+    { what: 'gzip: size partial-deflate / pigz -p2 (nothing stored)', goal: '≤ 1.01', measured: sizeVsPigz.toFixed(4), pass: sizeVsPigz <= 1.01 },
+    { what: 'gzip: peak RSS of partial-deflate', goal: '≤ 300 MiB', measured: `${mib(ourRss)} MiB`, pass: ourRss <= 300 * MIB },
+  );
+  bench.report.gzip = {
+    image: image.path,
+    tools: results.map(({ kept, ...result }) => result),
+    ratios: { timeVsPigz, timeVsGzip, sizeVsPigz },
+    sizeMethod: 'partial-deflate with nothing stored vs pigz -6 -p2 on the same image',
+    storedRunBytes: stored.bytes,
+    threads: defaultThreads(),
+    memory: { peakRss: ourRss, help: helpMemory, formulaBytes },
+  };
+}
+
+/**
+ * Runs each tool REPEAT times on IMAGE, round-robin so that machine noise spreads evenly, writing
+ * to files next to the image. Checks each output once with `gzip -t`; deletes the outputs except
+ * the last one of KEEP.
+ */
+async function compareTools(bench: Bench, image: Image, tools: Tool[], label: string, keep?: Tool): Promise<ToolResult[]> {
+  const results: ToolResult[] = tools.map((tool) => ({ name: tool.name, walls: [], wall: 0, rss: 0, bytes: 0 }));
+  for (let round = 0; round < bench.repeat; round++) {
+    for (const [index, tool] of tools.entries()) {
+      const result = results[index]!;
+      const output = join(bench.dir, `${label}-${tool.name.replace(/[^a-z0-9]+/gi, '-')}.gz`);
+      rmSync(output, { force: true });
+      const measured = await measure(tool.command, tool.args(image.path, output), tool.toStdout ? { stdout: output } : {});
+      result.walls.push(measured.wall);
+      result.rss = Math.max(result.rss, measured.rss);
+      if (round === 0) {
+        result.bytes = statSync(output).size;
+        if (!gzipTest(output)) throw new Error(`bench: ${tool.name} wrote a corrupt file: gzip -t ${output} failed`);
+      }
+      console.log(`  ${tool.name}: ${measured.wall.toFixed(2)} s, ${mib(measured.rss)} MiB${round === 0 ? ', gzip -t ok' : ''}`);
+      if (tool === keep && round === bench.repeat - 1) {
+        result.kept = output;
+        bench.scratch.push(output);
+      } else {
+        rmSync(output);
+      }
+    }
+  }
+  for (const result of results) result.wall = median(result.walls);
+  console.log(
+    `\n${formatTable(
+      ['tool', 'wall s', 'MiB/s', 'output bytes', 'of input', 'peak RSS MiB'],
+      results.map((result) => [
+        result.name,
+        result.wall.toFixed(2),
+        (image.plan.size / MIB / result.wall).toFixed(1),
+        String(result.bytes),
+        percent(result.bytes / image.plan.size),
+        mib(result.rss),
+      ]),
+    )}`,
+  );
+  return results;
+}
+
+function memoryLineOfHelp(): string {
+  const help = execFileSync(process.execPath, [cli('partial-deflate'), '--help'], { encoding: 'utf8' });
+  const start = help.indexOf('Memory:');
+  if (start < 0) return '(no Memory: line in --help)';
+  const end = help.indexOf('\n\n', start);
+  return help.slice(start, end < 0 ? undefined : end).replace(/\s*\n\s*/g, ' ');
+}
+
+// ---- zeros: the speed-up on images that are mostly sparse
+
+async function zerosSection(bench: Bench): Promise<void> {
+  let image = bench.image!;
+  let stored: ToolResult;
+  let pigz: ToolResult;
+  if (image.zeroShare >= 0.5) {
+    console.log(`the image above is ${percent(image.zeroShare)} zeros (≥ 50 %): reusing its partial-deflate and pigz -p2 runs`);
+    [stored, pigz] = [bench.compression![0]!, bench.compression![3]!];
+  } else {
+    console.log(`the image above is only ${percent(image.zeroShare)} zeros: making a second one with data fraction 0.2`);
+    image = await diskImage(bench, 0.2);
+    [stored, pigz] = (await compareTools(bench, image, [PARTIAL_DEFLATE_STORED, PIGZ], 'zeros')) as [ToolResult, ToolResult];
+  }
+  const speedup = pigz.wall / stored.wall;
+  console.log(`partial-deflate is ${speedup.toFixed(2)}× as fast as pigz -p2 on an image with ${percent(image.zeroShare)} zeros`);
+  bench.targets.push({
+    what: `zeros: speed-up vs pigz -p2 (${percent(image.zeroShare)} zeros)`,
+    goal: '≥ 2.00×',
+    measured: `${speedup.toFixed(2)}×`,
+    pass: speedup >= 2,
+  });
+  bench.report.zeros = { reusedGzipSection: image === bench.image, image: describeImage(image), partialDeflateWall: stored.wall, pigzWall: pigz.wall, speedup };
+}
+
+// ---- patch: a 4 KiB edit inside the stored boot partition
+
+async function patchSection(bench: Bench): Promise<void> {
+  const image = bench.image!;
+  const file = bench.compression![0]!.kept!;
+  const { boot, bootEntryOffset: offset } = image.plan;
+  if (offset + PATCH_SIZE > boot.start + boot.size) throw new Error('bench: the boot partition is too small for the patch');
+  const dataPath = join(bench.dir, 'patch.bin');
+  bench.scratch.push(dataPath);
+  console.log(`patching ${PATCH_SIZE} bytes at offset ${offset} (inside /boot) of ${file} (${formatSize(statSync(file).size)}), ${PATCH_RUNS} times each way`);
+
+  // Node's own start-up is part of every CLI run: measure it, so the CLI number can be read.
+  const nodeStart = median(await repeatRuns(() => measure(process.execPath, ['-e', '']).then((run) => run.wall)));
+  let lastLine = '';
+  const cliWall = median(
+    await repeatRuns(async () => {
+      writeFileSync(dataPath, randomBytes(PATCH_SIZE));
+      const run = await measure(process.execPath, [cli('seekz'), 'patch', file, '--offset', String(offset), '--data', dataPath, '-v']);
+      lastLine = run.stderr.trim();
+      return run.wall;
+    }),
+  );
+  let bytesRead = 0;
+  let lastData = new Uint8Array();
+  const libraryWall = median(
+    await repeatRuns(async () => {
+      lastData = randomBytes(PATCH_SIZE);
+      const started = process.hrtime.bigint();
+      const result = await patchGzip(file, [{ offset, data: lastData }]);
+      const wall = Number(process.hrtime.bigint() - started) / 1e9;
+      if (result.bytesWritten !== PATCH_SIZE) throw new Error(`bench: patchGzip wrote ${result.bytesWritten} bytes, expected ${PATCH_SIZE}`);
+      bytesRead = Math.max(bytesRead, result.bytesRead);
+      return wall;
+    }),
+  );
+  const gzipOk = gzipTest(file);
+  const readBackOk = await readsBack(file, offset, lastData);
+  console.log(
+    `CLI says: ${lastLine}\n` +
+      `seekz patch CLI: ${ms(cliWall)} ms wall (median of ${PATCH_RUNS}; node -e '' alone: ${ms(nodeStart)} ms)\n` +
+      `patchGzip in-process: ${ms(libraryWall)} ms (median of ${PATCH_RUNS}), read ${bytesRead} bytes of the file\n` +
+      `after ${2 * PATCH_RUNS} patches: gzip -t ${gzipOk ? 'ok' : 'FAILED'}, patched bytes read back ${readBackOk ? 'ok' : 'FAILED'}`,
+  );
+  if (!gzipOk || !readBackOk) process.exitCode = 1;
+  const note = `${formatSize(image.plan.size)} image; goal is for 6 GiB`;
+  bench.targets.push(
+    { what: `patch 4 KiB: seekz CLI wall (${note})`, goal: '≤ 50 ms', measured: `${ms(cliWall)} ms`, pass: cliWall <= 0.05 },
+    { what: `patch 4 KiB: patchGzip in-process (${note})`, goal: '≤ 50 ms', measured: `${ms(libraryWall)} ms`, pass: libraryWall <= 0.05 },
+    { what: 'patch 4 KiB: bytes of the file read', goal: '≤ 1 MiB', measured: `${bytesRead} bytes`, pass: bytesRead <= MIB },
+    { what: 'patch: gzip -t and read-back after patches', goal: 'ok', measured: gzipOk && readBackOk ? 'ok' : 'FAILED', pass: gzipOk && readBackOk },
+  );
+  bench.report.patch = { file, offset, size: PATCH_SIZE, runs: PATCH_RUNS, cliWall, nodeStart, libraryWall, bytesRead, gzipOk, readBackOk, cliLine: lastLine };
+}
+
+async function repeatRuns(run: () => Promise<number>): Promise<number[]> {
+  const walls: number[] = [];
+  for (let index = 0; index < PATCH_RUNS; index++) walls.push(await run());
+  return walls;
+}
+
+async function readsBack(file: string, offset: number, expected: Uint8Array): Promise<boolean> {
+  const source = await fileSource(file);
+  try {
+    const actual = await (await openGzip(source)).read(offset, expected.length);
+    return Buffer.from(actual).equals(expected);
+  } finally {
+    await source.close();
+  }
+}
+
+// ---- shared
+
+function gzipTest(path: string): boolean {
+  return spawnSync('gzip', ['-t', path], { stdio: 'ignore' }).status === 0;
+}
+
+function printTargets(targets: Target[]): void {
+  console.log(
+    `\n== targets\n${formatTable(
+      ['target', 'goal', 'measured', ''],
+      targets.map((target) => [target.what, target.goal, target.measured, target.pass ? 'PASS' : 'MISS']),
+    )}`,
+  );
+}
+
+const mib = (bytes: number) => (bytes / MIB).toFixed(1);
+const ms = (seconds: number) => (seconds * 1000).toFixed(1);
+const percent = (share: number) => `${(100 * share).toFixed(1)} %`;
+
+main().catch((error: unknown) => {
+  console.error(error instanceof Error ? error.message : String(error));
+  process.exit(1);
+});
