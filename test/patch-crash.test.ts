@@ -8,11 +8,11 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { appendFileSync, copyFileSync, existsSync, readFileSync, watch, writeFileSync } from 'node:fs';
+import { appendFileSync, copyFileSync, existsSync, readFileSync, utimesSync, watch, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { recoverIfInterrupted, journalPath } from '../src/edit/patch.js';
+import { patchGzip, recoverIfInterrupted, journalPath } from '../src/edit/patch.js';
 import { SeekzError, type ErrorCode } from '../src/errors.js';
 import { cliPath, diskLikeData, requireTool, runCli, tempDir } from './helpers/tools.js';
 
@@ -100,6 +100,25 @@ function startPatch(path: string, offset: number, dataPath: string) {
   return start(process.execPath, [cliPath('seekz'), 'patch', path, '--offset', String(offset), '--data', dataPath]);
 }
 
+/**
+ * Starts the big edit on `path` and calls `onLock` the moment its lock file appears: the first
+ * thing the patcher creates. Watched with inotify (fs.watch), not polled, so the test does not
+ * steal CPU from the patcher it is timing.
+ */
+function startPatchWatchingLock(path: string, onLock: (child: ChildProcess) => void) {
+  const lockName = basename(lockPath(path));
+  let seen = false;
+  let patch: ReturnType<typeof startPatch> | undefined;
+  const watcher = watch(dirname(path), (_event, name) => {
+    if (seen || name !== lockName || !patch) return;
+    seen = true;
+    onLock(patch.child);
+  });
+  patch = startPatch(path, BIG_EDIT.offset, bigEditPath);
+  const exited = patch.exited.finally(() => watcher.close());
+  return { child: patch.child, exited, lockSeen: () => seen };
+}
+
 /** `gzip -t`: exit status and message. */
 async function gzipTest(path: string): Promise<{ code: number | null; stderr: string }> {
   const { code, stderr } = await start('gzip', ['-t', path]).exited;
@@ -185,25 +204,6 @@ beforeAll(async () => {
 
 afterAll(() => dir?.remove());
 
-/**
- * Starts the big edit on `path` and calls `onLock` the moment its lock file appears: the first
- * thing the patcher creates. Watched with inotify (fs.watch), not polled, so the test does not
- * steal CPU from the patcher it is timing.
- */
-function startPatchWatchingLock(path: string, onLock: (child: ChildProcess) => void) {
-  const lockName = basename(lockPath(path));
-  let seen = false;
-  let patch: ReturnType<typeof startPatch> | undefined;
-  const watcher = watch(dirname(path), (_event, name) => {
-    if (seen || name !== lockName || !patch) return;
-    seen = true;
-    onLock(patch.child);
-  });
-  patch = startPatch(path, BIG_EDIT.offset, bigEditPath);
-  const exited = patch.exited.finally(() => watcher.close());
-  return { child: patch.child, exited, lockSeen: () => seen };
-}
-
 describe('SIGKILL at moments spread over a patch', () => {
   it(`leaves all-old or all-new after at least ${KILL_ROUNDS} kills, every time`, async () => {
     const path = file('killed.gz');
@@ -219,10 +219,11 @@ describe('SIGKILL at moments spread over a patch', () => {
       let lockedAt = 0;
       const patch = startPatchWatchingLock(path, () => (lockedAt = performance.now()));
       const exit = await patch.exited;
+      const edit = performance.now() - lockedAt;
       expect(exit.code, exit.stderr).toBe(0);
       expect(patch.lockSeen(), 'the lock file was created').toBe(true);
       expect(await expectConsistent(path, allowed)).toBe('new');
-      return { edit: performance.now() - lockedAt, whole: exit.ms };
+      return { edit, whole: exit.ms };
     };
 
     const counts = { old: 0, new: 0, midEdit: 0, tornTempJournal: 0, finishedBeforeKill: 0, rounds: 0 };
@@ -473,5 +474,62 @@ describe('the lock', () => {
       seen.push(outcome);
     }
     console.log(`patch-crash: concurrent outcomes ${seen.join(', ')}`);
+  });
+});
+
+describe('the lock under contention', () => {
+  it('two edits of the same file in one process queue, and both apply', async () => {
+    const path = file('same-process.gz');
+    copyFileSync(basePath, path);
+    const first: Edit = { offset: 5 * MIB, data: noise(1, 31) };
+    const second: Edit = { offset: 12 * MIB, data: noise(4 * MIB, 32) };
+    const results = await Promise.allSettled([
+      patchGzip(path, [{ offset: first.offset, data: first.data }]),
+      patchGzip(path, [{ offset: second.offset, data: second.data }]),
+    ]);
+    expect(results.map((result) => result.status)).toEqual(['fulfilled', 'fulfilled']);
+    expectNoLeftovers(path);
+    expect(await expectConsistent(path, { [contentSha([first, second])]: 'both' })).toBe('both');
+  });
+
+  it('an empty lock file (left by an older version killed mid-create) is taken over once it is old', async () => {
+    const path = file('empty-lock.gz');
+    copyFileSync(basePath, path);
+    writeFileSync(lockPath(path), '');
+    const past = new Date(Date.now() - 60_000);
+    utimesSync(lockPath(path), past, past);
+    const small: Edit = { offset: 6 * MIB, data: noise(100, 33) };
+    const result = runCli('seekz', ['patch', path, '--offset', String(small.offset), '--data', writeEdit('empty-lock.bin', small)]);
+    expect(result.status, result.stderr).toBe(0);
+    expectNoLeftovers(path);
+  });
+
+  it('contenders for a stale lock: exactly one holds it at a time', async () => {
+    const target = file('stale-race');
+    writeFileSync(target, '');
+    const lockModule = new URL('../src/edit/lock.ts', import.meta.url).href;
+    // Each contender takes the lock, checks for 300 ms that the lock file still names it, releases.
+    const script = `
+      const { acquireLock } = await import(${JSON.stringify(lockModule)});
+      const { readFileSync } = await import('node:fs');
+      try {
+        const release = await acquireLock(${JSON.stringify(target)});
+        let stolen = false;
+        for (let i = 0; i < 30; i++) {
+          await new Promise((r) => setTimeout(r, 10));
+          if (readFileSync(${JSON.stringify(lockPath(target))}, 'utf8').trim() !== String(process.pid)) stolen = true;
+        }
+        await release();
+        console.error(stolen ? 'STOLEN' : 'HELD');
+      } catch (error) { console.error(error.code ?? String(error)); }`;
+    for (let round = 0; round < 5; round++) {
+      writeFileSync(lockPath(target), '999999999\n'); // a pid that does not run
+      const contenders = Array.from({ length: 3 }, () => start(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script]));
+      const outputs = (await Promise.all(contenders.map((contender) => contender.exited))).map((exit) => exit.stderr.trim());
+      expect(outputs.filter((output) => output === 'STOLEN'), outputs.join(' ')).toEqual([]);
+      expect(outputs.filter((output) => output === 'HELD').length, outputs.join(' ')).toBeGreaterThan(0);
+      for (const output of outputs) expect(['HELD', 'PATCH_LOCKED']).toContain(output);
+      expect(existsSync(lockPath(target))).toBe(false);
+    }
   });
 });

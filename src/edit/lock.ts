@@ -1,33 +1,91 @@
-import { open, readFile, unlink } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { link, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { fail } from '../errors.js';
 
+/** Locks this process holds, by path: a second edit of the same file in this process waits its turn. */
+const heldHere = new Map<string, Promise<void>>();
+
 /**
- * An exclusive lock beside the file (`FILE.seekz-lock`, created with O_EXCL and holding the
- * owner's pid), so two patchers never interleave their writes. A lock whose owner no longer
- * runs is stale and taken over.
+ * An exclusive lock beside the file (`FILE.seekz-lock`, holding the owner's pid), so two
+ * patchers never interleave their writes. Within one process, edits of the same file queue.
+ *
+ * The lock file appears already holding the pid (written to a temp file, then hard-linked into
+ * place, which fails if a lock exists), so a kill can never leave an empty lock. A lock whose
+ * owner no longer runs is stale; it is claimed by renaming it away, which only one contender can
+ * do, and put back if it turns out to be live after all.
  */
 export async function acquireLock(path: string): Promise<() => Promise<void>> {
   const lockPath = `${path}.seekz-lock`;
-  for (let attempt = 0; attempt < 3; attempt++) {
-    try {
-      const handle = await open(lockPath, 'wx');
-      await handle.writeFile(`${process.pid}\n`);
-      await handle.close();
-      return async () => {
-        await unlink(lockPath).catch(() => {});
-      };
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-      const owner = Number.parseInt(await readFile(lockPath, 'utf8').catch(() => ''), 10);
-      if (Number.isInteger(owner) && owner > 0 && owner !== process.pid && isRunning(owner)) {
-        throw fail('PATCH_LOCKED', lockPath, owner);
-      }
-      // Stale (its owner died, perhaps killed mid-edit) or unreadable while being written: retake it.
-      if (!Number.isInteger(owner)) await new Promise((resolve) => setTimeout(resolve, 50));
-      else await unlink(lockPath).catch(() => {});
-    }
+  // Queue behind an edit of the same file in this process.
+  while (heldHere.has(lockPath)) await heldHere.get(lockPath);
+  let releaseHere!: () => void;
+  heldHere.set(lockPath, new Promise<void>((resolve) => (releaseHere = resolve)));
+  try {
+    await takeFileLock(lockPath);
+  } catch (error) {
+    heldHere.delete(lockPath);
+    releaseHere();
+    throw error;
   }
-  throw fail('PATCH_LOCKED', lockPath, 0);
+  return async () => {
+    // Remove the lock only while it is still ours.
+    if ((await readOwner(lockPath)) === process.pid) await unlink(lockPath).catch(() => {});
+    heldHere.delete(lockPath);
+    releaseHere();
+  };
+}
+
+async function takeFileLock(lockPath: string): Promise<void> {
+  const mine = `${lockPath}.${process.pid}-${randomBytes(4).toString('hex')}`;
+  await writeFile(mine, `${process.pid}\n`, { mode: 0o644 });
+  try {
+    for (let attempt = 0; attempt < 5; attempt++) {
+      try {
+        await link(mine, lockPath);
+        return;
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      }
+      const owner = await readOwner(lockPath);
+      if (owner !== undefined && owner !== process.pid && isRunning(owner)) throw fail('PATCH_LOCKED', lockPath, owner);
+      if (owner === undefined && !(await olderThan(lockPath, 10_000))) {
+        // An unreadable lock from an older version, or one that vanished just now: look again soon.
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        continue;
+      }
+      await claimStale(lockPath, owner);
+    }
+    const owner = await readOwner(lockPath);
+    throw fail('PATCH_LOCKED', lockPath, owner ?? 0);
+  } finally {
+    await unlink(mine).catch(() => {});
+  }
+}
+
+/** Renames a stale lock away (one contender wins); restores it if it was replaced by a live one meanwhile. */
+async function claimStale(lockPath: string, staleOwner: number | undefined): Promise<void> {
+  const aside = `${lockPath}.stale-${process.pid}-${randomBytes(4).toString('hex')}`;
+  try {
+    await rename(lockPath, aside);
+  } catch {
+    return; // someone else claimed it first; try again from the top
+  }
+  const owner = await readOwner(aside);
+  if (owner !== staleOwner && owner !== undefined && isRunning(owner)) {
+    await link(aside, lockPath).catch(() => {}); // it was a fresh, live lock: put it back
+  }
+  await unlink(aside).catch(() => {});
+}
+
+async function readOwner(lockPath: string): Promise<number | undefined> {
+  const text = await readFile(lockPath, 'utf8').catch(() => '');
+  const pid = Number.parseInt(text, 10);
+  return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+}
+
+async function olderThan(path: string, milliseconds: number): Promise<boolean> {
+  const info = await stat(path).catch(() => undefined);
+  return info === undefined || Date.now() - info.mtimeMs > milliseconds;
 }
 
 function isRunning(pid: number): boolean {
