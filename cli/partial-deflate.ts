@@ -32,8 +32,8 @@ const program = new Command('partial-deflate')
   .addHelpText(
     'after',
     `
-Memory: about 80 MiB + (4 × threads + 4) × chunk size; ${formatSize(80 * 2 ** 20 + writerMemoryBound(defaultThreads(), DEFAULT_CHUNK_SIZE))}
-at the defaults (${defaultThreads()} threads, ${formatSize(DEFAULT_CHUNK_SIZE)} chunks), whatever the input size.
+Memory: at most about 100 MiB + threads × 50 MiB + (4 × threads + 4) × chunk size;
+${formatSize(writerMemoryBound(defaultThreads(), DEFAULT_CHUNK_SIZE))} at the defaults (${defaultThreads()} threads, ${formatSize(DEFAULT_CHUNK_SIZE)} chunks), whatever the input size.
 
 Examples:
   partial-deflate disk.img disk.img.gz 1MiB 513MiB
@@ -60,7 +60,7 @@ runCli(async () => {
     input = sequentialFromStream(process.stdin);
   } else {
     source = await fileSource(inPath);
-    input = sequentialFromSource(source, { freshReads: true });
+    input = sequentialFromSource(source);
     for (const text of options.storePartition as string[]) {
       const partition = await findPartition(source, parseInteger(text, 'partition number', 1, 65536));
       stored.push({ start: partition.start, end: partition.start + partition.size });

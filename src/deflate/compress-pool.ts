@@ -2,13 +2,15 @@ import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { ChunkOptions } from './chunk.js';
-import { ownedBytes } from './chunk.js';
 import type { CompressJob, CompressResult } from './compress-worker.js';
 
 export interface CompressPool {
   readonly threads: number;
-  /** Compresses `data` (ownership moves to the worker) into a sync-flushed chunk, with its CRC-32. */
-  compress(data: Uint8Array): Promise<{ compressed: Uint8Array; crc: number }>;
+  /**
+   * Compresses `data` into a sync-flushed chunk, with its CRC-32. Its buffer moves to a worker
+   * (the caller must own all of it) and comes back as `data`, for reuse.
+   */
+  compress(data: Uint8Array): Promise<CompressOutput>;
   close(): Promise<void>;
 }
 
@@ -28,9 +30,15 @@ export function startWorker(moduleBaseName: string, importMetaUrl: string): Work
   return new Worker(built);
 }
 
+export interface CompressOutput {
+  compressed: Uint8Array;
+  crc: number;
+  data: Uint8Array;
+}
+
 interface Pending {
   job: CompressJob;
-  resolve: (value: { compressed: Uint8Array; crc: number }) => void;
+  resolve: (value: CompressOutput) => void;
   reject: (error: Error) => void;
 }
 
@@ -59,7 +67,7 @@ export function createCompressPool(options: ChunkOptions & { threads?: number })
       busy.delete(worker);
       idle.push(worker);
       if (result.error !== undefined) pending.reject(new Error(`deflate: worker failed: ${result.error}`));
-      else pending.resolve({ compressed: result.compressed!, crc: result.crc! });
+      else pending.resolve({ compressed: result.compressed!, crc: result.crc!, data: result.data });
       dispatch();
     });
     worker.on('error', (error) => {
@@ -76,7 +84,7 @@ export function createCompressPool(options: ChunkOptions & { threads?: number })
     compress(data) {
       if (failure) return Promise.reject(failure);
       return new Promise((resolve, reject) => {
-        queue.push({ job: { id: nextId++, data: ownedBytes(data), options: chunkOptions }, resolve, reject });
+        queue.push({ job: { id: nextId++, data, options: chunkOptions }, resolve, reject });
         dispatch();
       });
     },

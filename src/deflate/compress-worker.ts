@@ -9,6 +9,8 @@ export interface CompressJob {
 }
 export interface CompressResult {
   id: number;
+  /** The input, handed back so the writer can reuse its buffer. */
+  data: Uint8Array;
   compressed?: Uint8Array;
   crc?: number;
   error?: string;
@@ -17,9 +19,9 @@ export interface CompressResult {
 parentPort!.on('message', (job: CompressJob) => {
   try {
     const compressed = ownedBytes(deflateChunk(job.data, job.options));
-    const reply: CompressResult = { id: job.id, compressed, crc: crc32(job.data) };
-    parentPort!.postMessage(reply, [compressed.buffer as ArrayBuffer]);
+    const reply: CompressResult = { id: job.id, data: job.data, compressed, crc: crc32(job.data) };
+    parentPort!.postMessage(reply, [compressed.buffer as ArrayBuffer, job.data.buffer as ArrayBuffer]);
   } catch (error) {
-    parentPort!.postMessage({ id: job.id, error: (error as Error).message } satisfies CompressResult);
+    parentPort!.postMessage({ id: job.id, data: job.data, error: (error as Error).message } satisfies CompressResult, [job.data.buffer as ArrayBuffer]);
   }
 });

@@ -62,10 +62,15 @@ export interface PartialDeflateResult {
   zeroChunks: number;
 }
 
-/** Memory the writer may hold, for --help and the bench: in-flight chunks in and out, plus zlib state. */
+/**
+ * Peak resident memory of a writing process, for --help and the bench: the chunks in flight (in
+ * and out), plus a measured allowance for the Node runtime (about 100 MiB, V8 heap growth
+ * included) and for each worker thread (about 50 MiB: its isolate, zlib state, and output
+ * buffers V8 has not collected yet). Measured: 196–213 MiB with 2 threads on 2 and 6 GiB images.
+ */
 export function writerMemoryBound(threads: number, chunkSize: number): number {
   const inFlight = 2 * threads + 2;
-  return inFlight * 2 * chunkSize + threads * 512 * 1024;
+  return 100 * 2 ** 20 + threads * 50 * 2 ** 20 + inFlight * 2 * chunkSize;
 }
 
 interface Piece {
@@ -136,16 +141,23 @@ export async function partialDeflate(input: SequentialInput, sink: Sink, options
     if (window.length >= maxInFlight) await flushOne();
   };
 
+  // A few chunk buffers go round: read into one, lend it to a worker, get it back. Allocating one
+  // per chunk instead leaves garbage that V8 collects late, and peak memory then grows with input.
+  const spare: Uint8Array[] = [];
+  const takeBuffer = (length: number) => (length === chunkSize && spare.pop()) || new Uint8Array(length);
+  const giveBack = (buffer: Uint8Array) => {
+    if (buffer.buffer.byteLength === chunkSize && spare.length < maxInFlight) spare.push(new Uint8Array(buffer.buffer));
+  };
   try {
     let position = 0;
     let storedIndex = 0;
     for (;;) {
       const stored = storedRanges[storedIndex];
       if (stored && position >= stored.start) {
-        // Inside a stored range: whole stored blocks, read in large pieces.
+        // Inside a stored range: whole stored blocks, read in large pieces (kept until written).
         const end = stored.start + stored.length;
         const want = Math.min(STORED_PIECE, end - position);
-        const data = await input.read(want);
+        const data = await input.read(new Uint8Array(want));
         if (data.length === 0) break;
         await push(Promise.resolve(storedPiece(data)));
         position += data.length;
@@ -154,17 +166,24 @@ export async function partialDeflate(input: SequentialInput, sink: Sink, options
         continue;
       }
       const want = Math.min(chunkSize, (stored ? stored.start : Number.MAX_SAFE_INTEGER) - position);
-      const data = await input.read(want);
+      const buffer = takeBuffer(chunkSize);
+      const data = await input.read(want === chunkSize ? buffer : buffer.subarray(0, want));
       const length = data.length; // read before the buffer moves to a worker thread
       if (length === 0) break;
       position += length;
       if (isAllZero(data, zeroBuffer)) {
         zeroChunks++;
-        let compressed = zeroBlocks.get(data.length);
-        if (!compressed) zeroBlocks.set(data.length, (compressed = deflateChunk(data, { level, memLevel: options.memLevel })));
-        await push(Promise.resolve({ kind: 'compressed', uLength: data.length, bytes: [compressed], crc: crc32Zeros(data.length) }));
+        let compressed = zeroBlocks.get(length);
+        if (!compressed) zeroBlocks.set(length, (compressed = deflateChunk(data, { level, memLevel: options.memLevel })));
+        giveBack(buffer);
+        await push(Promise.resolve({ kind: 'compressed', uLength: length, bytes: [compressed], crc: crc32Zeros(length) }));
       } else {
-        await push(pool.compress(input.freshReads ? data : data.slice()).then(({ compressed, crc: chunkCrc }) => ({ kind: 'compressed', uLength: length, bytes: [compressed], crc: chunkCrc })));
+        await push(
+          pool.compress(data).then(({ compressed, crc: chunkCrc, data: returned }) => {
+            giveBack(returned);
+            return { kind: 'compressed' as const, uLength: length, bytes: [compressed], crc: chunkCrc };
+          }),
+        );
       }
       if (length < want) break;
     }

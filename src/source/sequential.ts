@@ -2,28 +2,30 @@ import type { Source } from './source.js';
 
 /**
  * Front-to-back reading for writers, from a random-access Source or from a stream (stdin).
- * `read(length)` returns exactly `length` bytes in a buffer it owns, fewer only at the end.
+ * `read(into)` fills the caller's buffer, so a writer can recycle a few buffers instead of
+ * allocating one per chunk; it returns the filled part, shorter than `into` only at the end.
  */
 export interface SequentialInput {
   /** Total length when known in advance (a file); undefined for a pipe. */
   readonly size: number | undefined;
-  read(length: number): Promise<Uint8Array>;
-  /**
-   * True when every read returns a buffer that nobody else holds, so a writer may hand it to a
-   * worker thread (transfer detaches it). A buffer source returns views of the caller's bytes.
-   */
-  readonly freshReads: boolean;
+  read(into: Uint8Array): Promise<Uint8Array>;
 }
 
-export function sequentialFromSource(source: Source, options: { freshReads?: boolean } = {}): SequentialInput {
+export function sequentialFromSource(source: Source): SequentialInput {
   let position = 0;
   return {
     size: source.size,
-    freshReads: options.freshReads ?? false,
-    async read(length) {
-      const bytes = await source.read(position, length);
-      position += bytes.length;
-      return bytes;
+    async read(into) {
+      let filled: number;
+      if (source.readInto) {
+        filled = await source.readInto(into, position);
+      } else {
+        const bytes = await source.read(position, into.length);
+        into.set(bytes);
+        filled = bytes.length;
+      }
+      position += filled;
+      return into.subarray(0, filled);
     },
   };
 }
@@ -34,11 +36,9 @@ export function sequentialFromStream(stream: AsyncIterable<Uint8Array>): Sequent
   let ended = false;
   return {
     size: undefined,
-    freshReads: true,
-    async read(length) {
-      const out = new Uint8Array(length);
+    async read(into) {
       let filled = 0;
-      while (filled < length) {
+      while (filled < into.length) {
         if (pending.length === 0) {
           if (ended) break;
           const next = await iterator.next();
@@ -49,12 +49,12 @@ export function sequentialFromStream(stream: AsyncIterable<Uint8Array>): Sequent
           pending = next.value;
           continue;
         }
-        const take = Math.min(pending.length, length - filled);
-        out.set(pending.subarray(0, take), filled);
+        const take = Math.min(pending.length, into.length - filled);
+        into.set(pending.subarray(0, take), filled);
         pending = pending.subarray(take);
         filled += take;
       }
-      return filled === length ? out : out.slice(0, filled);
+      return into.subarray(0, filled);
     },
   };
 }

@@ -10,6 +10,11 @@ export interface Source {
    * only when it reaches `size`.
    */
   read(offset: number, length: number): Promise<Uint8Array>;
+  /**
+   * Fills `into` from `offset` without allocating; returns the bytes filled (fewer only at the
+   * end). Optional: sources that can, such as files, offer it for writers that recycle buffers.
+   */
+  readInto?(into: Uint8Array, offset: number): Promise<number>;
   /** Releases file handles or sockets. Optional: a buffer source has nothing to release. */
   close?(): Promise<void>;
 }
