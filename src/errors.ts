@@ -56,6 +56,23 @@ const messages = {
   DISK_NO_SUCH_PARTITION: (number: number, scheme: string, list: string) =>
     `disk: no partition ${number}; the ${scheme} has ${list}`,
 
+  // xz
+  XZ_BAD_MAGIC: (offset: number) =>
+    `xz: not an xz file: expected the stream header magic fd 37 7a 58 5a 00 at offset ${offset}`,
+  XZ_BAD_FOOTER: (offset: number) =>
+    `xz: no stream footer ('YZ') at offset ${offset}; the file is truncated or has trailing garbage`,
+  XZ_TRUNCATED: (what: string, offset: number) => `xz: file truncated: ${what} at offset ${offset} runs past the end`,
+  XZ_BAD_CRC: (what: string, offset: number) => `xz: ${what} at offset ${offset} fails its CRC32; the file is damaged`,
+  XZ_BAD_INDEX: (what: string, offset: number) => `xz: bad index at offset ${offset}: ${what}`,
+  XZ_BAD_DATA: (what: string, offset: number) => `xz: bad data at offset ${offset}: ${what}`,
+  XZ_UNSUPPORTED: (what: string) => `xz: unsupported: ${what}`,
+  XZ_BLOCK_TOO_LARGE: (block: number, size: number, max: number) =>
+    `xz: block ${block} holds ${size} bytes, more than the ${max}-byte limit for one decode; recompress with seekxz --block-size=16M (or xz --block-size=16777216), or raise --max-block`,
+  XZ_DECODE_FAILED: (block: number, offset: number, why: string) =>
+    `xz: block ${block} at offset ${offset} does not decode: ${why}`,
+  XZ_SIZE_MISMATCH: (block: number, expected: number, found: number) =>
+    `xz: block ${block} decodes to ${found} bytes, the index says ${expected}`,
+
   // in-place edits
   PATCH_LOCKED: (lockPath: string, pid: number) =>
     `patch: another seekz process (pid ${pid}) is editing this file (lock ${lockPath}); wait for it, or remove the lock if that process is gone`,

@@ -4,6 +4,7 @@ import { createCompressPool, defaultThreads } from '../deflate/compress-pool.js'
 import { fail } from '../errors.js';
 import type { SequentialInput } from '../source/sequential.js';
 import { ByteWriter } from '../cursor.js';
+import { orderedWindow } from '../workers/ordered.js';
 import { buildGzipHeader } from './header.js';
 import {
   FINAL_EMPTY_BLOCK,
@@ -113,15 +114,13 @@ export async function partialDeflate(input: SequentialInput, sink: Sink, options
   const zeroBlocks = new Map<number, Uint8Array>();
   const zeroBuffer = new Uint8Array(chunkSize);
   const chunkLengths: number[] = [];
-  const window: Promise<Piece>[] = [];
   const maxInFlight = 2 * pool.threads + 2;
   let crc = 0;
   let uWritten = 0;
   let cWritten = 0;
   let zeroChunks = 0;
 
-  const flushOne = async () => {
-    const piece = await window.shift()!;
+  const window = orderedWindow<Piece>(maxInFlight, async (piece) => {
     let cLength = 0;
     for (const bytes of piece.bytes) {
       await sink.write(bytes);
@@ -133,13 +132,8 @@ export async function partialDeflate(input: SequentialInput, sink: Sink, options
     uWritten += piece.uLength;
     cWritten += cLength;
     options.onProgress?.(uWritten);
-  };
-  const push = async (piece: Promise<Piece>) => {
-    // Without a handler, a rejection that waits in the window would be reported as unhandled.
-    piece.catch(() => {});
-    window.push(piece);
-    if (window.length >= maxInFlight) await flushOne();
-  };
+  });
+  const push = (piece: Promise<Piece>) => window.push(piece);
 
   // A few chunk buffers go round: read into one, lend it to a worker, get it back. Allocating one
   // per chunk instead leaves garbage that V8 collects late, and peak memory then grows with input.
@@ -187,7 +181,7 @@ export async function partialDeflate(input: SequentialInput, sink: Sink, options
       }
       if (length < want) break;
     }
-    while (window.length > 0) await flushOne();
+    await window.drain();
   } finally {
     await pool.close();
   }
