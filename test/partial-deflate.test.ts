@@ -291,7 +291,7 @@ describe('partial-deflate CLI', () => {
 
   it('help states the memory bound', () => {
     const help = runCli('partial-deflate', ['--help']).stdout.toString();
-    expect(help).toMatch(/Memory: about .* chunk size/);
+    expect(help).toMatch(/Memory: at most about .* chunk size;\n.*MiB at the defaults/);
   });
 
   it('file sizes in the map agree with the file on disk', async () => {
