@@ -11,7 +11,7 @@ import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { defaultThreads } from '../src/deflate/compress-pool.js';
+import { defaultThreads } from '../src/workers/pool.js';
 import { patchGzip } from '../src/edit/patch.js';
 import { DEFAULT_CHUNK_SIZE, writerMemoryBound } from '../src/gzip/partial-deflate.js';
 import { openGzip } from '../src/gzip/reader.js';

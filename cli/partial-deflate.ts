@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { Command, Option } from 'commander';
-import { defaultThreads } from '../src/deflate/compress-pool.js';
+import { defaultThreads } from '../src/workers/pool.js';
 import { findPartition } from '../src/disk/partitions.js';
 import { fail } from '../src/errors.js';
 import { DEFAULT_CHUNK_SIZE, DEFAULT_LEVEL, partialDeflate, writerMemoryBound } from '../src/gzip/partial-deflate.js';

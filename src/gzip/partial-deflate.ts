@@ -1,6 +1,6 @@
 import { crc32, crc32Combine, crc32Zeros } from '../crc/crc32.js';
 import { deflateChunk } from '../deflate/chunk.js';
-import { createCompressPool, defaultThreads } from '../deflate/compress-pool.js';
+import { createWorkerPool, defaultThreads } from '../workers/pool.js';
 import { fail } from '../errors.js';
 import type { SequentialInput } from '../source/sequential.js';
 import { ByteWriter } from '../cursor.js';
@@ -110,7 +110,7 @@ export async function partialDeflate(input: SequentialInput, sink: Sink, options
   const mapOffset = header.length - reserved;
   await sink.write(header);
 
-  const pool = createCompressPool({ level, memLevel: options.memLevel, threads });
+  const pool = createWorkerPool(threads);
   const zeroBlocks = new Map<number, Uint8Array>();
   const zeroBuffer = new Uint8Array(chunkSize);
   const chunkLengths: number[] = [];
@@ -173,7 +173,7 @@ export async function partialDeflate(input: SequentialInput, sink: Sink, options
         await push(Promise.resolve({ kind: 'compressed', uLength: length, bytes: [compressed], crc: crc32Zeros(length) }));
       } else {
         await push(
-          pool.compress(data).then(({ compressed, crc: chunkCrc, data: returned }) => {
+          pool.run({ kind: 'deflate', data, level, memLevel: options.memLevel }, [data.buffer as ArrayBuffer]).then(({ compressed, crc: chunkCrc, data: returned }) => {
             giveBack(returned);
             return { kind: 'compressed' as const, uLength: length, bytes: [compressed], crc: chunkCrc };
           }),

@@ -1,0 +1,66 @@
+/**
+ * What worker threads do, as plain functions: each job kind takes a message and returns a reply
+ * plus the buffers to transfer back. The same functions run on the main thread in tests.
+ */
+import { crc32 } from '../crc/crc32.js';
+import { deflateChunk, ownedBytes } from '../deflate/chunk.js';
+
+export interface DeflateJob {
+  kind: 'deflate';
+  data: Uint8Array;
+  level: number;
+  memLevel?: number;
+}
+export interface DeflateReply {
+  compressed: Uint8Array;
+  crc: number;
+  /** The input, handed back so the writer can reuse its buffer. */
+  data: Uint8Array;
+}
+
+export interface XzEncodeJob {
+  kind: 'xz-encode';
+  data: Uint8Array;
+  preset: number;
+  extreme: boolean;
+  checkId: number;
+}
+export interface XzEncodeReply {
+  filterCount: number;
+  filterFlags: Uint8Array;
+  compressed: Uint8Array;
+  check: Uint8Array;
+  data: Uint8Array;
+}
+
+export interface XzDecodeJob {
+  kind: 'xz-decode';
+  /** A complete single-block .xz stream (see xz/block-codec.ts). */
+  stream: Uint8Array;
+  /** For messages: the block's number and file offset. */
+  block: number;
+  offset: number;
+}
+export interface XzDecodeReply {
+  data: Uint8Array;
+}
+
+export type Job = DeflateJob | XzEncodeJob | XzDecodeJob;
+export interface ReplyOf {
+  deflate: DeflateReply;
+  'xz-encode': XzEncodeReply;
+  'xz-decode': XzDecodeReply;
+}
+
+export interface Done<R> {
+  reply: R;
+  transfer: ArrayBuffer[];
+}
+
+export function runDeflate(job: DeflateJob): Done<DeflateReply> {
+  const compressed = ownedBytes(deflateChunk(job.data, { level: job.level, memLevel: job.memLevel }));
+  return {
+    reply: { compressed, crc: crc32(job.data), data: job.data },
+    transfer: [compressed.buffer as ArrayBuffer, job.data.buffer as ArrayBuffer],
+  };
+}
