@@ -5,8 +5,9 @@ import { findPartition } from '../src/disk/partitions.js';
 import { patchGzip, patchGzipFromRegion, recoverIfInterrupted, journalPath, type PatchResult } from '../src/edit/patch.js';
 import { fail, hex32 } from '../src/errors.js';
 import { describeRanges, readGzipLayout } from '../src/gzip/layout.js';
-import { openGzip } from '../src/gzip/reader.js';
-import { createAtomicFile, streamSink, type AtomicFile } from '../src/io/atomic-file.js';
+import { openCompressed, type CompressedSource } from '../src/open.js';
+import { listing } from './xz-listing.js';
+import { createAtomicFile, streamSink } from '../src/io/atomic-file.js';
 import { fileSource } from '../src/source/file.js';
 import type { Source } from '../src/source/source.js';
 import { formatSize, parseRange, parseSize } from '../src/size.js';
@@ -70,37 +71,53 @@ program
   .option('-q, --quiet', 'no progress line')
   .action(async (path: string, options) => {
     if ((options.partition === undefined) === (options.range === undefined)) throw fail('BAD_ARGUMENT', 'give exactly one of --partition N or --range START:END');
-    if (existsSync(journalPath(path))) await recoverIfInterrupted(path);
-    const file = await fileSource(path);
-    const data = await openGzip(file);
-    let output: AtomicFile | undefined;
-    try {
+    await withCompressed(path, async (data) => {
       const { start, end } = options.range !== undefined ? parseRange(options.range) : await partitionRange(data, options.partition);
       if (end > data.size) throw fail('OUT_OF_RANGE', 'range', start, end - start, data.size);
-      output = options.output === '-' ? undefined : await createAtomicFile(options.output, { force: options.force });
-      const sink = output ? output.sink : streamSink(process.stdout);
-      const progress = progressLine(end - start, !options.quiet);
-      const piece = 4 << 20;
-      for (let at = start; at < end; at += piece) {
-        await sink.write(await data.read(at, Math.min(piece, end - at)));
-        progress.update(at + piece - start);
-      }
-      progress.finish();
-      await output?.commit();
-    } catch (error) {
-      await output?.abort();
-      throw error;
-    } finally {
-      await file.close();
-    }
+      await copyOut(data, start, end, options.output, options.force, options.quiet);
+    });
+  });
+
+program
+  .command('read')
+  .description('Read uncompressed bytes at any offset of a .gz or .xz file, decompressing only what holds them.')
+  .argument('<file>')
+  .requiredOption('--offset <n>', 'uncompressed offset')
+  .requiredOption('--length <n>', 'bytes to read')
+  .option('-o, --output <file>', "where to write (default stdout; '-' too)")
+  .option('-f, --force', 'overwrite the output if it exists')
+  .action(async (path: string, options) => {
+    await withCompressed(path, async (data) => {
+      const offset = parseSize(options.offset);
+      const length = parseSize(options.length);
+      if (offset > data.size) throw fail('OUT_OF_RANGE', 'read', offset, length, data.size);
+      await copyOut(data, offset, Math.min(offset + length, data.size), options.output ?? '-', options.force, true);
+    });
+  });
+
+program
+  .command('cat')
+  .description('Write the whole uncompressed data to stdout (like zcat / xzcat).')
+  .argument('<file>')
+  .action(async (path: string) => {
+    await withCompressed(path, (data) => copyOut(data, 0, data.size, '-', false, true));
   });
 
 program
   .command('info')
-  .description('Show what a gzip file says about itself: sizes, checkpoints, editable ranges.')
-  .argument('<file.gz>')
+  .description('Show what a .gz or .xz file says about itself: sizes, blocks or checkpoints, editable ranges.')
+  .argument('<file>')
   .action(async (path: string) => {
     const file = await fileSource(path);
+    const magic = await file.read(0, 2);
+    if (magic[0] === 0xfd) {
+      await file.close();
+      await withCompressed(path, async (data) => {
+        if (data.format !== 'xz') return;
+        process.stdout.write(listing(path, data));
+      });
+      return;
+    }
     try {
       const layout = await readGzipLayout(file, { onWalk: () => process.stderr.write(`seekz: ${path} has no seekz map; walking its deflate stream\n`) });
       const lines = [
@@ -119,6 +136,36 @@ program
     }
   });
 
+async function withCompressed(path: string, work: (data: CompressedSource) => Promise<void>): Promise<void> {
+  if (existsSync(journalPath(path))) await recoverIfInterrupted(path);
+  const data = await openCompressed(await fileSource(path));
+  try {
+    await work(data);
+  } finally {
+    await data.close?.();
+  }
+}
+
+/** Copies [start, end) of `data` to a file or stdout in 4 MiB pieces, with a progress line on a TTY. */
+async function copyOut(data: Source, start: number, end: number, path: string, force: boolean, quiet: boolean): Promise<void> {
+  const output = path === '-' ? undefined : await createAtomicFile(path, { force });
+  const sink = output ? output.sink : streamSink(process.stdout);
+  const progress = progressLine(end - start, !quiet);
+  try {
+    const piece = 4 << 20;
+    for (let at = start; at < end; at += piece) {
+      await sink.write(await data.read(at, Math.min(piece, end - at)));
+      progress.update(Math.min(end, at + piece) - start);
+    }
+    progress.finish();
+    await output?.commit();
+  } catch (error) {
+    progress.finish();
+    await output?.abort();
+    throw error;
+  }
+}
+
 function requireSize(text: string | undefined, flag: string): number {
   if (text === undefined) throw fail('BAD_ARGUMENT', `${flag} is required`);
   return parseSize(text);
@@ -132,7 +179,7 @@ async function partitionRange(data: Source, text: string): Promise<{ start: numb
 async function partitionOf(path: string, text: string): Promise<{ start: number }> {
   const file = await fileSource(path);
   try {
-    return await partitionRange(await openGzip(file), text);
+    return await partitionRange(await openCompressed(file), text);
   } finally {
     await file.close();
   }

@@ -5,6 +5,7 @@ import { fail } from '../errors.js';
 import type { SequentialInput } from '../source/sequential.js';
 import { ByteWriter } from '../cursor.js';
 import { orderedWindow } from '../workers/ordered.js';
+import { isAllZero } from '../zeros.js';
 import { buildGzipHeader } from './header.js';
 import {
   FINAL_EMPTY_BLOCK,
@@ -112,7 +113,6 @@ export async function partialDeflate(input: SequentialInput, sink: Sink, options
 
   const pool = createWorkerPool(threads);
   const zeroBlocks = new Map<number, Uint8Array>();
-  const zeroBuffer = new Uint8Array(chunkSize);
   const chunkLengths: number[] = [];
   const maxInFlight = 2 * pool.threads + 2;
   let crc = 0;
@@ -165,7 +165,7 @@ export async function partialDeflate(input: SequentialInput, sink: Sink, options
       const length = data.length; // read before the buffer moves to a worker thread
       if (length === 0) break;
       position += length;
-      if (isAllZero(data, zeroBuffer)) {
+      if (isAllZero(data)) {
         zeroChunks++;
         let compressed = zeroBlocks.get(length);
         if (!compressed) zeroBlocks.set(length, (compressed = deflateChunk(data, { level, memLevel: options.memLevel })));
@@ -215,8 +215,4 @@ function storedPiece(data: Uint8Array): Piece {
     bytes.push(blockHeader, data.subarray(at, at + length));
   }
   return { kind: 'stored', uLength: data.length, bytes, crc: crc32(data) };
-}
-
-function isAllZero(data: Uint8Array, zeros: Uint8Array): boolean {
-  return Buffer.from(data.buffer, data.byteOffset, data.length).equals(zeros.subarray(0, data.length));
 }

@@ -130,15 +130,23 @@ async function exists(path: string): Promise<boolean> {
 
 /** A sink over a stream such as stdout, with backpressure. It cannot revisit bytes. */
 export function streamSink(stream: NodeJS.WritableStream): Sink {
+  let failure: Error | undefined;
+  stream.on('error', (error: Error) => (failure = error));
   return {
-    write(bytes) {
-      return new Promise((resolve, reject) => {
-        const ok = stream.write(bytes, (error) => (error ? reject(error) : undefined));
-        if (ok) resolve();
-        else {
-          stream.once('drain', () => resolve());
-          stream.once('error', reject);
-        }
+    async write(bytes) {
+      if (failure) throw failure;
+      if (stream.write(bytes)) return;
+      await new Promise<void>((resolve, reject) => {
+        const onDrain = () => {
+          stream.off('error', onError);
+          resolve();
+        };
+        const onError = (error: Error) => {
+          stream.off('drain', onDrain);
+          reject(error);
+        };
+        stream.once('drain', onDrain);
+        stream.once('error', onError);
       });
     },
   };

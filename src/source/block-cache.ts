@@ -1,0 +1,61 @@
+/**
+ * An LRU cache of decoded blocks, bounded in bytes. Concurrent requests for a block that is
+ * being decoded share the one decode. Failed decodes are not cached.
+ */
+export interface BlockCache {
+  get(key: number, load: () => Promise<Uint8Array>): Promise<Uint8Array>;
+  readonly bytes: number;
+  readonly capacity: number;
+  /** Decodes started, for tests and the bench: a warm read starts none. */
+  readonly loads: number;
+}
+
+export function createBlockCache(capacity: number): BlockCache {
+  const ready = new Map<number, Uint8Array>(); // insertion order = recency
+  const loading = new Map<number, Promise<Uint8Array>>();
+  let bytes = 0;
+  let loads = 0;
+  const evict = () => {
+    // Keep at least the newest block, even if it alone exceeds the capacity.
+    while (bytes > capacity && ready.size > 1) {
+      const [oldest, data] = ready.entries().next().value as [number, Uint8Array];
+      ready.delete(oldest);
+      bytes -= data.length;
+    }
+  };
+  return {
+    get bytes() {
+      return bytes;
+    },
+    capacity,
+    get loads() {
+      return loads;
+    },
+    get(key, load) {
+      const hit = ready.get(key);
+      if (hit) {
+        ready.delete(key);
+        ready.set(key, hit);
+        return Promise.resolve(hit);
+      }
+      const inFlight = loading.get(key);
+      if (inFlight) return inFlight;
+      loads++;
+      const promise = load().then(
+        (data) => {
+          loading.delete(key);
+          ready.set(key, data);
+          bytes += data.length;
+          evict();
+          return data;
+        },
+        (error: unknown) => {
+          loading.delete(key);
+          throw error;
+        },
+      );
+      loading.set(key, promise);
+      return promise;
+    },
+  };
+}

@@ -1,0 +1,194 @@
+import { fail } from '../errors.js';
+import { createBlockCache, type BlockCache } from '../source/block-cache.js';
+import { clipRead, type Source } from '../source/source.js';
+import { createWorkerPool, type WorkerPool } from '../workers/pool.js';
+import { singleBlockStream } from './block-codec.js';
+import {
+  FOOTER_MAGIC,
+  STREAM_FOOTER_SIZE,
+  STREAM_HEADER_SIZE,
+  checkSize,
+  padding4,
+  parseIndex,
+  parseStreamFooter,
+  parseStreamHeader,
+} from './format.js';
+
+export interface XzBlock {
+  number: number; // 1-based across the file, as xz --list counts
+  stream: number; // 1-based
+  uStart: number;
+  uSize: number;
+  /** File offset of the block header. */
+  offset: number;
+  unpaddedSize: number;
+  /** Bytes in the file: unpadded size plus block padding. */
+  totalSize: number;
+  checkId: number;
+}
+
+export interface XzStream {
+  number: number;
+  offset: number;
+  size: number; // header through footer
+  padding: number; // stream padding after it
+  checkId: number;
+  blocks: number;
+}
+
+export interface XzSource extends Source {
+  readonly blocks: XzBlock[];
+  readonly streams: XzStream[];
+  readonly fileSize: number;
+  readonly cache: BlockCache;
+  /** Index of the block holding uncompressed `offset` (binary search). */
+  locate(offset: number): number;
+  /** The decoded bytes of one block (cached). */
+  readBlock(index: number): Promise<Uint8Array>;
+  /** The decoded bytes of one block, bypassing the cache: for sequential passes. */
+  decodeBlock(index: number): Promise<Uint8Array>;
+  close(): Promise<void>;
+}
+
+export interface XzReaderOptions {
+  /** Bytes of decoded blocks to keep. Default 128 MiB (8 blocks of 16 MiB). */
+  cacheSize?: number;
+  /** Largest block to decode in one piece. Default 512 MiB. */
+  maxBlock?: number;
+  /** Decoder threads; blocks decode off the main thread. Default 2. */
+  threads?: number;
+  /** Share a pool instead of starting one (it is then not closed by close()). */
+  pool?: WorkerPool;
+}
+
+export const DEFAULT_CACHE_SIZE = 128 * 2 ** 20;
+export const DEFAULT_MAX_BLOCK = 512 * 2 ** 20;
+
+/**
+ * Reads the layout of an .xz file from its end: each stream's footer, then its index, then its
+ * header, walking backwards over stream padding, so that any byte can be found by binary search
+ * and one block decode. Reads: 12 + index + 12 bytes per stream, and nothing of the blocks.
+ */
+export async function readXzLayout(source: Source): Promise<{ blocks: XzBlock[]; streams: XzStream[] }> {
+  const streams: Omit<XzStream, 'number'>[] = [];
+  const streamBlocks: Omit<XzBlock, 'number' | 'stream' | 'uStart'>[][] = [];
+  let end = source.size;
+  if (end % 4 !== 0) throw fail('XZ_BAD_DATA', `file size ${end} is not a multiple of four, so the file is truncated or has trailing garbage`, end);
+  if (end === 0) throw fail('XZ_TRUNCATED', 'stream header', 0);
+  while (end > 0) {
+    // Stream padding: zero bytes in groups of four before a footer (§2.2).
+    let padding = 0;
+    for (;;) {
+      const window = Math.min(end, 4096);
+      const tail = await source.read(end - window, window);
+      let zeros = 0;
+      while (zeros < tail.length && tail[tail.length - 1 - zeros] === 0) zeros++;
+      const whole = zeros - (zeros % 4);
+      padding += whole;
+      end -= whole;
+      if (whole < window || end === 0) break;
+    }
+    if (end === 0) throw fail('XZ_BAD_DATA', 'the file holds only stream padding', 0);
+    if (end < STREAM_HEADER_SIZE + STREAM_FOOTER_SIZE) throw fail('XZ_TRUNCATED', 'stream', 0);
+    const footerAt = end - STREAM_FOOTER_SIZE;
+    const footerBytes = await source.read(footerAt, STREAM_FOOTER_SIZE);
+    if (footerBytes[10] !== FOOTER_MAGIC[0] || footerBytes[11] !== FOOTER_MAGIC[1]) throw fail('XZ_BAD_FOOTER', footerAt);
+    const footer = parseStreamFooter(footerBytes, footerAt);
+    const indexAt = footerAt - footer.indexSize;
+    if (indexAt < STREAM_HEADER_SIZE) throw fail('XZ_BAD_INDEX', `the footer claims an index of ${footer.indexSize} bytes, more than the file holds before it`, footerAt);
+    const records = parseIndex(await source.read(indexAt, footer.indexSize), indexAt);
+    let blocksSize = 0;
+    for (const record of records) blocksSize += record.unpaddedSize + padding4(record.unpaddedSize);
+    const streamAt = indexAt - blocksSize - STREAM_HEADER_SIZE;
+    if (streamAt < 0) throw fail('XZ_BAD_INDEX', `its blocks would take ${blocksSize} bytes, more than the ${indexAt} bytes before it`, indexAt);
+    const header = parseStreamHeader(await source.read(streamAt, STREAM_HEADER_SIZE), streamAt);
+    if (header.checkId !== footer.checkId) throw fail('XZ_BAD_DATA', `stream header says check ${header.checkId}, footer says ${footer.checkId}`, streamAt);
+    const size = checkSize(header.checkId);
+    let offset = streamAt + STREAM_HEADER_SIZE;
+    streamBlocks.unshift(
+      records.map((record) => {
+        if (record.unpaddedSize < size + 1 + 8) throw fail('XZ_BAD_INDEX', `a record's unpadded size ${record.unpaddedSize} is too small`, indexAt);
+        const block = { offset, unpaddedSize: record.unpaddedSize, totalSize: record.unpaddedSize + padding4(record.unpaddedSize), checkId: header.checkId, uSize: record.uncompressedSize };
+        offset += block.totalSize;
+        return block;
+      }),
+    );
+    streams.unshift({ offset: streamAt, size: end - streamAt, padding, checkId: header.checkId, blocks: records.length });
+    end = streamAt;
+  }
+  const blocks: XzBlock[] = [];
+  let uStart = 0;
+  streamBlocks.forEach((list, streamIndex) => {
+    for (const block of list) {
+      if (!Number.isSafeInteger(uStart + block.uSize)) throw fail('XZ_BAD_INDEX', 'uncompressed sizes add up to more than 2^53', block.offset);
+      blocks.push({ ...block, number: blocks.length + 1, stream: streamIndex + 1, uStart });
+      uStart += block.uSize;
+    }
+  });
+  return { blocks, streams: streams.map((stream, index) => ({ ...stream, number: index + 1 })) };
+}
+
+/** Opens an .xz file (any: multi-stream, padded, with or without sizes in block headers) as a Source. */
+export async function openXz(source: Source, options: XzReaderOptions = {}): Promise<XzSource> {
+  const { blocks, streams } = await readXzLayout(source);
+  const maxBlock = options.maxBlock ?? DEFAULT_MAX_BLOCK;
+  const cache = createBlockCache(options.cacheSize ?? DEFAULT_CACHE_SIZE);
+  let pool = options.pool;
+  const ownPool = !pool;
+  const size = blocks.length > 0 ? blocks[blocks.length - 1]!.uStart + blocks[blocks.length - 1]!.uSize : 0;
+
+  const locate = (offset: number) => {
+    let low = 0;
+    let high = blocks.length - 1;
+    while (low < high) {
+      const middle = (low + high + 1) >>> 1;
+      if (blocks[middle]!.uStart <= offset) low = middle;
+      else high = middle - 1;
+    }
+    return low;
+  };
+
+  const decode = async (block: XzBlock): Promise<Uint8Array> => {
+    if (block.uSize > maxBlock) throw fail('XZ_BLOCK_TOO_LARGE', block.number, block.uSize, maxBlock);
+    const bytes = await source.read(block.offset, block.totalSize);
+    if (bytes.length !== block.totalSize) throw fail('XZ_TRUNCATED', `block ${block.number}`, block.offset);
+    const stream = singleBlockStream(block.checkId, bytes, block.unpaddedSize, block.uSize);
+    pool ??= createWorkerPool(options.threads ?? 2);
+    const { data } = await pool.run({ kind: 'xz-decode', stream, block: block.number, offset: block.offset }, [stream.buffer as ArrayBuffer]);
+    if (data.length !== block.uSize) throw fail('XZ_SIZE_MISMATCH', block.number, block.uSize, data.length);
+    return data;
+  };
+
+  const readBlock = (index: number) => cache.get(index, () => decode(blocks[index]!));
+
+  return {
+    size,
+    blocks,
+    streams,
+    fileSize: source.size,
+    cache,
+    locate,
+    readBlock,
+    decodeBlock: (index) => decode(blocks[index]!),
+    async read(offset, length) {
+      const count = clipRead(size, offset, length);
+      const out = new Uint8Array(count);
+      const first = count > 0 ? locate(offset) : 0;
+      const pieces: Promise<void>[] = [];
+      for (let index = first, done = 0; done < count; index++) {
+        const block = blocks[index]!;
+        const within = offset + done - block.uStart;
+        const take = Math.min(count - done, block.uSize - within);
+        const at = done;
+        if (take > 0) pieces.push(readBlock(index).then((data) => out.set(data.subarray(within, within + take), at)));
+        done += take;
+      }
+      await Promise.all(pieces);
+      return out;
+    },
+    async close() {
+      if (ownPool && pool) await pool.close();
+      await source.close?.();
+    },
+  };
+}

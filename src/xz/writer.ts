@@ -1,0 +1,128 @@
+import { fail } from '../errors.js';
+import type { Sink } from '../gzip/partial-deflate.js';
+import type { SequentialInput } from '../source/sequential.js';
+import type { XzEncodeReply } from '../workers/jobs.js';
+import { orderedWindow } from '../workers/ordered.js';
+import { isAllZero } from '../zeros.js';
+import { createWorkerPool, defaultThreads } from '../workers/pool.js';
+import { buildBlockHeader, buildIndex, buildStreamFooter, buildStreamHeader, CHECK_IDS, padding4, type CheckName, type IndexRecord } from './format.js';
+
+export const DEFAULT_BLOCK_SIZE = 16 * 2 ** 20;
+export const DEFAULT_PRESET = 6;
+
+export interface XzWriterOptions {
+  blockSize?: number;
+  preset?: number;
+  extreme?: boolean;
+  check?: CheckName;
+  threads?: number;
+  /** Called as each block is written: the same record the index gets. */
+  onBlock?: (block: IndexRecord & { offset: number }) => void;
+  onProgress?: (done: number) => void;
+}
+
+interface AssembledBlock {
+  parts: Uint8Array[]; // header, compressed data, padding, check
+  uncompressed: number;
+  unpadded: number;
+}
+
+export interface XzWriterResult {
+  records: IndexRecord[];
+  uncompressedSize: number;
+  compressedSize: number;
+  zeroBlocks: number;
+}
+
+/**
+ * liblzma's encoder memory per thread at each preset (xz --info-memory / the xz man page), plus
+ * the block in, the block out, and one more in flight: what `--help` states.
+ */
+const ENCODER_MIB = [2, 4, 7, 12, 24, 94, 94, 186, 370, 674];
+export function xzWriterMemoryBound(threads: number, blockSize: number, preset: number): number {
+  return 64 * 2 ** 20 + threads * (ENCODER_MIB[preset]! * 2 ** 20 + 3 * blockSize);
+}
+
+/**
+ * Writes one .xz stream cut into blocks of exactly `blockSize` bytes (the last may be shorter),
+ * each block header recording its compressed and uncompressed size. Blocks are encoded on worker
+ * threads and written in order, so the output is the same for any thread count. All-zero blocks
+ * are encoded once and the same bytes reused.
+ */
+export async function writeXz(input: SequentialInput, sink: Sink, options: XzWriterOptions = {}): Promise<XzWriterResult> {
+  const blockSize = options.blockSize ?? DEFAULT_BLOCK_SIZE;
+  const preset = options.preset ?? DEFAULT_PRESET;
+  const checkId = CHECK_IDS[options.check ?? 'crc64'];
+  if (!Number.isSafeInteger(blockSize) || blockSize < 4096 || blockSize > 2 ** 32) {
+    throw fail('BAD_ARGUMENT', `block size ${blockSize} must be 4 KiB to 4 GiB`);
+  }
+  if (!Number.isInteger(preset) || preset < 0 || preset > 9) throw fail('BAD_ARGUMENT', `preset ${preset} must be 0 to 9`);
+  if (checkId === undefined) throw fail('BAD_ARGUMENT', `check '${options.check}' must be crc32, crc64, sha256 or none`);
+
+  const pool = createWorkerPool(options.threads ?? defaultThreads());
+  const records: IndexRecord[] = [];
+  let compressedSize = 0;
+  let uncompressedSize = 0;
+  let zeroBlocks = 0;
+  const write = async (bytes: Uint8Array) => {
+    await sink.write(bytes);
+    compressedSize += bytes.length;
+  };
+
+  // One buffer per block in flight: read into it, lend it to a worker, get it back.
+  const maxInFlight = pool.threads + 1;
+  const spare: Uint8Array[] = [];
+  const zeroBlocksByLength = new Map<number, Promise<AssembledBlock>>();
+  const window = orderedWindow<AssembledBlock>(maxInFlight, async (block) => {
+    const offset = compressedSize;
+    for (const part of block.parts) await write(part);
+    const record = { unpaddedSize: block.unpadded, uncompressedSize: block.uncompressed };
+    records.push(record);
+    uncompressedSize += block.uncompressed;
+    options.onBlock?.({ ...record, offset });
+    options.onProgress?.(uncompressedSize);
+  });
+  const assemble = (encoded: XzEncodeReply, length: number): AssembledBlock => {
+    const header = buildBlockHeader(encoded.filterCount, encoded.filterFlags, encoded.compressed.length, length);
+    const parts = [header, encoded.compressed, new Uint8Array(padding4(encoded.compressed.length)), encoded.check];
+    return { parts, uncompressed: length, unpadded: header.length + encoded.compressed.length + encoded.check.length };
+  };
+  const encode = (data: Uint8Array) =>
+    pool.run({ kind: 'xz-encode', data, preset, extreme: options.extreme ?? false, checkId }, [data.buffer as ArrayBuffer]);
+
+  try {
+    await write(buildStreamHeader(checkId));
+    for (;;) {
+      const buffer = spare.pop() ?? new Uint8Array(blockSize);
+      const data = await input.read(buffer);
+      const length = data.length;
+      if (length === 0) break;
+      if (isAllZero(data)) {
+        zeroBlocks++;
+        spare.push(buffer);
+        let block = zeroBlocksByLength.get(length);
+        if (!block) {
+          block = encode(new Uint8Array(length)).then((encoded) => assemble(encoded, length));
+          zeroBlocksByLength.set(length, block);
+        }
+        await window.push(block);
+      } else {
+        await window.push(
+          encode(data).then((encoded) => {
+            spare.push(new Uint8Array(encoded.data.buffer));
+            return assemble(encoded, length);
+          }),
+        );
+      }
+      if (length < blockSize) break;
+    }
+    await window.drain();
+    const index = buildIndex(records);
+    await write(index);
+    await write(buildStreamFooter(checkId, index.length));
+  } finally {
+    await pool.close();
+  }
+  return { records, uncompressedSize, compressedSize, zeroBlocks };
+}
+
