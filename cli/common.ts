@@ -24,6 +24,8 @@ export function runCli(main: () => Promise<void>): void {
         process.exit(error.code === 'BAD_ARGUMENT' || error.code === 'BAD_SIZE' ? 2 : 1);
       }
       const code = (error as NodeJS.ErrnoException).code;
+      // The reader went away (`seekz cat | head`): stop quietly, as zcat and xzcat do.
+      if (code === 'EPIPE') process.exit(141);
       if (code && (error as NodeJS.ErrnoException).syscall) {
         process.stderr.write(`seekz: ${(error as Error).message}\n`);
         process.exit(1);
