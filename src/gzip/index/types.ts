@@ -1,0 +1,35 @@
+/**
+ * An index into any gzip file: access points where inflation can resume (zran.c's idea). Every
+ * index format seekz reads or writes (its own, indexed_gzip's GZIDX, gztool's) converts to this.
+ *
+ * Offsets follow zran.c: a point's deflate block starts `bits` bits before byte `cOffset` of the
+ * file (bits 0–7; with 0 the block starts exactly at `cOffset`). `window` is the up-to-32 KiB of
+ * uncompressed data before the point, which back-references may reach into; it is empty at the
+ * start of a gzip member, and where history was reset (seekz's own chunk boundaries).
+ */
+export const WINDOW_SIZE = 32768;
+
+export interface AccessPoint {
+  /** Uncompressed offset of the first byte the block produces. */
+  uOffset: number;
+  /** File offset of the first full byte of the block (zran's `in`). */
+  cOffset: number;
+  /** How many bits of the byte before `cOffset` belong to the block (zran's `bits`), 0–7. */
+  bits: number;
+  /** The history before the point, at most 32 KiB; length 0 when there is none. */
+  window: Uint8Array;
+}
+
+export interface GzipIndex {
+  /** Size of the gzip file the index was built for: a claim checked when the index is used. */
+  compressedSize: number;
+  uncompressedSize: number;
+  /** Requested distance between points, in uncompressed bytes. */
+  spacing: number;
+  points: AccessPoint[];
+}
+
+/** The bit offset in the file where a point's block header starts. */
+export function pointBit(point: AccessPoint): number {
+  return point.cOffset * 8 - point.bits;
+}
