@@ -1,11 +1,14 @@
 #!/usr/bin/env node
 import { existsSync } from 'node:fs';
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
 import { findPartition } from '../src/disk/partitions.js';
 import { patchGzip, patchGzipFromRegion, recoverIfInterrupted, journalPath, type PatchResult } from '../src/edit/patch.js';
 import { fail, hex32 } from '../src/errors.js';
 import { describeRanges, readGzipLayout } from '../src/gzip/layout.js';
 import { openCompressed, type CompressedSource } from '../src/open.js';
+import { openCompressedFile } from '../src/open-file.js';
+import { buildGzipIndex } from '../src/gzip/index/build.js';
+import { serializeIndex, type IndexFormat } from '../src/gzip/index/formats.js';
 import { listing } from './xz-listing.js';
 import { createAtomicFile, streamSink } from '../src/io/atomic-file.js';
 import { fileSource } from '../src/source/file.js';
@@ -79,6 +82,50 @@ program
   });
 
 program
+  .command('index')
+  .description(
+    'Build an index of access points for any gzip file, so reads start near their offset.\n' +
+      'seekz read/cat/extract/serve find it beside the file. Files written by partial-deflate need none.',
+  )
+  .argument('<file.gz>')
+  .option('--spacing <size>', 'uncompressed bytes between access points', '4MiB')
+  .option('-o, --output <file>', 'index file (default FILE.gz.idx; gztool format: FILE.gzi)')
+  .addOption(new Option('--format <format>', 'seekz (compact), gzidx (indexed_gzip, rapidgzip) or gztool').choices(['seekz', 'gzidx', 'gztool']).default('seekz'))
+  .option('-f, --force', 'overwrite the index if it exists')
+  .option('-q, --quiet', 'no progress line')
+  .option('-v, --verbose', 'print points, sizes and speed')
+  .action(async (path: string, options) => {
+    const format = options.format as IndexFormat;
+    const output = options.output ?? (format === 'gztool' && path.endsWith('.gz') ? `${path.slice(0, -3)}.gzi` : `${path}.idx`);
+    const file = await fileSource(path);
+    const progress = progressLine(file.size, !options.quiet);
+    const started = Date.now();
+    try {
+      const index = await buildGzipIndex(file, { spacing: parseSize(options.spacing), onProgress: progress.update });
+      progress.finish();
+      const bytes = serializeIndex(index, format);
+      const out = await createAtomicFile(output, { force: options.force });
+      try {
+        await out.sink.write(bytes);
+        await out.commit();
+      } catch (error) {
+        await out.abort();
+        throw error;
+      }
+      if (options.verbose && !options.quiet) {
+        const seconds = (Date.now() - started) / 1000;
+        process.stderr.write(
+          `${output}: ${index.points.length} access points over ${formatSize(index.uncompressedSize)}, ` +
+            `${formatSize(bytes.length)} (${format}), ${formatSize(file.size / Math.max(seconds, 1e-3))}/s of compressed input\n`,
+        );
+      }
+    } finally {
+      progress.finish();
+      await file.close();
+    }
+  });
+
+program
   .command('read')
   .description('Read uncompressed bytes at any offset of a .gz or .xz file, decompressing only what holds them.')
   .argument('<file>')
@@ -136,9 +183,13 @@ program
     }
   });
 
-async function withCompressed(path: string, work: (data: CompressedSource) => Promise<void>): Promise<void> {
+async function withCompressed(path: string, work: (data: CompressedSource) => Promise<void>, quiet = false): Promise<void> {
   if (existsSync(journalPath(path))) await recoverIfInterrupted(path);
-  const data = await openCompressed(await fileSource(path));
+  const data = await openCompressedFile(path, {
+    onBuildIndex: () => {
+      if (!quiet) process.stderr.write(`seekz: ${path} has no index; building one in memory (one pass; 'seekz index ${path}' keeps one)\n`);
+    },
+  });
   try {
     await work(data);
   } finally {

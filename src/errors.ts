@@ -73,6 +73,14 @@ const messages = {
   XZ_SIZE_MISMATCH: (block: number, expected: number, found: number) =>
     `xz: block ${block} decodes to ${found} bytes, the index says ${expected}`,
 
+  // gzip index files (seekz, indexed_gzip's GZIDX, gztool)
+  INDEX_BAD_MAGIC: (what: string) => `index: not an index file this seekz reads: ${what}`,
+  INDEX_BAD_DATA: (what: string) => `index: ${what}`,
+  INDEX_MISMATCH: (what: string) => `index: the index belongs to another file: ${what}; rebuild it with seekz index`,
+  INDEX_TRUNCATED: (format: string, what: string, offset: number, size: number, fix: string) =>
+    `index: ${format} index truncated: ${what} at offset ${offset} runs past the end of the index (${size} bytes); ${fix}`,
+  INDEX_UNSUPPORTED: (format: string, what: string, fix: string) => `index: unsupported ${format} index: ${what}; ${fix}`,
+
   // in-place edits
   PATCH_LOCKED: (lockPath: string, pid: number) =>
     `patch: another seekz process (pid ${pid}) is editing this file (lock ${lockPath}); wait for it, or remove the lock if that process is gone`,

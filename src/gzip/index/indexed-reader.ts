@@ -1,0 +1,95 @@
+import { constants, inflateRawSync } from 'node:zlib';
+import { fail } from '../../errors.js';
+import { createBlockCache } from '../../source/block-cache.js';
+import { clipRead, type Source } from '../../source/source.js';
+import { primeCompressed } from './prime.js';
+import type { GzipIndex } from './types.js';
+
+/** Decoded spans kept: 8 spans of the default 4 MiB spacing. */
+const DEFAULT_CACHE_SIZE = 32 * 2 ** 20;
+
+export interface IndexedGzipSource extends Source {
+  readonly index: GzipIndex;
+  /** Inflations started, for tests: a warm read starts none. */
+  readonly decodes: number;
+}
+
+/**
+ * Random reads from any gzip file through an index: find the last access point at or before the
+ * offset, inflate from there with its window, up to the next point, with node:zlib's native
+ * inflate. A point inside a byte gets a preface of empty blocks (prime.ts).
+ */
+export function openIndexedGzip(source: Source, index: GzipIndex, options: { cacheSize?: number } = {}): IndexedGzipSource {
+  if (index.compressedSize !== source.size) {
+    throw fail('INDEX_MISMATCH', `it was built for a file of ${index.compressedSize} bytes, this one has ${source.size}`);
+  }
+  const points = index.points;
+  const size = index.uncompressedSize;
+  const cache = createBlockCache(options.cacheSize ?? DEFAULT_CACHE_SIZE);
+
+  const locate = (offset: number) => {
+    let low = 0;
+    let high = points.length - 1;
+    while (low < high) {
+      const middle = (low + high + 1) >>> 1;
+      if (points[middle]!.uOffset <= offset) low = middle;
+      else high = middle - 1;
+    }
+    return low;
+  };
+
+  /** Everything point `number` decodes to, up to the next point (or the end of the data). */
+  const span = (number: number): Promise<Uint8Array> =>
+    cache.get(number, async () => {
+      const point = points[number]!;
+      const next = points[number + 1];
+      const uEnd = next ? next.uOffset : size;
+      // From the byte holding the block's first bit to the byte holding the next point's first bit.
+      const first = point.bits > 0 ? point.cOffset - 1 : point.cOffset;
+      const last = next ? next.cOffset : source.size;
+      let compressed = await source.read(first, last - first);
+      if (point.bits > 0) compressed = primeCompressed(compressed, point.bits);
+      let out: Uint8Array;
+      try {
+        out = inflateRawSync(compressed, {
+          finishFlush: constants.Z_SYNC_FLUSH,
+          dictionary: point.window.length > 0 ? point.window : undefined,
+          maxOutputLength: Math.max(1, uEnd - point.uOffset) + 65536,
+        });
+      } catch (error) {
+        throw fail('INDEX_BAD_DATA', `inflating from access point ${number} (uncompressed ${point.uOffset}, file offset ${point.cOffset}) failed: ${(error as Error).message}; the index does not match this file`);
+      }
+      if (out.length < uEnd - point.uOffset) {
+        throw fail('INDEX_BAD_DATA', `access point ${number} gives ${out.length} bytes before the next point, the index expects ${uEnd - point.uOffset}; the index does not match this file`);
+      }
+      return out.subarray(0, uEnd - point.uOffset);
+    });
+
+  return {
+    size,
+    index,
+    get decodes() {
+      return cache.loads;
+    },
+    async read(offset, length) {
+      const count = clipRead(size, offset, length);
+      const out = new Uint8Array(count);
+      let done = 0;
+      let number = count > 0 ? locate(offset) : 0;
+      while (done < count) {
+        const point = points[number]!;
+        const bytes = await span(number);
+        const within = offset + done - point.uOffset;
+        const take = Math.min(count - done, bytes.length - within);
+        if (take > 0) {
+          out.set(bytes.subarray(within, within + take), done);
+          done += take;
+        }
+        number++;
+        if (number >= points.length && done < count) throw fail('INDEX_BAD_DATA', `the index ends before uncompressed offset ${offset + done}`);
+      }
+      return out;
+    },
+    close: source.close?.bind(source),
+  };
+}
