@@ -106,7 +106,11 @@ async function indexMember(
     notify();
     return Math.ceil(endBit / 8);
   })();
-  walking.catch(() => notify());
+  let walkError: unknown;
+  walking.catch((error: unknown) => {
+    walkError = error;
+    notify();
+  });
 
   const inflater = createInflateRaw({ chunkSize: 256 * 1024 });
   // Feeds the member's bytes. Where the member ends is known only once the walker is through, and
@@ -137,7 +141,11 @@ async function indexMember(
   try {
     for await (const chunk of inflater as AsyncIterable<Buffer>) {
       const end = produced + chunk.length;
-      while (!walkDone && walked < end) await new Promise<void>((resolve) => (wake = resolve));
+      while (!walkDone && walked < end) {
+        if (walkError) throw walkError;
+        await new Promise<void>((resolve) => (wake = resolve));
+        if (walkError) throw walkError;
+      }
       while (waiting.length > 0 && waiting[0]!.uOffset - uBase <= end) {
         const point = waiting.shift()!;
         const cut = point.uOffset - uBase - produced; // bytes of this chunk before the point
@@ -151,6 +159,7 @@ async function indexMember(
   } catch (error) {
     inflater.destroy();
     await walking.catch(() => {});
+    await feeding.catch(() => {});
     throw (error as { code?: string }).code?.startsWith('Z_') ? fail('DEFLATE_BAD_DATA', (error as Error).message, deflateStart * 8) : error;
   }
   const deflateEnd = await walking;

@@ -47,7 +47,7 @@ export function parseGzidx(bytes: Uint8Array): GzipIndex {
 
   const magic = bytes.subarray(0, GZIDX_MAGIC.length);
   if (magic.length < GZIDX_MAGIC.length || !magic.every((byte, at) => byte === GZIDX_MAGIC[at])) {
-    throw fail('INDEX_BAD_MAGIC', `an indexed_gzip index starts with 'GZIDX' (${hexBytes(GZIDX_MAGIC)}), found ${hexBytes(magic) || 'an empty file'}`);
+    throw fail('INDEX_BAD_MAGIC', `an indexed_gzip index starts with 'GZIDX' (${hexBytes(GZIDX_MAGIC)}), found ${hexBytes(magic) || 'an empty file'}; give the file that indexed_gzip's export_index wrote`);
   }
   reader.offset = GZIDX_MAGIC.length;
   const version = reader.u8('version'); // 5

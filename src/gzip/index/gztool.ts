@@ -52,7 +52,7 @@ export function parseGztoolIndex(bytes: Uint8Array): GzipIndex {
   const magic = new TextDecoder('latin1').decode(head.subarray(MAGIC_AT));
   const zeroPrefix = head.length === MAGIC_END && head.subarray(0, MAGIC_AT).every((byte) => byte === 0);
   if (!zeroPrefix || (magic !== GZTOOL_MAGIC_V0 && magic !== GZTOOL_MAGIC_V1)) {
-    throw fail('INDEX_BAD_MAGIC', `a gztool index starts with 8 zero bytes and 'gzipindx' or 'gzipindX', found ${hexBytes(head) || 'an empty file'}`);
+    throw fail('INDEX_BAD_MAGIC', `a gztool index starts with 8 zero bytes and 'gzipindx' or 'gzipindX', found ${hexBytes(head) || 'an empty file'}; give the .gzi file that gztool -i wrote`);
   }
   const version = magic === GZTOOL_MAGIC_V1 ? 1 : 0;
   reader.offset = MAGIC_END;
@@ -108,7 +108,8 @@ export function parseGztoolIndex(bytes: Uint8Array): GzipIndex {
     }
     uncompressedSize = reader.u64('uncompressed size', bad);
     const last = points[points.length - 1];
-    if (last && last.uOffset > uncompressedSize) {
+    // 0 is how gztool says it never learned the size; anything else must cover every point.
+    if (last && uncompressedSize > 0 && last.uOffset > uncompressedSize) {
       throw bad(bodyEnd, `the uncompressed size is ${uncompressedSize}, but point ${points.length - 1} is at uncompressed offset ${last.uOffset}`);
     }
   }
