@@ -10,6 +10,7 @@ import { openCompressedFile } from '../src/open-file.js';
 import { buildGzipIndex } from '../src/gzip/index/build.js';
 import { serializeIndex, type IndexFormat } from '../src/gzip/index/formats.js';
 import { listing } from './xz-listing.js';
+import { addServeCommand } from './serve.js';
 import { createAtomicFile, streamSink } from '../src/io/atomic-file.js';
 import { fileSource } from '../src/source/file.js';
 import type { Source } from '../src/source/source.js';
@@ -250,6 +251,8 @@ async function readStdin(): Promise<Uint8Array> {
   for await (const part of process.stdin) parts.push(part as Buffer);
   return Buffer.concat(parts);
 }
+
+addServeCommand(program, async (url) => (await import('../src/source/http.js')).httpSource(url));
 
 runCli(async () => {
   await program.parseAsync(process.argv);

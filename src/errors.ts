@@ -87,6 +87,24 @@ const messages = {
   PATCH_JOURNAL_BAD: (path: string, what: string) => `patch: journal ${path} is unusable: ${what}`,
   PATCH_JOURNAL_MISMATCH: (path: string, what: string) =>
     `patch: journal ${path} does not belong to this file (${what}); move it aside if the file was replaced on purpose`,
+
+  // http
+  HTTP_BAD_URL: (url: string, why: string) => `http: cannot open '${url}': expected an http:// or https:// url, ${why}`,
+  HTTP_NOT_FOUND: (url: string, status: number) =>
+    `http: ${url} answered ${status} (not found): expected the file; check the url, or whether the file was removed`,
+  HTTP_STATUS: (url: string, range: string, status: string) =>
+    `http: ${url} (${range}) answered ${status}, expected 206 partial content; check the url and that the server lets you read the file`,
+  HTTP_NO_RANGE: (url: string, range: string, length: string) =>
+    `http: ${url} ignores range requests: asked for ${range}, it answered 200 with the whole file (${length}); ` +
+    'the request was dropped unread. download the file and open it locally, or serve it from a server that supports ranges (nginx, apache, s3)',
+  HTTP_CHANGED: (url: string, what: string) =>
+    `http: ${url} changed while it was being read (${what}); no data of the new version was used. open it again to read the new version`,
+  HTTP_FAILED: (url: string, range: string, last: string, attempts: number) =>
+    `http: ${url} (${range}) failed ${attempts} times in a row (${attempts} attempts, with backoff); last: ${last}; the server is down or overloaded, try again later`,
+  HTTP_BAD_RESPONSE: (url: string, range: string, what: string) => `http: ${url} (${range}): bad response: ${what}`,
+  HTTP_TOO_MANY_REDIRECTS: (url: string, max: number) =>
+    `http: ${url} redirected more than ${max} times; expected the file within ${max} redirects; open the final url directly`,
+  HTTP_CLOSED: (url: string) => `http: read of ${url} after close(); open it again`,
 } as const;
 
 export type ErrorCode = keyof typeof messages;

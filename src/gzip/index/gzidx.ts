@@ -4,8 +4,9 @@ import { WINDOW_SIZE, type AccessPoint, type GzipIndex } from './types.js';
 
 /**
  * indexed_gzip's index file (zran_export_index / zran_import_index in its zran.c). Checked
- * against python3-indexed-gzip 1.7.0, which writes version 1. All integers are little-endian
- * (zran.c fwrites its native structs; every platform it ships on is little-endian).
+ * against python3-indexed-gzip 1.7.0, which writes version 1. zran.c fwrites its integers in the
+ * machine's byte order; seekz reads little-endian, what x86 and ARM builds write. (A file from a
+ * big-endian build such as s390x fails the size and count checks below.)
  *
  *   0   5 bytes  magic "GZIDX"
  *   5   u8       version: 0 or 1 (1.7.0 writes 1)
@@ -14,7 +15,8 @@ import { WINDOW_SIZE, type AccessPoint, type GzipIndex } from './types.js';
  *                file of another size
  *   15  u64      uncompressed size, 0 when the index was exported before reaching the end
  *   23  u32      spacing between points (uncompressed bytes)
- *   27  u32      window size W: indexed_gzip refuses less than 32768
+ *   27  u32      window size W: always 32768. indexed_gzip refuses less on import, and zlib
+ *                cannot build with more (IndexedGzipFile(window_size=65536) fails)
  *   31  u32      point count N
  *   35  N points, 18 bytes each in version 1 (17 in version 0):
  *         u64 compressed offset (first full byte, as zran.c), u64 uncompressed offset,
@@ -26,10 +28,9 @@ import { WINDOW_SIZE, type AccessPoint, type GzipIndex } from './types.js';
  * indexed_gzip also writes a last point at the end of the file (compressed offset = file size)
  * that has a window.
  *
- * Windows are the W bytes before the point, zero-filled in front when fewer came before it.
- * parseGzidx keeps at most the last 32 KiB and never more than `uOffset` bytes, so a window is
- * always real data; serializeGzidx fills the front with zeros again, which restores the bytes
- * indexed_gzip wrote.
+ * Windows are the 32 KiB before the point, zero-filled in front when fewer came before it.
+ * parseGzidx keeps at most `uOffset` bytes, so a window is always real data; serializeGzidx fills
+ * the front with zeros again, which restores the bytes indexed_gzip wrote.
  */
 export const GZIDX_MAGIC = Uint8Array.of(0x47, 0x5a, 0x49, 0x44, 0x58); // "GZIDX"
 export const GZIDX_VERSION = 1;
@@ -61,7 +62,7 @@ export function parseGzidx(bytes: Uint8Array): GzipIndex {
   const windowAt = reader.offset;
   const windowSize = reader.u32le('window size'); // 27
   const count = reader.u32le('point count'); // 31
-  if (windowSize < WINDOW_SIZE) throw bad(windowAt, `window size ${windowSize}; expected at least ${WINDOW_SIZE}`);
+  if (windowSize !== WINDOW_SIZE) throw bad(windowAt, `window size ${windowSize}; expected ${WINDOW_SIZE}, the only size indexed_gzip builds with`);
 
   // The count is a claim: the point table alone must fit in what follows before anything is built.
   const pointLength = version === 0 ? POINT_LENGTH_V0 : POINT_LENGTH_V1;
@@ -104,7 +105,7 @@ export function parseGzidx(bytes: Uint8Array): GzipIndex {
   const points: AccessPoint[] = table.map((point, index) => {
     if (!point.hasWindow) return { uOffset: point.uOffset, cOffset: point.cOffset, bits: point.bits, window: new Uint8Array(0) };
     const stored = reader.bytesOf(windowSize, `point ${index} window`);
-    // Deflate reaches back 32 KiB at most, and never before the start of the data.
+    // Deflate never reaches back before the start of the data: the rest is indexed_gzip's padding.
     const keep = Math.min(WINDOW_SIZE, point.uOffset);
     return { uOffset: point.uOffset, cOffset: point.cOffset, bits: point.bits, window: stored.slice(windowSize - keep) };
   });

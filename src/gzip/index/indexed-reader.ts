@@ -20,7 +20,8 @@ export interface IndexedGzipSource extends Source {
  * inflate. A point inside a byte gets a preface of empty blocks (prime.ts).
  */
 export function openIndexedGzip(source: Source, index: GzipIndex, options: { cacheSize?: number } = {}): IndexedGzipSource {
-  if (index.compressedSize !== source.size) {
+  // gztool does not record the file size (0 = unknown); every other index is checked against it.
+  if (index.compressedSize !== 0 && index.compressedSize !== source.size) {
     throw fail('INDEX_MISMATCH', `it was built for a file of ${index.compressedSize} bytes, this one has ${source.size}`);
   }
   const points = index.points;

@@ -1,0 +1,378 @@
+import { createServer, type Server, type Socket } from 'node:net';
+import { SeekzError } from '../errors.js';
+import type { Source } from '../source/source.js';
+import { isAllZero } from '../zeros.js';
+import * as P from './protocol.js';
+
+/** What the server exports: a Source of bytes, and for a writable export a way to write and flush. */
+export interface NbdExport {
+  name: string;
+  source: Source;
+  writable?: {
+    /** Rejects with a SeekzError (GZIP_NOT_EDITABLE) for bytes that cannot change: EPERM. */
+    write(offset: number, data: Uint8Array): Promise<void>;
+    flush(): Promise<void>;
+  };
+}
+
+export interface NbdServerOptions {
+  /** Granule of base:allocation answers: all-zero granules are reported as holes. Default 64 KiB. */
+  statusGranule?: number;
+  /** Requests one connection may have in progress at once. Default 16. */
+  maxInFlight?: number;
+  onClientError?: (error: Error) => void;
+}
+
+/** Buffered exact reads from a socket: `read(n)` resolves with exactly n bytes, or rejects when the peer goes. */
+function socketReader(socket: Socket) {
+  const chunks: Buffer[] = [];
+  let available = 0;
+  let waiter: { count: number; resolve: (bytes: Buffer) => void; reject: (error: Error) => void } | undefined;
+  let closed: Error | undefined;
+  const take = (count: number) => {
+    const all = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+    chunks.length = 0;
+    const out = all.subarray(0, count);
+    if (all.length > count) chunks.push(all.subarray(count));
+    available -= count;
+    return out;
+  };
+  const settle = () => {
+    if (waiter && available >= waiter.count) {
+      const { count, resolve } = waiter;
+      waiter = undefined;
+      resolve(take(count));
+    } else if (waiter && closed) {
+      const { reject } = waiter;
+      waiter = undefined;
+      reject(closed);
+    }
+  };
+  socket.on('data', (chunk: Buffer) => {
+    chunks.push(chunk);
+    available += chunk.length;
+    settle();
+  });
+  socket.on('close', () => {
+    closed = new Error('nbd: client disconnected');
+    settle();
+  });
+  socket.on('error', () => {});
+  return {
+    read(count: number): Promise<Buffer> {
+      if (available >= count) return Promise.resolve(take(count));
+      if (closed) return Promise.reject(closed);
+      return new Promise((resolve, reject) => {
+        waiter = { count, resolve, reject };
+      });
+    },
+  };
+}
+
+function optionReply(option: number, type: number, data: Uint8Array = new Uint8Array(0)): Buffer {
+  const header = Buffer.alloc(20);
+  header.writeBigUInt64BE(P.OPTION_REPLY_MAGIC, 0);
+  header.writeUInt32BE(option, 8);
+  header.writeUInt32BE(type, 12);
+  header.writeUInt32BE(data.length, 16);
+  return Buffer.concat([header, data]);
+}
+
+function structuredChunk(handle: Buffer, flags: number, type: number, payload: Uint8Array): Buffer {
+  const header = Buffer.alloc(20);
+  header.writeUInt32BE(P.STRUCTURED_REPLY_MAGIC, 0);
+  header.writeUInt16BE(flags, 4);
+  header.writeUInt16BE(type, 6);
+  handle.copy(header, 8);
+  header.writeUInt32BE(payload.length, 16);
+  return Buffer.concat([header, payload]);
+}
+
+function simpleReply(handle: Buffer, error: number, data?: Uint8Array): Buffer {
+  const header = Buffer.alloc(16);
+  header.writeUInt32BE(P.SIMPLE_REPLY_MAGIC, 0);
+  header.writeUInt32BE(error, 4);
+  handle.copy(header, 8);
+  return data ? Buffer.concat([header, data]) : header;
+}
+
+/**
+ * A fixed-newstyle NBD server for one export (proto.md): options GO, INFO, LIST, ABORT,
+ * EXPORT_NAME, STRUCTURED_REPLY and the base:allocation meta context; commands READ, WRITE,
+ * FLUSH, DISC and BLOCK_STATUS. Several clients at once; each may pipeline requests.
+ */
+export function createNbdServer(exported: NbdExport, options: NbdServerOptions = {}): Server {
+  const granule = options.statusGranule ?? 64 * 1024;
+  const maxInFlight = options.maxInFlight ?? 16;
+  const size = exported.source.size;
+  const transmissionFlags =
+    P.FLAG_HAS_FLAGS |
+    P.FLAG_SEND_DF |
+    (exported.writable ? P.FLAG_SEND_FLUSH | P.FLAG_SEND_FUA : P.FLAG_READ_ONLY | P.FLAG_CAN_MULTI_CONN);
+
+  const serve = async (socket: Socket) => {
+    socket.setNoDelay(true);
+    const reader = socketReader(socket);
+    const send = (bytes: Uint8Array) => socket.write(bytes);
+    const hello = Buffer.alloc(18);
+    hello.writeBigUInt64BE(P.NBDMAGIC, 0);
+    hello.writeBigUInt64BE(P.IHAVEOPT, 8);
+    hello.writeUInt16BE(P.FLAG_FIXED_NEWSTYLE | P.FLAG_NO_ZEROES, 16);
+    send(hello);
+    const clientFlags = (await reader.read(4)).readUInt32BE(0);
+    const noZeroes = (clientFlags & P.FLAG_C_NO_ZEROES) !== 0;
+    let structured = false;
+    let allocationContext = false;
+
+    const exportInfo = () => {
+      const info = Buffer.alloc(12);
+      info.writeUInt16BE(P.INFO_EXPORT, 0);
+      info.writeBigUInt64BE(BigInt(size), 2);
+      info.writeUInt16BE(transmissionFlags, 10);
+      return info;
+    };
+    const blockSizeInfo = () => {
+      const info = Buffer.alloc(14);
+      info.writeUInt16BE(P.INFO_BLOCK_SIZE, 0);
+      info.writeUInt32BE(1, 2); // minimum
+      info.writeUInt32BE(4096, 6); // preferred
+      info.writeUInt32BE(P.MAX_REQUEST, 10); // maximum
+      return info;
+    };
+
+    // Option haggling.
+    for (;;) {
+      const header = await reader.read(16);
+      if (header.readBigUInt64BE(0) !== P.IHAVEOPT) {
+        socket.destroy();
+        return;
+      }
+      const option = header.readUInt32BE(8);
+      const length = header.readUInt32BE(12);
+      if (length > 65536) {
+        socket.destroy(); // hostile: proto.md lets a server drop such a client
+        return;
+      }
+      const data = await reader.read(length);
+      const nameOf = () => (data.length >= 4 && data.readUInt32BE(0) <= data.length - 4 ? data.subarray(4, 4 + data.readUInt32BE(0)).toString('utf8') : undefined);
+      const known = (name: string | undefined) => name === exported.name || name === '';
+
+      if (option === P.OPT_EXPORT_NAME) {
+        if (!known(data.toString('utf8'))) {
+          socket.destroy();
+          return;
+        }
+        const reply = Buffer.alloc(noZeroes ? 10 : 134);
+        reply.writeBigUInt64BE(BigInt(size), 0);
+        reply.writeUInt16BE(transmissionFlags, 8);
+        send(reply);
+        break;
+      }
+      if (option === P.OPT_ABORT) {
+        send(optionReply(option, P.REP_ACK));
+        socket.end();
+        return;
+      }
+      if (option === P.OPT_LIST) {
+        const name = Buffer.from(exported.name);
+        const payload = Buffer.alloc(4 + name.length);
+        payload.writeUInt32BE(name.length, 0);
+        name.copy(payload, 4);
+        send(optionReply(option, P.REP_SERVER, payload));
+        send(optionReply(option, P.REP_ACK));
+        continue;
+      }
+      if (option === P.OPT_STRUCTURED_REPLY) {
+        structured = length === 0;
+        send(optionReply(option, structured ? P.REP_ACK : P.REP_ERR_INVALID));
+        continue;
+      }
+      if (option === P.OPT_LIST_META_CONTEXT || option === P.OPT_SET_META_CONTEXT) {
+        const queries = parseMetaQueries(data);
+        if (!structured || !queries || !known(queries.name)) {
+          send(optionReply(option, P.REP_ERR_INVALID));
+          continue;
+        }
+        const wanted = queries.queries.length === 0 ? option === P.OPT_LIST_META_CONTEXT : queries.queries.some((query) => query === P.BASE_ALLOCATION || query === 'base:');
+        if (option === P.OPT_SET_META_CONTEXT) allocationContext = wanted;
+        if (wanted) {
+          const name = Buffer.from(P.BASE_ALLOCATION);
+          const payload = Buffer.alloc(4 + name.length);
+          payload.writeUInt32BE(0, 0); // context id 0
+          name.copy(payload, 4);
+          send(optionReply(option, P.REP_META_CONTEXT, payload));
+        }
+        send(optionReply(option, P.REP_ACK));
+        continue;
+      }
+      if (option === P.OPT_INFO || option === P.OPT_GO) {
+        if (!known(nameOf())) {
+          send(optionReply(option, P.REP_ERR_UNKNOWN, Buffer.from(`no export named '${nameOf()}'; this server exports '${exported.name}'`)));
+          continue;
+        }
+        send(optionReply(option, P.REP_INFO, exportInfo()));
+        send(optionReply(option, P.REP_INFO, blockSizeInfo()));
+        send(optionReply(option, P.REP_ACK));
+        if (option === P.OPT_GO) break;
+        continue;
+      }
+      send(optionReply(option, P.REP_ERR_UNSUP));
+    }
+
+    // Transmission.
+    let inFlight = 0;
+    let slotFree: (() => void) | undefined;
+    const finished = () => {
+      inFlight--;
+      slotFree?.();
+      slotFree = undefined;
+    };
+    const replyError = (handle: Buffer, error: number, message: string) => {
+      if (!structured) return send(simpleReply(handle, error));
+      const text = Buffer.from(message.slice(0, 4096));
+      const payload = Buffer.alloc(6 + text.length);
+      payload.writeUInt32BE(error, 0);
+      payload.writeUInt16BE(text.length, 4);
+      text.copy(payload, 6);
+      return send(structuredChunk(handle, P.REPLY_FLAG_DONE, P.REPLY_TYPE_ERROR, payload));
+    };
+    const replyDone = (handle: Buffer) => send(structured ? structuredChunk(handle, P.REPLY_FLAG_DONE, P.REPLY_TYPE_NONE, new Uint8Array(0)) : simpleReply(handle, 0));
+    const errnoOf = (error: unknown) => (error instanceof SeekzError && (error.code === 'GZIP_NOT_EDITABLE' || error.code === 'OUT_OF_RANGE') ? P.EPERM : P.EIO);
+
+    for (;;) {
+      let request: Buffer;
+      try {
+        request = await reader.read(28);
+      } catch {
+        break;
+      }
+      if (request.readUInt32BE(0) !== P.REQUEST_MAGIC) break;
+      const flags = request.readUInt16BE(4);
+      const type = request.readUInt16BE(6);
+      const handle = Buffer.from(request.subarray(8, 16));
+      const offset = Number(request.readBigUInt64BE(16));
+      const length = request.readUInt32BE(24);
+      const outOfRange = offset + length > size;
+
+      if (type === P.CMD_DISC) break;
+      if (type === P.CMD_WRITE) {
+        // The payload must be read even when the write is refused, to stay in sync.
+        if (length > P.MAX_REQUEST) break;
+        const data = await reader.read(length);
+        if (!exported.writable) replyError(handle, P.EPERM, 'nbd: this export is read-only');
+        else if (outOfRange) replyError(handle, P.ENOSPC, 'nbd: write past the end of the export');
+        else {
+          try {
+            await exported.writable.write(offset, data);
+            if (flags & P.CMD_FLAG_FUA) await exported.writable.flush();
+            replyDone(handle);
+          } catch (error) {
+            replyError(handle, errnoOf(error), (error as Error).message);
+          }
+        }
+        continue;
+      }
+      if (type === P.CMD_FLUSH) {
+        try {
+          await exported.writable?.flush();
+          replyDone(handle);
+        } catch (error) {
+          replyError(handle, P.EIO, (error as Error).message);
+        }
+        continue;
+      }
+      if (type !== P.CMD_READ && type !== P.CMD_BLOCK_STATUS && type !== P.CMD_CACHE) {
+        replyError(handle, P.ENOTSUP, `nbd: command ${type} is not supported`);
+        continue;
+      }
+      if (length > P.MAX_REQUEST && type === P.CMD_READ) {
+        replyError(handle, P.EINVAL, `nbd: reads are limited to ${P.MAX_REQUEST} bytes`);
+        continue;
+      }
+      if (outOfRange) {
+        replyError(handle, P.EINVAL, `nbd: [${offset}, ${offset + length}) is past the end (${size} bytes)`);
+        continue;
+      }
+      if (type === P.CMD_BLOCK_STATUS && !allocationContext) {
+        replyError(handle, P.EINVAL, 'nbd: no meta context was negotiated');
+        continue;
+      }
+      // Reads and status queries run concurrently; each reply goes out in one write.
+      while (inFlight >= maxInFlight) await new Promise<void>((resolve) => (slotFree = resolve));
+      inFlight++;
+      const work =
+        type === P.CMD_BLOCK_STATUS
+          ? blockStatus(offset, length, (flags & P.CMD_FLAG_REQ_ONE) !== 0).then((payload) =>
+              send(structuredChunk(handle, P.REPLY_FLAG_DONE, P.REPLY_TYPE_BLOCK_STATUS, payload)),
+            )
+          : exported.source.read(offset, length).then((data) => {
+              if (type === P.CMD_CACHE) return replyDone(handle);
+              if (!structured) return send(simpleReply(handle, 0, data));
+              const payload = Buffer.alloc(8 + data.length);
+              payload.writeBigUInt64BE(BigInt(offset), 0);
+              payload.set(data, 8);
+              return send(structuredChunk(handle, P.REPLY_FLAG_DONE, P.REPLY_TYPE_OFFSET_DATA, payload));
+            });
+      work.catch((error: Error) => replyError(handle, P.EIO, error.message)).finally(finished);
+    }
+    while (inFlight > 0) await new Promise<void>((resolve) => (slotFree = resolve));
+    // A client that goes away without FLUSH still gets its writes kept (and the CRC fixed).
+    await exported.writable?.flush().catch((error: Error) => options.onClientError?.(error));
+    socket.end();
+  };
+
+  /** base:allocation: all-zero granules are holes that read as zeros, so nbdcopy skips them. */
+  const blockStatus = async (offset: number, length: number, one: boolean): Promise<Buffer> => {
+    const limit = Math.min(length, P.MAX_REQUEST);
+    const data = await exported.source.read(offset, limit);
+    const descriptors: { length: number; state: number }[] = [];
+    for (let at = 0; at < data.length; ) {
+      const end = Math.min(data.length, at - ((offset + at) % granule) + granule);
+      const state = isAllZero(data.subarray(at, end)) ? P.STATE_HOLE | P.STATE_ZERO : 0;
+      const last = descriptors[descriptors.length - 1];
+      if (last && last.state === state) last.length += end - at;
+      else descriptors.push({ length: end - at, state });
+      at = end;
+      if (one && descriptors.length > 1) break;
+    }
+    const used = one ? descriptors.slice(0, 1) : descriptors;
+    const payload = Buffer.alloc(4 + 8 * used.length);
+    payload.writeUInt32BE(0, 0); // context id
+    used.forEach((descriptor, index) => {
+      payload.writeUInt32BE(descriptor.length, 4 + index * 8);
+      payload.writeUInt32BE(descriptor.state, 8 + index * 8);
+    });
+    return payload;
+  };
+
+  return createServer((socket) => {
+    serve(socket).catch((error: Error) => {
+      if (!/client disconnected/.test(error.message)) options.onClientError?.(error);
+      socket.destroy();
+    });
+  });
+}
+
+function parseMetaQueries(data: Buffer): { name: string; queries: string[] } | undefined {
+  try {
+    let at = 0;
+    const nameLength = data.readUInt32BE(at);
+    at += 4;
+    const name = data.subarray(at, at + nameLength).toString('utf8');
+    at += nameLength;
+    const count = data.readUInt32BE(at);
+    at += 4;
+    if (count > 1024) return undefined;
+    const queries: string[] = [];
+    for (let index = 0; index < count; index++) {
+      const length = data.readUInt32BE(at);
+      at += 4;
+      if (at + length > data.length) return undefined;
+      queries.push(data.subarray(at, at + length).toString('utf8'));
+      at += length;
+    }
+    return { name, queries };
+  } catch {
+    return undefined;
+  }
+}
