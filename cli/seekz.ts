@@ -13,6 +13,7 @@ import { listing } from './xz-listing.js';
 import { addServeCommand } from './serve.js';
 import { createAtomicFile, streamSink } from '../src/io/atomic-file.js';
 import { fileSource } from '../src/source/file.js';
+import { httpSource } from '../src/source/http.js';
 import type { Source } from '../src/source/source.js';
 import { formatSize, parseRange, parseSize } from '../src/size.js';
 import { parseInteger, progressLine, runCli } from './common.js';
@@ -156,13 +157,14 @@ program
   .description('Show what a .gz or .xz file says about itself: sizes, blocks or checkpoints, editable ranges.')
   .argument('<file>')
   .action(async (path: string) => {
-    const file = await fileSource(path);
-    const magic = await file.read(0, 2);
-    if (magic[0] === 0xfd) {
-      await file.close();
+    const isUrl = /^https?:\/\//i.test(path);
+    const file = isUrl ? undefined : await fileSource(path);
+    const magic = file ? await file.read(0, 2) : undefined;
+    if (!file || magic![0] === 0xfd) {
+      await file?.close();
       await withCompressed(path, async (data) => {
-        if (data.format !== 'xz') return;
-        process.stdout.write(listing(path, data));
+        if (data.format === 'xz') process.stdout.write(listing(path, data));
+        else process.stdout.write(`file: ${path}\nformat: gzip (${data.access === 'map' ? 'seekz map' : 'index'})\nuncompressed: ${data.size} bytes (${formatSize(data.size)})\n`);
       });
       return;
     }
@@ -185,12 +187,21 @@ program
   });
 
 async function withCompressed(path: string, work: (data: CompressedSource) => Promise<void>, quiet = false): Promise<void> {
-  if (existsSync(journalPath(path))) await recoverIfInterrupted(path);
-  const data = await openCompressedFile(path, {
-    onBuildIndex: () => {
-      if (!quiet) process.stderr.write(`seekz: ${path} has no index; building one in memory (one pass; 'seekz index ${path}' keeps one)\n`);
-    },
-  });
+  const onBuildIndex = () => {
+    if (!quiet) process.stderr.write(`seekz: ${path} has no index; building one in memory (one pass; 'seekz index ${path}' keeps one)\n`);
+  };
+  let data: CompressedSource;
+  if (/^https?:\/\//i.test(path)) {
+    // A URL has no journal and no sidecar index beside it.
+    const source = await httpSource(path);
+    data = await openCompressed(source, { onBuildIndex }).catch(async (error: unknown) => {
+      await source.close();
+      throw error;
+    });
+  } else {
+    if (existsSync(journalPath(path))) await recoverIfInterrupted(path);
+    data = await openCompressedFile(path, { onBuildIndex });
+  }
   try {
     await work(data);
   } finally {
@@ -252,7 +263,7 @@ async function readStdin(): Promise<Uint8Array> {
   return Buffer.concat(parts);
 }
 
-addServeCommand(program, async (url) => (await import('../src/source/http.js')).httpSource(url));
+addServeCommand(program, (url) => httpSource(url));
 
 runCli(async () => {
   await program.parseAsync(process.argv);

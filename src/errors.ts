@@ -100,7 +100,7 @@ const messages = {
   HTTP_CHANGED: (url: string, what: string) =>
     `http: ${url} changed while it was being read (${what}); no data of the new version was used. open it again to read the new version`,
   HTTP_FAILED: (url: string, range: string, last: string, attempts: number) =>
-    `http: ${url} (${range}) failed ${attempts} times in a row (${attempts} attempts, with backoff); last: ${last}; the server is down or overloaded, try again later`,
+    `http: ${url} (${range}) failed after ${attempts} attempts (retried with backoff); last: ${last}; the server is down or overloaded, try again later`,
   HTTP_BAD_RESPONSE: (url: string, range: string, what: string) => `http: ${url} (${range}): bad response: ${what}`,
   HTTP_TOO_MANY_REDIRECTS: (url: string, max: number) =>
     `http: ${url} redirected more than ${max} times; expected the file within ${max} redirects; open the final url directly`,

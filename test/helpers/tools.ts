@@ -1,11 +1,15 @@
-import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { spawn, spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { Source } from '../../src/source/source.js';
+
+export type CliName = 'seekz' | 'partial-deflate' | 'seekxz';
 
 /** Absolute path of a built CLI: tests run after `npm run build`. */
-export function cliPath(name: 'seekz' | 'partial-deflate'): string {
+export function cliPath(name: CliName): string {
   return fileURLToPath(new URL(`../../dist/cli/${name}.js`, import.meta.url));
 }
 
@@ -36,7 +40,7 @@ export function run(command: string, args: string[], options: { input?: Uint8Arr
 }
 
 /** Runs one of our CLIs with the current node. */
-export function runCli(name: 'seekz' | 'partial-deflate', args: string[], options: { input?: Uint8Array | string; cwd?: string } = {}): RunResult {
+export function runCli(name: CliName, args: string[], options: { input?: Uint8Array | string; cwd?: string } = {}): RunResult {
   return run(process.execPath, [cliPath(name), ...args], options);
 }
 
@@ -94,4 +98,89 @@ export function findTool(command: string, debianPackage: string): string {
   const found = dirs.filter(Boolean).map((dir) => join(dir, command)).find((path) => existsSync(path));
   if (!found) throw new Error(`${command} is not installed: apt-get install -y ${debianPackage}`);
   return found;
+}
+
+/** Hex SHA-256, for comparing large outputs without printing them. */
+export function sha256(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+/**
+ * Wraps a Source and records every read, to test the I/O plan of a reader: which byte ranges it
+ * fetches, not only what it returns.
+ */
+export function countingSource(inner: Source): { source: Source; reads: [offset: number, length: number][]; bytesRead: () => number } {
+  const reads: [number, number][] = [];
+  const source: Source = {
+    size: inner.size,
+    read(offset, length) {
+      reads.push([offset, length]);
+      return inner.read(offset, length);
+    },
+  };
+  return { source, reads, bytesRead: () => reads.reduce((sum, [, length]) => sum + length, 0) };
+}
+
+export interface XzListBlock {
+  stream: number;
+  number: number;
+  compressedOffset: number;
+  uncompressedOffset: number;
+  totalSize: number;
+  uncompressedSize: number;
+  check: string;
+  headerSize: number;
+  /** 'c' when the header records the compressed size, 'u' the uncompressed size: 'cu', '-u', '--'. */
+  sizeFlags: string;
+}
+
+/**
+ * What `xz --robot --list -vv` says about a file (the column layout is in xz(1), "Robot mode"):
+ * the xz tool's own view of streams and blocks, to hold our writer and reader against.
+ */
+export function xzList(path: string): { blocks: XzListBlock[]; streams: number; padding: number; checks: string; sizesInHeaders: boolean } {
+  const result = run('xz', ['--robot', '--list', '-vv', path]);
+  if (result.status !== 0) throw new Error(`xz --list ${path} failed: ${result.stderr}`);
+  const rows = result.stdout.toString().trim().split('\n').map((line) => line.split('\t'));
+  const file = rows.find((row) => row[0] === 'file')!;
+  const summary = rows.find((row) => row[0] === 'summary')!;
+  const blocks = rows
+    .filter((row) => row[0] === 'block')
+    .map((row) => ({
+      stream: Number(row[1]),
+      number: Number(row[3]),
+      compressedOffset: Number(row[4]),
+      uncompressedOffset: Number(row[5]),
+      totalSize: Number(row[6]),
+      uncompressedSize: Number(row[7]),
+      check: row[9]!,
+      headerSize: Number(row[11]),
+      sizeFlags: row[12]!,
+    }));
+  return { blocks, streams: Number(file[1]), padding: Number(file[7]), checks: file[6]!, sizesInHeaders: summary[2] === 'yes' };
+}
+
+/**
+ * Runs a command without blocking the event loop, for tools that must run side by side (several
+ * NBD clients at once). Same result shape as `run`.
+ */
+export function runAsync(command: string, args: string[], options: { cwd?: string } = {}): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    const stdout: Buffer[] = [];
+    const stderr: Buffer[] = [];
+    child.stdout.on('data', (chunk: Buffer) => stdout.push(chunk));
+    child.stderr.on('data', (chunk: Buffer) => stderr.push(chunk));
+    child.on('error', reject);
+    child.on('close', (status) => resolve({ status, stdout: Buffer.concat(stdout), stderr: Buffer.concat(stderr).toString() }));
+  });
+}
+
+/** Peak resident memory of a live process, from /proc/PID/status (VmHWM), in bytes. */
+export function peakRss(pid: number): number {
+  const line = readFileSync(`/proc/${pid}/status`, 'utf8')
+    .split('\n')
+    .find((row) => row.startsWith('VmHWM:'));
+  if (!line) throw new Error(`no VmHWM in /proc/${pid}/status`);
+  return Number(/(\d+)\s*kB/.exec(line)![1]) * 1024;
 }

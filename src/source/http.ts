@@ -1,0 +1,414 @@
+import http, { type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
+import https from 'node:https';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fail, SeekzError } from '../errors.js';
+import { clipRead, type Source } from './source.js';
+
+export interface HttpStats {
+  /** Requests sent: every attempt, retry and redirect hop counts. */
+  requests: number;
+  /** Response body bytes received. */
+  bytesFetched: number;
+  /** Attempts repeated after a transient failure. */
+  retries: number;
+}
+
+export interface HttpSourceOptions {
+  /** Bytes of fetched ranges kept in memory (LRU). Default 64 MiB. */
+  cacheSize?: number;
+  /** Smallest request on a miss, so neighbouring small reads share one request. Default 256 KiB. */
+  minFetch?: number;
+  /** Retries after a transient failure (5xx, 408, 429, reset, timeout, body cut short). Default 3. */
+  retries?: number;
+  /** Backoff before the first retry, doubled for each further one. Default 100 ms. */
+  retryDelay?: number;
+  /** Milliseconds a request may go without receiving anything before it counts as failed. Default 30 s. */
+  timeout?: number;
+  /** Redirects (301, 302, 303, 307, 308) followed when opening. Default 5. */
+  maxRedirects?: number;
+  /** Counters to add to, e.g. one object shared by several sources; by default a fresh one. */
+  stats?: HttpStats;
+  /** Told before each retry, e.g. to log it. */
+  onRetry?: (retry: { url: string; range: string; attempt: number; delay: number; reason: string }) => void;
+}
+
+export interface HttpSource extends Source {
+  /** The URL after redirects; every read goes there. */
+  readonly url: string;
+  /** What identifies the version pinned at open: its ETag, else its Last-Modified, else nothing (then only its size is checked). */
+  readonly validator: string | undefined;
+  readonly stats: HttpStats;
+  close(): Promise<void>;
+}
+
+export const DEFAULT_HTTP_CACHE_SIZE = 64 * 2 ** 20;
+export const DEFAULT_MIN_FETCH = 256 * 2 ** 10;
+export const DEFAULT_RETRIES = 3;
+export const DEFAULT_RETRY_DELAY = 100;
+export const DEFAULT_TIMEOUT = 30_000;
+export const DEFAULT_MAX_REDIRECTS = 5;
+/** Connections per host: enough for a few blocks fetched side by side, polite to the server. */
+const MAX_SOCKETS = 8;
+
+const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+const TRANSIENT_CODES = new Set(['ECONNRESET', 'ECONNREFUSED', 'ECONNABORTED', 'ETIMEDOUT', 'EPIPE', 'EAI_AGAIN', 'ENETUNREACH', 'EHOSTUNREACH']);
+
+/** The version of the file pinned at open: a response for any other version is refused. */
+interface Pin {
+  size: number;
+  etag?: string;
+  lastModified?: string;
+}
+
+/** A byte range of the file, fetched or being fetched. */
+interface Piece {
+  start: number;
+  end: number;
+  bytes?: Uint8Array;
+  pending?: Promise<Uint8Array>;
+}
+
+type Answer = { kind: 'redirect'; location: URL } | { kind: 'data'; bytes: Uint8Array; total: number; headers: IncomingHttpHeaders };
+
+/**
+ * A Source over a file on an HTTP(S) server that supports range requests (node:http, no
+ * dependencies). Opening costs one request, `Range: bytes=0-(minFetch-1)`, which gives the size
+ * (from Content-Range), the validator to pin (ETag, else Last-Modified) and the file's first bytes,
+ * where every format keeps its magic. Later reads send If-Match (strong ETag) or
+ * If-Unmodified-Since and also compare the validator and size in each answer themselves, so a file
+ * replaced on the server gives HTTP_CHANGED, never a mix of two versions.
+ *
+ * Memory: at most `cacheSize` bytes of fetched ranges (default 64 MiB), plus the reads in progress.
+ */
+export async function httpSource(url: string, options: HttpSourceOptions = {}): Promise<HttpSource> {
+  let target = parseUrl(url, url);
+  const cacheSize = positive(options.cacheSize ?? DEFAULT_HTTP_CACHE_SIZE, 'cacheSize', 0);
+  const minFetch = positive(options.minFetch ?? DEFAULT_MIN_FETCH, 'minFetch', 1);
+  const retries = positive(options.retries ?? DEFAULT_RETRIES, 'retries', 0);
+  const retryDelay = positive(options.retryDelay ?? DEFAULT_RETRY_DELAY, 'retryDelay', 0);
+  const timeout = positive(options.timeout ?? DEFAULT_TIMEOUT, 'timeout', 1);
+  const maxRedirects = positive(options.maxRedirects ?? DEFAULT_MAX_REDIRECTS, 'maxRedirects', 0);
+  const stats = options.stats ?? { requests: 0, bytesFetched: 0, retries: 0 };
+  const agents: Record<string, http.Agent> = {
+    'http:': new http.Agent({ keepAlive: true, maxSockets: MAX_SOCKETS }),
+    'https:': new https.Agent({ keepAlive: true, maxSockets: MAX_SOCKETS }),
+  };
+
+  /** One request, one answer; redirects are followed only before a version is pinned. */
+  const attempt = async (to: URL, start: number, end: number, pin: Pin | undefined): Promise<Answer> => {
+    const range = `bytes=${start}-${end - 1}`;
+    stats.requests++;
+    const request = (to.protocol === 'https:' ? https : http).request(to, {
+      agent: agents[to.protocol],
+      headers: { range, 'accept-encoding': 'identity', ...(pin ? conditions(pin) : {}) },
+    });
+    let stalled: string | undefined;
+    request.setTimeout(timeout, () => {
+      stalled = `no data for ${timeout} ms`;
+      request.destroy(Object.assign(new Error(stalled), { code: 'ETIMEDOUT' }));
+    });
+    const response = await new Promise<IncomingMessage>((resolve, reject) => {
+      request.on('response', resolve);
+      request.on('error', reject); // stays attached: a later error lands on the response instead
+      request.end();
+    });
+    response.on('error', () => {}); // errors reach readBody through its iterator; unread bodies may fail harmlessly
+    const status = response.statusCode ?? 0;
+    const statusLine = `${status} ${(response.statusMessage ?? '').toLowerCase()}`.trim();
+    const headers = response.headers;
+    const where = to.href;
+    const contentRange = parseContentRange(headers['content-range']);
+
+    if (status === 206) {
+      const refuse = (error: SeekzError) => {
+        response.destroy();
+        return error;
+      };
+      const changed = pin && changeOf(pin, headers);
+      if (changed) throw refuse(fail('HTTP_CHANGED', where, changed));
+      if (contentRange?.start === undefined || contentRange.total === undefined) {
+        throw refuse(fail('HTTP_BAD_RESPONSE', where, range, `206 with content-range '${headers['content-range'] ?? ''}', expected 'bytes ${start}-${end - 1}/SIZE'`));
+      }
+      const total = contentRange.total;
+      if (pin && total !== pin.size) throw refuse(fail('HTTP_CHANGED', where, `${pin.size} bytes at open, ${total} now`));
+      // The server clips the end to the file: at open the size is not known yet.
+      const expectedEnd = Math.min(end, total);
+      if (contentRange.start !== start || contentRange.end! + 1 !== expectedEnd) {
+        throw refuse(fail('HTTP_BAD_RESPONSE', where, range, `content-range says bytes ${contentRange.start}-${contentRange.end}/${total}, expected bytes ${start}-${expectedEnd - 1}`));
+      }
+      const length = expectedEnd - start;
+      const declared = headers['content-length'];
+      if (declared !== undefined && Number(declared) !== length) {
+        throw refuse(fail('HTTP_BAD_RESPONSE', where, range, `content-length ${declared} does not match the ${length} bytes of its content-range`));
+      }
+      return { kind: 'data', bytes: await readBody(response, length, stats, where, range, () => stalled), total, headers };
+    }
+
+    if (status === 200) {
+      // A whole file may be gigabytes: drop the connection instead of reading it.
+      response.destroy();
+      request.destroy();
+      const changed = pin && changeOf(pin, headers);
+      // A server honouring If-Range answers 200 when the file changed; one ignoring ranges always does.
+      if (changed) throw fail('HTTP_CHANGED', where, changed);
+      const declared = headers['content-length'];
+      throw fail('HTTP_NO_RANGE', where, range, declared === undefined ? 'length not given' : `${declared} bytes`);
+    }
+    response.resume(); // an error page: small, and reading it keeps the connection reusable
+
+    if (REDIRECTS.has(status) && !pin) {
+      const location = headers.location;
+      if (!location) throw fail('HTTP_BAD_RESPONSE', where, range, `${statusLine} without a location header`);
+      return { kind: 'redirect', location: parseUrl(new URL(location, to).href, where) };
+    }
+    if (status === 412) throw fail('HTTP_CHANGED', where, `the server says the ${pin?.etag ? `etag ${pin.etag}` : `last-modified ${pin?.lastModified}`} pinned at open no longer matches (412)`);
+    if (status === 416) {
+      if (!pin && contentRange?.total === 0) return { kind: 'data', bytes: new Uint8Array(0), total: 0, headers };
+      if (pin && contentRange?.total !== undefined && contentRange.total !== pin.size) {
+        throw fail('HTTP_CHANGED', where, `${pin.size} bytes at open, ${contentRange.total} now`);
+      }
+      throw fail('HTTP_BAD_RESPONSE', where, range, `416 range not satisfiable (content-range '${headers['content-range'] ?? ''}')`);
+    }
+    if (status === 404 || status === 410) throw fail('HTTP_NOT_FOUND', where, status);
+    // 408 and 429 are the client errors that mean "try again later".
+    if (status >= 500 || status === 408 || status === 429) throw transient(statusLine);
+    throw fail('HTTP_STATUS', where, range, statusLine);
+  };
+
+  const withRetries = async <T>(range: string, once: () => Promise<T>): Promise<T> => {
+    for (let attempts = 1; ; attempts++) {
+      try {
+        return await once();
+      } catch (error) {
+        const reason = transientReason(error);
+        if (reason === undefined) throw error;
+        if (attempts > retries) throw fail('HTTP_FAILED', target.href, range, reason, attempts);
+        const delay = retryDelay * 2 ** (attempts - 1);
+        stats.retries++;
+        options.onRetry?.({ url: target.href, range, attempt: attempts, delay, reason });
+        await sleep(delay);
+      }
+    }
+  };
+
+  let pin: Pin;
+  let first: Uint8Array;
+  try {
+    for (let redirects = 0; ; redirects++) {
+      const answer = await withRetries(`bytes=0-${minFetch - 1}`, () => attempt(target, 0, minFetch, undefined));
+      if (answer.kind === 'redirect') {
+        if (redirects === maxRedirects) throw fail('HTTP_TOO_MANY_REDIRECTS', url, maxRedirects);
+        target = answer.location;
+        continue;
+      }
+      pin = { size: answer.total, etag: header(answer.headers.etag), lastModified: header(answer.headers['last-modified']) };
+      first = answer.bytes;
+      break;
+    }
+  } catch (error) {
+    for (const agent of Object.values(agents)) agent.destroy();
+    throw error;
+  }
+  const size = pin.size;
+
+  const ready = new Set<Piece>(); // least recently used first
+  const inFlight = new Set<Piece>();
+  let cachedBytes = 0;
+  let closed = false;
+
+  const remember = (piece: Piece) => {
+    const length = piece.end - piece.start;
+    if (length === 0 || length > cacheSize) return;
+    ready.add(piece);
+    cachedBytes += length;
+    while (cachedBytes > cacheSize) {
+      const oldest = ready.values().next().value as Piece;
+      ready.delete(oldest);
+      cachedBytes -= oldest.end - oldest.start;
+    }
+  };
+  remember({ start: 0, end: first.length, bytes: first });
+
+  const fetchPiece = (start: number, end: number): Piece => {
+    const range = `bytes=${start}-${end - 1}`;
+    const pending = withRetries(range, async () => {
+      const answer = await attempt(target, start, end, pin);
+      if (answer.kind !== 'data') throw fail('HTTP_STATUS', target.href, range, 'a redirect');
+      return answer.bytes;
+    });
+    const piece: Piece = { start, end, pending };
+    inFlight.add(piece);
+    // Readers await `pending` themselves; this only moves the piece into the cache, or forgets it.
+    pending.then(
+      (bytes) => {
+        inFlight.delete(piece);
+        piece.bytes = bytes;
+        piece.pending = undefined;
+        if (!closed) remember(piece);
+      },
+      () => inFlight.delete(piece),
+    );
+    return piece;
+  };
+
+  /**
+   * What to fetch for a miss at `at` (no piece holds it) when the read wants up to `limit`: the
+   * gap up to the next known piece, grown to minFetch forwards and then backwards, since reads
+   * move on, and footers and indexes are read from the end backwards.
+   */
+  const extent = (at: number, limit: number): [number, number] => {
+    let nextStart = size;
+    let previousEnd = 0;
+    for (const piece of [...ready, ...inFlight]) {
+      if (piece.start > at) nextStart = Math.min(nextStart, piece.start);
+      else previousEnd = Math.max(previousEnd, piece.end);
+    }
+    const stop = Math.min(nextStart, Math.max(Math.min(limit, nextStart), at + minFetch));
+    return [Math.max(previousEnd, Math.min(at, stop - minFetch)), stop];
+  };
+
+  const covering = (at: number): Piece | undefined => {
+    let best: Piece | undefined;
+    for (const piece of [...ready, ...inFlight]) {
+      if (piece.start <= at && piece.end > at && (!best || piece.end > best.end)) best = piece;
+    }
+    return best;
+  };
+
+  return {
+    size,
+    get url() {
+      return target.href;
+    },
+    validator: pin.etag ?? pin.lastModified,
+    stats,
+    async read(offset, length) {
+      if (closed) throw fail('HTTP_CLOSED', target.href);
+      const count = clipRead(size, offset, length);
+      const end = offset + count;
+      const parts: { piece: Piece; data: Uint8Array | Promise<Uint8Array>; from: number; to: number }[] = [];
+      for (let at = offset; at < end; ) {
+        let piece = covering(at);
+        if (piece && ready.delete(piece)) ready.add(piece);
+        piece ??= fetchPiece(...extent(at, end));
+        const to = Math.min(end, piece.end);
+        parts.push({ piece, data: piece.bytes ?? piece.pending!, from: at, to });
+        at = to;
+      }
+      // Always a copy: callers may transfer or overwrite what they get, and the cache must not change.
+      const out = Buffer.allocUnsafe(count);
+      await Promise.all(
+        parts.map(async ({ piece, data, from, to }) => {
+          out.set((await data).subarray(from - piece.start, to - piece.start), from - offset);
+        }),
+      );
+      return out;
+    },
+    async close() {
+      closed = true;
+      ready.clear();
+      cachedBytes = 0;
+      for (const agent of Object.values(agents)) agent.destroy();
+    },
+  };
+}
+
+/** Reads exactly `length` body bytes; a body cut short is transient, one running over is refused. */
+async function readBody(
+  response: IncomingMessage,
+  length: number,
+  stats: HttpStats,
+  url: string,
+  range: string,
+  stalled: () => string | undefined,
+): Promise<Uint8Array> {
+  const out = Buffer.allocUnsafe(length);
+  let got = 0;
+  try {
+    for await (const chunk of response as AsyncIterable<Buffer>) {
+      if (got + chunk.length > length) {
+        response.destroy();
+        throw fail('HTTP_BAD_RESPONSE', url, range, `the body runs past the ${length} bytes of its content-range`);
+      }
+      chunk.copy(out, got);
+      got += chunk.length;
+      stats.bytesFetched += chunk.length;
+    }
+  } catch (error) {
+    if (error instanceof SeekzError) throw error;
+    throw transient(`the body stopped after ${got} of ${length} bytes: ${stalled() ?? (error as Error).message}`);
+  }
+  if (got < length) throw transient(`the body stopped after ${got} of ${length} bytes`);
+  return out;
+}
+
+/** A transient failure, retried with backoff: a 5xx, a connection reset or stalled, a body cut short. */
+function transient(reason: string): Error {
+  return Object.assign(new Error(reason), { transient: reason });
+}
+
+function transientReason(error: unknown): string | undefined {
+  if (error instanceof SeekzError) return undefined;
+  const { transient: reason, code, message } = error as NodeJS.ErrnoException & { transient?: string };
+  if (reason) return reason;
+  if (code && TRANSIENT_CODES.has(code)) return `${code} (${message})`;
+  return undefined;
+}
+
+/**
+ * The preconditions that make the server refuse another version (412). If-Match needs a strong
+ * ETag: RFC 9110 §13.1.1 compares strongly, so a weak one would never match. Weak ETags are
+ * compared by `changeOf` alone.
+ */
+function conditions(pin: Pin): Record<string, string> {
+  if (pin.etag && !pin.etag.startsWith('W/')) return { 'if-match': pin.etag };
+  if (pin.lastModified) return { 'if-unmodified-since': pin.lastModified };
+  return {};
+}
+
+/** How the answer's validator differs from the pinned one, or undefined when it is the same version. */
+function changeOf(pin: Pin, headers: IncomingHttpHeaders): string | undefined {
+  const opaque = (etag: string) => etag.replace(/^W\//, '');
+  if (pin.etag !== undefined) {
+    const now = header(headers.etag);
+    return now !== undefined && opaque(now) === opaque(pin.etag) ? undefined : `etag ${pin.etag} at open, ${now ?? 'none'} now`;
+  }
+  if (pin.lastModified !== undefined) {
+    const now = header(headers['last-modified']);
+    return now === pin.lastModified ? undefined : `last-modified ${pin.lastModified} at open, ${now ?? 'none'} now`;
+  }
+  return undefined;
+}
+
+/** `bytes FIRST-LAST/TOTAL` or `bytes * /TOTAL` (RFC 9110 §14.4); TOTAL may be `*` (unknown). */
+function parseContentRange(value: string | undefined): { start?: number; end?: number; total?: number } | undefined {
+  const match = /^bytes\s+(?:(\d+)-(\d+)|\*)\/(\d+|\*)$/i.exec(value?.trim() ?? '');
+  if (!match) return undefined;
+  const number = (text: string | undefined) => (text === undefined || text === '*' ? undefined : Number(text));
+  const [start, end, total] = [number(match[1]), number(match[2]), number(match[3])];
+  for (const claim of [start, end, total]) if (claim !== undefined && !Number.isSafeInteger(claim)) return undefined;
+  if (start !== undefined && (end! < start || (total !== undefined && end! >= total))) return undefined;
+  return { start, end, total };
+}
+
+function header(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}
+
+function parseUrl(text: string, from: string): URL {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw fail('HTTP_BAD_URL', text, 'found text that does not parse as a url');
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw fail('HTTP_BAD_URL', text, `found ${url.protocol.slice(0, -1)}:${from === text ? '' : ` (redirected from ${from})`}`);
+  }
+  return url;
+}
+
+function positive(value: number, name: string, least: number): number {
+  if (!Number.isSafeInteger(value) || value < least) throw fail('BAD_ARGUMENT', `httpSource: ${name} must be an integer of at least ${least}, found ${value}`);
+  return value;
+}
