@@ -3,6 +3,7 @@ import { fail } from '../errors.js';
 import type { Source } from '../source/source.js';
 import { clipRead } from '../source/source.js';
 import { readGzipHeader } from './header.js';
+import { createBlockCache } from '../source/block-cache.js';
 import { mapStoredExtents, seekzMapOf } from './layout.js';
 import { findSegment, type SeekzMap, type Segment } from './map.js';
 import { buildGzipIndex } from './index/build.js';
@@ -36,7 +37,7 @@ export interface OpenGzipOptions {
 export async function openGzip(source: Source, options: OpenGzipOptions = {}): Promise<GzipSource> {
   const header = await readGzipHeader((offset, length) => source.read(offset, length), source.size);
   const map = seekzMapOf(header, source.size);
-  if (map) return mapReader(source, header.length, map);
+  if (map) return mapReader(source, header.length, map, options.cacheSize ?? DEFAULT_MAP_CACHE);
   let index = options.index;
   if (!index) {
     options.onBuildIndex?.();
@@ -45,10 +46,13 @@ export async function openGzip(source: Source, options: OpenGzipOptions = {}): P
   return Object.assign(openIndexedGzip(source, index, { cacheSize: options.cacheSize }), { access: 'index' as const, map: undefined });
 }
 
-function mapReader(source: Source, headerLength: number, map: SeekzMap): GzipSource {
-  let cached: { segment: Segment; bytes: Uint8Array } | undefined;
-  const decode = async (segment: Segment): Promise<Uint8Array> => {
-    if (cached?.segment === segment) return cached.bytes;
+/** Decoded chunks kept by a map reader: 32 chunks of the default 1 MiB. */
+const DEFAULT_MAP_CACHE = 32 * 2 ** 20;
+
+function mapReader(source: Source, headerLength: number, map: SeekzMap, cacheSize: number): GzipSource {
+  const cache = createBlockCache(cacheSize);
+  const decode = (number: number) => cache.get(number, () => inflateSegment(map.segments[number]!));
+  const inflateSegment = async (segment: Segment): Promise<Uint8Array> => {
     const compressed = await source.read(headerLength + segment.cStart, segment.cLength);
     if (compressed.length !== segment.cLength) throw fail('GZIP_TRUNCATED', 'compressed segment', headerLength + segment.cStart, source.size);
     let bytes: Uint8Array;
@@ -61,7 +65,6 @@ function mapReader(source: Source, headerLength: number, map: SeekzMap): GzipSou
     if (bytes.length !== segment.uLength) {
       throw fail('GZIP_BAD_MAP', `segment at uncompressed ${segment.uStart} inflates to ${bytes.length} bytes, the map says ${segment.uLength}`);
     }
-    cached = { segment, bytes };
     return bytes;
   };
   return {
@@ -75,7 +78,8 @@ function mapReader(source: Source, headerLength: number, map: SeekzMap): GzipSou
       let done = 0;
       while (done < count) {
         const at = offset + done;
-        const segment = map.segments[findSegment(map.segments, at)]!;
+        const number = findSegment(map.segments, at);
+        const segment = map.segments[number]!;
         const within = at - segment.uStart;
         const take = Math.min(count - done, segment.uLength - within);
         if (segment.kind === 'stored') {
@@ -85,7 +89,7 @@ function mapReader(source: Source, headerLength: number, map: SeekzMap): GzipSou
             out.set(bytes, done + extent.uStart - at);
           }
         } else {
-          out.set((await decode(segment)).subarray(within, within + take), done);
+          out.set((await decode(number)).subarray(within, within + take), done);
         }
         done += take;
       }
