@@ -4,6 +4,7 @@ import { fail } from '../errors.js';
 import type { Source } from '../source/source.js';
 import { readGzipHeader, TRAILER_LENGTH, type GzipHeader } from './header.js';
 import { decodeMap, findSegment, SEEKZ_SUBFIELD_ID, STORED_BLOCK_HEADER, STORED_BLOCK_MAX, type SeekzMap } from './map.js';
+import { lastAtOrBefore } from '../search.js';
 
 /** A run of uncompressed bytes that sits verbatim in the file: a stored block's data. */
 export interface StoredExtent {
@@ -140,14 +141,7 @@ async function walkedLayout(source: Source, header: GzipHeader, trailer: { crc: 
     storedExtents(start, end) {
       const extents: StoredExtent[] = [];
       let at = start;
-      let low = 0;
-      let high = stored.length - 1;
-      while (low < high) {
-        const middle = (low + high + 1) >>> 1;
-        if (stored[middle]!.uStart <= at) low = middle;
-        else high = middle - 1;
-      }
-      for (let index = low; at < end; index++) {
+      for (let index = lastAtOrBefore(stored, (extent) => extent.uStart, at); at < end; index++) {
         const extent = stored[index];
         if (!extent || extent.uStart > at || at >= extent.uStart + extent.length) return undefined;
         const length = Math.min(end, extent.uStart + extent.length) - at;

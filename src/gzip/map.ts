@@ -1,5 +1,6 @@
 import { ByteReader, ByteWriter, varintLength } from '../cursor.js';
 import { fail } from '../errors.js';
+import { lastAtOrBefore } from '../search.js';
 
 /**
  * The seekz map: what a partial-deflate gzip says about itself, so that a reader finds every
@@ -221,12 +222,5 @@ export function decodeMap(payload: Uint8Array, deflateLength: number): SeekzMap 
 
 /** Index of the segment holding uncompressed offset `offset` (binary search). */
 export function findSegment(segments: Segment[], offset: number): number {
-  let low = 0;
-  let high = segments.length - 1;
-  while (low < high) {
-    const middle = (low + high + 1) >>> 1;
-    if (segments[middle]!.uStart <= offset) low = middle;
-    else high = middle - 1;
-  }
-  return low;
+  return lastAtOrBefore(segments, (segment) => segment.uStart, offset);
 }

@@ -4,6 +4,7 @@ import { clipRead, type Source } from '../source/source.js';
 import { createWorkerPool, type WorkerPool } from '../workers/pool.js';
 import { singleBlockStream } from './block-codec.js';
 import {
+import { lastAtOrBefore } from '../search.js';
   FOOTER_MAGIC,
   STREAM_FOOTER_SIZE,
   STREAM_HEADER_SIZE,
@@ -137,16 +138,7 @@ export async function openXz(source: Source, options: XzReaderOptions = {}): Pro
   const ownPool = !pool;
   const size = blocks.length > 0 ? blocks[blocks.length - 1]!.uStart + blocks[blocks.length - 1]!.uSize : 0;
 
-  const locate = (offset: number) => {
-    let low = 0;
-    let high = blocks.length - 1;
-    while (low < high) {
-      const middle = (low + high + 1) >>> 1;
-      if (blocks[middle]!.uStart <= offset) low = middle;
-      else high = middle - 1;
-    }
-    return low;
-  };
+  const locate = (offset: number) => lastAtOrBefore(blocks, (block) => block.uStart, offset);
 
   const decode = async (block: XzBlock): Promise<Uint8Array> => {
     if (block.uSize > maxBlock) throw fail('XZ_BLOCK_TOO_LARGE', block.number, block.uSize, maxBlock);

@@ -4,6 +4,7 @@ import { createBlockCache } from '../../source/block-cache.js';
 import { clipRead, type Source } from '../../source/source.js';
 import { primeCompressed } from './prime.js';
 import type { GzipIndex } from './types.js';
+import { lastAtOrBefore } from '../../search.js';
 
 /** Decoded spans kept: 8 spans of the default 4 MiB spacing. */
 const DEFAULT_CACHE_SIZE = 32 * 2 ** 20;
@@ -28,16 +29,7 @@ export function openIndexedGzip(source: Source, index: GzipIndex, options: { cac
   const size = index.uncompressedSize;
   const cache = createBlockCache(options.cacheSize ?? DEFAULT_CACHE_SIZE);
 
-  const locate = (offset: number) => {
-    let low = 0;
-    let high = points.length - 1;
-    while (low < high) {
-      const middle = (low + high + 1) >>> 1;
-      if (points[middle]!.uOffset <= offset) low = middle;
-      else high = middle - 1;
-    }
-    return low;
-  };
+  const locate = (offset: number) => lastAtOrBefore(points, (point) => point.uOffset, offset);
 
   /** Everything point `number` decodes to, up to the next point (or the end of the data). */
   const span = (number: number): Promise<Uint8Array> =>
