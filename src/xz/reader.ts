@@ -3,8 +3,8 @@ import { createBlockCache, type BlockCache } from '../source/block-cache.js';
 import { clipRead, type Source } from '../source/source.js';
 import { createWorkerPool, type WorkerPool } from '../workers/pool.js';
 import { singleBlockStream } from './block-codec.js';
-import {
 import { lastAtOrBefore } from '../search.js';
+import {
   FOOTER_MAGIC,
   STREAM_FOOTER_SIZE,
   STREAM_HEADER_SIZE,
