@@ -9,7 +9,7 @@ import { fileSource } from '../src/source/file.js';
 import { sequentialFromSource, sequentialFromStream } from '../src/source/sequential.js';
 import { formatSize, parseSize } from '../src/size.js';
 import { defaultThreads, createWorkerPool } from '../src/workers/pool.js';
-import { decompressXz } from '../src/xz/decompress.js';
+import { decompressXz, streamDecompressXz } from '../src/xz/decompress.js';
 import type { CheckName } from '../src/xz/format.js';
 import { DEFAULT_MAX_BLOCK, openXz } from '../src/xz/reader.js';
 import { DEFAULT_BLOCK_SIZE, DEFAULT_PRESET, writeXz, xzWriterMemoryBound } from '../src/xz/writer.js';
@@ -151,12 +151,14 @@ runCli(async () => {
   async function decompressFile(file: string, outPath: string | undefined) {
     if (file === '-') {
       // A pipe cannot be read from its end: stream it through liblzma.
-      const { createRequire } = await import('node:module');
-      const unxz = createRequire(import.meta.url)('node-liblzma').createUnxz();
       const output = mode === 'test' ? undefined : await openOutput(outPath);
-      process.stdin.pipe(unxz);
-      for await (const piece of unxz) if (output) await output.sink.write(piece as Uint8Array);
-      await output?.file?.commit();
+      try {
+        await streamDecompressXz(process.stdin, async (bytes) => output?.sink.write(bytes));
+        await output?.file?.commit();
+      } catch (error) {
+        await output?.file?.abort();
+        throw error;
+      }
       return;
     }
     const pool = createWorkerPool(threads);

@@ -37,6 +37,8 @@ export interface XzDecodeJob {
   kind: 'xz-decode';
   /** A complete single-block .xz stream (see xz/block-codec.ts). */
   stream: Uint8Array;
+  /** What the index says it decodes to; a shorter result is a failed decode. */
+  expectedSize: number;
   /** For messages: the block's number and file offset. */
   block: number;
   offset: number;

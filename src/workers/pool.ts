@@ -50,6 +50,7 @@ export function createWorkerPool(threads = defaultThreads()): WorkerPool {
   const queue: Pending[] = [];
   let nextId = 0;
   let failure: Error | undefined;
+  let onIdle: (() => void) | undefined;
 
   const dispatch = () => {
     while (idle.length > 0 && queue.length > 0) {
@@ -73,10 +74,13 @@ export function createWorkerPool(threads = defaultThreads()): WorkerPool {
         pending.resolve(message.reply as never);
       }
       dispatch();
+      if (busy.size === 0) onIdle?.();
     });
     worker.on('error', (error) => {
       failure = error;
       busy.get(worker)?.reject(error);
+      busy.delete(worker);
+      if (busy.size === 0) onIdle?.();
       for (const pending of queue.splice(0)) pending.reject(error);
     });
     idle.push(worker);
@@ -93,6 +97,11 @@ export function createWorkerPool(threads = defaultThreads()): WorkerPool {
       });
     },
     async close() {
+      // Queued jobs are dropped; running ones are let finish: terminating a thread that is inside
+      // a native call (liblzma) aborts the whole process.
+      const closed = new Error('seekz: worker pool closed');
+      for (const pending of queue.splice(0)) pending.reject(closed);
+      while (busy.size > 0) await new Promise<void>((resolve) => (onIdle = resolve));
       await Promise.all(workers.map((worker) => worker.terminate()));
     },
   };

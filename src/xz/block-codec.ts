@@ -64,6 +64,10 @@ export function runXzDecode(job: XzDecodeJob): Done<XzDecodeReply> {
   } catch (error) {
     throw fail('XZ_DECODE_FAILED', job.block, job.offset, (error as Error).message.toLowerCase());
   }
+  // liblzma's buffer API returns what it decoded when the input ends early, without an error.
+  if (data.length !== job.expectedSize) {
+    throw fail('XZ_DECODE_FAILED', job.block, job.offset, `it decodes to ${data.length} bytes, the index says ${job.expectedSize}; the block is damaged or truncated`);
+  }
   if (data.byteOffset !== 0 || data.byteLength !== data.buffer.byteLength) data = data.slice();
   return { reply: { data }, transfer: [data.buffer as ArrayBuffer] };
 }

@@ -1,8 +1,9 @@
 import { createRequire } from 'node:module';
 import type { Transform } from 'node:stream';
-import { fail } from '../errors.js';
+import { fail, SeekzError } from '../errors.js';
 import type { Sink } from '../gzip/partial-deflate.js';
 import { orderedWindow } from '../workers/ordered.js';
+import { FOOTER_MAGIC, STREAM_FOOTER_SIZE, parseStreamFooter } from './format.js';
 import type { XzSource } from './reader.js';
 
 /**
@@ -23,20 +24,7 @@ export async function decompressXz(
     options.onProgress?.(done);
   };
   if (xz.blocks.some((block) => block.uSize > options.maxBlock)) {
-    const unxz = createUnxzStream();
-    const feeding = (async () => {
-      for await (const piece of options.streamFile()) {
-        if (!unxz.write(piece)) await new Promise((resolve) => unxz.once('drain', resolve));
-      }
-      unxz.end();
-    })();
-    feeding.catch((error) => unxz.destroy(error));
-    try {
-      for await (const piece of unxz) await emit(piece as Uint8Array);
-    } catch (error) {
-      throw fail('XZ_DECODE_FAILED', 0, 0, (error as Error).message.toLowerCase());
-    }
-    await feeding;
+    await streamDecompressXz(options.streamFile(), emit);
     return done;
   }
   const window = orderedWindow<Uint8Array>(options.threads + 1, emit);
@@ -45,7 +33,36 @@ export async function decompressXz(
   return done;
 }
 
-function createUnxzStream(): Transform {
-  const liblzma = createRequire(import.meta.url)('node-liblzma') as { createUnxz(): Transform };
-  return liblzma.createUnxz();
+/**
+ * Decompresses an .xz stream front to back (a pipe, or a file with huge blocks). liblzma's stream
+ * API ends quietly when its input ends early, so the input must end with a stream footer, as
+ * xz itself insists ("unexpected end of input").
+ */
+export async function streamDecompressXz(input: AsyncIterable<Uint8Array>, emit: (bytes: Uint8Array) => Promise<void>): Promise<void> {
+  const unxz = (createRequire(import.meta.url)('node-liblzma') as { createUnxz(): Transform }).createUnxz();
+  let fed = 0;
+  let tail = new Uint8Array(0);
+  const feeding = (async () => {
+    for await (const piece of input) {
+      fed += piece.length;
+      const joined = new Uint8Array(tail.length + piece.length);
+      joined.set(tail);
+      joined.set(piece, tail.length);
+      tail = joined.slice(Math.max(0, joined.length - STREAM_FOOTER_SIZE));
+      if (!unxz.write(piece)) await new Promise((resolve) => unxz.once('drain', resolve));
+    }
+    unxz.end();
+  })();
+  feeding.catch((error: Error) => unxz.destroy(error));
+  try {
+    for await (const piece of unxz) await emit(piece as Uint8Array);
+    await feeding;
+  } catch (error) {
+    if (error instanceof SeekzError) throw error;
+    throw fail('XZ_BAD_DATA', (error as Error).message.toLowerCase(), fed);
+  }
+  if (tail.length < STREAM_FOOTER_SIZE || tail[10] !== FOOTER_MAGIC[0] || tail[11] !== FOOTER_MAGIC[1]) {
+    throw fail('XZ_TRUNCATED', 'the stream (no stream footer at its end: unexpected end of input)', fed);
+  }
+  parseStreamFooter(tail, fed - STREAM_FOOTER_SIZE);
 }

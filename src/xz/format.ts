@@ -105,6 +105,12 @@ export interface IndexRecord {
  * count by what the bytes could hold, so a hostile count cannot allocate.
  */
 export function parseIndex(bytes: Uint8Array, at: number): IndexRecord[] {
+  // The CRC first: a damaged index is reported as damaged, not as whatever its bytes now say.
+  if (bytes.length < 8) throw fail('XZ_BAD_INDEX', `it is only ${bytes.length} bytes`, at);
+  const crcAt = bytes.length - 4;
+  if (crc32(bytes.subarray(0, crcAt)) !== new DataView(bytes.buffer, bytes.byteOffset + crcAt, 4).getUint32(0, true)) {
+    throw fail('XZ_BAD_CRC', 'index', at);
+  }
   const reader = new ByteReader(bytes, (what, offset) => fail('XZ_TRUNCATED', what, at + offset));
   if (reader.u8('index indicator') !== 0) throw fail('XZ_BAD_INDEX', 'it does not start with the index indicator 0x00', at);
   const count = readVarint(reader, 'index record count');
@@ -122,8 +128,7 @@ export function parseIndex(bytes: Uint8Array, at: number): IndexRecord[] {
   while (reader.offset < padded) {
     if (reader.u8('index padding') !== 0) throw fail('XZ_BAD_INDEX', 'index padding is not zero', at + reader.offset - 1);
   }
-  const stored = reader.u32le('index CRC32');
-  if (crc32(bytes.subarray(0, padded)) !== stored) throw fail('XZ_BAD_CRC', 'index', at);
+  reader.u32le('index CRC32'); // checked above
   if (reader.remaining !== 0) throw fail('XZ_BAD_INDEX', `the footer says ${bytes.length} bytes but the index ends after ${reader.offset}`, at);
   return records;
 }

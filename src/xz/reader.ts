@@ -77,22 +77,18 @@ export async function readXzLayout(source: Source): Promise<{ blocks: XzBlock[];
   if (end % 4 !== 0) throw fail('XZ_BAD_DATA', `file size ${end} is not a multiple of four, so the file is truncated or has trailing garbage`, end);
   if (end === 0) throw fail('XZ_TRUNCATED', 'stream header', 0);
   while (end > 0) {
-    // Stream padding: zero bytes in groups of four before a footer (§2.2).
+    // Stream padding: zero bytes in groups of four before a footer (§2.2). A footer ends in
+    // "YZ", so only a tail of zeros calls for the padding scan; otherwise the first read is the footer.
     let padding = 0;
-    for (;;) {
-      const window = Math.min(end, 4096);
-      const tail = await source.read(end - window, window);
-      let zeros = 0;
-      while (zeros < tail.length && tail[tail.length - 1 - zeros] === 0) zeros++;
-      const whole = zeros - (zeros % 4);
-      padding += whole;
-      end -= whole;
-      if (whole < window || end === 0) break;
+    let footerBytes = await source.read(Math.max(0, end - STREAM_FOOTER_SIZE), Math.min(end, STREAM_FOOTER_SIZE));
+    if (footerBytes.subarray(footerBytes.length - 4).every((byte) => byte === 0)) {
+      padding = await paddingBefore(source, end);
+      end -= padding;
+      if (end === 0) throw fail('XZ_BAD_DATA', 'the file holds only stream padding', 0);
+      footerBytes = await source.read(Math.max(0, end - STREAM_FOOTER_SIZE), Math.min(end, STREAM_FOOTER_SIZE));
     }
-    if (end === 0) throw fail('XZ_BAD_DATA', 'the file holds only stream padding', 0);
     if (end < STREAM_HEADER_SIZE + STREAM_FOOTER_SIZE) throw fail('XZ_TRUNCATED', 'stream', 0);
     const footerAt = end - STREAM_FOOTER_SIZE;
-    const footerBytes = await source.read(footerAt, STREAM_FOOTER_SIZE);
     if (footerBytes[10] !== FOOTER_MAGIC[0] || footerBytes[11] !== FOOTER_MAGIC[1]) throw fail('XZ_BAD_FOOTER', footerAt);
     const footer = parseStreamFooter(footerBytes, footerAt);
     const indexAt = footerAt - footer.indexSize;
@@ -129,6 +125,20 @@ export async function readXzLayout(source: Source): Promise<{ blocks: XzBlock[];
   return { blocks, streams: streams.map((stream, index) => ({ ...stream, number: index + 1 })) };
 }
 
+/** Zero bytes, in whole groups of four, that end just before `end`. */
+async function paddingBefore(source: Source, end: number): Promise<number> {
+  let padding = 0;
+  for (;;) {
+    const window = Math.min(end - padding, 4096);
+    const tail = await source.read(end - padding - window, window);
+    let zeros = 0;
+    while (zeros < tail.length && tail[tail.length - 1 - zeros] === 0) zeros++;
+    const whole = zeros - (zeros % 4);
+    padding += whole;
+    if (whole < window || padding === end) return padding;
+  }
+}
+
 /** Opens an .xz file (any: multi-stream, padded, with or without sizes in block headers) as a Source. */
 export async function openXz(source: Source, options: XzReaderOptions = {}): Promise<XzSource> {
   const { blocks, streams } = await readXzLayout(source);
@@ -146,7 +156,7 @@ export async function openXz(source: Source, options: XzReaderOptions = {}): Pro
     if (bytes.length !== block.totalSize) throw fail('XZ_TRUNCATED', `block ${block.number}`, block.offset);
     const stream = singleBlockStream(block.checkId, bytes, block.unpaddedSize, block.uSize);
     pool ??= createWorkerPool(options.threads ?? 2);
-    const { data } = await pool.run({ kind: 'xz-decode', stream, block: block.number, offset: block.offset }, [stream.buffer as ArrayBuffer]);
+    const { data } = await pool.run({ kind: 'xz-decode', stream, expectedSize: block.uSize, block: block.number, offset: block.offset }, [stream.buffer as ArrayBuffer]);
     if (data.length !== block.uSize) throw fail('XZ_SIZE_MISMATCH', block.number, block.uSize, data.length);
     return data;
   };
