@@ -4,6 +4,8 @@ import type { Source } from '../source/source.js';
 import { isAllZero } from '../zeros.js';
 import * as P from './protocol.js';
 
+const STATUS_LIMIT = 4 * 2 ** 20;
+
 /** What the server exports: a Source of bytes, and for a writable export a way to write and flush. */
 export interface NbdExport {
   name: string;
@@ -321,9 +323,13 @@ export function createNbdServer(exported: NbdExport, options: NbdServerOptions =
     socket.end();
   };
 
-  /** base:allocation: all-zero granules are holes that read as zeros, so nbdcopy skips them. */
+  /**
+   * base:allocation: all-zero granules are holes that read as zeros, so nbdcopy skips them. One
+   * answer covers at most 4 MiB (proto.md lets a reply cover less than asked), so a status query
+   * for a whole disk costs one bounded read, not a huge one.
+   */
   const blockStatus = async (offset: number, length: number, one: boolean): Promise<Buffer> => {
-    const limit = Math.min(length, P.MAX_REQUEST);
+    const limit = Math.min(length, STATUS_LIMIT);
     const data = await exported.source.read(offset, limit);
     const descriptors: { length: number; state: number }[] = [];
     for (let at = 0; at < data.length; ) {
