@@ -3,7 +3,11 @@
  * being decoded share the one decode. Failed decodes are not cached.
  */
 export interface BlockCache {
-  get(key: number, load: () => Promise<Uint8Array>): Promise<Uint8Array>;
+  /**
+   * The cached bytes for `key`, or `load()`'s. With `isEnough`, a cached value that fails it (a
+   * prefix decoded for an earlier, shorter read) is loaded again and replaced.
+   */
+  get(key: number, load: () => Promise<Uint8Array>, isEnough?: (data: Uint8Array) => boolean): Promise<Uint8Array>;
   readonly bytes: number;
   readonly capacity: number;
   /** Decodes started, for tests and the bench: a warm read starts none. */
@@ -23,7 +27,7 @@ export function createBlockCache(capacity: number): BlockCache {
       bytes -= data.length;
     }
   };
-  return {
+  const cache: BlockCache = {
     get bytes() {
       return bytes;
     },
@@ -31,19 +35,29 @@ export function createBlockCache(capacity: number): BlockCache {
     get loads() {
       return loads;
     },
-    get(key, load) {
+    get(key, load, isEnough) {
       const hit = ready.get(key);
-      if (hit) {
+      if (hit && (!isEnough || isEnough(hit))) {
         ready.delete(key);
         ready.set(key, hit);
         return Promise.resolve(hit);
       }
+      if (hit) {
+        ready.delete(key);
+        bytes -= hit.length;
+      }
       const inFlight = loading.get(key);
-      if (inFlight) return inFlight;
+      if (inFlight && !isEnough) return inFlight;
+      if (inFlight) {
+        const enough = isEnough;
+        return inFlight.then((data) => (enough(data) ? data : cache.get(key, load, enough)));
+      }
       loads++;
       const promise = load().then(
         (data) => {
           loading.delete(key);
+          const previous = ready.get(key);
+          if (previous) bytes -= previous.length;
           ready.set(key, data);
           bytes += data.length;
           evict();
@@ -58,4 +72,5 @@ export function createBlockCache(capacity: number): BlockCache {
       return promise;
     },
   };
+  return cache;
 }

@@ -31,32 +31,48 @@ export function openIndexedGzip(source: Source, index: GzipIndex, options: { cac
 
   const locate = (offset: number) => lastAtOrBefore(points, (point) => point.uOffset, offset);
 
-  /** Everything point `number` decodes to, up to the next point (or the end of the data). */
-  const span = (number: number): Promise<Uint8Array> =>
-    cache.get(number, async () => {
-      const point = points[number]!;
-      const next = points[number + 1];
-      const uEnd = next ? next.uOffset : size;
-      // From the byte holding the block's first bit to the byte holding the next point's first bit.
-      const first = point.bits > 0 ? point.cOffset - 1 : point.cOffset;
-      const last = next ? next.cOffset : source.size;
-      let compressed = await source.read(first, last - first);
+  /**
+   * What point `number` decodes to, at least its first `need` bytes: a cold random read inflates
+   * only about as far as it needs (zran stops there too), a read that needs more of the span later
+   * decodes further. Compressed input is taken in proportion to the span's ratio, with slack.
+   */
+  const span = (number: number, need: number): Promise<Uint8Array> => {
+    const point = points[number]!;
+    const next = points[number + 1];
+    const uLength = (next ? next.uOffset : size) - point.uOffset;
+    const wanted = Math.min(uLength, need);
+    return cache.get(number, () => inflateSpan(number, wanted, uLength), (data) => data.length >= wanted);
+  };
+
+  const inflateSpan = async (number: number, wanted: number, uLength: number): Promise<Uint8Array> => {
+    const point = points[number]!;
+    const next = points[number + 1];
+    // From the byte holding the block's first bit to the byte holding the next point's first bit.
+    const first = point.bits > 0 ? point.cOffset - 1 : point.cOffset;
+    const last = next ? next.cOffset : source.size;
+    const partial = wanted < uLength / 2 ? Math.ceil(((last - first) * wanted) / Math.max(1, uLength) * 1.5) + 65536 : Infinity;
+    for (const take of partial < last - first ? [partial, last - first] : [last - first]) {
+      let compressed = await source.read(first, take);
       if (point.bits > 0) compressed = primeCompressed(compressed, point.bits);
       let out: Uint8Array;
       try {
         out = inflateRawSync(compressed, {
           finishFlush: constants.Z_SYNC_FLUSH,
           dictionary: point.window.length > 0 ? point.window : undefined,
-          maxOutputLength: Math.max(1, uEnd - point.uOffset) + 65536,
+          maxOutputLength: Math.max(1, uLength) + 65536,
         });
       } catch (error) {
+        // A prefix may end inside a block; only the whole span's failure means a bad index.
+        if (take < last - first) continue;
         throw fail('INDEX_BAD_DATA', `inflating from access point ${number} (uncompressed ${point.uOffset}, file offset ${point.cOffset}) failed: ${(error as Error).message}; the index does not match this file`);
       }
-      if (out.length < uEnd - point.uOffset) {
-        throw fail('INDEX_BAD_DATA', `access point ${number} gives ${out.length} bytes before the next point, the index expects ${uEnd - point.uOffset}; the index does not match this file`);
+      if (out.length >= wanted) return out.subarray(0, Math.min(out.length, uLength));
+      if (take === last - first) {
+        throw fail('INDEX_BAD_DATA', `access point ${number} gives ${out.length} bytes before the next point, the index expects ${uLength}; the index does not match this file`);
       }
-      return out.subarray(0, uEnd - point.uOffset);
-    });
+    }
+    throw fail('INDEX_BAD_DATA', `access point ${number} could not be inflated`);
+  };
 
   return {
     size,
@@ -71,8 +87,8 @@ export function openIndexedGzip(source: Source, index: GzipIndex, options: { cac
       let number = count > 0 ? locate(offset) : 0;
       while (done < count) {
         const point = points[number]!;
-        const bytes = await span(number);
         const within = offset + done - point.uOffset;
+        const bytes = await span(number, within + (count - done));
         const take = Math.min(count - done, bytes.length - within);
         if (take > 0) {
           out.set(bytes.subarray(within, within + take), done);
