@@ -47,10 +47,9 @@ export function createBlockCache(capacity: number): BlockCache {
         bytes -= hit.length;
       }
       const inFlight = loading.get(key);
-      if (inFlight && !isEnough) return inFlight;
       if (inFlight) {
-        const enough = isEnough;
-        return inFlight.then((data) => (enough(data) ? data : cache.get(key, load, enough)));
+        if (!isEnough) return inFlight;
+        return inFlight.then((data) => (isEnough(data) ? data : cache.get(key, load, isEnough)));
       }
       loads++;
       const promise = load().then(
