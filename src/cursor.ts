@@ -36,6 +36,14 @@ export class ByteReader {
     if (!Number.isSafeInteger(value)) throw this.onTruncated(`${what} (value above 2^53)`, at);
     return value;
   }
+  u32be(what: string): number {
+    return this.view.getUint32(this.need(4, what), false);
+  }
+  /** A big-endian u64 as [high, low] 32-bit halves, for fields that may hold 2^64 − 1. */
+  u64beParts(what: string): [number, number] {
+    const at = this.need(8, what);
+    return [this.view.getUint32(at, false), this.view.getUint32(at + 4, false)];
+  }
   bytesOf(count: number, what: string): Uint8Array {
     const at = this.need(count, what);
     return this.bytes.subarray(at, at + count);

@@ -1,6 +1,6 @@
 import { ByteReader, ByteWriter } from '../../cursor.js';
 import { fail, hexBytes, type SeekzError } from '../../errors.js';
-import { WINDOW_SIZE, type AccessPoint, type GzipIndex } from './types.js';
+import { WINDOW_SIZE, checkPoint, type AccessPoint, type GzipIndex } from './types.js';
 
 /**
  * indexed_gzip's index file (zran_export_index / zran_import_index in its zran.c). Checked
@@ -138,14 +138,8 @@ export function serializeGzidx(index: GzipIndex): Uint8Array {
   writer.bytes(GZIDX_MAGIC).u8(GZIDX_VERSION).u8(0);
   writer.u64le(compressedSize).u64le(uncompressedSize).u32le(spacing).u32le(WINDOW_SIZE).u32le(points.length);
   points.forEach((point, at) => {
+    checkPoint(point, at, 'gzidx');
     const { uOffset, cOffset, bits, window } = point;
-    if (!Number.isSafeInteger(uOffset) || uOffset < 0 || !Number.isSafeInteger(cOffset) || cOffset < 0) {
-      throw fail('BAD_ARGUMENT', `gzidx: point ${at} has offsets (compressed ${cOffset}, uncompressed ${uOffset}); expected whole numbers of bytes`);
-    }
-    if (!Number.isInteger(bits) || bits < 0 || bits > 7) throw fail('BAD_ARGUMENT', `gzidx: point ${at} has bits ${bits}; expected 0-7`);
-    if (window.length > WINDOW_SIZE) {
-      throw fail('BAD_ARGUMENT', `gzidx: point ${at} has a ${window.length}-byte window; deflate history is at most ${WINDOW_SIZE} bytes`);
-    }
     writer.u64le(cOffset).u64le(uOffset).u8(bits).u8(window.length > 0 ? 1 : 0);
   });
   for (const { window } of points) {

@@ -1,7 +1,7 @@
 import { deflateSync, inflateSync } from 'node:zlib';
-import { ByteWriter } from '../../cursor.js';
+import { ByteReader, ByteWriter } from '../../cursor.js';
 import { fail, hexBytes, type SeekzError } from '../../errors.js';
-import { WINDOW_SIZE, type AccessPoint, type GzipIndex } from './types.js';
+import { WINDOW_SIZE, checkPoint, type AccessPoint, type GzipIndex } from './types.js';
 
 /**
  * gztool's index file (`file.gzi`; serialize_index_to_file / deserialize_index_from_file in its
@@ -46,7 +46,14 @@ const LINE_NUMBER_LENGTH = 8;
 export function parseGztoolIndex(bytes: Uint8Array): GzipIndex {
   const truncated = (what: string, offset: number) => fail('INDEX_TRUNCATED', FORMAT, what, offset, bytes.length, FIX);
   const bad = (offset: number, what: string) => fail('INDEX_BAD_DATA', `${FORMAT} index at offset ${offset}: ${what}; the index is damaged: ${FIX}`);
-  const reader = new BigEndianReader(bytes, truncated);
+  const reader = new ByteReader(bytes, truncated);
+  /** A big-endian u64 that must be a safe integer: no real file or offset reaches 2^53. */
+  const u64 = (what: string): number => {
+    const at = reader.offset;
+    const [high, low] = reader.u64beParts(what);
+    if (high >= 2 ** 21) throw bad(at, `${what} is ${high} * 2^32 + ${low}, above 2^53`);
+    return high * 2 ** 32 + low;
+  };
 
   const head = bytes.subarray(0, MAGIC_END);
   const magic = new TextDecoder('latin1').decode(head.subarray(MAGIC_AT));
@@ -56,11 +63,11 @@ export function parseGztoolIndex(bytes: Uint8Array): GzipIndex {
   }
   const version = magic === GZTOOL_MAGIC_V1 ? 1 : 0;
   reader.offset = MAGIC_END;
-  if (version === 1) reader.u32('line separator'); // 16
+  if (version === 1) reader.u32be('line separator'); // 16
 
   const countAt = reader.offset;
-  const count = reader.u64(`point count`, bad);
-  const [completeHigh, completeLow] = reader.u64Parts('completion mark');
+  const count = u64(`point count`);
+  const [completeHigh, completeLow] = reader.u64beParts('completion mark');
   // gztool writes the count twice when it finishes; a file still being written says 2^64-1 in
   // the second field. gztool treats any disagreement as "incomplete" and so does this parser.
   const complete = completeHigh * 2 ** 32 + completeLow === count;
@@ -78,10 +85,10 @@ export function parseGztoolIndex(bytes: Uint8Array): GzipIndex {
   while (complete ? points.length < count : reader.offset + minimumPoint <= bodyEnd) {
     const at = reader.offset;
     const index = points.length;
-    const uOffset = reader.u64(`point ${index} uncompressed offset`, bad);
-    const cOffset = reader.u64(`point ${index} compressed offset`, bad);
-    const bits = reader.u32(`point ${index} bits`);
-    const packedLength = reader.u32(`point ${index} window length`);
+    const uOffset = u64(`point ${index} uncompressed offset`);
+    const cOffset = u64(`point ${index} compressed offset`);
+    const bits = reader.u32be(`point ${index} bits`);
+    const packedLength = reader.u32be(`point ${index} window length`);
     if (!complete && reader.offset + packedLength + lineLength > bodyEnd) break; // gztool is still writing this point
     if (bits > 7) throw bad(at + 16, `point ${index} has bits ${bits}; expected 0-7`);
     if (bits > 0 && cOffset === 0) throw bad(at + 8, `point ${index} starts ${bits} bits before byte 0`);
@@ -97,7 +104,7 @@ export function parseGztoolIndex(bytes: Uint8Array): GzipIndex {
     if (window.length > uOffset) {
       throw bad(windowAt, `point ${index} has a ${window.length}-byte window before uncompressed offset ${uOffset}; a window cannot hold more than the data before it`);
     }
-    if (version === 1) reader.u64Parts(`point ${index} line number`);
+    if (version === 1) reader.u64beParts(`point ${index} line number`);
     points.push({ uOffset, cOffset, bits, window });
   }
 
@@ -106,7 +113,7 @@ export function parseGztoolIndex(bytes: Uint8Array): GzipIndex {
     if (reader.offset !== bodyEnd) {
       throw bad(reader.offset, `${bodyEnd - reader.offset} bytes follow point ${count - 1}; expected the ${tailLength}-byte tail there`);
     }
-    uncompressedSize = reader.u64('uncompressed size', bad);
+    uncompressedSize = u64('uncompressed size');
     const last = points[points.length - 1];
     // 0 is how gztool says it never learned the size; anything else must cover every point.
     if (last && uncompressedSize > 0 && last.uOffset > uncompressedSize) {
@@ -137,14 +144,8 @@ export function serializeGztoolIndex(index: GzipIndex): Uint8Array {
   u64be(points.length);
   u64be(points.length);
   points.forEach((point, at) => {
+    checkPoint(point, at, 'gztool');
     const { uOffset, cOffset, bits, window } = point;
-    if (!Number.isSafeInteger(uOffset) || uOffset < 0 || !Number.isSafeInteger(cOffset) || cOffset < 0) {
-      throw fail('BAD_ARGUMENT', `gztool: point ${at} has offsets (compressed ${cOffset}, uncompressed ${uOffset}); expected whole numbers of bytes`);
-    }
-    if (!Number.isInteger(bits) || bits < 0 || bits > 7) throw fail('BAD_ARGUMENT', `gztool: point ${at} has bits ${bits}; expected 0-7`);
-    if (window.length > WINDOW_SIZE) {
-      throw fail('BAD_ARGUMENT', `gztool: point ${at} has a ${window.length}-byte window; deflate history is at most ${WINDOW_SIZE} bytes`);
-    }
     const packed = window.length === 0 ? new Uint8Array(0) : deflateSync(window);
     u64be(uOffset);
     u64be(cOffset);
@@ -163,45 +164,5 @@ function inflateWindow(packed: Uint8Array, offset: number, index: number, bad: (
   } catch (error) {
     const why = (error as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE' ? `inflates to more than ${WINDOW_SIZE} bytes` : `is not a valid zlib stream (${(error as Error).message})`;
     throw bad(offset, `point ${index}'s window ${why}`);
-  }
-}
-
-/** ByteReader's twin for gztool's big-endian fields. */
-class BigEndianReader {
-  private readonly view: DataView;
-  offset = 0;
-  constructor(
-    private readonly bytes: Uint8Array,
-    private readonly onTruncated: (what: string, offset: number) => SeekzError,
-  ) {
-    this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  }
-  get remaining(): number {
-    return this.bytes.length - this.offset;
-  }
-  private need(count: number, what: string): number {
-    if (this.offset + count > this.bytes.length) throw this.onTruncated(what, this.offset);
-    const at = this.offset;
-    this.offset += count;
-    return at;
-  }
-  u32(what: string): number {
-    return this.view.getUint32(this.need(4, what), false);
-  }
-  /** A u64 as [high, low] 32-bit halves, for fields that may hold 2^64-1. */
-  u64Parts(what: string): [number, number] {
-    const at = this.need(8, what);
-    return [this.view.getUint32(at, false), this.view.getUint32(at + 4, false)];
-  }
-  /** A u64 that must be a safe integer: no real file or offset reaches 2^53. */
-  u64(what: string, bad: (offset: number, what: string) => SeekzError): number {
-    const at = this.offset;
-    const [high, low] = this.u64Parts(what);
-    if (high >= 2 ** 21) throw bad(at, `${what} is ${high} * 2^32 + ${low}, above 2^53`);
-    return high * 2 ** 32 + low;
-  }
-  bytesOf(count: number, what: string): Uint8Array {
-    const at = this.need(count, what);
-    return this.bytes.subarray(at, at + count);
   }
 }

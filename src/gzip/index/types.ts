@@ -7,6 +7,8 @@
  * uncompressed data before the point, which back-references may reach into; it is empty at the
  * start of a gzip member, and where history was reset (seekz's own chunk boundaries).
  */
+import { fail } from '../../errors.js';
+
 export const WINDOW_SIZE = 32768;
 
 export interface AccessPoint {
@@ -32,4 +34,16 @@ export interface GzipIndex {
 /** The bit offset in the file where a point's block header starts. */
 export function pointBit(point: AccessPoint): number {
   return point.cOffset * 8 - point.bits;
+}
+
+/** Checks a point before it is written to an index file; `format` names the file type in the message. */
+export function checkPoint(point: AccessPoint, at: number, format: string): void {
+  const { uOffset, cOffset, bits, window } = point;
+  if (!Number.isSafeInteger(uOffset) || uOffset < 0 || !Number.isSafeInteger(cOffset) || cOffset < 0) {
+    throw fail('BAD_ARGUMENT', `${format}: point ${at} has offsets (compressed ${cOffset}, uncompressed ${uOffset}); expected whole numbers of bytes`);
+  }
+  if (!Number.isInteger(bits) || bits < 0 || bits > 7) throw fail('BAD_ARGUMENT', `${format}: point ${at} has bits ${bits}; expected 0-7`);
+  if (window.length > WINDOW_SIZE) {
+    throw fail('BAD_ARGUMENT', `${format}: point ${at} has a ${window.length}-byte window; deflate history is at most ${WINDOW_SIZE} bytes`);
+  }
 }
