@@ -7,12 +7,28 @@ import { formatSize } from '../src/size.js';
  * as gzip and xz do); anything else is a bug and prints its stack. SIGINT, SIGTERM and SIGHUP
  * remove temp files first, so an interrupted write leaves no partial output.
  */
+const shutdownHooks: (() => Promise<void>)[] = [];
+
+/**
+ * Work that must finish before a signal ends the process (a server closing its socket and
+ * flushing writes). While a hook is registered, a signal runs the hooks and exits cleanly.
+ */
+export function onShutdown(hook: () => Promise<void>): void {
+  shutdownHooks.push(hook);
+}
+
 export function runCli(main: () => Promise<void>): void {
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
     process.on(signal, () => {
+      const status = 128 + ({ SIGINT: 2, SIGTERM: 15, SIGHUP: 1 } as const)[signal];
+      if (shutdownHooks.length > 0) {
+        const hooks = shutdownHooks.splice(0);
+        Promise.allSettled(hooks.map((hook) => hook())).then(() => process.exit(status));
+        return;
+      }
       removeTempFilesNow();
       process.stderr.write(`\nseekz: interrupted by ${signal}; no output was left behind\n`);
-      process.exit(128 + ({ SIGINT: 2, SIGTERM: 15, SIGHUP: 1 } as const)[signal]);
+      process.exit(status);
     });
   }
   main().then(

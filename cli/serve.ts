@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Server } from 'node:net';
 import type { Command } from 'commander';
+import { onShutdown } from './common.js';
 import { writableGzip } from '../src/edit/write-overlay.js';
 import { fail } from '../src/errors.js';
 import { readGzipLayout } from '../src/gzip/layout.js';
@@ -68,6 +69,12 @@ Examples:
         await exported.writable?.flush();
         return;
       }
+      // A signal closes the listener (removing a Unix socket file) and flushes writes first.
+      onShutdown(async () => {
+        // Clients still connected get 2 s to finish their requests; then writes are flushed anyway.
+        await Promise.race([new Promise<void>((resolve) => server.close(() => resolve())), new Promise((resolve) => setTimeout(resolve, 2000))]);
+        await exported.writable?.flush();
+      });
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
         if (options.unix) server.listen(options.unix, resolve);
@@ -75,12 +82,7 @@ Examples:
       });
       const where = options.unix ? `nbd+unix:///${options.exportName}?socket=${options.unix}` : `nbd://${options.host}:${options.port ?? 10809}/${options.exportName}`;
       process.stderr.write(`seekz serve: ${target} (${data.size} bytes${exported.writable ? ', writable stored ranges' : ', read-only'}) at ${where}\n`);
-      await new Promise<void>((resolve) => {
-        const stop = () => server.close(() => resolve());
-        process.once('SIGINT', stop);
-        process.once('SIGTERM', stop);
-      });
-      await exported.writable?.flush();
+      await new Promise<void>(() => {}); // runs until a signal; the shutdown hook ends it
     });
 }
 

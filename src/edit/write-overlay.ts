@@ -16,15 +16,26 @@ export function writableGzip(path: string, data: Source, layout: GzipLayout, opt
   const pendingLimit = options.pendingLimit ?? DEFAULT_PENDING_LIMIT;
   let pending: PatchEdit[] = [];
   let pendingBytes = 0;
+  // Edits being patched into the file stay visible to reads until the patch is done: a read that
+  // started before the patch must still see them.
+  let inPatch: PatchEdit[] = [];
   let flushing: Promise<void> = Promise.resolve();
 
   const flush = () => {
     flushing = flushing.then(async () => {
       if (pending.length === 0) return;
-      const edits = pending;
+      inPatch = pending;
       pending = [];
       pendingBytes = 0;
-      await patchGzip(path, edits);
+      try {
+        await patchGzip(path, inPatch);
+      } catch (error) {
+        pending = [...inPatch, ...pending]; // nothing was lost: a failed patch rolls back
+        pendingBytes = pending.reduce((sum, edit) => sum + edit.data.length, 0);
+        throw error;
+      } finally {
+        inPatch = [];
+      }
     });
     return flushing;
   };
@@ -32,11 +43,14 @@ export function writableGzip(path: string, data: Source, layout: GzipLayout, opt
   const source: Source = {
     size: data.size,
     async read(offset, length) {
+      const before = [...inPatch, ...pending];
       const bytes = await data.read(offset, length);
-      if (pending.length === 0) return bytes;
+      // Edits seen before or after the file read, in write order (later writes win). Applying one
+      // that the file already holds is harmless: it writes the same bytes.
+      const edits = [...new Set([...before, ...inPatch, ...pending])];
+      if (edits.length === 0) return bytes;
       const out = new Uint8Array(bytes);
-      // Later writes win: apply in order.
-      for (const edit of pending) {
+      for (const edit of edits) {
         const from = Math.max(offset, edit.offset);
         const to = Math.min(offset + out.length, edit.offset + edit.data.length);
         if (from < to) out.set(edit.data.subarray(from - edit.offset, to - edit.offset), from - offset);

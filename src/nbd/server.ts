@@ -55,10 +55,13 @@ function socketReader(socket: Socket) {
     available += chunk.length;
     settle();
   });
-  socket.on('close', () => {
+  const onGone = () => {
     closed = new Error('nbd: client disconnected');
     settle();
-  });
+  };
+  // A client may half-close after NBD_CMD_DISC; the server still finishes (flush) before closing.
+  socket.on('end', onGone);
+  socket.on('close', onGone);
   socket.on('error', () => {});
   return {
     read(count: number): Promise<Buffer> {
@@ -115,7 +118,20 @@ export function createNbdServer(exported: NbdExport, options: NbdServerOptions =
   const serve = async (socket: Socket) => {
     socket.setNoDelay(true);
     const reader = socketReader(socket);
-    const send = (bytes: Uint8Array) => socket.write(bytes);
+    // Replies wait for the socket to drain, so a client that does not read cannot make the server
+    // queue replies without bound: its in-flight slots stay taken until the bytes are sent.
+    const send = (bytes: Uint8Array): Promise<void> =>
+      socket.write(bytes) || socket.destroyed
+        ? Promise.resolve()
+        : new Promise<void>((resolve) => {
+            const done = () => {
+              socket.off('drain', done);
+              socket.off('close', done);
+              resolve();
+            };
+            socket.once('drain', done);
+            socket.once('close', done);
+          });
     const hello = Buffer.alloc(18);
     hello.writeBigUInt64BE(P.NBDMAGIC, 0);
     hello.writeBigUInt64BE(P.IHAVEOPT, 8);
@@ -126,11 +142,13 @@ export function createNbdServer(exported: NbdExport, options: NbdServerOptions =
     let structured = false;
     let allocationContext = false;
 
+    // proto.md: NBD_FLAG_SEND_DF must stay clear unless structured replies were negotiated.
+    const flagsNow = () => (structured ? transmissionFlags : transmissionFlags & ~P.FLAG_SEND_DF);
     const exportInfo = () => {
       const info = Buffer.alloc(12);
       info.writeUInt16BE(P.INFO_EXPORT, 0);
       info.writeBigUInt64BE(BigInt(size), 2);
-      info.writeUInt16BE(transmissionFlags, 10);
+      info.writeUInt16BE(flagsNow(), 10);
       return info;
     };
     const blockSizeInfo = () => {
@@ -166,7 +184,7 @@ export function createNbdServer(exported: NbdExport, options: NbdServerOptions =
         }
         const reply = Buffer.alloc(noZeroes ? 10 : 134);
         reply.writeBigUInt64BE(BigInt(size), 0);
-        reply.writeUInt16BE(transmissionFlags, 8);
+        reply.writeUInt16BE(flagsNow(), 8);
         send(reply);
         break;
       }
@@ -261,15 +279,15 @@ export function createNbdServer(exported: NbdExport, options: NbdServerOptions =
         // The payload must be read even when the write is refused, to stay in sync.
         if (length > P.MAX_REQUEST) break;
         const data = await reader.read(length);
-        if (!exported.writable) replyError(handle, P.EPERM, 'nbd: this export is read-only');
-        else if (outOfRange) replyError(handle, P.ENOSPC, 'nbd: write past the end of the export');
+        if (!exported.writable) await replyError(handle, P.EPERM, 'nbd: this export is read-only');
+        else if (outOfRange) await replyError(handle, P.ENOSPC, 'nbd: write past the end of the export');
         else {
           try {
             await exported.writable.write(offset, data);
             if (flags & P.CMD_FLAG_FUA) await exported.writable.flush();
-            replyDone(handle);
+            await replyDone(handle);
           } catch (error) {
-            replyError(handle, errnoOf(error), (error as Error).message);
+            await replyError(handle, errnoOf(error), (error as Error).message);
           }
         }
         continue;
@@ -277,26 +295,26 @@ export function createNbdServer(exported: NbdExport, options: NbdServerOptions =
       if (type === P.CMD_FLUSH) {
         try {
           await exported.writable?.flush();
-          replyDone(handle);
+          await replyDone(handle);
         } catch (error) {
-          replyError(handle, P.EIO, (error as Error).message);
+          await replyError(handle, P.EIO, (error as Error).message);
         }
         continue;
       }
       if (type !== P.CMD_READ && type !== P.CMD_BLOCK_STATUS && type !== P.CMD_CACHE) {
-        replyError(handle, P.ENOTSUP, `nbd: command ${type} is not supported`);
+        await replyError(handle, P.ENOTSUP, `nbd: command ${type} is not supported`);
         continue;
       }
       if (length > P.MAX_REQUEST && type === P.CMD_READ) {
-        replyError(handle, P.EINVAL, `nbd: reads are limited to ${P.MAX_REQUEST} bytes`);
+        await replyError(handle, P.EINVAL, `nbd: reads are limited to ${P.MAX_REQUEST} bytes`);
         continue;
       }
       if (outOfRange) {
-        replyError(handle, P.EINVAL, `nbd: [${offset}, ${offset + length}) is past the end (${size} bytes)`);
+        await replyError(handle, P.EINVAL, `nbd: [${offset}, ${offset + length}) is past the end (${size} bytes)`);
         continue;
       }
       if (type === P.CMD_BLOCK_STATUS && !allocationContext) {
-        replyError(handle, P.EINVAL, 'nbd: no meta context was negotiated');
+        await replyError(handle, P.EINVAL, 'nbd: no meta context was negotiated');
         continue;
       }
       // Reads and status queries run concurrently; each reply goes out in one write.
@@ -351,7 +369,7 @@ export function createNbdServer(exported: NbdExport, options: NbdServerOptions =
     return payload;
   };
 
-  return createServer((socket) => {
+  return createServer({ allowHalfOpen: true }, (socket) => {
     serve(socket).catch((error: Error) => {
       if (!/client disconnected/.test(error.message)) options.onClientError?.(error);
       socket.destroy();
