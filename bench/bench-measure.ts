@@ -1,7 +1,9 @@
 /**
- * Runs one command and measures it: wall time from spawn to exit, and the child's peak RSS.
- * Peak RSS comes from GNU time's %M (getrusage ru_maxrss of the child). Without /usr/bin/time it
- * falls back to polling /proc/PID/status VmHWM, which can miss growth in the last poll interval.
+ * Runs one command and measures it: wall time from spawn to exit, the child's peak RSS and its CPU
+ * time. Peak RSS comes from GNU time's %M (getrusage ru_maxrss of the child), CPU time from %U + %S;
+ * on a shared machine CPU seconds stay comparable when wall times do not. Without /usr/bin/time,
+ * RSS falls back to polling /proc/PID/status VmHWM, which can miss growth in the last poll
+ * interval, and CPU time is unknown (NaN).
  */
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync, rmSync } from 'node:fs';
@@ -20,6 +22,8 @@ export interface Measurement {
   wall: number;
   /** Peak resident set size in bytes. */
   rss: number;
+  /** User plus system CPU seconds of the child; NaN without GNU time. */
+  cpu: number;
   stderr: string;
 }
 
@@ -30,7 +34,7 @@ export async function measure(command: string, args: string[], options: { stdout
   try {
     const started = process.hrtime.bigint();
     const child = useGnuTime
-      ? spawn(GNU_TIME, ['-f', '%M', '-o', timeFile, command, ...args], { stdio: ['ignore', stdout, 'pipe'] })
+      ? spawn(GNU_TIME, ['-f', '%M %U %S', '-o', timeFile, command, ...args], { stdio: ['ignore', stdout, 'pipe'] })
       : spawn(command, args, { stdio: ['ignore', stdout, 'pipe'] });
     let stderr = '';
     child.stderr!.setEncoding('utf8').on('data', (text: string) => (stderr = (stderr + text).slice(-4000)));
@@ -43,8 +47,9 @@ export async function measure(command: string, args: string[], options: { stdout
       throw new Error(`bench: '${[command, ...args].join(' ')}' failed (${signal ?? `exit ${code}`}):\n${stderr.trim()}`);
     }
     // GNU time writes "Command exited with …" before the numbers on failure; the last line is ours.
-    const rss = useGnuTime ? Number(readFileSync(timeFile, 'utf8').trim().split('\n').pop()) * 1024 : polledPeak;
-    return { wall, rss, stderr };
+    if (!useGnuTime) return { wall, rss: polledPeak, cpu: NaN, stderr };
+    const [kilobytes, user, system] = readFileSync(timeFile, 'utf8').trim().split('\n').pop()!.split(' ').map(Number) as [number, number, number];
+    return { wall, rss: kilobytes * 1024, cpu: user + system, stderr };
   } finally {
     if (typeof stdout === 'number') closeSync(stdout);
     rmSync(timeFile, { force: true });

@@ -2,14 +2,12 @@
  * `npm run bench`: measures seekz against the tools people use today, on one generated disk image,
  * in one run, so that the ratios compare like with like. Absolute times depend on the machine; the
  * ratios are the result. Each section prints its part and adds to the targets and the JSON report.
- * Usage: npm run bench -- [--size 2G] [--dir DIR] [--quick] [--repeat N] [--seed N] [--data-fraction F]
+ * Usage: npm run bench -- [--size 2G] [--dir DIR] [--quick] [--repeat N] [--seed N] [--data-fraction F] [--only xz]
  */
-import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { defaultThreads } from '../src/workers/pool.js';
 import { patchGzip } from '../src/edit/patch.js';
@@ -17,62 +15,29 @@ import { DEFAULT_CHUNK_SIZE, writerMemoryBound } from '../src/gzip/partial-defla
 import { openGzip } from '../src/gzip/reader.js';
 import { fileSource } from '../src/source/file.js';
 import { formatSize, parseSize } from '../src/size.js';
+import {
+  MIB,
+  cli,
+  compareTools,
+  describeImage,
+  diskImage,
+  helpParagraph,
+  mib,
+  ms,
+  percent,
+  succeeds,
+  type Bench,
+  type Target,
+  type Tool,
+  type ToolResult,
+} from './bench-common.js';
 import { formatTable, measure, median, rssMethod } from './bench-measure.js';
-import { makeDiskImage, planDiskImage, type DiskImagePlan } from './disk-image.js';
+import { xzSection } from './bench-xz.js';
+import { indexSection } from './bench-index.js';
+import { serveSection } from './bench-serve.js';
 
-const MIB = 2 ** 20;
 const PATCH_SIZE = 4096;
 const PATCH_RUNS = 5;
-
-interface Image {
-  path: string;
-  plan: DiskImagePlan;
-  dataFraction: number;
-  zeroShare: number;
-}
-
-interface Tool {
-  name: string;
-  command: string;
-  args: (input: string, output: string) => string[];
-  /** The tool writes the result to stdout (gzip -c), not to a path of its own. */
-  toStdout: boolean;
-}
-
-interface ToolResult {
-  name: string;
-  walls: number[];
-  /** Median wall seconds. */
-  wall: number;
-  /** Peak RSS in bytes, the highest over the repeats. */
-  rss: number;
-  bytes: number;
-  /** The last output, when the caller asked to keep it. */
-  kept?: string;
-}
-
-interface Target {
-  what: string;
-  goal: string;
-  measured: string;
-  pass: boolean;
-}
-
-interface Bench {
-  dir: string;
-  size: number;
-  seed: number;
-  dataFraction: number;
-  repeat: number;
-  image?: Image;
-  compression?: ToolResult[];
-  targets: Target[];
-  report: Record<string, unknown>;
-  /** Files the run made that are not worth keeping for the next run. */
-  scratch: string[];
-}
-
-const cli = (name: string) => fileURLToPath(new URL(`../cli/${name}.js`, import.meta.url));
 
 const PARTIAL_DEFLATE_STORED: Tool = {
   name: 'partial-deflate -6 --store-partition 1',
@@ -88,25 +53,30 @@ const PARTIAL_DEFLATE_WHOLE: Tool = {
 };
 const GZIP: Tool = { name: 'gzip -6', command: 'gzip', args: (input) => ['-6', '-c', input], toStdout: true };
 const PIGZ: Tool = { name: 'pigz -6 -p2', command: 'pigz', args: (input) => ['-6', '-p2', '-c', input], toStdout: true };
+const GZIP_OUTPUT = { suffix: 'gz', verify: { name: 'gzip -t', check: (path: string) => succeeds('gzip', ['-t', path]) } };
 
-const sections: { name: string; run: (bench: Bench) => Promise<void> }[] = [
-  { name: 'image', run: imageSection },
-  { name: 'gzip', run: gzipSection },
-  { name: 'zeros', run: zerosSection },
-  { name: 'patch', run: patchSection },
-  // Later: xz (pixz, xz -T), index (gztool), serve (NBD/HTTP) sections.
+/** Sections run in this order; `needs` names the sections whose results they reuse. */
+const sections: { name: string; needs: string[]; run: (bench: Bench) => Promise<void> }[] = [
+  { name: 'image', needs: [], run: imageSection },
+  { name: 'gzip', needs: ['image'], run: gzipSection },
+  { name: 'zeros', needs: ['gzip'], run: zerosSection },
+  { name: 'patch', needs: ['gzip'], run: patchSection },
+  { name: 'xz', needs: ['image'], run: xzSection },
+  { name: 'index', needs: ['image'], run: indexSection },
+  { name: 'serve', needs: ['image'], run: serveSection },
 ];
 
 async function main(): Promise<void> {
-  const bench = parseOptions();
+  const { bench, only } = parseOptions();
+  const chosen = chooseSections(only);
   mkdirSync(bench.dir, { recursive: true });
   console.log(
     `seekz bench: ${cpus().length} CPUs (${availableParallelism()} available), Node ${process.version}, ` +
       `work dir ${bench.dir}, repeat ${bench.repeat} (median wall, highest RSS), RSS from ${rssMethod}`,
   );
-  bench.report = { date: new Date().toISOString(), node: process.version, cpus: cpus().length, rssMethod, repeat: bench.repeat };
+  bench.report = { date: new Date().toISOString(), node: process.version, cpus: cpus().length, rssMethod, repeat: bench.repeat, sections: chosen.map((section) => section.name) };
   try {
-    for (const section of sections) {
+    for (const section of chosen) {
       console.log(`\n== ${section.name}`);
       await section.run(bench);
     }
@@ -114,12 +84,27 @@ async function main(): Promise<void> {
     for (const path of bench.scratch) rmSync(path, { force: true });
   }
   printTargets(bench.targets);
-  const reportPath = join(bench.dir, 'bench-results.json');
+  // A partial run does not overwrite the last full report.
+  const reportPath = join(bench.dir, only ? `bench-results-${only.join('-')}.json` : 'bench-results.json');
   writeFileSync(reportPath, `${JSON.stringify({ ...bench.report, targets: bench.targets }, null, 2)}\n`);
   console.log(`\nresults: ${reportPath}`);
 }
 
-function parseOptions(): Bench {
+/** The sections named by --only, plus the ones they need, in run order. */
+function chooseSections(only: string[] | undefined): typeof sections {
+  if (!only) return sections;
+  const wanted = new Set<string>();
+  const add = (name: string) => {
+    const section = sections.find((candidate) => candidate.name === name);
+    if (!section) throw new Error(`bench: --only: no section '${name}'; there are ${sections.map((candidate) => candidate.name).join(', ')}`);
+    wanted.add(name);
+    section.needs.forEach(add);
+  };
+  only.forEach(add);
+  return sections.filter((section) => wanted.has(section.name));
+}
+
+function parseOptions(): { bench: Bench; only?: string[] } {
   const { values } = parseArgs({
     options: {
       size: { type: 'string' },
@@ -128,16 +113,19 @@ function parseOptions(): Bench {
       repeat: { type: 'string', default: '1' },
       seed: { type: 'string', default: '1' },
       'data-fraction': { type: 'string', default: '0.35' },
+      only: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
   if (values.help) {
     console.log(
-      'usage: npm run bench -- [--size SIZE] [--dir DIR] [--quick] [--repeat N] [--seed N] [--data-fraction F]\n' +
+      'usage: npm run bench -- [--size SIZE] [--dir DIR] [--quick] [--repeat N] [--seed N] [--data-fraction F] [--only NAMES]\n' +
         '  --size           image size (default 2GiB; --quick: 256MiB); K/M/G are binary\n' +
         '  --dir            work dir; images are kept there and reused (default $TMPDIR/seekz-bench)\n' +
         '  --repeat         runs per tool; the report takes the median wall time\n' +
-        '  --data-fraction  share of the root partition that holds data (default 0.35)',
+        '  --data-fraction  share of the root partition that holds data (default 0.35)\n' +
+        `  --only           comma-separated sections (${sections.map((section) => section.name).join(', ')}) and those they need;\n` +
+        '                   the report goes to bench-results-NAMES.json',
     );
     process.exit(0);
   }
@@ -148,7 +136,8 @@ function parseOptions(): Bench {
   if (!Number.isInteger(seed) || seed < 0) throw new Error(`bench: --seed must be a whole number ≥ 0, got '${values.seed}'`);
   if (!(dataFraction > 0 && dataFraction <= 1)) throw new Error(`bench: --data-fraction must be in (0, 1], got '${values['data-fraction']}'`);
   const size = values.size !== undefined ? parseSize(values.size) : values.quick ? 256 * MIB : 2 * 1024 * MIB;
-  return { dir: values.dir, size, seed, dataFraction, repeat, targets: [], report: {}, scratch: [] };
+  const only = values.only?.split(',').map((name) => name.trim()).filter((name) => name !== '');
+  return { bench: { dir: values.dir, size, seed, dataFraction, repeat, quick: values.quick, targets: [], report: {}, scratch: [] }, only };
 }
 
 // ---- image
@@ -158,44 +147,19 @@ async function imageSection(bench: Bench): Promise<void> {
   bench.report.image = describeImage(bench.image);
 }
 
-/** Makes the image, or reuses one a previous run made with the same size, seed and data fraction. */
-async function diskImage(bench: Bench, dataFraction: number): Promise<Image> {
-  const size = planDiskImage({ size: bench.size }).size;
-  const path = join(bench.dir, `disk-${size}-seed${bench.seed}-data${dataFraction}.img`);
-  const planPath = `${path}.plan.json`;
-  let plan: DiskImagePlan | undefined;
-  if (existsSync(planPath) && existsSync(path) && statSync(path).size === size) {
-    plan = JSON.parse(readFileSync(planPath, 'utf8')) as DiskImagePlan;
-    console.log(`reusing ${path}`);
-  } else {
-    rmSync(planPath, { force: true });
-    const started = Date.now();
-    plan = await makeDiskImage(path, { size, seed: bench.seed, dataFraction });
-    // Written last, so an interrupted generation is never reused.
-    writeFileSync(planPath, JSON.stringify(plan));
-    console.log(`generated ${path} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
-  }
-  const image = { path, plan, dataFraction, zeroShare: 1 - plan.dataBytes / plan.size };
-  console.log(
-    `image: ${plan.size} bytes (${formatSize(plan.size)}), data ${plan.dataBytes} bytes (${formatSize(plan.dataBytes)}), ` +
-      `zeros ${percent(image.zeroShare)}; boot partition [${plan.boot.start}, ${plan.boot.start + plan.boot.size}) ${formatSize(plan.boot.size)}`,
-  );
-  return image;
-}
-
-function describeImage(image: Image) {
-  return { path: image.path, dataFraction: image.dataFraction, zeroShare: image.zeroShare, ...image.plan };
-}
-
 // ---- gzip: partial-deflate against gzip and pigz
 
 async function gzipSection(bench: Bench): Promise<void> {
   const image = bench.image!;
-  const results = await compareTools(bench, image, [PARTIAL_DEFLATE_STORED, PARTIAL_DEFLATE_WHOLE, GZIP, PIGZ], 'gzip', PARTIAL_DEFLATE_STORED);
+  const results = await compareTools(bench, image, [PARTIAL_DEFLATE_STORED, PARTIAL_DEFLATE_WHOLE, GZIP, PIGZ], {
+    ...GZIP_OUTPUT,
+    label: 'gzip',
+    keep: [PARTIAL_DEFLATE_STORED],
+  });
   bench.compression = results;
   const [stored, whole, gzip, pigz] = results as [ToolResult, ToolResult, ToolResult, ToolResult];
   const ourRss = Math.max(stored.rss, whole.rss);
-  const helpMemory = memoryLineOfHelp();
+  const helpMemory = helpParagraph('partial-deflate', 'Memory:');
   const formulaBytes = writerMemoryBound(defaultThreads(), DEFAULT_CHUNK_SIZE);
 
   const timeVsPigz = stored.wall / pigz.wall;
@@ -227,59 +191,6 @@ async function gzipSection(bench: Bench): Promise<void> {
   };
 }
 
-/**
- * Runs each tool REPEAT times on IMAGE, round-robin so that machine noise spreads evenly, writing
- * to files next to the image. Checks each output once with `gzip -t`; deletes the outputs except
- * the last one of KEEP.
- */
-async function compareTools(bench: Bench, image: Image, tools: Tool[], label: string, keep?: Tool): Promise<ToolResult[]> {
-  const results: ToolResult[] = tools.map((tool) => ({ name: tool.name, walls: [], wall: 0, rss: 0, bytes: 0 }));
-  for (let round = 0; round < bench.repeat; round++) {
-    for (const [index, tool] of tools.entries()) {
-      const result = results[index]!;
-      const output = join(bench.dir, `${label}-${tool.name.replace(/[^a-z0-9]+/gi, '-')}.gz`);
-      rmSync(output, { force: true });
-      const measured = await measure(tool.command, tool.args(image.path, output), tool.toStdout ? { stdout: output } : {});
-      result.walls.push(measured.wall);
-      result.rss = Math.max(result.rss, measured.rss);
-      if (round === 0) {
-        result.bytes = statSync(output).size;
-        if (!gzipTest(output)) throw new Error(`bench: ${tool.name} wrote a corrupt file: gzip -t ${output} failed`);
-      }
-      console.log(`  ${tool.name}: ${measured.wall.toFixed(2)} s, ${mib(measured.rss)} MiB${round === 0 ? ', gzip -t ok' : ''}`);
-      if (tool === keep && round === bench.repeat - 1) {
-        result.kept = output;
-        bench.scratch.push(output);
-      } else {
-        rmSync(output);
-      }
-    }
-  }
-  for (const result of results) result.wall = median(result.walls);
-  console.log(
-    `\n${formatTable(
-      ['tool', 'wall s', 'MiB/s', 'output bytes', 'of input', 'peak RSS MiB'],
-      results.map((result) => [
-        result.name,
-        result.wall.toFixed(2),
-        (image.plan.size / MIB / result.wall).toFixed(1),
-        String(result.bytes),
-        percent(result.bytes / image.plan.size),
-        mib(result.rss),
-      ]),
-    )}`,
-  );
-  return results;
-}
-
-function memoryLineOfHelp(): string {
-  const help = execFileSync(process.execPath, [cli('partial-deflate'), '--help'], { encoding: 'utf8' });
-  const start = help.indexOf('Memory:');
-  if (start < 0) return '(no Memory: line in --help)';
-  const end = help.indexOf('\n\n', start);
-  return help.slice(start, end < 0 ? undefined : end).replace(/\s*\n\s*/g, ' ');
-}
-
 // ---- zeros: the speed-up on images that are mostly sparse
 
 async function zerosSection(bench: Bench): Promise<void> {
@@ -292,7 +203,7 @@ async function zerosSection(bench: Bench): Promise<void> {
   } else {
     console.log(`the image above is only ${percent(image.zeroShare)} zeros: making a second one with data fraction 0.2`);
     image = await diskImage(bench, 0.2);
-    [stored, pigz] = (await compareTools(bench, image, [PARTIAL_DEFLATE_STORED, PIGZ], 'zeros')) as [ToolResult, ToolResult];
+    [stored, pigz] = (await compareTools(bench, image, [PARTIAL_DEFLATE_STORED, PIGZ], { ...GZIP_OUTPUT, label: 'zeros' })) as [ToolResult, ToolResult];
   }
   const speedup = pigz.wall / stored.wall;
   console.log(`partial-deflate is ${speedup.toFixed(2)}× as fast as pigz -p2 on an image with ${percent(image.zeroShare)} zeros`);
@@ -340,7 +251,7 @@ async function patchSection(bench: Bench): Promise<void> {
       return wall;
     }),
   );
-  const gzipOk = gzipTest(file);
+  const gzipOk = GZIP_OUTPUT.verify.check(file);
   const readBackOk = await readsBack(file, offset, lastData);
   console.log(
     `CLI says: ${lastLine}\n` +
@@ -377,10 +288,6 @@ async function readsBack(file: string, offset: number, expected: Uint8Array): Pr
 
 // ---- shared
 
-function gzipTest(path: string): boolean {
-  return spawnSync('gzip', ['-t', path], { stdio: 'ignore' }).status === 0;
-}
-
 function printTargets(targets: Target[]): void {
   console.log(
     `\n== targets\n${formatTable(
@@ -389,10 +296,6 @@ function printTargets(targets: Target[]): void {
     )}`,
   );
 }
-
-const mib = (bytes: number) => (bytes / MIB).toFixed(1);
-const ms = (seconds: number) => (seconds * 1000).toFixed(1);
-const percent = (share: number) => `${(100 * share).toFixed(1)} %`;
 
 main().catch((error: unknown) => {
   console.error(error instanceof Error ? error.message : String(error));

@@ -1,0 +1,280 @@
+/**
+ * The serve section: the uncompressed data of an .xz file served over NBD and read over HTTP.
+ * On one `xz -6 -T2 --block-size=16MiB` file of the bench image: nbdcopy through `seekz serve`
+ * against nbdkit's xz filter (wall time, throughput, our server's peak RSS), then random 4 KiB
+ * reads through openCompressed(httpSource(url)) from a local nginx, counting what each fetches.
+ */
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
+import { createServer, type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { openCompressed } from '../src/open.js';
+import { DEFAULT_MIN_FETCH, httpSource } from '../src/source/http.js';
+import { fileSource } from '../src/source/file.js';
+import { formatSize } from '../src/size.js';
+import { DEFAULT_CACHE_SIZE } from '../src/xz/reader.js';
+import { STREAM_FOOTER_SIZE } from '../src/xz/format.js';
+import { MIB, cli, mib, ms, percentile, seededRandom, succeeds, type Bench, type Image } from './bench-common.js';
+import { formatTable, measure, median } from './bench-measure.js';
+
+const BLOCK_SIZE = 16 * MIB;
+const READ_SIZE = 4096;
+const HTTP_READS = 20;
+/** nbdcopy's defaults: 4 connections when the server offers multi-conn (ours does, read-only), 256 KiB requests. */
+const NBDCOPY_CONNECTIONS = 4;
+const NBDCOPY_REQUEST = 256 * 1024;
+/** `seekz serve --help`: about 100 MiB + the cache + clients × 16 × request size. */
+const SERVE_MEMORY_BOUND = 100 * MIB + DEFAULT_CACHE_SIZE + NBDCOPY_CONNECTIONS * 16 * NBDCOPY_REQUEST;
+const NGINX = '/usr/sbin/nginx';
+
+export async function serveSection(bench: Bench): Promise<void> {
+  const image = bench.image!;
+  // The xz section, when it ran, made this very file (xz -6 -T2 --block-size=16MiB of the image) and
+  // keeps it until the run ends: compressing the image again would take minutes.
+  const fromXzSection = bench.scratch.find((path) => path === join(bench.dir, 'xz-xz-6-T2.xz') && existsSync(path));
+  const xz = fromXzSection ?? join(bench.dir, 'serve.xz');
+  let wall: number | undefined;
+  if (!fromXzSection) {
+    bench.scratch.push(xz);
+    wall = (await measure('xz', ['-6', '-T2', `--block-size=${BLOCK_SIZE}`, '-c', image.path], { stdout: xz })).wall;
+  }
+  const xzSize = statSync(xz).size;
+  console.log(
+    `xz -6 -T2 --block-size=16MiB of the image: ${xzSize} bytes (${formatSize(xzSize)}), ` +
+      (wall === undefined ? `the xz section's ${xz}` : `made in ${wall.toFixed(2)} s`),
+  );
+  const nbd = await nbdcopyPart(bench, image, xz);
+  const http = await httpPart(bench, image, xz);
+  bench.report.serve = { xz: { path: xz, bytes: xzSize, blockSize: BLOCK_SIZE, wall, fromXzSection: fromXzSection !== undefined }, nbdcopy: nbd, http };
+}
+
+// ---- 1. nbdcopy through seekz serve and through nbdkit
+
+/**
+ * After nbdcopy, the --run command prints the server's own VmHWM: `seekz serve` runs it with
+ * `sh -c`, so $PPID is the server. GNU time's %M is the highest over the server and everything
+ * it waited for, nbdcopy included. nbdkit runs the command from a forked child, so for nbdkit
+ * only GNU time's number exists.
+ */
+const SERVER_HIGH_WATER = 'grep VmHWM /proc/$PPID/status; tr "\\0" " " < /proc/$PPID/cmdline';
+
+async function nbdcopyPart(bench: Bench, image: Image, xz: string) {
+  const printed = join(bench.dir, 'serve-run.txt');
+  bench.scratch.push(printed);
+  const servers = [
+    {
+      name: 'seekz serve',
+      run: () => measure(process.execPath, [cli('seekz'), 'serve', xz, '--run', `nbdcopy "$uri" /dev/null && ${SERVER_HIGH_WATER}`], { stdout: printed }),
+    },
+    { name: 'nbdkit --filter=xz file', run: () => measure('nbdkit', ['-U', '-', '--filter=xz', 'file', `file=${xz}`, '--run', 'nbdcopy "$uri" /dev/null']) },
+  ];
+  console.log(
+    `\nnbdcopy "$uri" /dev/null, captive (--run), ${bench.repeat} run(s) each, round-robin. Caches: seekz serve ${formatSize(DEFAULT_CACHE_SIZE)} ` +
+      `(its default), nbdkit xz-max-depth 8 × ${formatSize(BLOCK_SIZE)} blocks (its default) = the same`,
+  );
+  const walls: number[][] = servers.map(() => []);
+  const treeRss = servers.map(() => 0);
+  let serverRss = 0;
+  for (let round = 0; round < bench.repeat; round++) {
+    for (const [index, server] of servers.entries()) {
+      const run = await server.run();
+      walls[index]!.push(run.wall);
+      treeRss[index] = Math.max(treeRss[index]!, run.rss);
+      if (index === 0) serverRss = Math.max(serverRss, serverHighWater(readFileSync(printed, 'utf8')));
+      console.log(`  ${server.name}: ${run.wall.toFixed(2)} s`);
+    }
+  }
+  // Once, untimed: the bytes nbdcopy gets from our server are the image's.
+  const same = succeeds(process.execPath, [cli('seekz'), 'serve', xz, '--run', `nbdcopy "$uri" - | cmp -s - '${image.path.replace(/'/g, `'\\''`)}'`]);
+  if (!same) process.exitCode = 1;
+  const [ours, nbdkit] = walls.map(median) as [number, number];
+  const ratio = nbdkit / ours;
+  console.log(
+    `\n${formatTable(
+      ['server', 'wall s', 'MiB/s uncompressed', 'peak RSS MiB (GNU time, with nbdcopy)'],
+      servers.map((server, index) => [server.name, median(walls[index]!).toFixed(2), (image.plan.size / MIB / median(walls[index]!)).toFixed(1), mib(treeRss[index]!)]),
+    )}\n` +
+      `throughput seekz serve / nbdkit xz filter: ${ratio.toFixed(3)}\n` +
+      `peak RSS of the seekz serve process alone (its VmHWM after nbdcopy): ${mib(serverRss)} MiB, cache ${formatSize(DEFAULT_CACHE_SIZE)};\n` +
+      `  --help: ${serveHelpMemory()} (= ${mib(SERVE_MEMORY_BOUND)} MiB for ${NBDCOPY_CONNECTIONS} nbdcopy connections)\n` +
+      `nbdcopy through seekz serve gives the image's bytes (cmp): ${same ? 'yes' : 'NO'}`,
+  );
+  bench.targets.push(
+    { what: 'serve: nbdcopy throughput seekz serve / nbdkit xz filter', goal: '≥ 1.00', measured: ratio.toFixed(3), pass: ratio >= 1 },
+    { what: `serve: peak RSS of seekz serve (cache ${formatSize(DEFAULT_CACHE_SIZE)}), --help's formula`, goal: `≤ ${mib(SERVE_MEMORY_BOUND)} MiB`, measured: `${mib(serverRss)} MiB`, pass: serverRss <= SERVE_MEMORY_BOUND },
+    { what: 'serve: nbdcopy output equals the image', goal: 'yes', measured: same ? 'yes' : 'NO', pass: same },
+  );
+  return { walls: { seekzServe: walls[0], nbdkit: walls[1] }, ratio, rss: { seekzServeProcess: serverRss, seekzServeTree: treeRss[0], nbdkitTree: treeRss[1] }, cacheSize: DEFAULT_CACHE_SIZE, memoryBound: SERVE_MEMORY_BOUND, sameBytes: same };
+}
+
+function serverHighWater(printed: string): number {
+  const match = /VmHWM:\s+(\d+) kB\s*\n(.*)/.exec(printed);
+  if (!match || !match[2]!.includes('serve')) throw new Error(`bench: expected the seekz serve process's VmHWM and command line, got: ${printed.trim()}`);
+  return Number(match[1]) * 1024;
+}
+
+function serveHelpMemory(): string {
+  const help = execFileSync(process.execPath, [cli('seekz'), 'serve', '--help'], { encoding: 'utf8' });
+  const start = help.indexOf('Memory:');
+  return start < 0 ? "(no 'Memory:' in seekz serve --help)" : help.slice(start, help.indexOf('\n\n', start)).replace(/\s*\n\s*/g, ' ');
+}
+
+// ---- 2. random reads over HTTP
+
+async function httpPart(bench: Bench, image: Image, xz: string) {
+  const nginx = await startNginx(xz);
+  const imageSource = await fileSource(image.path);
+  try {
+    const source = await httpSource(nginx.url);
+    const data = await openCompressed(source, { cacheSize: 0 });
+    if (data.format !== 'xz') throw new Error(`bench: ${nginx.url} opened as ${data.format}`);
+    const open = { ...source.stats };
+    const lastBlock = data.blocks[data.blocks.length - 1]!;
+    const stream = data.streams[data.streams.length - 1]!;
+    const indexBytes = stream.offset + stream.size - STREAM_FOOTER_SIZE - (lastBlock.offset + lastBlock.totalSize);
+    // Offsets in another block than the read before, so that the one-block cache never answers.
+    const random = seededRandom(bench.seed + 2);
+    const slots = Math.floor(image.plan.size / READ_SIZE);
+    const reads: { offset: number; block: number; blockBytes: number; requests: number; bytes: number; time: number }[] = [];
+    let wrong = 0;
+    try {
+      while (reads.length < HTTP_READS) {
+        const offset = Math.floor(random() * slots) * READ_SIZE;
+        const block = data.locate(offset);
+        if (reads.length > 0 && reads[reads.length - 1]!.block === block) continue;
+        const before = { ...source.stats };
+        const started = process.hrtime.bigint();
+        const bytes = await data.read(offset, READ_SIZE);
+        const time = Number(process.hrtime.bigint() - started) / 1e9;
+        reads.push({ offset, block, blockBytes: data.blocks[block]!.totalSize, requests: source.stats.requests - before.requests, bytes: source.stats.bytesFetched - before.bytesFetched, time });
+        if (!Buffer.from(await imageSource.read(offset, READ_SIZE)).equals(bytes)) wrong++;
+      }
+    } finally {
+      await data.close();
+    }
+    const mostRequests = Math.max(...reads.map((read) => read.requests));
+    const overBlock = reads.filter((read) => read.bytes > read.blockBytes).length;
+    const fromCache = reads.filter((read) => read.requests === 0).length;
+    const fetching = reads.filter((read) => read.requests > 0);
+    const openBound = indexBytes + 2 * DEFAULT_MIN_FETCH;
+    console.log(
+      `\nover HTTP: nginx ${nginx.version} on ${nginx.url}; openCompressed(httpSource(url)) with a one-block cache (cacheSize 0),\n` +
+        `httpSource at its defaults (its own 64 MiB cache of fetched ranges, ${formatSize(DEFAULT_MIN_FETCH)} smallest fetch)\n` +
+        `open: ${open.requests} requests, ${open.bytesFetched} bytes (the xz index is ${indexBytes} bytes; ${data.blocks.length} blocks)\n` +
+        `${HTTP_READS} random ${READ_SIZE}-byte reads, each in another block than the one before (${fromCache} answered by httpSource's cache):\n` +
+        formatTable(
+          ['per read', 'requests', 'bytes fetched', 'of its block'],
+          [
+            ['median of reads that fetched', String(median(fetching.map((read) => read.requests))), String(median(fetching.map((read) => read.bytes))), (median(fetching.map((read) => read.bytes / read.blockBytes)) * 100).toFixed(1) + ' %'],
+            ['most', String(mostRequests), String(Math.max(...reads.map((read) => read.bytes))), (Math.max(...reads.map((read) => read.bytes / read.blockBytes)) * 100).toFixed(1) + ' %'],
+          ],
+        ) +
+        `\nread time p50 ${ms(median(reads.map((read) => read.time)))} ms, p90 ${ms(percentile(reads.map((read) => read.time), 0.9))} ms; ` +
+        `bytes equal to the image's: ${wrong === 0 ? 'all' : `${wrong} reads WRONG`}`,
+    );
+    if (wrong > 0) process.exitCode = 1;
+    bench.targets.push(
+      {
+        what: 'serve http: a random 4 KiB read fetches at most its block',
+        goal: '≤ 1 request, ≤ block bytes',
+        measured: `${mostRequests} request(s), ${overBlock} read(s) over`,
+        pass: mostRequests <= 1 && overBlock === 0 && wrong === 0,
+      },
+      {
+        what: 'serve http: open fetches the index once',
+        goal: `≤ 3 requests, ≤ ${formatSize(openBound)}`,
+        measured: `${open.requests} requests, ${formatSize(open.bytesFetched)}`,
+        pass: open.requests <= 3 && open.bytesFetched <= openBound,
+      },
+    );
+    return { url: nginx.url, nginx: nginx.version, open, indexBytes, reads, wrongReads: wrong };
+  } finally {
+    await imageSource.close();
+    await nginx.stop();
+  }
+}
+
+/** nginx in the foreground on a free port of 127.0.0.1, serving FILE alone from a temp dir, with a config of its own. */
+async function startNginx(file: string): Promise<{ url: string; version: string; stop: () => Promise<void> }> {
+  const directory = mkdtempSync(join(tmpdir(), 'seekz-bench-nginx-'));
+  const root = join(directory, 'root');
+  const name = 'served.xz';
+  mkdirSync(root);
+  symlinkSync(file, join(root, name));
+  const port = await freePort();
+  // master_process off: one process, as the user running the bench, stopped by one signal.
+  writeFileSync(
+    join(directory, 'nginx.conf'),
+    `daemon off;
+master_process off;
+worker_processes 1;
+pid ${directory}/nginx.pid;
+error_log ${directory}/error.log warn;
+events { worker_connections 64; }
+http {
+  access_log off;
+  client_body_temp_path ${directory}/client_body;
+  proxy_temp_path ${directory}/proxy;
+  fastcgi_temp_path ${directory}/fastcgi;
+  uwsgi_temp_path ${directory}/uwsgi;
+  scgi_temp_path ${directory}/scgi;
+  default_type application/octet-stream;
+  server {
+    listen 127.0.0.1:${port};
+    root ${root};
+  }
+}
+`,
+  );
+  // nginx -v prints to stderr.
+  const version = /nginx\/(\S+)/.exec(spawnSync(NGINX, ['-v'], { encoding: 'utf8' }).stderr)?.[1] ?? '?';
+  const child: ChildProcess = spawn(NGINX, ['-p', directory, '-e', join(directory, 'error.log'), '-c', join(directory, 'nginx.conf')], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr!.setEncoding('utf8').on('data', (text: string) => (stderr += text));
+  const url = `http://127.0.0.1:${port}/${name}`;
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = once(child, 'exit');
+      child.kill('SIGTERM');
+      await exited;
+    }
+    rmSync(directory, { recursive: true, force: true });
+  };
+  for (let tries = 0; ; tries++) {
+    if (child.exitCode !== null) {
+      await stop();
+      throw new Error(`bench: nginx exited (${child.exitCode}): ${stderr.trim()}`);
+    }
+    if (await answers(url)) return { url, version, stop };
+    if (tries === 100) {
+      await stop();
+      throw new Error(`bench: nginx did not answer on ${url} within 5 s: ${stderr.trim()}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/** A port that was free a moment ago: nginx takes it next. */
+async function freePort(): Promise<number> {
+  const server = createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/** True when a HEAD request to URL gets 200. */
+function answers(url: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = request(url, { method: 'HEAD', agent: false }, (response) => {
+      response.resume();
+      resolve(response.statusCode === 200);
+    });
+    probe.on('error', () => resolve(false));
+    probe.end();
+  });
+}
