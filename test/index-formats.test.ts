@@ -7,7 +7,7 @@ import { SeekzError } from '../src/errors.js';
 import { parseGzidx, serializeGzidx } from '../src/gzip/index/gzidx.js';
 import { parseGztoolIndex, serializeGztoolIndex } from '../src/gzip/index/gztool.js';
 import { WINDOW_SIZE, type AccessPoint, type GzipIndex } from '../src/gzip/index/types.js';
-import { diskLikeData, requireTool, run, SYSTEM_PYTHON, tempDir } from './helpers/tools.js';
+import { diskLikeData, requireTool, run, SYSTEM_PYTHON, tempDir, noise } from './helpers/tools.js';
 
 /*
  * Index files made by the real tools (python3-indexed-gzip 1.7.0, gztool 1.5.1) from gzip files
@@ -33,18 +33,6 @@ function textData(length: number, seed: number): Uint8Array {
   return new TextEncoder().encode(lines.join('')).subarray(0, length);
 }
 
-/** Deterministic incompressible bytes: zlib (pigz) cuts them into ~16 KiB blocks. */
-function noise(length: number, seed: number): Uint8Array {
-  const out = new Uint8Array(length);
-  let state = seed >>> 0 || 1;
-  for (let at = 0; at < length; at++) {
-    state ^= state << 13;
-    state ^= state >>> 17;
-    state ^= state << 5;
-    out[at] = state & 0xff;
-  }
-  return out;
-}
 
 const concat = (...parts: Uint8Array[]) => new Uint8Array(Buffer.concat(parts));
 

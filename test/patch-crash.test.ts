@@ -14,7 +14,7 @@ import { performance } from 'node:perf_hooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { patchGzip, recoverIfInterrupted, journalPath } from '../src/edit/patch.js';
 import { SeekzError, type ErrorCode } from '../src/errors.js';
-import { cliPath, diskLikeData, requireTool, runCli, tempDir } from './helpers/tools.js';
+import { cliPath, diskLikeData, requireTool, runCli, tempDir, noise } from './helpers/tools.js';
 
 const MIB = 1024 * 1024;
 const IMAGE_SIZE = 24 * MIB;
@@ -44,18 +44,6 @@ const file = (name: string) => join(dir.path, name);
 const lockPath = (path: string) => `${path}.seekz-lock`;
 const tempJournalPath = (path: string) => `${journalPath(path)}.tmp`;
 
-/** Deterministic incompressible bytes (xorshift32), so a failing run can be reproduced. */
-function noise(length: number, seed: number): Uint8Array {
-  const out = new Uint8Array(length);
-  let state = seed >>> 0 || 1;
-  for (let index = 0; index < length; index++) {
-    state ^= state << 13;
-    state ^= state >>> 17;
-    state ^= state << 5;
-    out[index] = state & 0xff;
-  }
-  return out;
-}
 
 /** sha256 of the old content with `edits` laid over it, hashed piecewise: no patched copy is built. */
 function contentSha(edits: Edit[]): string {

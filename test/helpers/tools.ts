@@ -184,3 +184,16 @@ export function peakRss(pid: number): number {
   if (!line) throw new Error(`no VmHWM in /proc/${pid}/status`);
   return Number(/(\d+)\s*kB/.exec(line)![1]) * 1024;
 }
+
+/** Deterministic incompressible bytes (xorshift32), so a failing run can be reproduced. */
+export function noise(length: number, seed: number): Uint8Array {
+  const out = new Uint8Array(length);
+  let state = seed >>> 0 || 1;
+  for (let index = 0; index < length; index++) {
+    state ^= state << 13;
+    state ^= state >>> 17;
+    state ^= state << 5;
+    out[index] = state & 0xff;
+  }
+  return out;
+}
