@@ -50,7 +50,9 @@ export function openIndexedGzip(source: Source, index: GzipIndex, options: { cac
     // From the byte holding the block's first bit to the byte holding the next point's first bit.
     const first = point.bits > 0 ? point.cOffset - 1 : point.cOffset;
     const last = next ? next.cOffset : source.size;
-    const partial = wanted < uLength / 2 ? Math.ceil(((last - first) * wanted) / Math.max(1, uLength) * 1.5) + 65536 : Infinity;
+    // Compressed bytes in proportion to the output wanted, with slack for uneven compression; if
+    // that falls short, the whole span.
+    const partial = wanted < uLength ? Math.ceil((((last - first) * wanted) / Math.max(1, uLength)) * 1.2) + 32768 : Infinity;
     for (const take of partial < last - first ? [partial, last - first] : [last - first]) {
       let compressed = await source.read(first, take);
       if (point.bits > 0) compressed = primeCompressed(compressed, point.bits);
