@@ -1,7 +1,7 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import { crc32Patch } from '../crc/crc32.js';
-import { ByteWriter } from '../cursor.js';
 import { fail } from '../errors.js';
+import { trailerBytes } from '../gzip/header.js';
 import { describeRanges, readGzipLayout, type GzipLayout, type StoredExtent } from '../gzip/layout.js';
 import { openGzip } from '../gzip/reader.js';
 import { clipRead, type Source } from '../source/source.js';
@@ -204,9 +204,5 @@ async function applyEdits(
   return result;
 }
 
-/** RFC 1952 trailer: CRC32 then ISIZE (length mod 2^32), little-endian. */
-function trailerBytes(crc: number, totalLength: number): Uint8Array {
-  return new ByteWriter().u32le(crc).u32le(totalLength % 2 ** 32).finish();
-}
 
 export { journalPath };

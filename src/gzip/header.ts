@@ -118,4 +118,9 @@ export function buildGzipHeader(subfield: { id: string; data: Uint8Array } | und
   return writer.finish();
 }
 
+/** RFC 1952 §2.3.1 trailer: CRC32, then ISIZE (the length mod 2^32), both little-endian. */
+export function trailerBytes(crc: number, totalLength: number): Uint8Array {
+  return new ByteWriter().u32le(crc).u32le(totalLength % 2 ** 32).finish();
+}
+
 export const FLAGS = { FLAG_FTEXT, FLAG_FHCRC, FLAG_FEXTRA, FLAG_FNAME, FLAG_FCOMMENT };

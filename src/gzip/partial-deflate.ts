@@ -3,10 +3,9 @@ import { deflateChunk } from '../deflate/chunk.js';
 import { createWorkerPool, defaultThreads } from '../workers/pool.js';
 import { fail } from '../errors.js';
 import type { SequentialInput } from '../source/sequential.js';
-import { ByteWriter } from '../cursor.js';
 import { orderedWindow } from '../workers/ordered.js';
 import { isAllZero } from '../zeros.js';
-import { buildGzipHeader } from './header.js';
+import { buildGzipHeader, trailerBytes } from './header.js';
 import {
   FINAL_EMPTY_BLOCK,
   SEEKZ_SUBFIELD_ID,
@@ -188,7 +187,7 @@ export async function partialDeflate(input: SequentialInput, sink: Sink, options
 
   await sink.write(FINAL_EMPTY_BLOCK);
   cWritten += FINAL_EMPTY_BLOCK.length;
-  const trailer = new ByteWriter().u32le(crc).u32le(uWritten % 2 ** 32).finish();
+  const trailer = trailerBytes(crc, uWritten);
   await sink.write(trailer);
 
   const regions = planRegions(uWritten, options.stored ?? []);
