@@ -239,13 +239,11 @@ async function partitionRange(data: Source, text: string): Promise<{ start: numb
   return { start: partition.start, end: partition.start + partition.size };
 }
 
+/** Where partition N starts, opened the way every other subcommand opens a file (journal, sidecar index). */
 async function partitionOf(path: string, text: string): Promise<{ start: number }> {
-  const file = await fileSource(path);
-  try {
-    return await partitionRange(await openCompressed(file), text);
-  } finally {
-    await file.close();
-  }
+  let start = 0;
+  await withCompressed(path, async (data) => void (start = (await partitionRange(data, text)).start), true);
+  return { start };
 }
 
 async function readWhole(path: string): Promise<Uint8Array> {
