@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, watch, writeFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
@@ -266,13 +266,20 @@ describe('partial-deflate CLI', () => {
     const child = spawn(process.execPath, [cliPath('partial-deflate'), '-q', '-T', '1', '-9', big, out]);
     let stderr = '';
     child.stderr.on('data', (chunk) => (stderr += chunk));
-    await new Promise((resolve) => setTimeout(resolve, 700));
-    // It must still be running for this to test anything.
-    expect(child.exitCode).toBe(null);
-    expect(readdirSync(dir.path).some((name) => name.endsWith('.tmp'))).toBe(true);
+    // Interrupt once the temp output exists: the event, not a guess at how long start-up takes.
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (exitCode) => resolve(exitCode)));
+    const hasTemp = () => readdirSync(dir.path).some((name) => name.endsWith('.tmp'));
+    const watcher = watch(dir.path);
+    const tempSeen = new Promise<void>((resolve) => {
+      watcher.on('change', () => hasTemp() && resolve());
+      if (hasTemp()) resolve();
+    });
+    const first = await Promise.race([tempSeen.then(() => 'temp' as const), exited.then(() => 'exit' as const)]);
+    watcher.close();
+    // It must still be running for this to test anything: 96 MiB at -9 on one thread takes seconds.
+    expect(first).toBe('temp');
     child.kill('SIGINT');
-    const code = await new Promise((resolve) => child.on('exit', (exitCode) => resolve(exitCode)));
-    expect(code).toBe(130);
+    expect(await exited).toBe(130);
     expect(stderr).toMatch(/interrupted by SIGINT/);
     expect(existsSync(out)).toBe(false);
     expect(readdirSync(dir.path).filter((name) => name.endsWith('.tmp'))).toEqual([]);

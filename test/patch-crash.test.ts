@@ -25,7 +25,6 @@ const BIG_EDIT = { offset: 3 * MIB, length: 18 * MIB };
 const KILL_ROUNDS = 40;
 const MAX_KILL_ROUNDS = 120;
 const MIN_MID_EDIT_KILLS = 3;
-const KILL_LOOP_BUDGET_MS = 80_000;
 
 interface Edit {
   offset: number;
@@ -221,9 +220,10 @@ describe('SIGKILL at moments spread over a patch', () => {
     const began = performance.now();
     await timeOneRun(); // warms the page cache; not counted
     // Other tests may load the machine, and then D drifts: it is measured again before every batch
-    // of 10 kills. Batches continue past KILL_ROUNDS (within the time budget) until the kills that
-    // found a journal are enough; the delays stay uniform, only their number grows.
-    while (!enough() && counts.rounds < MAX_KILL_ROUNDS && performance.now() - began < KILL_LOOP_BUDGET_MS) {
+    // of 10 kills. Batches continue past KILL_ROUNDS until the kills that found a journal are
+    // enough; the delays stay uniform, only their number grows. The loop ends on counts, never on
+    // a clock, so a busy machine makes it slower, not failed.
+    while (!enough() && counts.rounds < MAX_KILL_ROUNDS) {
       const timed = await timeOneRun();
       durations.push(`${timed.edit.toFixed(0)}/${timed.whole.toFixed(0)}`);
       // Delays uniform over [0, 1.1 D], stratified: one per slot of width 1.1 D / 10, in random
@@ -275,7 +275,7 @@ describe('SIGKILL at moments spread over a patch', () => {
     expect(counts.old).toBeGreaterThan(0);
     expect(counts.new).toBeGreaterThan(0);
     expect(counts.midEdit, 'kills that landed while the journal existed').toBeGreaterThanOrEqual(MIN_MID_EDIT_KILLS);
-  }, 150_000);
+  }, 900_000); // a safety net for a wedged child only: the loop itself is bounded by MAX_KILL_ROUNDS
 });
 
 describe('recovery through the CLI', () => {
