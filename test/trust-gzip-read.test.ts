@@ -1,4 +1,4 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SeekzError } from '../src/errors.js';
@@ -63,6 +63,24 @@ async function readOrRefuse(file: Uint8Array, index: GzipIndex, offset: number, 
     if (!(error instanceof SeekzError)) throw error;
     return error.code;
   }
+}
+
+const EXPORT_GZIDX = `
+import sys, indexed_gzip
+f = indexed_gzip.IndexedGzipFile(sys.argv[1], spacing=int(sys.argv[2]))
+f.build_full_index()
+f.export_index(sys.argv[3])
+f.close()
+`;
+
+/** seekz cat through the index indexed_gzip exports for `file` (any seekz .idx moved away). */
+function catThroughGzidx(file: string): RunResult {
+  rmSync(`${file}.idx`, { force: true });
+  const exported = run(SYSTEM_PYTHON, ['-c', EXPORT_GZIDX, file, String(64 * KiB), `${file}.gzidx`]);
+  if (exported.status !== 0) throw new Error(`indexed_gzip failed: ${exported.stderr}`);
+  const cat = runCli('seekz', ['cat', file]);
+  rmSync(`${file}.gzidx`);
+  return cat;
 }
 
 let dir: { path: string; remove: () => void };
@@ -134,14 +152,6 @@ describe('damaged gzip: one flipped bit never gives wrong bytes with exit 0', ()
 });
 
 describe('sidecar indexes: damaged, forged or for another file give an error, never other bytes', () => {
-  const EXPORT_GZIDX = `
-import sys, indexed_gzip
-f = indexed_gzip.IndexedGzipFile(sys.argv[1], spacing=int(sys.argv[2]))
-f.build_full_index()
-f.export_index(sys.argv[3])
-f.close()
-`;
-
   it('a damaged window in a GZIDX (no checksum there) makes seekz cat fail, naming the member', () => {
     const name = path('gzidx-damaged.gz');
     writeFileSync(name, files['gzip -6']);
@@ -283,16 +293,24 @@ describe('multi-member, padded and trailing data behave as in gzip', () => {
     const cat = runCli('seekz', ['cat', path('padded.gz')]);
     expect(cat.stderr).toMatch(/^seekz: .*padded\.gz: decompression OK, trailing garbage ignored/m);
     expect(cat.stdout.toString()).toBe('hello\n');
+    // indexed_gzip skips the padding and indexes the member after it, which gzip -d never reads:
+    // such an index is refused, never used to give other bytes than gzip's.
+    const through = catThroughGzidx(path('padded.gz'));
+    expect(through.status).toBe(1);
+    expect(through.stderr).toMatch(/^index: .*gzip -d stops at file offset \d+ \(trailing garbage after a member\), but the index goes on past it/);
   });
 
   it('zero padding to the end is ignored silently, as gzip does without -v', () => {
     const gzip = catLikeGzip('zero-tail.gz', concat(hello(), world(), new Uint8Array(512)));
     expect(gzip.status).toBe(0);
     expect(runCli('seekz', ['cat', path('zero-tail.gz')]).stderr).not.toMatch(/garbage/);
+    expectLikeGzip(catThroughGzidx(path('zero-tail.gz')), gzip, 'zero-tail.gz through its GZIDX');
   });
 
   it('junk after a member: a warning and exit 2; bytes that start like a member but are not one: exit 1', () => {
-    expect(catLikeGzip('junk.gz', concat(hello(), new TextEncoder().encode('junk junk\n'))).status).toBe(2);
+    const junk = catLikeGzip('junk.gz', concat(hello(), new TextEncoder().encode('junk junk\n')));
+    expect(junk.status).toBe(2);
+    expectLikeGzip(catThroughGzidx(path('junk.gz')), junk, 'junk.gz through its GZIDX');
     expect(catLikeGzip('junk-between.gz', concat(hello(), new TextEncoder().encode('junk'), world())).status).toBe(2);
     expect(catLikeGzip('bad-member.gz', concat(hello(), Uint8Array.of(0x1f, 0x8b, 0x78, 1, 2, 3, 4, 5, 6, 7, 8))).status).toBe(1);
     expect(catLikeGzip('half-magic.gz', concat(hello(), Uint8Array.of(0x1f))).status).toBe(1);

@@ -140,9 +140,11 @@ export function openIndexedGzip(source: Source, index: GzipIndex, options: { cac
       const after = memberEnd + TRAILER_LENGTH;
       if (stopBit === after * 8 && after === source.size) break; // indexed_gzip's closing point
       const read = async (offset: number, length: number) => bytes.subarray(offset - first, offset - first + length);
-      const follows = stopBit !== undefined && after + 2 > last ? 'nothing' : await whatFollowsMember(read, last, after);
+      // The span before indexed_gzip's closing point runs to the end of the file, like the last.
+      const toEnd = stopBit === undefined || (closingPoint && number === endSpan);
+      const follows = !toEnd && after + 2 > last ? 'nothing' : await whatFollowsMember(read, last, after);
       if (follows !== 'member') {
-        if (stopBit !== undefined) {
+        if (!toEnd) {
           const why = { garbage: 'trailing garbage', zeros: 'zero padding', nothing: 'no member header' }[follows];
           throw mismatch(number + 1, `gzip -d stops at file offset ${after} (${why} after a member), but the index goes on past it`);
         }
