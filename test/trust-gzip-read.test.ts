@@ -1,6 +1,9 @@
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { deflateRawSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { crc32 } from '../src/crc/crc32.js';
+import { ByteWriter } from '../src/cursor.js';
 import { SeekzError } from '../src/errors.js';
 import { buildGzipIndex } from '../src/gzip/index/build.js';
 import { parseGzidx } from '../src/gzip/index/gzidx.js';
@@ -208,6 +211,34 @@ describe('sidecar indexes: damaged, forged or for another file give an error, ne
       expect(read.status, `${what}: ${read.stderr}`).toBe(1);
       expect(read.stderr, what).toMatch(/^index: access point/);
     }
+  });
+
+  it('a version-1 seekz .idx (no span CRCs) still reads, checked for structure; seekz info says which guarantee reads get', async () => {
+    const name = path('v1.gz');
+    writeFileSync(name, files['multi-member']);
+    expect(runCli('seekz', ['index', '-q', '--spacing', '64K', name]).status).toBe(0);
+    expect(runCli('seekz', ['info', name]).stdout.toString()).toMatch(/reads: through .*v1\.gz\.idx: every span checked against its CRC-32/);
+    // Version 1, as seekz wrote it before span CRCs: version byte 1, no CRC per point, no end record.
+    const index = parseSeekzIndex(readFileSync(`${name}.idx`));
+    const writer = new ByteWriter().bytes(Uint8Array.of(0x53, 0x5a, 0x49, 0x44, 0x58, 0x01, 0x0a, 0x00));
+    writer.u64le(index.compressedSize).u64le(index.uncompressedSize).varint(index.spacing).varint(index.points.length);
+    let [uAt, cAt] = [0, 0];
+    for (const point of index.points) {
+      const packed = point.window.length > 0 ? deflateRawSync(point.window) : new Uint8Array(0);
+      writer.varint(point.uOffset - uAt).varint(point.cOffset - cAt).u8(point.bits).varint(point.window.length).varint(packed.length).bytes(packed);
+      [uAt, cAt] = [point.uOffset, point.cOffset];
+    }
+    const body = writer.finish();
+    const v1 = concat(body, new Uint8Array(new Uint32Array([crc32(body)]).buffer));
+    writeFileSync(`${name}.idx`, v1);
+    const parsed = parseSeekzIndex(v1);
+    expect(parsed.points.every((point) => point.crc === undefined)).toBe(true);
+    expect(openIndexedGzip(bufferSource(files['multi-member']), parsed).verification).toBe('structure');
+    expect(runCli('seekz', ['info', name]).stdout.toString()).toMatch(/reads: through .*v1\.gz\.idx \(no checksums\)/);
+    const cat = runCli('seekz', ['cat', name]);
+    expect(cat.status, cat.stderr).toBe(0);
+    expect(cat.stderr).not.toMatch(/building one in memory/);
+    expect(sha256(cat.stdout)).toBe(sha256(gunzip(name).stdout));
   });
 
   it('a span that inflates longer, or ends off the next point, is refused (exact length and end bit)', async () => {
