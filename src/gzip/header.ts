@@ -1,5 +1,6 @@
 import { crc32 } from '../crc/crc32.js';
 import { ByteReader, ByteWriter } from '../cursor.js';
+import { isAllZero } from '../zeros.js';
 import { fail, hexBytes } from '../errors.js';
 
 // RFC 1952 §2.3: member header.
@@ -127,7 +128,7 @@ export async function whatFollowsMember(read: (offset: number, length: number) =
   for (let offset = at; offset < size; offset += piece) {
     const bytes = await read(offset, Math.min(piece, size - offset));
     if (bytes.length === 0) break;
-    if (!bytes.every((byte) => byte === 0)) return 'garbage';
+    if (!isAllZero(bytes)) return 'garbage';
   }
   return 'zeros';
 }

@@ -75,7 +75,7 @@ export function openIndexedGzip(source: Source, index: GzipIndex, options: { cac
   };
   const mismatch = (number: number, what: string) => fail('INDEX_BAD_DATA', `${describePoint(number)}: ${what}; the index does not match this file, or the file is damaged (check with gzip -t; rebuild the index with seekz index)`);
 
-  const decodeSpan = async (number: number): Promise<Uint8Array> => {
+  const decodeSpan = async (number: number, readAll = false): Promise<Uint8Array> => {
     const point = points[number]!;
     const next = points[number + 1];
     const uLength = (next ? next.uOffset : size) - point.uOffset;
@@ -93,8 +93,30 @@ export function openIndexedGzip(source: Source, index: GzipIndex, options: { cac
     const stopBit = next ? pointBit(next) : undefined;
     const first = Math.floor(startBit / 8);
     const last = stopBit !== undefined ? Math.ceil(stopBit / 8) : source.size;
-    const bytes = await source.read(first, last - first);
-    if (bytes.length !== last - first) throw fail('GZIP_TRUNCATED', `the compressed span of ${describePoint(number)}`, first, source.size);
+    // Where the last span's data ends is unknown (trailing bytes may follow): read what its output
+    // can come from (stored blocks add 5 bytes per 64 KiB; with room for member headers), and the
+    // whole rest only when that falls short.
+    const readTo = stopBit !== undefined || readAll ? last : Math.min(last, first + uLength + Math.ceil(uLength / 8192) + 65536);
+    if (readTo - first > 2 * MAX_SPAN) {
+      throw fail('INDEX_UNSUPPORTED', 'gzip', `${describePoint(number)} spans ${readTo - first} compressed bytes, more than one read decodes`, 'rebuild the index with more points (seekz index --spacing 4M)');
+    }
+    const bytes = await source.read(first, readTo - first);
+    if (bytes.length !== readTo - first) throw fail('GZIP_TRUNCATED', `the compressed span of ${describePoint(number)}`, first, source.size);
+    try {
+      return await decodeFrom(number, bytes, first, last);
+    } catch (error) {
+      if (readTo < last) return decodeSpan(number, true);
+      throw error;
+    }
+  };
+
+  /** decodeSpan's work on the compressed bytes from `first` (to `last`, or fewer for the last span). */
+  const decodeFrom = async (number: number, bytes: Uint8Array, first: number, last: number): Promise<Uint8Array> => {
+    const point = points[number]!;
+    const next = points[number + 1];
+    const uLength = (next ? next.uOffset : size) - point.uOffset;
+    const startBit = pointBit(point);
+    const stopBit = next ? pointBit(next) : undefined;
 
     const out = new Uint8Array(uLength);
     const events: SpanEvent[] = [];
@@ -139,7 +161,8 @@ export function openIndexedGzip(source: Source, index: GzipIndex, options: { cac
       events.push({ kind: 'member-end', uOffset: point.uOffset + produced, crc: trailer.getUint32(0, true), isize: trailer.getUint32(4, true) });
       const after = memberEnd + TRAILER_LENGTH;
       if (stopBit === after * 8 && after === source.size) break; // indexed_gzip's closing point
-      const read = async (offset: number, length: number) => bytes.subarray(offset - first, offset - first + length);
+      const read = async (offset: number, length: number) =>
+        offset + length <= first + bytes.length ? bytes.subarray(offset - first, offset - first + length) : source.read(offset, length);
       // The span before indexed_gzip's closing point runs to the end of the file, like the last.
       const toEnd = stopBit === undefined || (closingPoint && number === endSpan);
       const follows = !toEnd && after + 2 > last ? 'nothing' : await whatFollowsMember(read, last, after);
