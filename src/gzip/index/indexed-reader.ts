@@ -105,7 +105,9 @@ export function openIndexedGzip(source: Source, index: GzipIndex, options: { cac
     try {
       return await decodeFrom(number, bytes, first, last);
     } catch (error) {
-      if (readTo < last) return decodeSpan(number, true);
+      // Only what the short read can explain is retried with the whole rest; a bad CRC is final.
+      const code = (error as { code?: string }).code;
+      if (readTo < last && (code === 'INDEX_BAD_DATA' || code === 'GZIP_TRUNCATED')) return decodeSpan(number, true);
       throw error;
     }
   };
