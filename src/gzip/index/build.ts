@@ -1,4 +1,4 @@
-import { createInflateRaw } from 'node:zlib';
+import { createInflateRaw, inflateRawSync, type ZlibOptions } from 'node:zlib';
 import { walkDeflate } from '../../deflate/walk.js';
 import { fail } from '../../errors.js';
 import type { Source } from '../../source/source.js';
@@ -45,11 +45,10 @@ export function memberName(number: number | undefined, offset: number): string {
  * the index are verified too. Members follow each other as gzip -d reads them: zero padding to
  * the end is ignored, other trailing bytes end the data ("trailing garbage", recorded in `end`).
  *
- * BGZF files (bgzip, every member ≤ 64 KiB and sized in its header) are indexed from the member
- * headers alone: every member starts with no history, so points need no windows. A BSIZE is used
- * only when the next member (or the end of the file) starts exactly where it says; otherwise the
- * member is inflated like any other. A BGZF span is one member, so its CRC is the trailer's and
- * reads check it.
+ * BGZF files (bgzip, every member ≤ 64 KiB and sized in its header) need no walk: every member
+ * starts with no history, so it is a point without a window. A BSIZE is used only when the next
+ * member (or the end of the file) starts exactly where it says; otherwise the member is walked
+ * like any other. Either way each member is inflated and checked against its trailer.
  */
 export async function buildGzipIndex(source: Source, options: BuildOptions = {}): Promise<GzipIndex> {
   const spacing = options.spacing ?? DEFAULT_SPACING;
@@ -64,6 +63,8 @@ export async function buildGzipIndex(source: Source, options: BuildOptions = {})
     const bgzf = await checkedBgzfMember(source, memberStart, header);
     let member: { uLength: number; end: number; crc: number };
     if (bgzf) {
+      const deflateStart = memberStart + header.length;
+      checkBgzfData(await source.read(deflateStart, bgzf.end - TRAILER_LENGTH - deflateStart), deflateStart, bgzf, memberName(number, memberStart));
       // Every member is a point: it has no history, so the point costs no window.
       if (bgzf.isize > 0) points.push({ uOffset: uBase, cOffset: memberStart + header.length, bits: 0, window: new Uint8Array(0), crc: bgzf.crc });
       member = { uLength: bgzf.isize, end: bgzf.end, crc: bgzf.crc };
@@ -92,6 +93,25 @@ export async function buildGzipIndex(source: Source, options: BuildOptions = {})
     if (after !== 'member') return { compressedSize: source.size, uncompressedSize: uBase, spacing, points, end: { offset: member.end, after } };
     memberStart = member.end;
   }
+}
+
+/**
+ * A BGZF member needs no walk (it is its own point), but it is inflated like any other member, so
+ * that its deflate data must end exactly at its trailer and match its CRC-32 and ISIZE.
+ */
+function checkBgzfData(deflate: Uint8Array, deflateStart: number, trailer: { crc: number; isize: number }, where: string): void {
+  let result: { buffer: Buffer; engine: { bytesWritten: number } };
+  try {
+    result = inflateRawSync(deflate, { maxOutputLength: BGZF_MAX_ISIZE + 1, info: true } as ZlibOptions) as unknown as typeof result;
+  } catch (error) {
+    throw fail('DEFLATE_BAD_DATA', `${where}: ${(error as Error).message}`, deflateStart * 8);
+  }
+  if (result.engine.bytesWritten !== deflate.length) {
+    throw fail('GZIP_BAD_HEADER', `${where}: its deflate data ends ${deflate.length - result.engine.bytesWritten} bytes before the trailer its BGZF BSIZE gives`);
+  }
+  if (result.buffer.length !== trailer.isize) throw fail('GZIP_MEMBER_LENGTH', where, trailer.isize, result.buffer.length);
+  const crc = crc32(result.buffer);
+  if (crc !== trailer.crc) throw fail('GZIP_MEMBER_CRC', where, trailer.crc, crc);
 }
 
 /** BSIZE from a BGZF header's 'BC' subfield (SAM/BAM spec §4.1), or undefined for other gzip. */
