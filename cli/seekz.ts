@@ -1,13 +1,18 @@
 #!/usr/bin/env node
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { findPartition } from '../src/disk/partitions.js';
 import { patchGzip, patchGzipFromRegion, recoverIfInterrupted, journalPath, type PatchResult } from '../src/edit/patch.js';
 import { fail, hex32 } from '../src/errors.js';
 import { describeRanges, readGzipLayout } from '../src/gzip/layout.js';
+import { sidecarIndexPaths } from '../src/open.js';
 import { openCompressed, type CompressedSource } from '../src/open.js';
 import { openCompressedFile } from '../src/open-file.js';
-import { buildGzipIndex } from '../src/gzip/index/build.js';
+import { buildGzipIndex, type GzipMember } from '../src/gzip/index/build.js';
+import type { GzipEnd } from '../src/gzip/index/types.js';
+import { readGzipHeader } from '../src/gzip/header.js';
+import { parseIndex } from '../src/gzip/index/formats.js';
+import { seekzMapOf } from '../src/gzip/layout.js';
 import { serializeIndex, type IndexFormat } from '../src/gzip/index/formats.js';
 import { listing } from './xz-listing.js';
 import { addServeCommand } from './serve.js';
@@ -105,6 +110,7 @@ program
     try {
       const index = await buildGzipIndex(file, { spacing: parseSize(options.spacing), onProgress: progress.update });
       progress.finish();
+      warnTrailing(path, index.end, file.size);
       const bytes = serializeIndex(index, format);
       const out = await createAtomicFile(output, { force: options.force });
       try {
@@ -169,6 +175,12 @@ program
       return;
     }
     try {
+      if (file.size === 0) throw fail('GZIP_EMPTY');
+      const header = await readGzipHeader((offset, length) => file.read(offset, length), file.size);
+      if (!seekzMapOf(header, file.size)) {
+        await gzipInfo(path, file);
+        return;
+      }
       const layout = await readGzipLayout(file, { onWalk: () => process.stderr.write(`seekz: ${path} has no seekz map; walking its deflate stream\n`) });
       const lines = [
         `file: ${path}`,
@@ -185,6 +197,62 @@ program
       await file.close();
     }
   });
+
+/**
+ * `seekz info` for a gzip file seekz did not write: one verified pass (every member's CRC-32 and
+ * ISIZE, as gzip -t), then its members, what follows them, and what guarantee reads get.
+ */
+async function gzipInfo(path: string, file: Source): Promise<void> {
+  const members: GzipMember[] = [];
+  const progress = progressLine(file.size, true);
+  let index;
+  try {
+    index = await buildGzipIndex(file, { onMember: (member) => members.push(member), onProgress: progress.update });
+  } finally {
+    progress.finish();
+  }
+  const lines = [
+    `file: ${path}`,
+    `format: gzip, ${members.length === 1 ? '1 member' : `${members.length} members`}${members.every((member) => member.bgzf) ? ' (BGZF)' : ''}`,
+    `compressed: ${file.size} bytes (${formatSize(file.size)})`,
+    `uncompressed: ${index.uncompressedSize} bytes (${formatSize(index.uncompressedSize)})`,
+    `ratio: ${(file.size / Math.max(1, index.uncompressedSize)).toFixed(4)}`,
+  ];
+  if (members.length === 1) lines.push(`crc32: ${hex32(members[0]!.crc)}`);
+  else {
+    lines.push(`members: ${members.length} (all CRC-32 and ISIZE checked)`);
+    for (const member of members.slice(0, 8)) {
+      lines.push(`  member ${member.number}: offset ${member.offset}, compressed ${member.compressedLength}, uncompressed ${member.uncompressedLength}, crc32 ${hex32(member.crc)}`);
+    }
+    if (members.length > 8) lines.push(`  … and ${members.length - 8} more`);
+  }
+  const end = index.end!;
+  if (end.after !== 'nothing') lines.push(`after the last member: ${file.size - end.offset} bytes of ${end.after === 'zeros' ? 'zero padding (ignored, as gzip -d does)' : 'trailing garbage (ignored with a warning, as gzip -d does)'}, at offset ${end.offset}`);
+  lines.push(`checkpoints: none`, `reads: ${readGuarantee(path)}`);
+  if (members.length === 1 && end.after === 'nothing') {
+    const layout = await readGzipLayout(file, { onWalk: () => process.stderr.write(`seekz: ${path} has no seekz map; walking its deflate stream\n`) });
+    lines.push(`editable: ${describeRanges(layout.editableRanges())}`);
+  } else lines.push('editable: none (in-place edits need a single-member file with nothing after it)');
+  process.stdout.write(lines.join('\n') + '\n');
+  warnTrailing(path, end, file.size);
+}
+
+/** Which guarantee reads of a gzip file without a map get, from the sidecar index they would use. */
+function readGuarantee(path: string): string {
+  for (const candidate of sidecarIndexPaths(path)) {
+    if (!existsSync(candidate)) continue;
+    let index;
+    try {
+      index = parseIndex(readFileSync(candidate));
+    } catch (error) {
+      return `through ${candidate}, which is unusable (${(error as Error).message})`;
+    }
+    return index.points.every((point) => point.crc !== undefined)
+      ? `through ${candidate}: every span checked against its CRC-32`
+      : `through ${candidate} (no checksums): every span checked for its exact length and block boundaries; whole members against their trailers when read through (cat); rebuild with seekz index for checked random reads`;
+  }
+  return 'no index file; one is built in memory on open, with a CRC-32 per span: every read checked';
+}
 
 async function withCompressed(path: string, work: (data: CompressedSource) => Promise<void>, quiet = false): Promise<void> {
   const onBuildIndex = () => {
@@ -207,6 +275,15 @@ async function withCompressed(path: string, work: (data: CompressedSource) => Pr
   } finally {
     await data.close?.();
   }
+  if (data.format === 'gzip') warnTrailing(path, data.end);
+}
+
+/** gzip -d's warning for bytes after the last member that are not zero padding: the data is complete, exit 2. */
+function warnTrailing(path: string, end: GzipEnd | undefined, fileSize?: number): void {
+  if (end?.after !== 'garbage') return;
+  const size = fileSize ?? (/^https?:\/\//i.test(path) ? undefined : statSync(path).size);
+  process.stderr.write(`${fail('GZIP_TRAILING_GARBAGE', path, end.offset, size !== undefined ? size - end.offset : 0).message}\n`);
+  process.exitCode = 2;
 }
 
 /** Copies [start, end) of `data` to a file or stdout in 4 MiB pieces, with a progress line on a TTY. */

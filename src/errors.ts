@@ -34,6 +34,15 @@ const messages = {
   DEFLATE_TRUNCATED: (bitOffset: number) =>
     `deflate: stream ends early at compressed bit ${bitOffset} (byte ${Math.floor(bitOffset / 8)}); the file is truncated`,
 
+  // gzip reads: member checks, trailing data, verified spans (issue 8, trust-gzipread)
+  GZIP_EMPTY: () => `gzip: the file is empty (0 bytes): expected a gzip member starting 1f 8b (gzip -d: unexpected end of file)`,
+  GZIP_MEMBER_CRC: (member: string, expected: number, found: number) =>
+    `gzip: ${member}: crc-32 mismatch: the trailer says ${hex32(expected)}, the data gives ${hex32(found)}; the file is damaged (gzip -t: crc error)`,
+  GZIP_MEMBER_LENGTH: (member: string, expected: number, found: number) =>
+    `gzip: ${member}: length mismatch: the trailer ISIZE says ${expected} (mod 2^32), the data gives ${found}; the file is damaged (gzip -t: length error)`,
+  GZIP_TRAILING_GARBAGE: (path: string, offset: number, length: number) =>
+    `seekz: ${path}: decompression OK, trailing garbage ignored (${length} bytes after the last member, at offset ${offset}, as gzip -d does; exit status 2)`,
+
   // disk images
   DISK_NO_TABLE: (what: string) => `disk: ${what}`,
   DISK_BAD_PARTITION: (what: string) => `disk: ${what}`,

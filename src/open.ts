@@ -11,6 +11,7 @@ export type OpenOptions = XzReaderOptions & OpenGzipOptions;
 /** Opens a compressed file by its magic bytes, not its name, as a Source of the uncompressed data. */
 export async function openCompressed(source: Source, options: OpenOptions = {}): Promise<CompressedSource> {
   const magic = await source.read(0, HEADER_MAGIC.length);
+  if (source.size === 0) throw fail('GZIP_EMPTY'); // gzip -d: unexpected end of file, exit 1
   if (magic.length >= 2 && magic[0] === GZIP_MAGIC_1 && magic[1] === GZIP_MAGIC_2) {
     return Object.assign(await openGzip(source, options), { format: 'gzip' as const });
   }

@@ -1,4 +1,6 @@
+import { crc32 } from '../crc/crc32.js';
 import { ByteReader, ByteWriter } from '../cursor.js';
+import { isAllZero } from '../zeros.js';
 import { fail, hexBytes } from '../errors.js';
 
 // RFC 1952 §2.3: member header.
@@ -88,9 +90,47 @@ export function parseGzipHeader(bytes: Uint8Array, available: number, at = 0): G
   }
   if (flags & FLAG_FNAME) header.name = readZeroTerminated(reader, 'FNAME');
   if (flags & FLAG_FCOMMENT) header.comment = readZeroTerminated(reader, 'FCOMMENT');
-  if (flags & FLAG_FHCRC) reader.u16le('header CRC16');
+  if (flags & FLAG_FHCRC) {
+    // RFC 1952 §2.3.1: the low 16 bits of the CRC-32 of the header bytes before it; gzip 1.12 checks it.
+    const computed = crc32(bytes.subarray(0, reader.offset)) & 0xffff;
+    const stored = reader.u16le('header CRC16');
+    if (stored !== computed) {
+      throw fail('GZIP_BAD_HEADER', `the header CRC-16 at offset ${at + reader.offset - 2} is 0x${stored.toString(16).padStart(4, '0')}, the header gives 0x${computed.toString(16).padStart(4, '0')}; the header is damaged`);
+    }
+  }
   header.length = reader.offset;
   return header;
+}
+
+/** What gzip -d makes of the bytes after a member: see whatFollowsMember. */
+export type AfterMember = 'nothing' | 'zeros' | 'garbage' | 'member';
+
+/**
+ * What follows a member that ends at `at`, as gzip -d (1.12, gzip.c get_method) sees it, checked
+ * with the real gzip by test/trust-gzip-read.test.ts:
+ * - 'member': the bytes start 1f 8b, another member (a bad header there is an error, exit 1);
+ * - 'nothing' or 'zeros': the end of the file, or only zero bytes up to it: accepted silently
+ *   (gzip says "trailing zero bytes ignored" only with -v, and exits 0);
+ * - 'garbage': anything else, zero padding followed by more members included: gzip stops there,
+ *   warns "decompression OK, trailing garbage ignored" and exits 2;
+ * - one non-zero byte before the end is "unexpected end of file" (exit 1): it throws.
+ */
+export async function whatFollowsMember(read: (offset: number, length: number) => Promise<Uint8Array>, size: number, at: number): Promise<AfterMember> {
+  if (at >= size) return 'nothing';
+  const head = await read(at, Math.min(2, size - at));
+  if (head[0] !== 0) {
+    if (head.length < 2) throw fail('GZIP_TRUNCATED', 'gzip member header', at, size);
+    // gzip also tries 1f 9e (old gzip), 1f 1e (pack), 1f 9d (compress), 1f a0 (LZH) there; seekz
+    // reads deflate members only, so those fail as a bad header (exit 1) like any other member.
+    return head[0] === GZIP_MAGIC_1 && [GZIP_MAGIC_2, 0x9e, 0x1e, 0x9d, 0xa0].includes(head[1]!) ? 'member' : 'garbage';
+  }
+  const piece = 1 << 20;
+  for (let offset = at; offset < size; offset += piece) {
+    const bytes = await read(offset, Math.min(piece, size - offset));
+    if (bytes.length === 0) break;
+    if (!isAllZero(bytes)) return 'garbage';
+  }
+  return 'zeros';
 }
 
 function readZeroTerminated(reader: ByteReader, what: string): string {

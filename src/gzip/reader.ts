@@ -8,7 +8,7 @@ import { mapStoredExtents, seekzMapOf } from './layout.js';
 import { findSegment, type SeekzMap, type Segment } from './map.js';
 import { buildGzipIndex } from './index/build.js';
 import { openIndexedGzip } from './index/indexed-reader.js';
-import type { GzipIndex } from './index/types.js';
+import type { GzipEnd, GzipIndex } from './index/types.js';
 
 /** A gzip file as a Source of its uncompressed bytes. */
 export interface GzipSource extends Source {
@@ -16,6 +16,14 @@ export interface GzipSource extends Source {
   readonly access: 'map' | 'index';
   readonly map: SeekzMap | undefined;
   readonly index: GzipIndex | undefined;
+  /**
+   * Index reads only: where the gzip data ends and what follows it, as gzip -d sees it ('garbage'
+   * is gzip's "trailing garbage ignored"); known from a seekz-built index, else once the last span
+   * was read.
+   */
+  readonly end?: GzipEnd;
+  /** Index reads only: 'crc' when every span is checked against a CRC-32, 'structure' when only its length and bounds are. */
+  readonly verification?: 'crc' | 'structure';
 }
 
 export interface OpenGzipOptions {

@@ -1,84 +1,250 @@
-import { constants, inflateRawSync } from 'node:zlib';
-import { fail } from '../../errors.js';
+import { inflateRawSync, type ZlibOptions } from 'node:zlib';
+import { crc32, crc32Combine } from '../../crc/crc32.js';
+import { fail, hex32 } from '../../errors.js';
 import { createBlockCache } from '../../source/block-cache.js';
 import { clipRead, type Source } from '../../source/source.js';
-import { primeCompressed } from './prime.js';
-import type { GzipIndex } from './types.js';
 import { lastAtOrBefore } from '../../search.js';
+import { parseGzipHeader, readGzipHeader, TRAILER_LENGTH, whatFollowsMember } from '../header.js';
+import { memberName } from './build.js';
+import { endWithEmptyFinalBlock, primeCompressed } from './prime.js';
+import { pointBit, type GzipEnd, type GzipIndex } from './types.js';
 
 /** Decoded spans kept: 8 spans of the default 4 MiB spacing. */
 const DEFAULT_CACHE_SIZE = 32 * 2 ** 20;
+/** The most one span may decode to: a larger one needs an index with more points. */
+const MAX_SPAN = 2 ** 30;
+/** Deflate expands at most 1032:1 (a 258-byte match per 2 bits); with room for headers and windows. */
+const MAX_RATIO = 1100;
 
 export interface IndexedGzipSource extends Source {
   readonly index: GzipIndex;
   /** Inflations started, for tests: a warm read starts none. */
   readonly decodes: number;
+  /** 'crc': every span has a CRC-32 (seekz's index), so every read is verified; 'structure': see below. */
+  readonly verification: 'crc' | 'structure';
+  /** Where the gzip data ends and what follows (gzip's trailing garbage): from the index, or found when the last span was read. */
+  readonly end: GzipEnd | undefined;
 }
+
+/** What one span decode went through, in order, for the member check across spans. */
+type SpanEvent =
+  | { kind: 'data'; uOffset: number; length: number; crc: number }
+  | { kind: 'member-end'; uOffset: number; crc: number; isize: number }
+  | { kind: 'member-start'; uOffset: number; offset: number };
 
 /**
  * Random reads from any gzip file through an index: find the last access point at or before the
- * offset, inflate from there with its window, up to the next point, with node:zlib's native
- * inflate. A point inside a byte gets a preface of empty blocks (prime.ts).
+ * offset, inflate the whole span from there (with its window) to the next point, with node:zlib's
+ * native inflate. A point inside a byte gets a preface of empty blocks (prime.ts).
+ *
+ * Invariant: no byte leaves this reader unchecked beyond what the index can prove.
+ * - Every span inflates to exactly its expected length and ends exactly at the next point's bit:
+ *   the input is cut there and an empty final block put in its place, so zlib must reach the end
+ *   of the stream with all input used (if the point were not a block boundary, the inserted bits
+ *   would decode as data). A span may cross members (gztool puts no point at a member's start):
+ *   each member's deflate data must end at its trailer, followed by the next member's header.
+ * - With a span CRC-32 (seekz's own index), the output must also match it.
+ * - Members: whenever the spans of a whole member are decoded in order from its start (cat,
+ *   extract, a read reaching a member's end), its CRC-32 and ISIZE are checked against its
+ *   trailer, so a damaged window in a GZIDX or gztool index cannot pass a sequential read.
+ * - The last span must end where gzip -d stops: at the end of the file, zero padding, or
+ *   trailing garbage (then `end` says so); an index reaching past that point is refused.
+ * Pinned by test/trust-gzip-read.test.ts and test/gzip-random-access.test.ts.
  */
 export function openIndexedGzip(source: Source, index: GzipIndex, options: { cacheSize?: number } = {}): IndexedGzipSource {
-  // gztool does not record the file size (0 = unknown); every other index is checked against it.
-  if (index.compressedSize !== 0 && index.compressedSize !== source.size) {
-    throw fail('INDEX_MISMATCH', `it was built for a file of ${index.compressedSize} bytes, this one has ${source.size}`);
-  }
+  checkIndexAgainst(index, source.size);
   const points = index.points;
   const size = index.uncompressedSize;
   const cache = createBlockCache(options.cacheSize ?? DEFAULT_CACHE_SIZE);
+  const verification = points.every((point) => point.crc !== undefined) ? 'crc' : 'structure';
+  let end: GzipEnd | undefined = index.end;
+  // indexed_gzip ends its index with a point at the end of the file; its span is empty.
+  const last = points[points.length - 1]!;
+  const closingPoint = points.length > 1 && last.cOffset === source.size && last.bits === 0;
+  /** The span that reaches the end of the gzip data: decoding it proves where the data ends. */
+  const endSpan = closingPoint ? points.length - 2 : points.length - 1;
 
-  const locate = (offset: number) => lastAtOrBefore(points, (point) => point.uOffset, offset);
+  /** Points known to sit at a member's deflate start: point → its member (number when known). */
+  const memberStarts = new Map<number, { offset: number; number: number | undefined }>();
+  /** A member being summed across spans decoded in order. */
+  let chain: { uOffset: number; crc: number; length: number; offset: number; number: number | undefined } | undefined;
 
-  /**
-   * What point `number` decodes to, at least its first `need` bytes: a cold random read inflates
-   * only about as far as it needs (zran stops there too), a read that needs more of the span later
-   * decodes further. Compressed input is taken in proportion to the span's ratio, with slack.
-   */
-  const span = (number: number, need: number): Promise<Uint8Array> => {
+  const describePoint = (number: number) => {
+    const point = points[number]!;
+    return `access point ${number} (uncompressed ${point.uOffset}, file offset ${point.cOffset}, bit ${pointBit(point) % 8})`;
+  };
+  const mismatch = (number: number, what: string) => fail('INDEX_BAD_DATA', `${describePoint(number)}: ${what}; the index does not match this file, or the file is damaged (check with gzip -t; rebuild the index with seekz index)`);
+
+  const decodeSpan = async (number: number, readAll = false): Promise<Uint8Array> => {
     const point = points[number]!;
     const next = points[number + 1];
     const uLength = (next ? next.uOffset : size) - point.uOffset;
-    const wanted = Math.min(uLength, need);
-    return cache.get(number, () => inflateSpan(number, wanted, uLength), (data) => data.length >= wanted);
+    if (number === points.length - 1 && closingPoint) {
+      if (uLength !== 0) throw mismatch(number, `a point at the end of the file must end the data, but ${uLength} bytes follow it`);
+      return new Uint8Array(0);
+    }
+    if (number === 0) {
+      // Point 0 must be the first member's deflate start: then a member check can start there.
+      const header = await readGzipHeader((offset, length) => source.read(offset, length), source.size, 0);
+      if (point.cOffset !== header.length || point.bits !== 0) throw mismatch(0, `the first member's deflate data starts at file offset ${header.length}`);
+      memberStarts.set(0, { offset: 0, number: 1 });
+    }
+    const startBit = pointBit(point);
+    const stopBit = next ? pointBit(next) : undefined;
+    const first = Math.floor(startBit / 8);
+    const last = stopBit !== undefined ? Math.ceil(stopBit / 8) : source.size;
+    // Where the last span's data ends is unknown (trailing bytes may follow): read what its output
+    // can come from (stored blocks add 5 bytes per 64 KiB; with room for member headers), and the
+    // whole rest only when that falls short.
+    const readTo = stopBit !== undefined || readAll ? last : Math.min(last, first + uLength + Math.ceil(uLength / 8192) + 65536);
+    if (readTo - first > 2 * MAX_SPAN) {
+      throw fail('INDEX_UNSUPPORTED', 'gzip', `${describePoint(number)} spans ${readTo - first} compressed bytes, more than one read decodes`, 'rebuild the index with more points (seekz index --spacing 4M)');
+    }
+    const bytes = await source.read(first, readTo - first);
+    if (bytes.length !== readTo - first) throw fail('GZIP_TRUNCATED', `the compressed span of ${describePoint(number)}`, first, source.size);
+    try {
+      return await decodeFrom(number, bytes, first, last);
+    } catch (error) {
+      // Only what the short read can explain is retried with the whole rest; a bad CRC is final.
+      const code = (error as { code?: string }).code;
+      if (readTo < last && (code === 'INDEX_BAD_DATA' || code === 'GZIP_TRUNCATED')) return decodeSpan(number, true);
+      throw error;
+    }
   };
 
-  const inflateSpan = async (number: number, wanted: number, uLength: number): Promise<Uint8Array> => {
+  /** decodeSpan's work on the compressed bytes from `first` (to `last`, or fewer for the last span). */
+  const decodeFrom = async (number: number, bytes: Uint8Array, first: number, last: number): Promise<Uint8Array> => {
     const point = points[number]!;
     const next = points[number + 1];
-    // From the byte holding the block's first bit to the byte holding the next point's first bit.
-    const first = point.bits > 0 ? point.cOffset - 1 : point.cOffset;
-    const last = next ? next.cOffset : source.size;
-    // Compressed bytes in proportion to the output wanted, with slack for uneven compression; if
-    // that falls short, the whole span.
-    const partial = wanted < uLength ? Math.ceil((((last - first) * wanted) / Math.max(1, uLength)) * 1.2) + 32768 : Infinity;
-    for (const take of partial < last - first ? [partial, last - first] : [last - first]) {
-      let compressed = await source.read(first, take);
-      if (point.bits > 0) compressed = primeCompressed(compressed, point.bits);
-      let out: Uint8Array;
+    const uLength = (next ? next.uOffset : size) - point.uOffset;
+    const startBit = pointBit(point);
+    const stopBit = next ? pointBit(next) : undefined;
+
+    const out = new Uint8Array(uLength);
+    const events: SpanEvent[] = [];
+    let produced = 0;
+    let bit = startBit;
+    let dictionary: Uint8Array | undefined = point.window.length > 0 ? point.window : undefined;
+    let spanEnd: GzipEnd | undefined;
+    for (;;) {
+      if (stopBit !== undefined && bit === stopBit) break;
+      const from = Math.floor(bit / 8);
+      let input: Uint8Array = bytes.subarray(from - first);
+      if (stopBit !== undefined) input = endWithEmptyFinalBlock(input, stopBit - from * 8);
+      const before = input.length;
+      if (bit % 8 !== 0) input = primeCompressed(input, 8 - (bit % 8));
+      const preface = input.length - before;
+      let piece: Uint8Array;
+      let used: number;
       try {
-        out = inflateRawSync(compressed, {
-          finishFlush: constants.Z_SYNC_FLUSH,
-          dictionary: point.window.length > 0 ? point.window : undefined,
-          maxOutputLength: Math.max(1, uLength) + 65536,
-        });
+        const result = inflateRawSync(input, { dictionary, maxOutputLength: uLength - produced + 1, info: true } as ZlibOptions) as unknown as { buffer: Buffer; engine: { bytesWritten: number } };
+        piece = result.buffer;
+        used = result.engine.bytesWritten - preface;
       } catch (error) {
-        // A prefix may end inside a block; only the whole span's failure means a bad index.
-        if (take < last - first) continue;
-        throw fail('INDEX_BAD_DATA', `inflating from access point ${number} (uncompressed ${point.uOffset}, file offset ${point.cOffset}) failed: ${(error as Error).message}; the index does not match this file`);
+        if ((error as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') throw mismatch(number, `the span inflates to more than the ${uLength} bytes the index gives it`);
+        throw mismatch(number, `inflating from uncompressed ${point.uOffset + produced} fails (${(error as Error).message})`);
       }
-      if (out.length >= wanted) return out.subarray(0, Math.min(out.length, uLength));
-      if (take === last - first) {
-        throw fail('INDEX_BAD_DATA', `access point ${number} gives ${out.length} bytes before the next point, the index expects ${uLength}; the index does not match this file`);
+      if (produced + piece.length > uLength) throw mismatch(number, `the span inflates to more than the ${uLength} bytes the index gives it`);
+      out.set(piece, produced);
+      events.push({ kind: 'data', uOffset: point.uOffset + produced, length: piece.length, crc: crc32(piece) });
+      produced += piece.length;
+      // All input used: the stream ended in the inserted final block, exactly at the next point.
+      if (stopBit !== undefined && used === input.length - preface) {
+        // A point at the end of the file is no block boundary: the member's trailer must come first.
+        if (closingPoint && number === endSpan) throw mismatch(number, 'the deflate data runs to the end of the file, with no trailer');
+        break;
+      }
+
+      // Otherwise this member's deflate data ended (its final block): the trailer follows.
+      const memberEnd = from + used;
+      const trailerAt = memberEnd - first;
+      if (trailerAt + TRAILER_LENGTH > bytes.length) throw mismatch(number, `a member's deflate data ends at file offset ${memberEnd}, with no room for its trailer before the next point`);
+      const trailer = new DataView(bytes.buffer, bytes.byteOffset + trailerAt, TRAILER_LENGTH);
+      events.push({ kind: 'member-end', uOffset: point.uOffset + produced, crc: trailer.getUint32(0, true), isize: trailer.getUint32(4, true) });
+      const after = memberEnd + TRAILER_LENGTH;
+      if (stopBit === after * 8 && after === source.size) break; // indexed_gzip's closing point
+      const read = async (offset: number, length: number) =>
+        offset + length <= first + bytes.length ? bytes.subarray(offset - first, offset - first + length) : source.read(offset, length);
+      // The span before indexed_gzip's closing point runs to the end of the file, like the last.
+      const toEnd = stopBit === undefined || (closingPoint && number === endSpan);
+      const follows = !toEnd && after + 2 > last ? 'nothing' : await whatFollowsMember(read, last, after);
+      if (follows !== 'member') {
+        if (!toEnd) {
+          const why = { garbage: 'trailing garbage', zeros: 'zero padding', nothing: 'no member header' }[follows];
+          throw mismatch(number + 1, `gzip -d stops at file offset ${after} (${why} after a member), but the index goes on past it`);
+        }
+        spanEnd = { offset: after, after: follows };
+        break;
+      }
+      let header;
+      try {
+        header = parseGzipHeader(bytes.subarray(after - first), source.size - after, after);
+      } catch (error) {
+        if ((error as { code?: string }).code === 'GZIP_TRUNCATED' && stopBit !== undefined) throw mismatch(number + 1, `the member header at file offset ${after} runs past the next point`);
+        throw error;
+      }
+      events.push({ kind: 'member-start', uOffset: point.uOffset + produced, offset: after });
+      bit = (after + header.length) * 8;
+      if (stopBit !== undefined && bit > stopBit) throw mismatch(number + 1, `it lies inside the member header at file offset ${after}`);
+      if (bit === stopBit) memberStarts.set(number + 1, { offset: after, number: undefined });
+      dictionary = undefined;
+    }
+    if (produced !== uLength) throw mismatch(number, `the span inflates to ${produced} bytes, the index expects ${uLength}`);
+    if (point.crc !== undefined) {
+      const spanCrc = events.reduce((crc, event) => (event.kind === 'data' ? crc32Combine(crc, event.crc, event.length) : crc), 0);
+      if (spanCrc !== point.crc) throw mismatch(number, `the span's crc-32 is ${hex32(spanCrc)}, the index recorded ${hex32(point.crc)}`);
+    }
+    if (stopBit === undefined || (closingPoint && number === endSpan)) {
+      const found = spanEnd ?? { offset: source.size, after: 'nothing' as const };
+      if (index.end && (index.end.offset !== found.offset || index.end.after !== found.after)) {
+        throw fail('INDEX_MISMATCH', `it says the gzip data ends at offset ${index.end.offset} (${index.end.after} after it), the file's ends at ${found.offset} (${found.after} after it)`);
+      }
+      end = found;
+    }
+    followMembers(number, events);
+    return out;
+  };
+
+  /** The member check across spans: see the invariant above. Runs synchronously per decoded span. */
+  const followMembers = (number: number, events: SpanEvent[]) => {
+    const start = memberStarts.get(number);
+    const point = points[number]!;
+    if (start) chain = { uOffset: point.uOffset, crc: 0, length: 0, offset: start.offset, number: start.number };
+    else if (chain?.uOffset !== point.uOffset) chain = undefined;
+    let lastNumber = chain?.number;
+    for (const event of events) {
+      if (event.kind === 'data') {
+        if (chain && chain.uOffset === event.uOffset) {
+          chain.crc = crc32Combine(chain.crc, event.crc, event.length);
+          chain.length += event.length;
+          chain.uOffset += event.length;
+        } else chain = undefined;
+      } else if (event.kind === 'member-end') {
+        if (chain && chain.uOffset === event.uOffset) {
+          const where = memberName(chain.number, chain.offset);
+          if (chain.crc !== event.crc) throw fail('GZIP_MEMBER_CRC', where, event.crc, chain.crc);
+          if (chain.length % 2 ** 32 !== event.isize) throw fail('GZIP_MEMBER_LENGTH', where, event.isize, chain.length);
+        }
+        lastNumber = chain?.number;
+        chain = undefined;
+      } else {
+        const memberNumber = lastNumber !== undefined ? lastNumber + 1 : undefined;
+        chain = { uOffset: event.uOffset, crc: 0, length: 0, offset: event.offset, number: memberNumber };
+        const proven = memberStarts.get(number + 1);
+        if (proven && points[number + 1]!.uOffset === event.uOffset && proven.offset === event.offset) proven.number = memberNumber;
       }
     }
-    throw fail('INDEX_BAD_DATA', `access point ${number} could not be inflated`);
   };
+
+  const span = (number: number) => cache.get(number, () => decodeSpan(number));
 
   return {
     size,
     index,
+    verification,
+    get end() {
+      return end;
+    },
     get decodes() {
       return cache.loads;
     },
@@ -86,11 +252,11 @@ export function openIndexedGzip(source: Source, index: GzipIndex, options: { cac
       const count = clipRead(size, offset, length);
       const out = new Uint8Array(count);
       let done = 0;
-      let number = count > 0 ? locate(offset) : 0;
+      let number = count > 0 ? lastAtOrBefore(points, (point) => point.uOffset, offset) : 0;
       while (done < count) {
         const point = points[number]!;
         const within = offset + done - point.uOffset;
-        const bytes = await span(number, within + (count - done));
+        const bytes = await span(number);
         const take = Math.min(count - done, bytes.length - within);
         if (take > 0) {
           out.set(bytes.subarray(within, within + take), done);
@@ -99,8 +265,46 @@ export function openIndexedGzip(source: Source, index: GzipIndex, options: { cac
         number++;
         if (number >= points.length && done < count) throw fail('INDEX_BAD_DATA', `the index ends before uncompressed offset ${offset + done}`);
       }
+      // A read that reaches the end proves the end: the data stops where gzip -d stops.
+      if (offset + count >= size) await span(endSpan);
       return out;
     },
     close: source.close?.bind(source),
   };
+}
+
+/**
+ * Every number in an index is a claim about the file: checked before anything is read, so an
+ * index of another file gives INDEX_MISMATCH or INDEX_BAD_DATA, never a wild read.
+ */
+function checkIndexAgainst(index: GzipIndex, fileSize: number): void {
+  // gztool does not record the file size (0 = unknown); every other index is checked against it.
+  if (index.compressedSize !== 0 && index.compressedSize !== fileSize) {
+    throw fail('INDEX_MISMATCH', `it was built for a file of ${index.compressedSize} bytes, this one has ${fileSize}`);
+  }
+  const { points, uncompressedSize } = index;
+  if (points.length === 0) throw fail('INDEX_BAD_DATA', 'the index has no access points; rebuild it with seekz index');
+  if (points[0]!.uOffset !== 0) throw fail('INDEX_BAD_DATA', `the first access point is at uncompressed ${points[0]!.uOffset}, not 0; rebuild the index with seekz index`);
+  points.forEach((point, number) => {
+    const bit = pointBit(point);
+    if (bit > fileSize * 8 || bit < 0) {
+      throw fail('INDEX_MISMATCH', `access point ${number} is at file offset ${point.cOffset}, past the end of this ${fileSize}-byte file`);
+    }
+    if (point.uOffset > uncompressedSize) {
+      throw fail('INDEX_BAD_DATA', `access point ${number} is at uncompressed ${point.uOffset}, past the ${uncompressedSize} bytes the index says the data holds (an unfinished index?); rebuild it with seekz index`);
+    }
+    const previous = points[number - 1];
+    if (previous && (point.uOffset < previous.uOffset || bit < pointBit(previous))) {
+      throw fail('INDEX_BAD_DATA', `access point ${number} comes before access point ${number - 1}; expected offsets that never decrease`);
+    }
+    const next = points[number + 1];
+    const uLength = (next ? next.uOffset : uncompressedSize) - point.uOffset;
+    const cLength = (next ? Math.ceil(pointBit(next) / 8) : fileSize) - Math.floor(bit / 8);
+    if (uLength > cLength * MAX_RATIO + 65536) {
+      throw fail('INDEX_MISMATCH', `access point ${number} claims ${uLength} bytes from ${cLength} compressed bytes, more than deflate can expand to`);
+    }
+    if (uLength > MAX_SPAN) {
+      throw fail('INDEX_UNSUPPORTED', 'gzip', `access point ${number} spans ${uLength} bytes, more than the ${MAX_SPAN} one read decodes`, 'rebuild the index with more points (seekz index --spacing 4M)');
+    }
+  });
 }

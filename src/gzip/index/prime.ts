@@ -98,3 +98,21 @@ export function primeCompressed(compressed: Uint8Array, bits: number): Uint8Arra
   out[whole] = (compressed[0]! & ~((1 << residue) - 1) & 0xff) | tail;
   return out;
 }
+
+/**
+ * `compressed` is cut at bit `stopBit` (counted from bit 0 of its byte 0), and an empty final
+ * fixed block (BFINAL=1, BTYPE=01, end-of-block 0000000: 10 bits) takes the place of what
+ * follows. Inflating the result reaches the end of the stream with every byte used only when
+ * `stopBit` is a block boundary; anywhere else the inserted bits decode as data.
+ */
+export function endWithEmptyFinalBlock(compressed: Uint8Array, stopBit: number): Uint8Array {
+  const whole = stopBit >>> 3;
+  const residue = stopBit & 7;
+  const out = new Uint8Array(whole + Math.ceil((residue + 10) / 8));
+  out.set(compressed.subarray(0, whole), 0);
+  // Low `residue` bits of the cut byte are the span's last bits; the block's bits go above them:
+  // BFINAL 1, BTYPE 01 (least significant bit first), then seven zero bits.
+  const bits = (residue > 0 ? compressed[whole]! & ((1 << residue) - 1) : 0) | (0b011 << residue);
+  for (let at = whole, value = bits; at < out.length; at++, value >>>= 8) out[at] = value & 0xff;
+  return out;
+}

@@ -8,6 +8,7 @@
  * start of a gzip member, and where history was reset (seekz's own chunk boundaries).
  */
 import { fail } from '../../errors.js';
+import type { AfterMember } from '../header.js';
 
 export const WINDOW_SIZE = 32768;
 
@@ -20,6 +21,18 @@ export interface AccessPoint {
   bits: number;
   /** The history before the point, at most 32 KiB; length 0 when there is none. */
   window: Uint8Array;
+  /**
+   * CRC-32 of the span's output, from this point to the next (or to the end of the data). seekz's
+   * own index records it (the builder inflates everything anyway), so every span read through it
+   * is verified; GZIDX and gztool files cannot hold it.
+   */
+  crc?: number;
+}
+
+/** Where the gzip data ends (just after the last member's trailer) and what follows, as gzip -d sees it. */
+export interface GzipEnd {
+  offset: number;
+  after: AfterMember;
 }
 
 export interface GzipIndex {
@@ -29,6 +42,8 @@ export interface GzipIndex {
   /** Requested distance between points, in uncompressed bytes. */
   spacing: number;
   points: AccessPoint[];
+  /** Recorded by seekz's builder (and its index file); unknown for imported indexes until their last span is read. */
+  end?: GzipEnd;
 }
 
 /** The bit offset in the file where a point's block header starts. */
