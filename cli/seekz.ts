@@ -179,6 +179,7 @@ program
         `crc32: ${hex32(layout.crc)}`,
         `checkpoints: ${layout.map ? `${layout.map.segments.length} (chunk ${formatSize(layout.map.chunkSize)} x ${layout.map.groupChunks})` : 'none'}`,
         `editable: ${describeRanges(layout.editableRanges())}`,
+        ...(layout.map ? [`verified: ${layout.map.verified ? 'crc-32 per chunk' : `no (map version ${layout.map.version}; rewrite with partial-deflate for checked reads)`}`] : []),
       ];
       process.stdout.write(lines.join('\n') + '\n');
     } finally {

@@ -36,7 +36,7 @@ const messages = {
 
   // verified map reads and safe patching (issue 8: seekz map CRCs, foreign gzip back-references)
   GZIP_SEGMENT_CRC: (uStart: number, uEnd: number, fileOffset: number, expected: number, found: number) =>
-    `gzip: bytes [${uStart}, ${uEnd}) (compressed at file offset ${fileOffset}) fail their crc-32: the seekz map says ${hex32(expected)}, the data gives ${hex32(found)}; the file is damaged (gzip -t agrees), restore it from a copy`,
+    `gzip: bytes [${uStart}, ${uEnd}) (the segment at file offset ${fileOffset}) fail their crc-32: the seekz map says ${hex32(expected)}, the data gives ${hex32(found)}; the file is damaged (gzip -t agrees), restore it from a copy`,
   GZIP_STORED_BLOCK_BAD: (fileOffset: number, expected: number, found: string) =>
     `gzip: stored block header at file offset ${fileOffset}: expected LEN ${expected} with its complement, found ${found}; the file is damaged`,
   GZIP_REFERENCED: (offset: number, length: number, at: number, from: number, to: number, ranges: string) =>

@@ -72,6 +72,36 @@ export const DEFAULT_WALK_CHUNK_SIZE = 1 << 20;
  * DEFLATE_TRUNCATED; bad arguments throw at once.
  */
 export function walkDeflate(source: Source, startByte: number, options: WalkOptions = {}): AsyncGenerator<DeflateBlock> {
+  return walk(source, startByte, checkedChunkSize(source, startByte, options), undefined);
+}
+
+/** A back-reference found by firstBackReference: the match at output offset `at` reads [from, to) of a stored block. */
+export interface BackReference {
+  at: number;
+  from: number;
+  to: number;
+}
+
+/**
+ * The first back-reference in the stream that reads stored bytes in output range [start, end),
+ * or undefined. The stored blocks' `references` say whether there is one; this walks again to
+ * name the very match, for an error message.
+ */
+export async function firstBackReference(
+  source: Source,
+  startByte: number,
+  start: number,
+  end: number,
+  options: WalkOptions = {},
+): Promise<BackReference | undefined> {
+  const watch: Watch = { start, end, hit: undefined };
+  for await (const block of walk(source, startByte, checkedChunkSize(source, startByte, options), watch)) {
+    if (watch.hit || block.outStart >= end + MAX_DISTANCE) break;
+  }
+  return watch.hit;
+}
+
+function checkedChunkSize(source: Source, startByte: number, options: WalkOptions): number {
   const chunkSize = options.chunkSize ?? DEFAULT_WALK_CHUNK_SIZE;
   if (!Number.isSafeInteger(chunkSize) || chunkSize < 1) {
     throw fail('BAD_ARGUMENT', `deflate walk: chunkSize must be a positive integer, got ${chunkSize}`);
@@ -80,11 +110,19 @@ export function walkDeflate(source: Source, startByte: number, options: WalkOpti
     throw fail('BAD_ARGUMENT', `deflate walk: start byte must be a non-negative integer, got ${startByte}`);
   }
   if (startByte > source.size) throw fail('OUT_OF_RANGE', 'deflate stream start', startByte, 0, source.size);
-  return walk(source, startByte, chunkSize);
+  return chunkSize;
 }
 
-async function* walk(source: Source, startByte: number, chunkSize: number): AsyncGenerator<DeflateBlock> {
+/** An output range whose first reader firstBackReference looks for. */
+interface Watch {
+  start: number;
+  end: number;
+  hit: BackReference | undefined;
+}
+
+async function* walk(source: Source, startByte: number, chunkSize: number, watch: Watch | undefined): AsyncGenerator<DeflateBlock> {
   const reader = newReader(source, startByte, chunkSize);
+  reader.watch = watch;
   const tables: DynamicTables = {
     literal: new Int32Array(LITERAL_TABLE_SIZE),
     distance: new Int32Array(DISTANCE_TABLE_SIZE),
@@ -193,6 +231,7 @@ interface Reader {
   storedBlocks: { outStart: number; outEnd: number; references: BackReferences }[];
   /** Output offset where the last non-empty stored block ends: a match reading before it may read stored bytes. */
   storedEnd: number;
+  watch: Watch | undefined;
 }
 
 function newReader(source: Source, startByte: number, chunkSize: number): Reader {
@@ -209,6 +248,7 @@ function newReader(source: Source, startByte: number, chunkSize: number): Reader
     out: 0,
     storedBlocks: [],
     storedEnd: 0,
+    watch: undefined,
   };
 }
 
@@ -682,6 +722,8 @@ function noteBackReference(r: Reader, from: number, to: number, at: number): voi
     const start = Math.max(from, block.outStart);
     const end = Math.min(to, block.outEnd);
     if (start < end) addReference(block, start, end, at);
+    const { watch } = r;
+    if (watch && !watch.hit && start < watch.end && watch.start < end) watch.hit = { at, from: start, to: end };
   }
 }
 

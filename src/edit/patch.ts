@@ -97,7 +97,7 @@ export async function recoverIfInterrupted(path: string): Promise<PatchResult['r
 export async function patchGzip(path: string, edits: PatchEdit[], options: PatchOptions = {}): Promise<PatchResult> {
   return withEditSession(path, async ({ handle, source, recovered }) => {
     const layout = await readGzipLayout(source, { onWalk: options.onWalk });
-    const planned = planEdits(layout, edits);
+    const planned = await planEdits(layout, edits);
     return applyEdits(path, handle, source, layout, planned, recovered);
   });
 }
@@ -118,7 +118,7 @@ export async function patchGzipFromRegion(path: string, region: Source, at: numb
       const existing = await current.read(at + offset, wanted.length);
       edits.push(...differingRuns(existing, wanted, at + offset));
     }
-    const planned = planEdits(layout, edits);
+    const planned = await planEdits(layout, edits);
     return applyEdits(path, handle, source, layout, planned, recovered);
   });
 }
@@ -152,14 +152,14 @@ interface PlannedWrite extends StoredExtent {
  * Maps every edit to stored extents, refusing before anything is written if any byte is not
  * editable: not stored, or (in a gzip seekz did not write) copied by a later back-reference.
  */
-function planEdits(layout: GzipLayout, edits: PatchEdit[]): PlannedWrite[] {
+async function planEdits(layout: GzipLayout, edits: PatchEdit[]): Promise<PlannedWrite[]> {
   const writes: PlannedWrite[] = [];
   for (const edit of edits) {
     if (edit.data.length === 0) continue;
     if (edit.offset < 0 || edit.offset + edit.data.length > layout.totalLength) {
       throw fail('OUT_OF_RANGE', 'edit', edit.offset, edit.data.length, layout.totalLength);
     }
-    for (const extent of editableExtents(layout, edit.offset, edit.data.length)) {
+    for (const extent of await editableExtents(layout, edit.offset, edit.data.length)) {
       const from = extent.uStart - edit.offset;
       writes.push({ ...extent, data: edit.data.subarray(from, from + extent.length) });
     }

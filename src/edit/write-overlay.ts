@@ -1,4 +1,5 @@
-import { editableExtents, type GzipLayout } from '../gzip/layout.js';
+import { fail } from '../errors.js';
+import { describeRanges, type GzipLayout } from '../gzip/layout.js';
 import type { Source } from '../source/source.js';
 import { patchGzip, type PatchEdit } from './patch.js';
 
@@ -22,6 +23,7 @@ export function writableGzip(
   layout: GzipLayout,
   options: { pendingLimit?: number } = {},
 ) {
+  if (layout.walked) throw fail('BAD_ARGUMENT', 'writes through a server need a file with a seekz map (written by partial-deflate)');
   const pendingLimit = options.pendingLimit ?? DEFAULT_PENDING_LIMIT;
   let pending: PatchEdit[] = [];
   let pendingBytes = 0;
@@ -100,7 +102,11 @@ export function writableGzip(
   return {
     source,
     async write(offset: number, bytes: Uint8Array) {
-      editableExtents(layout, offset, bytes.length); // throws when refused
+      // Synchronous, so that writes join `pending` in the order they came. A map layout (the only
+      // kind served writable) has no back-references into stored bytes; patch checks again anyway.
+      if (!layout.storedExtents(offset, offset + bytes.length)) {
+        throw fail('GZIP_NOT_EDITABLE', offset, bytes.length, describeRanges(layout.editableRanges()));
+      }
       pending.push({ offset, data: new Uint8Array(bytes) });
       pendingBytes += bytes.length;
       if (pendingBytes > pendingLimit) await flush();

@@ -1,4 +1,4 @@
-import { walkDeflate, type BackReferences } from '../deflate/walk.js';
+import { firstBackReference, walkDeflate, type BackReference, type BackReferences } from '../deflate/walk.js';
 import { ByteReader } from '../cursor.js';
 import { fail, hex32 } from '../errors.js';
 import type { Source } from '../source/source.js';
@@ -38,7 +38,7 @@ export interface GzipLayout {
    * offset of the match, [from, to) the bytes of the range it reads. Always undefined in a file
    * seekz wrote (its chunks start with no history).
    */
-  backReference(start: number, end: number): { at: number; from: number; to: number } | undefined;
+  backReference(start: number, end: number): Promise<BackReference | undefined>;
 }
 
 /**
@@ -47,10 +47,10 @@ export interface GzipLayout {
  * (GZIP_REFERENCED: changing them would change bytes elsewhere). The one check for `patch` and
  * for writes through `serve`.
  */
-export function editableExtents(layout: GzipLayout, offset: number, length: number): StoredExtent[] {
+export async function editableExtents(layout: GzipLayout, offset: number, length: number): Promise<StoredExtent[]> {
   const extents = layout.storedExtents(offset, offset + length);
   if (!extents) throw fail('GZIP_NOT_EDITABLE', offset, length, describeRanges(layout.editableRanges()));
-  const reference = layout.backReference(offset, offset + length);
+  const reference = await layout.backReference(offset, offset + length);
   if (reference) throw fail('GZIP_REFERENCED', offset, length, reference.at, reference.from, reference.to, describeRanges(layout.editableRanges()));
   return extents;
 }
@@ -120,7 +120,7 @@ function mapLayout(header: GzipHeader, fileSize: number, trailer: { crc: number;
     walked: false,
     editableRanges: () => mergeRanges(storedSegments.map((segment) => ({ start: segment.uStart, end: segment.uStart + segment.uLength }))),
     storedExtents: (start, end) => mapStoredExtents(map, header.length, start, end),
-    backReference: () => undefined,
+    backReference: async () => undefined,
   };
 }
 
@@ -183,12 +183,16 @@ async function walkedLayout(source: Source, header: GzipHeader, trailer: { crc: 
       }
       return mergeRanges(ranges);
     },
-    backReference(start, end) {
+    async backReference(start, end) {
       for (let index = lastAtOrBefore(stored, (extent) => extent.uStart, start); index < stored.length; index++) {
         const extent = stored[index]!;
         if (extent.uStart >= end) break;
         for (const reference of extent.references.ranges) {
-          if (reference.start < end && start < reference.end) return { at: reference.by, from: reference.start, to: reference.end };
+          if (reference.start < end && start < reference.end) {
+            // Refused. Merged ranges do not say which match reads these very bytes: walk again to name it.
+            const first = await firstBackReference(source, header.length, start, end);
+            return first ?? { at: reference.by, from: reference.start, to: reference.end };
+          }
         }
       }
       return undefined;
