@@ -155,11 +155,16 @@ async function* walk(source: Source, startByte: number, chunkSize: number, watch
       reader.out += length;
       const references: BackReferences = { ranges: [] };
       if (length > 0) {
-        // Blocks that no distance can reach any more need not be searched.
-        const reachable = reader.storedBlocks.findIndex((block) => block.outEnd > reader.out - MAX_DISTANCE);
-        reader.storedBlocks.splice(0, reachable < 0 ? reader.storedBlocks.length : reachable);
         reader.storedBlocks.push({ outStart, outEnd: reader.out, references });
         reader.storedEnd = reader.out;
+        // Blocks that no distance can reach any more are dropped in batches, so that a stream of
+        // many tiny stored blocks costs O(1) each (searching past one that is left is harmless).
+        const blocks = reader.storedBlocks;
+        while (blocks[reader.storedReachable]!.outEnd <= reader.out - MAX_DISTANCE) reader.storedReachable++;
+        if (reader.storedReachable * 2 >= blocks.length) {
+          blocks.splice(0, reader.storedReachable);
+          reader.storedReachable = 0;
+        }
       }
       yield { type: 'stored', final, headerBit, endBit: end * 8, outStart, outLength: length, dataOffset, references };
     } else if (blockType === BTYPE_FIXED || blockType === BTYPE_DYNAMIC) {
@@ -227,8 +232,9 @@ interface Reader {
   bitCount: number;
   /** Uncompressed bytes produced since the stream start. */
   out: number;
-  /** Non-empty stored blocks that a distance may still reach, in output order. */
+  /** Non-empty stored blocks in output order: those a distance may still reach, from storedReachable on. */
   storedBlocks: { outStart: number; outEnd: number; references: BackReferences }[];
+  storedReachable: number;
   /** Output offset where the last non-empty stored block ends: a match reading before it may read stored bytes. */
   storedEnd: number;
   watch: Watch | undefined;
@@ -247,6 +253,7 @@ function newReader(source: Source, startByte: number, chunkSize: number): Reader
     bitCount: 0,
     out: 0,
     storedBlocks: [],
+    storedReachable: 0,
     storedEnd: 0,
     watch: undefined,
   };
