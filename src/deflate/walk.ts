@@ -40,7 +40,10 @@ export interface DeflateBlock {
   outLength: number;
   /** Stored blocks only: absolute byte offset of the first stored data byte in the source. */
   dataOffset?: number;
-  /** Stored blocks only: the bytes later matches copy from (filled in as the walk goes on). */
+  /**
+   * Stored blocks only: the bytes later matches copy from, set on this very object as the walk
+   * goes on (left undefined while nothing has read the block, so unread blocks cost nothing).
+   */
   references?: BackReferences;
 }
 
@@ -153,20 +156,20 @@ async function* walk(source: Source, startByte: number, chunkSize: number, watch
       if (end > source.size) throw fail('DEFLATE_TRUNCATED', source.size * 8);
       seekByte(reader, end); // the stored bytes themselves are never read
       reader.out += length;
-      const references: BackReferences = { ranges: [] };
+      const block: DeflateBlock = { type: 'stored', final, headerBit, endBit: end * 8, outStart, outLength: length, dataOffset };
       if (length > 0) {
-        reader.storedBlocks.push({ outStart, outEnd: reader.out, references });
+        reader.storedBlocks.push(block);
         reader.storedEnd = reader.out;
         // Blocks that no distance can reach any more are dropped in batches, so that a stream of
         // many tiny stored blocks costs O(1) each (searching past one that is left is harmless).
         const blocks = reader.storedBlocks;
-        while (blocks[reader.storedReachable]!.outEnd <= reader.out - MAX_DISTANCE) reader.storedReachable++;
+        while (endOf(blocks[reader.storedReachable]!) <= reader.out - MAX_DISTANCE) reader.storedReachable++;
         if (reader.storedReachable * 2 >= blocks.length) {
           blocks.splice(0, reader.storedReachable);
           reader.storedReachable = 0;
         }
       }
-      yield { type: 'stored', final, headerBit, endBit: end * 8, outStart, outLength: length, dataOffset, references };
+      yield block;
     } else if (blockType === BTYPE_FIXED || blockType === BTYPE_DYNAMIC) {
       let literal = FIXED_TABLES.literal;
       let distance = FIXED_TABLES.distance;
@@ -233,7 +236,7 @@ interface Reader {
   /** Uncompressed bytes produced since the stream start. */
   out: number;
   /** Non-empty stored blocks in output order: those a distance may still reach, from storedReachable on. */
-  storedBlocks: { outStart: number; outEnd: number; references: BackReferences }[];
+  storedBlocks: DeflateBlock[];
   storedReachable: number;
   /** Output offset where the last non-empty stored block ends: a match reading before it may read stored bytes. */
   storedEnd: number;
@@ -727,15 +730,19 @@ function noteBackReference(r: Reader, from: number, to: number, at: number): voi
     const block = blocks[index]!;
     if (block.outStart >= to) break;
     const start = Math.max(from, block.outStart);
-    const end = Math.min(to, block.outEnd);
+    const end = Math.min(to, endOf(block));
     if (start < end) addReference(block, start, end, at);
     const { watch } = r;
     if (watch && !watch.hit && start < watch.end && watch.start < end) watch.hit = { at, from: start, to: end };
   }
 }
 
-function addReference(block: Reader['storedBlocks'][number], start: number, end: number, by: number): void {
-  const { ranges } = block.references;
+function endOf(block: DeflateBlock): number {
+  return block.outStart + block.outLength;
+}
+
+function addReference(block: DeflateBlock, start: number, end: number, by: number): void {
+  const { ranges } = (block.references ??= { ranges: [] });
   // Merge with every range that overlaps or touches [start, end); keep the earliest reader.
   let first = 0;
   while (first < ranges.length && ranges[first]!.end < start) first++;
@@ -750,7 +757,7 @@ function addReference(block: Reader['storedBlocks'][number], start: number, end:
   ranges.splice(first, last - first, { start, end, by });
   if (ranges.length > MAX_REFERENCE_RANGES) {
     const earliest = Math.min(...ranges.map((range) => range.by));
-    ranges.splice(0, ranges.length, { start: block.outStart, end: block.outEnd, by: earliest });
+    ranges.splice(0, ranges.length, { start: block.outStart, end: endOf(block), by: earliest });
   }
 }
 

@@ -1,4 +1,4 @@
-import { firstBackReference, walkDeflate, type BackReference, type BackReferences } from '../deflate/walk.js';
+import { firstBackReference, walkDeflate, type BackReference, type DeflateBlock } from '../deflate/walk.js';
 import { ByteReader } from '../cursor.js';
 import { fail, hex32 } from '../errors.js';
 import type { Source } from '../source/source.js';
@@ -143,12 +143,13 @@ export function mapStoredExtents(map: SeekzMap, headerLength: number, start: num
 }
 
 async function walkedLayout(source: Source, header: GzipHeader, trailer: { crc: number; isize: number; offset: number }): Promise<GzipLayout> {
-  const stored: (StoredExtent & { references: BackReferences })[] = [];
+  // The walk's own stored-block objects: it fills in their `references` until it ends.
+  const stored: DeflateBlock[] = [];
   let totalLength = 0;
   let endBit = header.length * 8;
   for await (const block of walkDeflate(source, header.length)) {
     if (block.type === 'stored' && block.outLength > 0) {
-      stored.push({ uStart: block.outStart, length: block.outLength, fileOffset: block.dataOffset!, references: block.references! });
+      stored.push(block);
     }
     totalLength = block.outStart + block.outLength;
     endBit = block.endBit;
@@ -173,21 +174,21 @@ async function walkedLayout(source: Source, header: GzipHeader, trailer: { crc: 
     editableRanges() {
       // Stored bytes minus those a later match copies from.
       const ranges: { start: number; end: number }[] = [];
-      for (const extent of stored) {
-        let at = extent.uStart;
-        for (const reference of extent.references.ranges) {
+      for (const block of stored) {
+        let at = block.outStart;
+        for (const reference of block.references?.ranges ?? []) {
           if (reference.start > at) ranges.push({ start: at, end: reference.start });
           at = reference.end;
         }
-        if (extent.uStart + extent.length > at) ranges.push({ start: at, end: extent.uStart + extent.length });
+        if (block.outStart + block.outLength > at) ranges.push({ start: at, end: block.outStart + block.outLength });
       }
       return mergeRanges(ranges);
     },
     async backReference(start, end) {
-      for (let index = lastAtOrBefore(stored, (extent) => extent.uStart, start); index < stored.length; index++) {
-        const extent = stored[index]!;
-        if (extent.uStart >= end) break;
-        for (const reference of extent.references.ranges) {
+      for (let index = lastAtOrBefore(stored, (block) => block.outStart, start); index < stored.length; index++) {
+        const block = stored[index]!;
+        if (block.outStart >= end) break;
+        for (const reference of block.references?.ranges ?? []) {
           if (reference.start < end && start < reference.end) {
             // Refused. Merged ranges do not say which match reads these very bytes: walk again to name it.
             const first = await firstBackReference(source, header.length, start, end);
@@ -200,11 +201,11 @@ async function walkedLayout(source: Source, header: GzipHeader, trailer: { crc: 
     storedExtents(start, end) {
       const extents: StoredExtent[] = [];
       let at = start;
-      for (let index = lastAtOrBefore(stored, (extent) => extent.uStart, at); at < end; index++) {
-        const extent = stored[index];
-        if (!extent || extent.uStart > at || at >= extent.uStart + extent.length) return undefined;
-        const length = Math.min(end, extent.uStart + extent.length) - at;
-        extents.push({ uStart: at, length, fileOffset: extent.fileOffset + (at - extent.uStart) });
+      for (let index = lastAtOrBefore(stored, (block) => block.outStart, at); at < end; index++) {
+        const block = stored[index];
+        if (!block || block.outStart > at || at >= block.outStart + block.outLength) return undefined;
+        const length = Math.min(end, block.outStart + block.outLength) - at;
+        extents.push({ uStart: at, length, fileOffset: block.dataOffset! + (at - block.outStart) });
         at += length;
       }
       return extents;
