@@ -44,8 +44,9 @@ export interface GzipLayout {
 /**
  * The stored extents of an edit of [offset, offset + length), or the reason it is refused:
  * bytes that are not stored (GZIP_NOT_EDITABLE), or stored bytes a later match copies from
- * (GZIP_REFERENCED: changing them would change bytes elsewhere). The one check for `patch` and
- * for writes through `serve`.
+ * (GZIP_REFERENCED: changing them would change bytes elsewhere). Every patch passes here; a
+ * server taking writes checks storedExtents at once (it serves only files with a map, where no
+ * stored byte is ever copied) and the patch that applies them checks again.
  */
 export async function editableExtents(layout: GzipLayout, offset: number, length: number): Promise<StoredExtent[]> {
   const extents = layout.storedExtents(offset, offset + length);
