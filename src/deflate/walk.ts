@@ -65,6 +65,11 @@ const MAX_DISTANCE = 32768;
 export interface WalkOptions {
   /** Bytes per source read. Default 1 MiB. */
   chunkSize?: number;
+  /**
+   * Told when a match first reads a stored block (its `references` then exist), so that a caller
+   * can keep just those blocks instead of every block the walk yields.
+   */
+  onReferenced?: (block: DeflateBlock) => void;
 }
 
 export const DEFAULT_WALK_CHUNK_SIZE = 1 << 20;
@@ -75,7 +80,7 @@ export const DEFAULT_WALK_CHUNK_SIZE = 1 << 20;
  * DEFLATE_TRUNCATED; bad arguments throw at once.
  */
 export function walkDeflate(source: Source, startByte: number, options: WalkOptions = {}): AsyncGenerator<DeflateBlock> {
-  return walk(source, startByte, checkedChunkSize(source, startByte, options), undefined);
+  return walk(source, startByte, checkedChunkSize(source, startByte, options), undefined, options.onReferenced);
 }
 
 /** A back-reference found by firstBackReference: the match at output offset `at` reads [from, to) of a stored block. */
@@ -123,9 +128,16 @@ interface Watch {
   hit: BackReference | undefined;
 }
 
-async function* walk(source: Source, startByte: number, chunkSize: number, watch: Watch | undefined): AsyncGenerator<DeflateBlock> {
+async function* walk(
+  source: Source,
+  startByte: number,
+  chunkSize: number,
+  watch: Watch | undefined,
+  onReferenced?: (block: DeflateBlock) => void,
+): AsyncGenerator<DeflateBlock> {
   const reader = newReader(source, startByte, chunkSize);
   reader.watch = watch;
+  reader.onReferenced = onReferenced;
   const tables: DynamicTables = {
     literal: new Int32Array(LITERAL_TABLE_SIZE),
     distance: new Int32Array(DISTANCE_TABLE_SIZE),
@@ -241,6 +253,7 @@ interface Reader {
   /** Output offset where the last non-empty stored block ends: a match reading before it may read stored bytes. */
   storedEnd: number;
   watch: Watch | undefined;
+  onReferenced: ((block: DeflateBlock) => void) | undefined;
 }
 
 function newReader(source: Source, startByte: number, chunkSize: number): Reader {
@@ -259,6 +272,7 @@ function newReader(source: Source, startByte: number, chunkSize: number): Reader
     storedReachable: 0,
     storedEnd: 0,
     watch: undefined,
+    onReferenced: undefined,
   };
 }
 
@@ -731,7 +745,13 @@ function noteBackReference(r: Reader, from: number, to: number, at: number): voi
     if (block.outStart >= to) break;
     const start = Math.max(from, block.outStart);
     const end = Math.min(to, endOf(block));
-    if (start < end) addReference(block, start, end, at);
+    if (start < end) {
+      if (!block.references) {
+        block.references = { ranges: [] };
+        r.onReferenced?.(block);
+      }
+      addReference(block, start, end, at);
+    }
     const { watch } = r;
     if (watch && !watch.hit && start < watch.end && watch.start < end) watch.hit = { at, from: start, to: end };
   }
@@ -742,7 +762,7 @@ function endOf(block: DeflateBlock): number {
 }
 
 function addReference(block: DeflateBlock, start: number, end: number, by: number): void {
-  const { ranges } = (block.references ??= { ranges: [] });
+  const { ranges } = block.references!;
   // Merge with every range that overlaps or touches [start, end); keep the earliest reader.
   let first = 0;
   while (first < ranges.length && ranges[first]!.end < start) first++;

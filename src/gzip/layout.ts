@@ -144,13 +144,14 @@ export function mapStoredExtents(map: SeekzMap, headerLength: number, start: num
 }
 
 async function walkedLayout(source: Source, header: GzipHeader, trailer: { crc: number; isize: number; offset: number }): Promise<GzipLayout> {
-  // The walk's own stored-block objects: it fills in their `references` until it ends.
-  const stored: DeflateBlock[] = [];
+  const stored: StoredExtent[] = [];
+  // Stored blocks that later matches read; the walk fills in their `references` until it ends.
+  const referenced: DeflateBlock[] = [];
   let totalLength = 0;
   let endBit = header.length * 8;
-  for await (const block of walkDeflate(source, header.length)) {
+  for await (const block of walkDeflate(source, header.length, { onReferenced: (read) => referenced.push(read) })) {
     if (block.type === 'stored' && block.outLength > 0) {
-      stored.push(block);
+      stored.push({ uStart: block.outStart, length: block.outLength, fileOffset: block.dataOffset! });
     }
     totalLength = block.outStart + block.outLength;
     endBit = block.endBit;
@@ -163,6 +164,10 @@ async function walkedLayout(source: Source, header: GzipHeader, trailer: { crc: 
     );
   }
   if (totalLength % 2 ** 32 !== trailer.isize) throw fail('GZIP_SIZE_MISMATCH', trailer.isize, totalLength);
+  // Copied ranges, in output order: blocks are first read in about that order, not exactly.
+  const copied = referenced
+    .sort((a, b) => a.outStart - b.outStart)
+    .flatMap((block) => block.references!.ranges);
   return {
     header,
     fileSize: source.size,
@@ -175,26 +180,25 @@ async function walkedLayout(source: Source, header: GzipHeader, trailer: { crc: 
     editableRanges() {
       // Stored bytes minus those a later match copies from.
       const ranges: { start: number; end: number }[] = [];
-      for (const block of stored) {
-        let at = block.outStart;
-        for (const reference of block.references?.ranges ?? []) {
-          if (reference.start > at) ranges.push({ start: at, end: reference.start });
-          at = reference.end;
+      let next = 0;
+      for (const extent of stored) {
+        let at = extent.uStart;
+        const end = extent.uStart + extent.length;
+        for (; next < copied.length && copied[next]!.start < end; next++) {
+          if (copied[next]!.start > at) ranges.push({ start: at, end: copied[next]!.start });
+          at = copied[next]!.end;
         }
-        if (block.outStart + block.outLength > at) ranges.push({ start: at, end: block.outStart + block.outLength });
+        if (end > at) ranges.push({ start: at, end });
       }
       return mergeRanges(ranges);
     },
     async backReference(start, end) {
-      for (let index = lastAtOrBefore(stored, (block) => block.outStart, start); index < stored.length; index++) {
-        const block = stored[index]!;
-        if (block.outStart >= end) break;
-        for (const reference of block.references?.ranges ?? []) {
-          if (reference.start < end && start < reference.end) {
-            // Refused. Merged ranges do not say which match reads these very bytes: walk again to name it.
-            const first = await firstBackReference(source, header.length, start, end);
-            return first ?? { at: reference.by, from: reference.start, to: reference.end };
-          }
+      for (let index = lastAtOrBefore(copied, (range) => range.start, start); index < copied.length; index++) {
+        const range = copied[index]!;
+        if (range.start >= end) break;
+        if (start < range.end) {
+          // Refused. Merged ranges do not say which match reads these very bytes: walk again to name it.
+          return (await firstBackReference(source, header.length, start, end)) ?? { at: range.by, from: range.start, to: range.end };
         }
       }
       return undefined;
@@ -202,11 +206,11 @@ async function walkedLayout(source: Source, header: GzipHeader, trailer: { crc: 
     storedExtents(start, end) {
       const extents: StoredExtent[] = [];
       let at = start;
-      for (let index = lastAtOrBefore(stored, (block) => block.outStart, at); at < end; index++) {
-        const block = stored[index];
-        if (!block || block.outStart > at || at >= block.outStart + block.outLength) return undefined;
-        const length = Math.min(end, block.outStart + block.outLength) - at;
-        extents.push({ uStart: at, length, fileOffset: block.dataOffset! + (at - block.outStart) });
+      for (let index = lastAtOrBefore(stored, (extent) => extent.uStart, at); at < end; index++) {
+        const extent = stored[index];
+        if (!extent || extent.uStart > at || at >= extent.uStart + extent.length) return undefined;
+        const length = Math.min(end, extent.uStart + extent.length) - at;
+        extents.push({ uStart: at, length, fileOffset: extent.fileOffset + (at - extent.uStart) });
         at += length;
       }
       return extents;
