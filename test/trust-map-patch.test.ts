@@ -13,7 +13,7 @@ import { constants, inflateRawSync } from 'node:zlib';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ByteWriter } from '../src/cursor.js';
-import { walkDeflate } from '../src/deflate/walk.js';
+import { MAX_REFERENCE_RANGES, walkDeflate } from '../src/deflate/walk.js';
 import { patchGzip } from '../src/edit/patch.js';
 import { SeekzError } from '../src/errors.js';
 import { parseGzipHeader } from '../src/gzip/header.js';
@@ -377,6 +377,43 @@ describe('Patching a foreign gzip can corrupt it', () => {
     const differing = [...out.keys()].filter((index) => out[index] !== input[index]);
     expect(differing).toEqual(input[5000] === expected[5000] ? [] : [5000]);
     expect(out.equals(expected)).toBe(true);
+  });
+
+  it('the walk keeps at most 32 copied ranges per stored block, then counts the whole block as copied', async () => {
+    for (const count of [10, MAX_REFERENCE_RANGES + 8]) {
+      // A stored block of random bytes, then `count` 8-byte copies of scattered places in it.
+      const random = noise(60_000, 7);
+      const parts: Uint8Array[] = [random];
+      for (let k = 0; k < count; k++) {
+        parts.push(random.subarray(28_500 + k * 100, 28_508 + k * 100), new TextEncoder().encode(`${'abc'.repeat((k % 5) + 1)}\n`));
+      }
+      parts.push(new TextEncoder().encode('hello text '.repeat(2000)));
+      const input = Buffer.concat(parts);
+      const file = path(`scattered-${count}.gz`);
+      writeFileSync(file, ok(run('gzip', ['-6', '-c'], { input }), 'gzip').stdout);
+      const blocks = [];
+      for await (const block of walkDeflate(bufferSource(readFileSync(file)), 10)) blocks.push(block);
+      const stored = blocks.find((block) => block.type === 'stored' && block.outStart === 0)!;
+      const ranges = stored.references!.ranges;
+      expect(ranges.length).toBeLessThanOrEqual(MAX_REFERENCE_RANGES);
+      if (count > MAX_REFERENCE_RANGES) expect(ranges).toEqual([{ start: 0, end: stored.outLength, by: ranges[0]!.by }]);
+      else expect(ranges.map((range) => range.start)).toEqual(Array.from({ length: count }, (_, k) => 28_500 + k * 100));
+      // A patch far from the copies: allowed only where the walk can prove it safe, and then zcat
+      // shows exactly that change.
+      const refusal = await patchGzip(file, [{ offset: 100, data: Uint8Array.of(random[100]! ^ 0xff) }]).then(
+        () => undefined,
+        (error: SeekzError) => error.code,
+      );
+      if (count > MAX_REFERENCE_RANGES) {
+        expect(refusal).toBe('GZIP_REFERENCED');
+        continue;
+      }
+      expect(refusal).toBeUndefined();
+      const expected = Buffer.from(input);
+      expected[100]! ^= 0xff;
+      ok(run('gzip', ['-t', file]), 'gzip -t');
+      expect(ok(run('zcat', [file]), 'zcat').stdout.equals(expected)).toBe(true);
+    }
   });
 
   it('property: inputs of repeated slices through real gzip -6, random patches: refused, or exactly the asked bytes change', async () => {
