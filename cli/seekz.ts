@@ -4,7 +4,7 @@ import { Command, Option } from 'commander';
 import { findPartition } from '../src/disk/partitions.js';
 import { patchGzip, patchGzipFromRegion, recoverIfInterrupted, journalPath, type PatchResult } from '../src/edit/patch.js';
 import { fail, hex32 } from '../src/errors.js';
-import { describeRanges, readGzipLayout } from '../src/gzip/layout.js';
+import { describeRanges, readGzipLayout, readSeekzMap } from '../src/gzip/layout.js';
 import { sidecarIndexPaths } from '../src/open.js';
 import { openCompressed, type CompressedSource } from '../src/open.js';
 import { openCompressedFile } from '../src/open-file.js';
@@ -12,7 +12,6 @@ import { buildGzipIndex, type GzipMember } from '../src/gzip/index/build.js';
 import type { GzipEnd } from '../src/gzip/index/types.js';
 import { readGzipHeader } from '../src/gzip/header.js';
 import { parseIndex } from '../src/gzip/index/formats.js';
-import { seekzMapOf } from '../src/gzip/layout.js';
 import { serializeIndex, type IndexFormat } from '../src/gzip/index/formats.js';
 import { listing } from './xz-listing.js';
 import { addServeCommand } from './serve.js';
@@ -177,7 +176,7 @@ program
     try {
       if (file.size === 0) throw fail('GZIP_EMPTY');
       const header = await readGzipHeader((offset, length) => file.read(offset, length), file.size);
-      if (!seekzMapOf(header, file.size)) {
+      if (!(await readSeekzMap(file, header))) {
         await gzipInfo(path, file);
         return;
       }
@@ -191,6 +190,7 @@ program
         `crc32: ${hex32(layout.crc)}`,
         `checkpoints: ${layout.map ? `${layout.map.segments.length} (chunk ${formatSize(layout.map.chunkSize)} x ${layout.map.groupChunks})` : 'none'}`,
         `editable: ${describeRanges(layout.editableRanges())}`,
+        ...(layout.map ? [`verified: ${layout.map.verified ? 'crc-32 per chunk' : `no (map version ${layout.map.version}; rewrite with partial-deflate for checked reads)`}`] : []),
       ];
       process.stdout.write(lines.join('\n') + '\n');
     } finally {

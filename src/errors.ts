@@ -43,6 +43,14 @@ const messages = {
   GZIP_TRAILING_GARBAGE: (path: string, offset: number, length: number) =>
     `seekz: ${path}: decompression OK, trailing garbage ignored (${length} bytes after the last member, at offset ${offset}, as gzip -d does; exit status 2)`,
 
+  // verified map reads and safe patching (issue 8: seekz map CRCs, foreign gzip back-references)
+  GZIP_SEGMENT_CRC: (uStart: number, uEnd: number, fileOffset: number, expected: number, found: number) =>
+    `gzip: bytes [${uStart}, ${uEnd}) (the segment at file offset ${fileOffset}) fail their crc-32: the seekz map says ${hex32(expected)}, the data gives ${hex32(found)}; the file is damaged (gzip -t agrees), restore it from a copy`,
+  GZIP_STORED_BLOCK_BAD: (fileOffset: number, expected: number, found: string) =>
+    `gzip: stored block header at file offset ${fileOffset}: expected LEN ${expected} with its complement, found ${found}; the file is damaged`,
+  GZIP_REFERENCED: (offset: number, length: number, at: number, from: number, to: number, ranges: string) =>
+    `gzip: bytes [${offset}, ${offset + length}) cannot be edited in place: a later back-reference at output offset ${at} copies from [${from}, ${to}), so the edit would change bytes there too; editable (stored, copied by nothing): ${ranges}. Recompress with partial-deflate --store START:END to make them editable`,
+
   // disk images
   DISK_NO_TABLE: (what: string) => `disk: ${what}`,
   DISK_BAD_PARTITION: (what: string) => `disk: ${what}`,

@@ -7,7 +7,8 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SeekzError } from '../src/errors.js';
 import { readGzipLayout } from '../src/gzip/layout.js';
-import { decodeMap, encodeMap, MAX_MAP_PAYLOAD, planRegions, reserveMapSize } from '../src/gzip/map.js';
+import { combinedCrc, decodeMap, encodeMap, MAX_MAP_PAYLOAD, planRegions, reserveMapSize, STORED_UNIT, type MapPiece } from '../src/gzip/map.js';
+import { crc32Combine } from '../src/crc/crc32.js';
 import { partialDeflate, type Boundary } from '../src/gzip/partial-deflate.js';
 import { openGzip } from '../src/gzip/reader.js';
 import { patchGzip } from '../src/edit/patch.js';
@@ -127,10 +128,10 @@ describe('partial-deflate output is standard gzip', () => {
       cAt += boundary.cLength;
     }
     expect(uAt).toBe(data.length);
-    const segments = result.map!.segments;
-    // Stored pieces are reported per read; the map holds one segment per stored region.
-    const compressed = boundaries.filter((boundary) => boundary.kind === 'compressed');
-    expect(segments.filter((segment) => segment.kind === 'compressed')).toEqual(compressed);
+    // Every reported run, stored or compressed, is one segment of the map, with the same CRC-32.
+    const segments = result.map!.segments.map(({ crcOffset: _, ...segment }) => segment);
+    expect(segments).toEqual(boundaries);
+    expect(boundaries.some((boundary) => boundary.kind === 'stored')).toBe(true);
     expect(file.length).toBe(result.headerLength + cAt + 2 + 8);
   });
 
@@ -170,18 +171,30 @@ describe('partial-deflate output is standard gzip', () => {
 });
 
 describe('the seekz map', () => {
-  it('thins checkpoints when there are too many to fit the 64 KiB FEXTRA limit', () => {
+  it('thins checkpoints when there are too many to fit the 64 KiB FEXTRA limit, CRC-32s included', () => {
     const chunkSize = 4096;
-    const totalLength = 40_000 * chunkSize + 17;
-    const regions = planRegions(totalLength, [{ start: chunkSize * 100, end: chunkSize * 200 }]);
-    const chunkLengths = Array.from({ length: 40_000 - 100 + 1 }, (_, index) => 1000 + (index % 3000));
-    const deflateLength = chunkLengths.reduce((a, b) => a + b, 0) + 100 * chunkSize + 5 * Math.ceil((100 * chunkSize) / 65535) + 2;
+    const storedLength = 3 * 2 ** 30 + 5; // 3073 stored units of about 1 MiB, 4 bytes of CRC each
+    const compressedChunks = 40_000;
+    const totalLength = compressedChunks * chunkSize + 17 + storedLength;
+    const regions = planRegions(totalLength, [{ start: chunkSize * 100, end: chunkSize * 100 + storedLength }]);
+    const pieces: MapPiece[] = [];
+    let deflateLength = 2;
+    for (const region of regions) {
+      const unit = region.kind === 'compressed' ? chunkSize : STORED_UNIT;
+      for (let at = 0; at < region.length; at += unit) {
+        const uLength = Math.min(unit, region.length - at);
+        const cLength = region.kind === 'compressed' ? 1000 + (pieces.length % 3000) : uLength + 5 * Math.ceil(uLength / 65535);
+        pieces.push({ kind: region.kind, uLength, cLength, crc: (pieces.length * 2654435761) >>> 0 });
+        deflateLength += cLength;
+      }
+    }
     const reserved = reserveMapSize(chunkSize, regions);
     expect(reserved).toBe(MAX_MAP_PAYLOAD);
-    const payload = encodeMap({ chunkSize, totalLength, deflateLength, regions, chunkLengths }, reserved);
+    const payload = encodeMap({ chunkSize, totalLength, deflateLength, regions, pieces }, reserved);
     expect(payload.length).toBe(reserved);
     const map = decodeMap(payload, deflateLength)!;
     expect(map.groupChunks).toBeGreaterThan(1);
+    expect(map.verified).toBe(true);
     expect(map.totalLength).toBe(totalLength);
     expect(map.regions).toEqual(regions);
     let cAt = 0;
@@ -189,6 +202,9 @@ describe('the seekz map', () => {
       expect(segment.cStart).toBe(cAt);
       cAt += segment.cLength;
     }
+    // The groups' CRC-32s combine to the CRC of everything, as the trailer's must.
+    const whole = pieces.reduce((crc, piece) => crc32Combine(crc, piece.crc, piece.uLength), 0);
+    expect(combinedCrc(map)).toBe(whole);
   });
 
   it('rejects damaged maps with GZIP_BAD_MAP and nothing else (fuzz)', async () => {

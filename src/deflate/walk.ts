@@ -2,14 +2,30 @@
  * Walks a raw deflate stream (RFC 1951) block by block without producing its output: Huffman
  * symbols are decoded only far enough to know where each block ends and how many bytes it
  * expands to. That is what in-place patching needs to find the stored blocks in gzip files
- * that other tools wrote. There is no window and no output buffer; the only history kept is the
- * total output so far, which is enough to reject distances that reach before the stream start.
+ * that other tools wrote. There is no window and no output buffer; the history kept is the
+ * total output so far (enough to reject distances that reach before the stream start) and the
+ * stored blocks of the last 32 KiB of output.
+ *
+ * Invariants (pinned by test/deflate-walk.test.ts, which compares every walk with zlib, and
+ * test/trust-map-patch.test.ts, which patches real gzip -6 files and compares with zcat):
+ * - Table entries are packed int32s below 2^31 and the bit accumulator holds at most 31 bits, so
+ *   the hot loop stays in int32 arithmetic (see "Decoding tables" and decodeSymbols).
+ * - The symbol loop may read up to SYMBOL_MARGIN_BYTES past the data it was given; the buffer
+ *   carries PADDING_BYTES zeros so that the overrun is noticed afterwards, never read as data.
+ * - Every back-reference whose source bytes [out − distance, out − distance + length) meet a
+ *   stored block is recorded in that block's `references`, by output offset, before the walk
+ *   moves on. A stored byte that no match reads directly cannot reach any other output byte: a
+ *   later match can only copy it from a byte some match produced, and producing it meant reading
+ *   the stored byte directly. So a stored byte outside `references` can be edited in place and
+ *   nothing else changes. A stored block's `references` are complete once the walk has produced
+ *   32 KiB (the largest distance) past its end, and at the latest when the walk ends.
  *
  * Memory: one input buffer of about `chunkSize` bytes plus about 50 KiB of decoding tables per
  * walk. Every loop consumes input bits, so hostile data ends in an error, never in a hang.
  */
 import { fail, type SeekzError } from '../errors.js';
 import type { Source } from '../source/source.js';
+import { lastAtOrBefore } from '../search.js';
 
 export interface DeflateBlock {
   type: 'stored' | 'fixed' | 'dynamic';
@@ -24,11 +40,36 @@ export interface DeflateBlock {
   outLength: number;
   /** Stored blocks only: absolute byte offset of the first stored data byte in the source. */
   dataOffset?: number;
+  /**
+   * Stored blocks only: the bytes later matches copy from, set on this very object as the walk
+   * goes on (left undefined while nothing has read the block, so unread blocks cost nothing).
+   */
+  references?: BackReferences;
 }
+
+/**
+ * Output ranges of one stored block that later back-references read directly, each with the
+ * output offset of the first match that read it: sorted, disjoint, and at most
+ * MAX_REFERENCE_RANGES of them. Past that cap they collapse into one range over the whole block
+ * (bounded memory: a hostile stream can only make the walk more cautious).
+ */
+export interface BackReferences {
+  ranges: { start: number; end: number; by: number }[];
+}
+
+/** Ranges kept per stored block before it counts as referenced as a whole. */
+export const MAX_REFERENCE_RANGES = 32;
+/** RFC 1951 §3.2.5: the largest distance. */
+const MAX_DISTANCE = 32768;
 
 export interface WalkOptions {
   /** Bytes per source read. Default 1 MiB. */
   chunkSize?: number;
+  /**
+   * Told when a match first reads a stored block (its `references` then exist), so that a caller
+   * can keep just those blocks instead of every block the walk yields.
+   */
+  onReferenced?: (block: DeflateBlock) => void;
 }
 
 export const DEFAULT_WALK_CHUNK_SIZE = 1 << 20;
@@ -39,6 +80,36 @@ export const DEFAULT_WALK_CHUNK_SIZE = 1 << 20;
  * DEFLATE_TRUNCATED; bad arguments throw at once.
  */
 export function walkDeflate(source: Source, startByte: number, options: WalkOptions = {}): AsyncGenerator<DeflateBlock> {
+  return walk(source, startByte, checkedChunkSize(source, startByte, options), undefined, options.onReferenced);
+}
+
+/** A back-reference found by firstBackReference: the match at output offset `at` reads [from, to) of a stored block. */
+export interface BackReference {
+  at: number;
+  from: number;
+  to: number;
+}
+
+/**
+ * The first back-reference in the stream that reads stored bytes in output range [start, end),
+ * or undefined. The stored blocks' `references` say whether there is one; this walks again to
+ * name the very match, for an error message.
+ */
+export async function firstBackReference(
+  source: Source,
+  startByte: number,
+  start: number,
+  end: number,
+  options: WalkOptions = {},
+): Promise<BackReference | undefined> {
+  const watch: Watch = { start, end, hit: undefined };
+  for await (const block of walk(source, startByte, checkedChunkSize(source, startByte, options), watch)) {
+    if (watch.hit || block.outStart >= end + MAX_DISTANCE) break;
+  }
+  return watch.hit;
+}
+
+function checkedChunkSize(source: Source, startByte: number, options: WalkOptions): number {
   const chunkSize = options.chunkSize ?? DEFAULT_WALK_CHUNK_SIZE;
   if (!Number.isSafeInteger(chunkSize) || chunkSize < 1) {
     throw fail('BAD_ARGUMENT', `deflate walk: chunkSize must be a positive integer, got ${chunkSize}`);
@@ -47,11 +118,26 @@ export function walkDeflate(source: Source, startByte: number, options: WalkOpti
     throw fail('BAD_ARGUMENT', `deflate walk: start byte must be a non-negative integer, got ${startByte}`);
   }
   if (startByte > source.size) throw fail('OUT_OF_RANGE', 'deflate stream start', startByte, 0, source.size);
-  return walk(source, startByte, chunkSize);
+  return chunkSize;
 }
 
-async function* walk(source: Source, startByte: number, chunkSize: number): AsyncGenerator<DeflateBlock> {
+/** An output range whose first reader firstBackReference looks for. */
+interface Watch {
+  start: number;
+  end: number;
+  hit: BackReference | undefined;
+}
+
+async function* walk(
+  source: Source,
+  startByte: number,
+  chunkSize: number,
+  watch: Watch | undefined,
+  onReferenced?: (block: DeflateBlock) => void,
+): AsyncGenerator<DeflateBlock> {
   const reader = newReader(source, startByte, chunkSize);
+  reader.watch = watch;
+  reader.onReferenced = onReferenced;
   const tables: DynamicTables = {
     literal: new Int32Array(LITERAL_TABLE_SIZE),
     distance: new Int32Array(DISTANCE_TABLE_SIZE),
@@ -82,7 +168,20 @@ async function* walk(source: Source, startByte: number, chunkSize: number): Asyn
       if (end > source.size) throw fail('DEFLATE_TRUNCATED', source.size * 8);
       seekByte(reader, end); // the stored bytes themselves are never read
       reader.out += length;
-      yield { type: 'stored', final, headerBit, endBit: end * 8, outStart, outLength: length, dataOffset };
+      const block: DeflateBlock = { type: 'stored', final, headerBit, endBit: end * 8, outStart, outLength: length, dataOffset };
+      if (length > 0) {
+        reader.storedBlocks.push(block);
+        reader.storedEnd = reader.out;
+        // Blocks that no distance can reach any more are dropped in batches, so that a stream of
+        // many tiny stored blocks costs O(1) each (searching past one that is left is harmless).
+        const blocks = reader.storedBlocks;
+        while (endOf(blocks[reader.storedReachable]!) <= reader.out - MAX_DISTANCE) reader.storedReachable++;
+        if (reader.storedReachable * 2 >= blocks.length) {
+          blocks.splice(0, reader.storedReachable);
+          reader.storedReachable = 0;
+        }
+      }
+      yield block;
     } else if (blockType === BTYPE_FIXED || blockType === BTYPE_DYNAMIC) {
       let literal = FIXED_TABLES.literal;
       let distance = FIXED_TABLES.distance;
@@ -148,6 +247,13 @@ interface Reader {
   bitCount: number;
   /** Uncompressed bytes produced since the stream start. */
   out: number;
+  /** Non-empty stored blocks in output order: those a distance may still reach, from storedReachable on. */
+  storedBlocks: DeflateBlock[];
+  storedReachable: number;
+  /** Output offset where the last non-empty stored block ends: a match reading before it may read stored bytes. */
+  storedEnd: number;
+  watch: Watch | undefined;
+  onReferenced: ((block: DeflateBlock) => void) | undefined;
 }
 
 function newReader(source: Source, startByte: number, chunkSize: number): Reader {
@@ -162,6 +268,11 @@ function newReader(source: Source, startByte: number, chunkSize: number): Reader
     bitBuf: 0,
     bitCount: 0,
     out: 0,
+    storedBlocks: [],
+    storedReachable: 0,
+    storedEnd: 0,
+    watch: undefined,
+    onReferenced: undefined,
   };
 }
 
@@ -531,6 +642,7 @@ function decodeSymbols(r: Reader, literal: Int32Array, distance: Int32Array): bo
   let bitBuf = r.bitBuf;
   let bitCount = r.bitCount;
   let out = r.out;
+  const storedEnd = r.storedEnd; // stored blocks never end inside this loop
   const literalMask = (1 << LITERAL_ROOT) - 1;
   const distanceMask = (1 << DISTANCE_ROOT) - 1;
   let ended = false;
@@ -597,6 +709,7 @@ function decodeSymbols(r: Reader, literal: Int32Array, distance: Int32Array): bo
         const distanceBit = baseBit + pos * 8 - bitCount - codeBits - n;
         throw fail('DEFLATE_BAD_DATA', `distance ${dist} reaches before the start of the stream (${out} bytes so far)`, distanceBit);
       }
+      if (out - dist < storedEnd) noteBackReference(r, out - dist, out - dist + length, out);
       out += length;
       continue;
     }
@@ -618,6 +731,54 @@ function decodeSymbols(r: Reader, literal: Int32Array, distance: Int32Array): bo
   r.out = out;
   if (ended) checkOverrun(r);
   return ended;
+}
+
+/**
+ * Records that the match producing output at `at` reads output bytes [from, to) in every stored
+ * block those bytes meet. Bytes at or past `at` (an overlapping copy) are never stored bytes:
+ * stored blocks all end at or before `at`.
+ */
+function noteBackReference(r: Reader, from: number, to: number, at: number): void {
+  const blocks = r.storedBlocks;
+  for (let index = lastAtOrBefore(blocks, (block) => block.outStart, from); index < blocks.length; index++) {
+    const block = blocks[index]!;
+    if (block.outStart >= to) break;
+    const start = Math.max(from, block.outStart);
+    const end = Math.min(to, endOf(block));
+    if (start < end) {
+      if (!block.references) {
+        block.references = { ranges: [] };
+        r.onReferenced?.(block);
+      }
+      addReference(block, start, end, at);
+    }
+    const { watch } = r;
+    if (watch && !watch.hit && start < watch.end && watch.start < end) watch.hit = { at, from: start, to: end };
+  }
+}
+
+function endOf(block: DeflateBlock): number {
+  return block.outStart + block.outLength;
+}
+
+function addReference(block: DeflateBlock, start: number, end: number, by: number): void {
+  const { ranges } = block.references!;
+  // Merge with every range that overlaps or touches [start, end); keep the earliest reader.
+  let first = 0;
+  while (first < ranges.length && ranges[first]!.end < start) first++;
+  let last = first;
+  while (last < ranges.length && ranges[last]!.start <= end) {
+    const range = ranges[last]!;
+    start = Math.min(start, range.start);
+    end = Math.max(end, range.end);
+    by = Math.min(by, range.by);
+    last++;
+  }
+  ranges.splice(first, last - first, { start, end, by });
+  if (ranges.length > MAX_REFERENCE_RANGES) {
+    const earliest = Math.min(...ranges.map((range) => range.by));
+    ranges.splice(0, ranges.length, { start: block.outStart, end: endOf(block), by: earliest });
+  }
 }
 
 function invalidSymbol(alphabet: string, symbol: number): string {

@@ -2,7 +2,9 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { crc32Patch } from '../crc/crc32.js';
 import { fail } from '../errors.js';
 import { trailerBytes } from '../gzip/header.js';
-import { describeRanges, readGzipLayout, type GzipLayout, type StoredExtent } from '../gzip/layout.js';
+import { editableExtents, readGzipLayout, type GzipLayout, type StoredExtent } from '../gzip/layout.js';
+import { findSegment } from '../gzip/map.js';
+import { ByteWriter } from '../cursor.js';
 import { openGzip } from '../gzip/reader.js';
 import { clipRead, type Source } from '../source/source.js';
 import { journalPath, recoverJournal, removeJournal, writeJournal, type JournalEntry } from './journal.js';
@@ -95,7 +97,7 @@ export async function recoverIfInterrupted(path: string): Promise<PatchResult['r
 export async function patchGzip(path: string, edits: PatchEdit[], options: PatchOptions = {}): Promise<PatchResult> {
   return withEditSession(path, async ({ handle, source, recovered }) => {
     const layout = await readGzipLayout(source, { onWalk: options.onWalk });
-    const planned = planEdits(layout, edits);
+    const planned = await planEdits(layout, edits);
     return applyEdits(path, handle, source, layout, planned, recovered);
   });
 }
@@ -116,7 +118,7 @@ export async function patchGzipFromRegion(path: string, region: Source, at: numb
       const existing = await current.read(at + offset, wanted.length);
       edits.push(...differingRuns(existing, wanted, at + offset));
     }
-    const planned = planEdits(layout, edits);
+    const planned = await planEdits(layout, edits);
     return applyEdits(path, handle, source, layout, planned, recovered);
   });
 }
@@ -146,17 +148,18 @@ interface PlannedWrite extends StoredExtent {
   data: Uint8Array;
 }
 
-/** Maps every edit to stored extents, refusing before anything is written if any byte is not editable. */
-function planEdits(layout: GzipLayout, edits: PatchEdit[]): PlannedWrite[] {
+/**
+ * Maps every edit to stored extents, refusing before anything is written if any byte is not
+ * editable: not stored, or (in a gzip seekz did not write) copied by a later back-reference.
+ */
+async function planEdits(layout: GzipLayout, edits: PatchEdit[]): Promise<PlannedWrite[]> {
   const writes: PlannedWrite[] = [];
   for (const edit of edits) {
     if (edit.data.length === 0) continue;
     if (edit.offset < 0 || edit.offset + edit.data.length > layout.totalLength) {
       throw fail('OUT_OF_RANGE', 'edit', edit.offset, edit.data.length, layout.totalLength);
     }
-    const extents = layout.storedExtents(edit.offset, edit.offset + edit.data.length);
-    if (!extents) throw fail('GZIP_NOT_EDITABLE', edit.offset, edit.data.length, describeRanges(layout.editableRanges()));
-    for (const extent of extents) {
+    for (const extent of await editableExtents(layout, edit.offset, edit.data.length)) {
       const from = extent.uStart - edit.offset;
       writes.push({ ...extent, data: edit.data.subarray(from, from + extent.length) });
     }
@@ -164,6 +167,18 @@ function planEdits(layout: GzipLayout, edits: PatchEdit[]): PlannedWrite[] {
   return writes;
 }
 
+/** Earlier writes that overlap later ones (an NBD client writing a block twice before a flush). */
+function anyOverlap(writes: PlannedWrite[]): boolean {
+  const sorted = [...writes].sort((a, b) => a.fileOffset - b.fileOffset);
+  return sorted.some((write, index) => index > 0 && write.fileOffset < sorted[index - 1]!.fileOffset + sorted[index - 1]!.length);
+}
+
+/**
+ * Writes the planned bytes, and in the same journaled transaction the CRC-32s they change: the
+ * trailer's and, in a map with CRC-32s, those of the stored segments they touch (4 bytes each in
+ * the header). Each CRC is patched from the old and new bytes alone (crc32Patch), so the cost is
+ * O(edit + log size): the header fetch, the old bytes, nothing else.
+ */
 async function applyEdits(
   path: string,
   handle: FileHandle,
@@ -174,11 +189,23 @@ async function applyEdits(
 ): Promise<PatchResult> {
   const journal: JournalEntry[] = [];
   let crc = layout.crc;
-  for (const write of writes) {
+  const map = layout.map?.verified ? layout.map : undefined;
+  const segmentCrcs = new Map<number, number>(); // segment number -> its new CRC-32
+  const overlapping = anyOverlap(writes);
+  for (const [index, write] of writes.entries()) {
     const old = await source.read(write.fileOffset, write.length);
     if (old.length !== write.length) throw fail('GZIP_TRUNCATED', 'stored block', write.fileOffset, layout.fileSize);
+    // The journal keeps the file's bytes; the CRCs move from what the earlier writes left there.
     journal.push({ fileOffset: write.fileOffset, bytes: old });
-    crc = crc32Patch(crc, layout.totalLength, write.uStart, old, write.data);
+    const current = overlapping ? withEarlierWrites(old, write, writes.slice(0, index)) : old;
+    crc = crc32Patch(crc, layout.totalLength, write.uStart, current, write.data);
+    if (map) {
+      // A write lies inside one stored block, and stored segments hold whole blocks.
+      const number = findSegment(map.segments, write.uStart);
+      const segment = map.segments[number]!;
+      const before = segmentCrcs.get(number) ?? segment.crc!;
+      segmentCrcs.set(number, crc32Patch(before, segment.uLength, write.uStart - segment.uStart, current, write.data));
+    }
   }
   // The layout checked both trailer fields, so the old trailer is known without reading it again.
   const oldTrailer = trailerBytes(layout.crc, layout.totalLength);
@@ -192,9 +219,16 @@ async function applyEdits(
     editableRanges: layout.editableRanges(),
   };
   if (writes.length > 0) {
+    const crcWrites = [...segmentCrcs].map(([number, segmentCrc]) => ({
+      fileOffset: layout.mapOffset! + map!.segments[number]!.crcOffset!,
+      old: new ByteWriter().u32le(map!.segments[number]!.crc!).finish(),
+      bytes: new ByteWriter().u32le(segmentCrc).finish(),
+    }));
+    for (const crcWrite of crcWrites) journal.push({ fileOffset: crcWrite.fileOffset, bytes: crcWrite.old });
     journal.push({ fileOffset: layout.trailerOffset, bytes: oldTrailer });
     await writeJournal(path, layout.fileSize, journal);
     for (const write of writes) await handle.write(write.data, 0, write.length, write.fileOffset);
+    for (const crcWrite of crcWrites) await handle.write(crcWrite.bytes, 0, 4, crcWrite.fileOffset);
     const trailer = trailerBytes(crc, layout.totalLength);
     await handle.write(trailer, 0, trailer.length, layout.trailerOffset);
     await handle.sync();
@@ -204,5 +238,15 @@ async function applyEdits(
   return result;
 }
 
+/** `old` as the earlier writes of this patch leave it (later writes win). */
+function withEarlierWrites(old: Uint8Array, write: PlannedWrite, earlier: PlannedWrite[]): Uint8Array {
+  const current = new Uint8Array(old);
+  for (const other of earlier) {
+    const from = Math.max(write.fileOffset, other.fileOffset);
+    const to = Math.min(write.fileOffset + write.length, other.fileOffset + other.length);
+    if (from < to) current.set(other.data.subarray(from - other.fileOffset, to - other.fileOffset), from - write.fileOffset);
+  }
+  return current;
+}
 
 export { journalPath };

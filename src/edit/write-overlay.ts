@@ -10,9 +10,20 @@ const DEFAULT_PENDING_LIMIT = 64 * 2 ** 20;
  * Writes into the stored ranges of a partial-deflate gzip, for a block-device server: writes are
  * checked at once (outside the stored ranges: GZIP_NOT_EDITABLE, which a server turns into
  * EPERM), kept in memory and visible to reads, and applied by `flush` through the journaled
- * patch, which fixes the CRC-32 once for all of them.
+ * patch, which fixes the trailer's and the map's CRC-32s once for all of them.
+ *
+ * Invariant (pinned by the write tests of test/nbd.test.ts and test/trust-map-patch.test.ts): a
+ * read returns the file's bytes with every accepted write laid over them in write order, whether
+ * the write is pending, being patched in, or already in the file; and no read of the file runs
+ * while a patch is writing it, so a verified read never sees half an edit.
  */
-export function writableGzip(path: string, data: Source, layout: GzipLayout, options: { pendingLimit?: number } = {}) {
+export function writableGzip(
+  path: string,
+  data: Source & { reload?(): Promise<void> },
+  layout: GzipLayout,
+  options: { pendingLimit?: number } = {},
+) {
+  if (layout.walked) throw fail('BAD_ARGUMENT', 'writes through a server need a file with a seekz map (written by partial-deflate)');
   const pendingLimit = options.pendingLimit ?? DEFAULT_PENDING_LIMIT;
   let pending: PatchEdit[] = [];
   let pendingBytes = 0;
@@ -20,31 +31,60 @@ export function writableGzip(path: string, data: Source, layout: GzipLayout, opt
   // started before the patch must still see them.
   let inPatch: PatchEdit[] = [];
   let flushing: Promise<void> = Promise.resolve();
+  // Reads of the file and patches of it never overlap: a verified read of a stored segment that
+  // met half-written bytes, or CRC-32s from before the patch, would fail its check. A patch waits
+  // for the reads in flight; reads that arrive meanwhile wait for the patch (and the reload of
+  // the map's CRC-32s after it).
+  let patching: Promise<void> | undefined;
+  let readsInFlight = 0;
+  let readsDrained: (() => void) | undefined;
 
   const flush = () => {
     flushing = flushing.then(async () => {
       if (pending.length === 0) return;
-      inPatch = pending;
-      pending = [];
-      pendingBytes = 0;
+      let release!: () => void;
+      patching = new Promise((resolve) => (release = resolve));
       try {
-        await patchGzip(path, inPatch);
-      } catch (error) {
-        pending = [...inPatch, ...pending]; // nothing was lost: a failed patch rolls back
-        pendingBytes = pending.reduce((sum, edit) => sum + edit.data.length, 0);
-        throw error;
+        if (readsInFlight > 0) await new Promise<void>((resolve) => (readsDrained = resolve));
+        inPatch = pending;
+        pending = [];
+        pendingBytes = 0;
+        try {
+          await patchGzip(path, inPatch);
+        } catch (error) {
+          pending = [...inPatch, ...pending]; // nothing was lost: a failed patch rolls back
+          pendingBytes = pending.reduce((sum, edit) => sum + edit.data.length, 0);
+          throw error;
+        } finally {
+          inPatch = [];
+          await data.reload?.();
+        }
       } finally {
-        inPatch = [];
+        patching = undefined;
+        release();
       }
     });
     return flushing;
+  };
+
+  const readFile = async (offset: number, length: number) => {
+    while (patching) await patching;
+    readsInFlight++;
+    try {
+      return await data.read(offset, length);
+    } finally {
+      if (--readsInFlight === 0 && readsDrained) {
+        readsDrained();
+        readsDrained = undefined;
+      }
+    }
   };
 
   const source: Source = {
     size: data.size,
     async read(offset, length) {
       const before = [...inPatch, ...pending];
-      const bytes = await data.read(offset, length);
+      const bytes = await readFile(offset, length);
       // Edits seen before or after the file read, in write order (later writes win). Applying one
       // that the file already holds is harmless: it writes the same bytes.
       const edits = [...new Set([...before, ...inPatch, ...pending])];
@@ -62,6 +102,8 @@ export function writableGzip(path: string, data: Source, layout: GzipLayout, opt
   return {
     source,
     async write(offset: number, bytes: Uint8Array) {
+      // Synchronous, so that writes join `pending` in the order they came. A map layout (the only
+      // kind served writable) has no back-references into stored bytes; patch checks again anyway.
       if (!layout.storedExtents(offset, offset + bytes.length)) {
         throw fail('GZIP_NOT_EDITABLE', offset, bytes.length, describeRanges(layout.editableRanges()));
       }

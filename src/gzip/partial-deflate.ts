@@ -11,20 +11,25 @@ import {
   SEEKZ_SUBFIELD_ID,
   STORED_BLOCK_HEADER,
   STORED_BLOCK_MAX,
+  STORED_UNIT,
   emptyMap,
   encodeMap,
   planRegions,
   reserveMapSize,
   type RegionKind,
+  type MapPiece,
   type SeekzMap,
   decodeMap,
 } from './map.js';
 
 export const DEFAULT_LEVEL = 6;
 export const DEFAULT_CHUNK_SIZE = 1 << 20;
-/** Stored data is read in pieces that hold a whole number of stored blocks. */
-const STORED_PIECE = STORED_BLOCK_MAX * 16;
-const MAX_STORED_RANGES = 4096;
+/**
+ * At most this many stored ranges: with the compressed regions between them, each costs the map
+ * about 20 bytes (two region entries, and at least one segment with its CRC-32 each), and the map
+ * must fit FEXTRA's 64 KiB whatever the thinning.
+ */
+const MAX_STORED_RANGES = 2048;
 
 /** Where the bytes go. With `writeAt` the writer fills the map in at the end; without, it can't. */
 export interface Sink {
@@ -39,6 +44,8 @@ export interface Boundary {
   uLength: number;
   cStart: number; // within the deflate stream
   cLength: number;
+  /** CRC-32 of the run's uncompressed bytes: the map records it, and every read checks it. */
+  crc: number;
 }
 
 export interface PartialDeflateOptions {
@@ -112,7 +119,7 @@ export async function partialDeflate(input: SequentialInput, sink: Sink, options
 
   const pool = createWorkerPool(threads);
   const zeroBlocks = new Map<number, Uint8Array>();
-  const chunkLengths: number[] = [];
+  const pieces: MapPiece[] = [];
   const maxInFlight = 2 * pool.threads + 2;
   let crc = 0;
   let uWritten = 0;
@@ -126,8 +133,8 @@ export async function partialDeflate(input: SequentialInput, sink: Sink, options
       cLength += bytes.length;
     }
     crc = crc32Combine(crc, piece.crc, piece.uLength);
-    if (piece.kind === 'compressed') chunkLengths.push(cLength);
-    options.onBoundary?.({ kind: piece.kind, uStart: uWritten, uLength: piece.uLength, cStart: cWritten, cLength });
+    pieces.push({ kind: piece.kind, uLength: piece.uLength, cLength, crc: piece.crc });
+    options.onBoundary?.({ kind: piece.kind, uStart: uWritten, uLength: piece.uLength, cStart: cWritten, cLength, crc: piece.crc });
     uWritten += piece.uLength;
     cWritten += cLength;
     options.onProgress?.(uWritten);
@@ -147,9 +154,10 @@ export async function partialDeflate(input: SequentialInput, sink: Sink, options
     for (;;) {
       const stored = storedRanges[storedIndex];
       if (stored && position >= stored.start) {
-        // Inside a stored range: whole stored blocks, read in large pieces (kept until written).
+        // Inside a stored range: whole stored blocks, read in pieces of one map unit (kept until
+        // written), so that each boundary report is one stored segment of the map.
         const end = stored.start + stored.length;
-        const want = Math.min(STORED_PIECE, end - position);
+        const want = Math.min(STORED_UNIT, end - position);
         const data = await input.read(new Uint8Array(want));
         if (data.length === 0) break;
         await push(Promise.resolve(storedPiece(data)));
@@ -193,7 +201,7 @@ export async function partialDeflate(input: SequentialInput, sink: Sink, options
   const regions = planRegions(uWritten, options.stored ?? []);
   let map: SeekzMap | undefined;
   if (fillable) {
-    const payload = encodeMap({ chunkSize, totalLength: uWritten, deflateLength: cWritten, regions, chunkLengths }, reserved);
+    const payload = encodeMap({ chunkSize, totalLength: uWritten, deflateLength: cWritten, regions, pieces }, reserved);
     await sink.writeAt!(mapOffset, payload);
     map = decodeMap(payload, cWritten);
   }

@@ -1,11 +1,12 @@
 import { constants, inflateRawSync } from 'node:zlib';
-import { fail } from '../errors.js';
+import { crc32 } from '../crc/crc32.js';
+import { fail, hexBytes } from '../errors.js';
 import type { Source } from '../source/source.js';
 import { clipRead } from '../source/source.js';
 import { readGzipHeader } from './header.js';
 import { createBlockCache } from '../source/block-cache.js';
-import { mapStoredExtents, seekzMapOf } from './layout.js';
-import { findSegment, type SeekzMap, type Segment } from './map.js';
+import { mapStoredExtents, readSeekzMap } from './layout.js';
+import { findSegment, STORED_BLOCK_HEADER, STORED_BLOCK_MAX, type SeekzMap, type Segment } from './map.js';
 import { buildGzipIndex } from './index/build.js';
 import { openIndexedGzip } from './index/indexed-reader.js';
 import type { GzipEnd, GzipIndex } from './index/types.js';
@@ -24,6 +25,8 @@ export interface GzipSource extends Source {
   readonly end?: GzipEnd;
   /** Index reads only: 'crc' when every span is checked against a CRC-32, 'structure' when only its length and bounds are. */
   readonly verification?: 'crc' | 'structure';
+  /** Map access: reads the map again after an in-place edit changed its CRC-32s, and drops decoded segments. */
+  reload?(): Promise<void>;
 }
 
 export interface OpenGzipOptions {
@@ -44,8 +47,8 @@ export interface OpenGzipOptions {
  */
 export async function openGzip(source: Source, options: OpenGzipOptions = {}): Promise<GzipSource> {
   const header = await readGzipHeader((offset, length) => source.read(offset, length), source.size);
-  const map = seekzMapOf(header, source.size);
-  if (map) return mapReader(source, header.length, map, options.cacheSize ?? DEFAULT_MAP_CACHE);
+  const mapped = await readSeekzMap(source, header);
+  if (mapped) return mapReader(source, header.length, mapped.map, options.cacheSize ?? DEFAULT_MAP_CACHE);
   let index = options.index;
   if (!index) {
     options.onBuildIndex?.();
@@ -57,18 +60,35 @@ export async function openGzip(source: Source, options: OpenGzipOptions = {}): P
 /** Decoded chunks kept by a map reader: 32 chunks of the default 1 MiB. */
 const DEFAULT_MAP_CACHE = 32 * 2 ** 20;
 
-function mapReader(source: Source, headerLength: number, map: SeekzMap, cacheSize: number): GzipSource {
-  const cache = createBlockCache(cacheSize);
-  const decode = (number: number) => cache.get(number, () => inflateSegment(map.segments[number]!));
-  const inflateSegment = async (segment: Segment): Promise<Uint8Array> => {
-    const compressed = await source.read(headerLength + segment.cStart, segment.cLength);
-    if (compressed.length !== segment.cLength) throw fail('GZIP_TRUNCATED', 'compressed segment', headerLength + segment.cStart, source.size);
+/**
+ * Random reads through the seekz map. With a version 2 map every segment is checked against its
+ * CRC-32 before any of its bytes leave: a compressed segment when it is inflated, a stored one
+ * (at most STORED_UNIT × groupChunks bytes, about 1 MiB) read whole with its block headers. Both
+ * kinds are cached once checked. A version 1 map has no CRCs: its stored bytes are read as they
+ * are, and only the inflated length of a compressed segment is checked.
+ */
+function mapReader(source: Source, headerLength: number, initialMap: SeekzMap, cacheSize: number): GzipSource {
+  let map = initialMap;
+  let cache = createBlockCache(cacheSize);
+  const decode = (number: number) => cache.get(number, () => loadSegment(map.segments[number]!));
+  const loadSegment = async (segment: Segment): Promise<Uint8Array> => {
+    const fileOffset = headerLength + segment.cStart;
+    const compressed = await source.read(fileOffset, segment.cLength);
+    if (compressed.length !== segment.cLength) throw fail('GZIP_TRUNCATED', `${segment.kind} segment`, fileOffset, source.size);
+    const bytes = segment.kind === 'stored' ? storedData(compressed, segment.uLength, fileOffset) : inflateSegment(compressed, segment, fileOffset);
+    if (segment.crc !== undefined) {
+      const found = crc32(bytes);
+      if (found !== segment.crc) throw fail('GZIP_SEGMENT_CRC', segment.uStart, segment.uStart + segment.uLength, fileOffset, segment.crc, found);
+    }
+    return bytes;
+  };
+  const inflateSegment = (compressed: Uint8Array, segment: Segment, fileOffset: number): Uint8Array => {
     let bytes: Uint8Array;
     try {
       // Segments end with a sync flush, not a final block: finish on Z_SYNC_FLUSH.
       bytes = inflateRawSync(compressed, { finishFlush: constants.Z_SYNC_FLUSH, maxOutputLength: segment.uLength + 1 });
     } catch (error) {
-      throw fail('DEFLATE_BAD_DATA', (error as Error).message, (headerLength + segment.cStart) * 8);
+      throw fail('DEFLATE_BAD_DATA', (error as Error).message, fileOffset * 8);
     }
     if (bytes.length !== segment.uLength) {
       throw fail('GZIP_BAD_MAP', `segment at uncompressed ${segment.uStart} inflates to ${bytes.length} bytes, the map says ${segment.uLength}`);
@@ -78,7 +98,9 @@ function mapReader(source: Source, headerLength: number, map: SeekzMap, cacheSiz
   return {
     size: map.totalLength,
     access: 'map',
-    map,
+    get map() {
+      return map;
+    },
     index: undefined,
     async read(offset, length) {
       const count = clipRead(map.totalLength, offset, length);
@@ -90,7 +112,7 @@ function mapReader(source: Source, headerLength: number, map: SeekzMap, cacheSiz
         const segment = map.segments[number]!;
         const within = at - segment.uStart;
         const take = Math.min(count - done, segment.uLength - within);
-        if (segment.kind === 'stored') {
+        if (segment.kind === 'stored' && !map.verified) {
           for (const extent of mapStoredExtents(map, headerLength, at, at + take)!) {
             const bytes = await source.read(extent.fileOffset, extent.length);
             if (bytes.length !== extent.length) throw fail('GZIP_TRUNCATED', 'stored block', extent.fileOffset, source.size);
@@ -103,6 +125,35 @@ function mapReader(source: Source, headerLength: number, map: SeekzMap, cacheSiz
       }
       return out;
     },
+    async reload() {
+      const header = await readGzipHeader((offset, length) => source.read(offset, length), source.size);
+      const mapped = await readSeekzMap(source, header);
+      if (!mapped || mapped.map.totalLength !== map.totalLength || header.length !== headerLength) {
+        throw fail('GZIP_BAD_MAP', 'the file changed shape while it was open (another tool rewrote it)');
+      }
+      map = mapped.map;
+      cache = createBlockCache(cacheSize);
+    },
     close: source.close?.bind(source),
   };
+}
+
+/** The data of a stored segment: its stored blocks (cut every 65535 bytes), headers checked. */
+function storedData(blocks: Uint8Array, uLength: number, fileOffset: number): Uint8Array {
+  const data = new Uint8Array(uLength);
+  let at = 0;
+  for (let done = 0; done < uLength; ) {
+    const length = Math.min(STORED_BLOCK_MAX, uLength - done);
+    // RFC 1951 §3.2.4: a byte with BFINAL/BTYPE (BFINAL 0, BTYPE 00 here), then LEN and ~LEN.
+    const header = blocks.subarray(at, at + STORED_BLOCK_HEADER);
+    const len = header[1]! | (header[2]! << 8);
+    const nlen = header[3]! | (header[4]! << 8);
+    if ((header[0]! & 0x07) !== 0 || len !== length || nlen !== (~length & 0xffff)) {
+      throw fail('GZIP_STORED_BLOCK_BAD', fileOffset + at, length, hexBytes(header));
+    }
+    data.set(blocks.subarray(at + STORED_BLOCK_HEADER, at + STORED_BLOCK_HEADER + length), done);
+    at += STORED_BLOCK_HEADER + length;
+    done += length;
+  }
+  return data;
 }
