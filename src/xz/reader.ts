@@ -162,7 +162,9 @@ const MAX_BLOCK_HEADER = 1024;
  * index of its unpadded and uncompressed size. Blocks before it are confirmed once, lazily, by
  * their block header (which must parse where the records put it, and agree with the record on
  * both sizes where it has them), or by a decode when the header has no uncompressed size.
- * Pinned by test/trust-xz-signals.test.ts ("forged Index record").
+ * What this cannot see without decoding every earlier block: a header and a record forged alike
+ * (both CRC32s recomputed). Whole passes (cat, seekxz -d/-t) decode every block and catch it.
+ * Pinned by test/trust-xz-signals.test.ts ("forged Index record", "decodes to another length").
  */
 export async function openXz(source: Source, options: XzReaderOptions = {}): Promise<XzSource> {
   const { blocks, streams } = await readXzLayout(source);
