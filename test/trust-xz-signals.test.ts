@@ -119,7 +119,7 @@ describe('forged Index record: uncompressed size, Index CRC32 recomputed', () =>
     const path = at('usize-message.xz');
     writeFileSync(path, forgeIndexRecord(file, 1, { uncompressedSize: BLOCK - 100 }));
     const read = await cli('seekz', ['read', path, '--offset', String(3 * BLOCK), '--length', '10']);
-    expect(read.stderr).toMatch(/^xz: bad index at offset \d+: index record 2 \(unpadded size \d+, uncompressed size 262044\) disagrees with its block header at offset \d+, which says 262144 bytes uncompressed/);
+    expect(read.stderr).toMatch(/^xz: index record 2 \(unpadded size \d+, uncompressed size 262044\) does not match block 2 at offset \d+: the block header says 262144 bytes uncompressed; the index or the block header is damaged or forged/);
   });
 });
 

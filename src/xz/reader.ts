@@ -199,17 +199,13 @@ export async function openXz(source: Source, options: XzReaderOptions = {}): Pro
     const bytes = await source.read(block.offset, Math.min(MAX_BLOCK_HEADER, block.totalSize));
     const header = parseBlockHeader(bytes, block.offset);
     const check = checkSize(block.checkId);
-    const record = `index record ${block.number} (unpadded size ${block.unpaddedSize}, uncompressed size ${block.uSize})`;
-    if (header.size + 1 + check > block.unpaddedSize) {
-      throw fail('XZ_BAD_INDEX', `${record} leaves no room for the ${header.size}-byte block header at offset ${block.offset} and a ${check}-byte check`, block.offset);
-    }
+    const mismatch = (what: string) => fail('XZ_INDEX_MISMATCH', block.number, block.unpaddedSize, block.uSize, block.offset, what);
+    if (header.size + 1 + check > block.unpaddedSize) throw mismatch(`it leaves no room for the ${header.size}-byte block header and a ${check}-byte check`);
     if (header.compressedSize !== undefined && header.size + header.compressedSize + check !== block.unpaddedSize) {
-      throw fail('XZ_BAD_INDEX', `${record} disagrees with its block header at offset ${block.offset}: header ${header.size} + compressed ${header.compressedSize} + check ${check} = ${header.size + header.compressedSize + check} bytes`, block.offset);
+      throw mismatch(`the block header says header ${header.size} + compressed ${header.compressedSize} + check ${check} = ${header.size + header.compressedSize + check} bytes`);
     }
     if (header.uncompressedSize !== undefined) {
-      if (header.uncompressedSize !== block.uSize) {
-        throw fail('XZ_BAD_INDEX', `${record} disagrees with its block header at offset ${block.offset}, which says ${header.uncompressedSize} bytes uncompressed`, block.offset);
-      }
+      if (header.uncompressedSize !== block.uSize) throw mismatch(`the block header says ${header.uncompressedSize} bytes uncompressed`);
       confirmed[block.number - 1] = 1;
       return;
     }
