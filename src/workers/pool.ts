@@ -73,7 +73,10 @@ export function createWorkerPool(threads = defaultThreads()): WorkerPool {
   const queue: Pending[] = [];
   let nextId = 0;
   let failure: Error | undefined;
-  let onIdle: (() => void) | undefined;
+  const idleWaiters: (() => void)[] = [];
+  const onIdle = () => {
+    for (const resolve of idleWaiters.splice(0)) resolve();
+  };
   let stopping: Promise<void> | undefined;
 
   const dispatch = () => {
@@ -99,13 +102,13 @@ export function createWorkerPool(threads = defaultThreads()): WorkerPool {
         pending?.resolve(message.reply as never);
       }
       dispatch();
-      if (busy.size === 0) onIdle?.();
+      if (busy.size === 0) onIdle();
     });
     worker.on('error', (error) => {
       failure = error;
       busy.get(worker)?.reject(error);
       busy.delete(worker);
-      if (busy.size === 0) onIdle?.();
+      if (busy.size === 0) onIdle();
       for (const pending of queue.splice(0)) pending.reject(error);
     });
     idle.push(worker);
@@ -113,7 +116,7 @@ export function createWorkerPool(threads = defaultThreads()): WorkerPool {
   });
 
   const untilIdle = async () => {
-    while (busy.size > 0) await new Promise<void>((resolve) => (onIdle = resolve));
+    while (busy.size > 0) await new Promise<void>((resolve) => idleWaiters.push(resolve));
   };
 
   const pool: WorkerPool = {

@@ -1,11 +1,13 @@
 /**
  * One xz block in, one xz block out, through liblzma (the node-liblzma binding).
  *
- * liblzma's buffer API works on whole .xz streams, so a block is encoded as a one-block stream,
+ * liblzma's .xz coders work on whole streams, so a block is encoded as a one-block stream,
  * and the container parts are taken apart here: the writer then puts the compressed data behind a
  * block header of its own that records both sizes. To decode a block, it is wrapped back into a
  * one-block stream with a one-record index; liblzma then checks everything it would check in the
  * original file: the block header CRC, the sizes, and the block's integrity check.
+ * The coder is driven slice by slice (codeInSlices), not through the binding's one-call buffer
+ * API, so that a worker can stop between slices when the process gets a signal.
  *
  * node-liblzma rather than lzma-native: measured here on 64 MiB of disk-image data at -6,
  * node-liblzma (liblzma 5.4.1) took 19.2 s and lzma-native (liblzma 5.2.3) 36.3 s; Debian's
@@ -149,8 +151,9 @@ export function runXzDecode(job: XzDecodeJob, shouldStop: ShouldStop = never): D
   const engine = liblzma.createUnxz();
   let coded: ReturnType<typeof codeInSlices>;
   try {
-    // One output buffer of the block's size, filled in slices.
-    const output = Buffer.from(new ArrayBuffer(job.expectedSize));
+    // One output buffer of the block's size, filled in slices; it owns its memory, so it can be
+    // transferred, and it goes out only when liblzma has filled all of it.
+    const output = Buffer.allocUnsafeSlow(job.expectedSize);
     coded = codeInSlices(engine.lzma, job.stream, output, { input: DECODE_SLICE_IN, output: DECODE_SLICE_OUT, fixedOutput: true }, shouldStop);
   } finally {
     engine.close();
