@@ -132,16 +132,16 @@ export function createWorkerPool(threads = defaultThreads()): WorkerPool {
     async close() {
       if (stopping) return stopping;
       // Queued jobs are dropped; running ones are let finish: terminating a thread that is inside
-      // a native call (liblzma) aborts the whole process.
-      livePools.delete(pool);
+      // a native call (liblzma) aborts the whole process. Until then the pool stays live, so that
+      // a signal meanwhile can still stop it.
       const closed = new Error('seekz: worker pool closed');
       for (const pending of queue.splice(0)) pending.reject(closed);
       await untilIdle();
       await Promise.all(workers.map((worker) => worker.terminate()));
+      livePools.delete(pool);
     },
     stop() {
       stopping ??= (async () => {
-        livePools.delete(pool);
         Atomics.store(stopFlag, 0, 1);
         const interrupted = fail('INTERRUPTED', 'a signal');
         for (const pending of queue.splice(0)) pending.reject(interrupted);
@@ -151,6 +151,7 @@ export function createWorkerPool(threads = defaultThreads()): WorkerPool {
         }
         await untilIdle();
         await Promise.all(workers.map((worker) => worker.terminate()));
+        livePools.delete(pool);
       })();
       return stopping;
     },
