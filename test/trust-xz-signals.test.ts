@@ -413,6 +413,13 @@ describe('signals: Ctrl-C, SIGTERM and SIGHUP stop every command within a second
       busy: () => tempFileGrows(work.path, 0),
       output: () => join(work.path, 'big'),
     },
+    {
+      label: 'seekxz -d --max-block=1M (streamed through liblzma's async API)',
+      name: 'seekxz',
+      args: () => ['-d', '-k', '-f', '-q', '--max-block=1M', join(work.path, 'big.xz')],
+      busy: () => tempFileGrows(work.path, 0),
+      output: () => join(work.path, 'big'),
+    },
     { label: 'seekz cat x.xz', name: 'seekz', args: () => ['cat', join(work.path, 'big.xz')], busy: () => firstOutput },
     {
       label: 'partial-deflate (200 MiB, -9)',
