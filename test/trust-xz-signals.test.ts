@@ -414,7 +414,7 @@ describe('signals: Ctrl-C, SIGTERM and SIGHUP stop every command within a second
       output: () => join(work.path, 'big'),
     },
     {
-      label: 'seekxz -d --max-block=1M (streamed through liblzma's async API)',
+      label: "seekxz -d --max-block=1M (streamed through the liblzma binding's async API)",
       name: 'seekxz',
       args: () => ['-d', '-k', '-f', '-q', '--max-block=1M', join(work.path, 'big.xz')],
       busy: () => tempFileGrows(work.path, 0),
