@@ -1,13 +1,22 @@
-import { SeekzError } from '../src/errors.js';
+import { fail, SeekzError } from '../src/errors.js';
+import { stopAllWorkers } from '../src/workers/pool.js';
 import { removeTempFilesNow } from '../src/io/atomic-file.js';
 import { formatSize } from '../src/size.js';
 
 /**
  * Runs a CLI's main: a SeekzError prints its one-line message and exits 1 (2 for usage errors,
- * as gzip and xz do); anything else is a bug and prints its stack. SIGINT, SIGTERM and SIGHUP
- * remove temp files first, so an interrupted write leaves no partial output.
+ * as gzip and xz do); anything else is a bug and prints its stack.
+ *
+ * Signals (SIGINT, SIGTERM, SIGHUP) stop the process within a second, with status 128 + the
+ * signal's number: temp files go first, then every worker thread is stopped (its running job is
+ * rejected at once and its native call given up at the next slice, see workers/pool.ts), so that
+ * process.exit has no thread to wait for. From the signal on, whatever main still does is ignored:
+ * its results, its errors, its exit. Pinned by test/trust-xz-signals.test.ts.
  */
 const shutdownHooks: (() => Promise<void>)[] = [];
+
+/** How long a signal waits for worker threads before the process kills itself with the signal. */
+const WORKER_STOP_LIMIT_MS = 800;
 
 /**
  * Work that must finish before a signal ends the process (a server closing its socket and
@@ -17,37 +26,69 @@ export function onShutdown(hook: () => Promise<void>): void {
   shutdownHooks.push(hook);
 }
 
-export function runCli(main: () => Promise<void>): void {
-  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-    process.on(signal, () => {
-      const status = 128 + ({ SIGINT: 2, SIGTERM: 15, SIGHUP: 1 } as const)[signal];
-      if (shutdownHooks.length > 0) {
-        const hooks = shutdownHooks.splice(0);
-        Promise.allSettled(hooks.map((hook) => hook())).then(() => process.exit(status));
-        return;
-      }
-      removeTempFilesNow();
-      process.stderr.write(`\nseekz: interrupted by ${signal}; no output was left behind\n`);
-      process.exit(status);
-    });
+const SIGNAL_NUMBERS = { SIGINT: 2, SIGTERM: 15, SIGHUP: 1 } as const;
+type StopSignal = keyof typeof SIGNAL_NUMBERS;
+
+let interrupted = false;
+
+/** Ends the process by the signal itself (default action): no exit handlers, no thread joins. */
+function dieBy(signal: StopSignal): void {
+  process.removeAllListeners(signal);
+  process.kill(process.pid, signal);
+}
+
+async function stopForSignal(signal: StopSignal): Promise<void> {
+  if (interrupted) return dieBy(signal); // a second Ctrl-C does not wait for anything
+  interrupted = true;
+  const status = 128 + SIGNAL_NUMBERS[signal];
+  const hooks = shutdownHooks.splice(0);
+  if (hooks.length > 0) {
+    await Promise.allSettled(hooks.map((hook) => hook()));
+  } else {
+    removeTempFilesNow();
+    process.stderr.write(`\n${fail('INTERRUPTED', signal).message}\n`);
   }
+  let timer: NodeJS.Timeout | undefined;
+  const stopped = await Promise.race([
+    stopAllWorkers().then(() => true),
+    new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), WORKER_STOP_LIMIT_MS))),
+  ]);
+  clearTimeout(timer);
+  removeTempFilesNow(); // one created while the workers stopped
+  // A thread still inside a native call would make process.exit wait for it, then abort.
+  if (!stopped) return dieBy(signal);
+  process.exit(status);
+}
+
+/** Exits once no worker thread is left running (process.exit would otherwise join one inside liblzma). */
+function exitWhenStopped(status: number): void {
+  void stopAllWorkers().then(() => {
+    if (!interrupted) process.exit(status);
+  });
+}
+
+export function runCli(main: () => Promise<void>): void {
+  for (const signal of Object.keys(SIGNAL_NUMBERS) as StopSignal[]) process.on(signal, () => void stopForSignal(signal));
   main().then(
-    () => process.exit(process.exitCode ?? 0),
+    () => {
+      if (!interrupted) exitWhenStopped(Number(process.exitCode ?? 0));
+    },
     (error: unknown) => {
+      if (interrupted) return;
       removeTempFilesNow();
       if (error instanceof SeekzError) {
         process.stderr.write(`${error.message}\n`);
-        process.exit(error.code === 'BAD_ARGUMENT' || error.code === 'BAD_SIZE' ? 2 : 1);
+        return exitWhenStopped(error.code === 'BAD_ARGUMENT' || error.code === 'BAD_SIZE' ? 2 : 1);
       }
       const code = (error as NodeJS.ErrnoException).code;
       // The reader went away (`seekz cat | head`): stop quietly, as zcat and xzcat do.
-      if (code === 'EPIPE') process.exit(141);
+      if (code === 'EPIPE') return exitWhenStopped(141);
       if (code && (error as NodeJS.ErrnoException).syscall) {
         process.stderr.write(`seekz: ${(error as Error).message}\n`);
-        process.exit(1);
+        return exitWhenStopped(1);
       }
       process.stderr.write(`seekz: internal error: ${(error as Error).stack ?? String(error)}\n`);
-      process.exit(70);
+      exitWhenStopped(70);
     },
   );
 }

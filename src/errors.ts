@@ -122,6 +122,10 @@ const messages = {
   HTTP_TOO_MANY_REDIRECTS: (url: string, max: number) =>
     `http: ${url} redirected more than ${max} times; expected the file within ${max} redirects; open the final url directly`,
   HTTP_CLOSED: (url: string) => `http: read of ${url} after close(); open it again`,
+
+  // xz verification (issue 8): index records held against block headers
+  XZ_INDEX_MISMATCH: (block: number, unpaddedSize: number, uncompressedSize: number, offset: number, what: string) =>
+    `xz: index record ${block} (unpadded size ${unpaddedSize}, uncompressed size ${uncompressedSize}) does not match block ${block} at offset ${offset}: ${what}; the index or the block header is damaged or forged (xz -t rejects such a file)`,
 } as const;
 
 export type ErrorCode = keyof typeof messages;

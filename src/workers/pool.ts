@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { SeekzError, type ErrorCode } from '../errors.js';
+import { fail, SeekzError, type ErrorCode } from '../errors.js';
 import type { Job, ReplyOf } from './jobs.js';
 
 export function defaultThreads(): number {
@@ -13,12 +13,32 @@ export function defaultThreads(): number {
  * so when this module itself runs from TypeScript source (under the test runner) the worker comes
  * from the build in dist/, which `npm test` makes first.
  */
-function startWorker(moduleBaseName: string): Worker {
+function startWorker(moduleBaseName: string, workerData: unknown): Worker {
   const here = import.meta.url;
-  if (!here.endsWith('.ts')) return new Worker(new URL(`./${moduleBaseName}.js`, here));
+  if (!here.endsWith('.ts')) return new Worker(new URL(`./${moduleBaseName}.js`, here), { workerData });
   const built = new URL(`./${moduleBaseName}.js`, here.replace(/\/src\/(?!.*\/src\/)/, '/dist/src/'));
   if (!existsSync(built)) throw new Error(`seekz: ${built.pathname} is missing; run npm run build first`);
-  return new Worker(built);
+  return new Worker(built, { workerData });
+}
+
+/** What each worker gets at start: a shared flag that, once set, makes it drop its job between slices. */
+export interface WorkerStart {
+  stop: SharedArrayBuffer;
+}
+
+/** Every pool not yet closed, so that a signal can stop them all (stopAllWorkers). */
+const livePools = new Set<WorkerPool>();
+
+/**
+ * Stops every worker of every pool for a signal: queued and running jobs reject with INTERRUPTED
+ * at once (their results are never used), each running job gives up at its next slice boundary,
+ * and then the threads are terminated. Resolves when all threads are gone, so `process.exit`
+ * has nothing to join. Never terminates a thread inside liblzma: that aborts the process
+ * (node-liblzma's napi_throw in a dying isolate), and process.exit alone would wait for the
+ * whole block first.
+ */
+export async function stopAllWorkers(): Promise<void> {
+  await Promise.all([...livePools].map((pool) => pool.stop()));
 }
 
 /** What a worker sends back: the reply, or the error it threw (a SeekzError keeps its code). */
@@ -33,6 +53,8 @@ export interface WorkerPool {
   /** Runs `job` on a worker. Buffers in `transfer` move to it (the caller must own all of them). */
   run<J extends Job>(job: J, transfer: ArrayBuffer[]): Promise<ReplyOf[J['kind']]>;
   close(): Promise<void>;
+  /** See stopAllWorkers. */
+  stop(): Promise<void>;
 }
 
 interface Pending {
@@ -45,12 +67,17 @@ interface Pending {
 /** A fixed set of worker threads with a queue: at most one job per worker at a time. */
 export function createWorkerPool(threads = defaultThreads()): WorkerPool {
   const count = Math.max(1, threads);
+  const stopFlag = new Int32Array(new SharedArrayBuffer(4));
   const idle: Worker[] = [];
-  const busy = new Map<Worker, Pending>();
+  const busy = new Map<Worker, Pending | undefined>();
   const queue: Pending[] = [];
   let nextId = 0;
   let failure: Error | undefined;
-  let onIdle: (() => void) | undefined;
+  const idleWaiters: (() => void)[] = [];
+  const onIdle = () => {
+    for (const resolve of idleWaiters.splice(0)) resolve();
+  };
+  let stopping: Promise<void> | undefined;
 
   const dispatch = () => {
     while (idle.length > 0 && queue.length > 0) {
@@ -62,34 +89,40 @@ export function createWorkerPool(threads = defaultThreads()): WorkerPool {
   };
 
   const workers = Array.from({ length: count }, () => {
-    const worker = startWorker('worker');
+    const worker = startWorker('worker', { stop: stopFlag.buffer } satisfies WorkerStart);
     worker.on('message', (message: WorkerMessage) => {
-      const pending = busy.get(worker)!;
+      // After stop() the job was already rejected: the reply is dropped unread.
+      const pending = busy.get(worker);
       busy.delete(worker);
       idle.push(worker);
-      if (message.error) {
+      if (pending && message.error) {
         const { code, message: text } = message.error;
         pending.reject(code ? new SeekzError(code, text) : new Error(`seekz: worker failed: ${text}`));
       } else {
-        pending.resolve(message.reply as never);
+        pending?.resolve(message.reply as never);
       }
       dispatch();
-      if (busy.size === 0) onIdle?.();
+      if (busy.size === 0) onIdle();
     });
     worker.on('error', (error) => {
       failure = error;
       busy.get(worker)?.reject(error);
       busy.delete(worker);
-      if (busy.size === 0) onIdle?.();
+      if (busy.size === 0) onIdle();
       for (const pending of queue.splice(0)) pending.reject(error);
     });
     idle.push(worker);
     return worker;
   });
 
-  return {
+  const untilIdle = async () => {
+    while (busy.size > 0) await new Promise<void>((resolve) => idleWaiters.push(resolve));
+  };
+
+  const pool: WorkerPool = {
     threads: count,
     run(job, transfer) {
+      if (stopping) return Promise.reject(fail('INTERRUPTED', 'a signal'));
       if (failure) return Promise.reject(failure);
       return new Promise((resolve, reject) => {
         queue.push({ message: { id: nextId++, job }, transfer, resolve: resolve as (reply: never) => void, reject });
@@ -97,12 +130,32 @@ export function createWorkerPool(threads = defaultThreads()): WorkerPool {
       });
     },
     async close() {
+      if (stopping) return stopping;
       // Queued jobs are dropped; running ones are let finish: terminating a thread that is inside
-      // a native call (liblzma) aborts the whole process.
+      // a native call (liblzma) aborts the whole process. Until then the pool stays live, so that
+      // a signal meanwhile can still stop it.
       const closed = new Error('seekz: worker pool closed');
       for (const pending of queue.splice(0)) pending.reject(closed);
-      while (busy.size > 0) await new Promise<void>((resolve) => (onIdle = resolve));
+      await untilIdle();
       await Promise.all(workers.map((worker) => worker.terminate()));
+      livePools.delete(pool);
+    },
+    stop() {
+      stopping ??= (async () => {
+        Atomics.store(stopFlag, 0, 1);
+        const interrupted = fail('INTERRUPTED', 'a signal');
+        for (const pending of queue.splice(0)) pending.reject(interrupted);
+        for (const [worker, pending] of busy) {
+          pending?.reject(interrupted);
+          busy.set(worker, undefined);
+        }
+        await untilIdle();
+        await Promise.all(workers.map((worker) => worker.terminate()));
+        livePools.delete(pool);
+      })();
+      return stopping;
     },
   };
+  livePools.add(pool);
+  return pool;
 }

@@ -1,7 +1,11 @@
-import { parentPort } from 'node:worker_threads';
+import { parentPort, workerData } from 'node:worker_threads';
 import { SeekzError } from '../errors.js';
 import { runDeflate, type Done, type Job } from './jobs.js';
-import type { WorkerMessage } from './pool.js';
+import type { WorkerMessage, WorkerStart } from './pool.js';
+
+// Set by the pool when a signal stops it: long jobs look at it between slices of native work.
+const stopFlag = new Int32Array((workerData as WorkerStart).stop);
+const shouldStop = () => Atomics.load(stopFlag, 0) !== 0;
 
 // The xz codec loads liblzma; only workers that get xz jobs pay for it.
 let xzJobs: typeof import('../xz/block-codec.js') | undefined;
@@ -9,7 +13,7 @@ let xzJobs: typeof import('../xz/block-codec.js') | undefined;
 async function runJob(job: Job): Promise<Done<unknown>> {
   if (job.kind === 'deflate') return runDeflate(job);
   xzJobs ??= await import('../xz/block-codec.js');
-  return job.kind === 'xz-encode' ? xzJobs.runXzEncode(job) : xzJobs.runXzDecode(job);
+  return job.kind === 'xz-encode' ? xzJobs.runXzEncode(job, shouldStop) : xzJobs.runXzDecode(job, shouldStop);
 }
 
 parentPort!.on('message', async ({ id, job }: { id: number; job: Job }) => {

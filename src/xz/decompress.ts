@@ -3,7 +3,7 @@ import type { Transform } from 'node:stream';
 import { fail, SeekzError } from '../errors.js';
 import type { Sink } from '../gzip/partial-deflate.js';
 import { orderedWindow } from '../workers/ordered.js';
-import { FOOTER_MAGIC, STREAM_FOOTER_SIZE, parseStreamFooter } from './format.js';
+import { FOOTER_MAGIC, STREAM_FOOTER_SIZE, STREAM_HEADER_SIZE, parseStreamFooter, parseStreamHeader } from './format.js';
 import type { XzSource } from './reader.js';
 
 /**
@@ -34,16 +34,31 @@ export async function decompressXz(
 }
 
 /**
- * Decompresses an .xz stream front to back (a pipe, or a file with huge blocks). liblzma's stream
- * API ends quietly when its input ends early, so the input must end with a stream footer, as
- * xz itself insists ("unexpected end of input").
+ * Decompresses an .xz stream front to back (a pipe, or a file with huge blocks). liblzma checks
+ * every block against the index here, but two things it lets pass are checked around it:
+ * - its stream API ends quietly when its input ends early, so the input must end with a stream
+ *   footer, as xz itself insists ("unexpected end of input");
+ * - it decodes a stream whose check ID it does not support without verifying it, where xz
+ *   refuses; so the first stream header and the last footer are parsed here, which refuses such
+ *   IDs and reserved flag bits. (A middle stream of concatenated input is liblzma's alone.)
  */
 export async function streamDecompressXz(input: AsyncIterable<Uint8Array>, emit: (bytes: Uint8Array) => Promise<void>): Promise<void> {
   const unxz = (createRequire(import.meta.url)('node-liblzma') as { createUnxz(): Transform }).createUnxz();
   let fed = 0;
   let tail = new Uint8Array(0);
+  let head: Uint8Array[] | undefined = [];
+  let headLength = 0;
   const feeding = (async () => {
-    for await (const piece of input) {
+    for await (let piece of input) {
+      if (head) {
+        // Nothing goes to liblzma, so nothing comes out, until the stream header checks out.
+        head.push(piece);
+        headLength += piece.length;
+        if (headLength < STREAM_HEADER_SIZE) continue;
+        piece = Buffer.concat(head);
+        head = undefined;
+        parseStreamHeader(piece, 0);
+      }
       fed += piece.length;
       const joined = new Uint8Array(tail.length + piece.length);
       joined.set(tail);

@@ -25,6 +25,7 @@ export const CHECK_CRC64 = 4;
 export const CHECK_SHA256 = 10;
 export type CheckName = 'none' | 'crc32' | 'crc64' | 'sha256';
 export const CHECK_IDS: Record<CheckName, number> = { none: CHECK_NONE, crc32: CHECK_CRC32, crc64: CHECK_CRC64, sha256: CHECK_SHA256 };
+const SUPPORTED_CHECK_IDS = new Set(Object.values(CHECK_IDS));
 
 /** Check sizes by check ID (§3.4): 0, 4, 8, 32 bytes for the defined ones; reserved IDs by range. */
 export function checkSize(checkId: number): number {
@@ -63,8 +64,16 @@ export interface StreamFlags {
 
 function parseStreamFlags(bytes: Uint8Array, at: number): StreamFlags {
   // Stream Flags (§2.1.1.2): a zero byte, then 4 reserved bits and the 4-bit check ID.
-  if (bytes[0] !== 0 || (bytes[1]! & 0xf0) !== 0) throw fail('XZ_UNSUPPORTED', `stream flags ${bytes[0]} ${bytes[1]} at offset ${at} use reserved bits; a newer xz format`);
-  return { checkId: bytes[1]! & 0x0f };
+  if (bytes[0] !== 0 || (bytes[1]! & 0xf0) !== 0) {
+    throw fail('XZ_UNSUPPORTED', `stream flags ${bytes[0]} ${bytes[1]} at offset ${at} use reserved bits (xz: "Unsupported options"); a newer xz format or a damaged file`);
+  }
+  const checkId = bytes[1]! & 0x0f;
+  // IDs 0x0–0xF are valid in the format, but only four are defined; for the others xz cannot
+  // verify the data ("Unsupported type of integrity check") and neither can seekz, so it refuses.
+  if (!SUPPORTED_CHECK_IDS.has(checkId)) {
+    throw fail('XZ_UNSUPPORTED', `integrity check type ${checkId} in the stream flags at offset ${at} (xz: "Unsupported type of integrity check"); only None (0), CRC32 (1), CRC64 (4) and SHA-256 (10) can be verified`);
+  }
+  return { checkId };
 }
 
 /** Stream Header (§2.1.1): magic, flags, CRC32 of the flags. `at` is its file offset, for messages. */

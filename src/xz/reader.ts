@@ -6,10 +6,12 @@ import { singleBlockStream } from './block-codec.js';
 import { lastAtOrBefore } from '../search.js';
 import {
   FOOTER_MAGIC,
+  HEADER_MAGIC,
   STREAM_FOOTER_SIZE,
   STREAM_HEADER_SIZE,
   checkSize,
   padding4,
+  parseBlockHeader,
   parseIndex,
   parseStreamFooter,
   parseStreamHeader,
@@ -44,9 +46,12 @@ export interface XzSource extends Source {
   readonly cache: BlockCache;
   /** Index of the block holding uncompressed `offset` (binary search). */
   locate(offset: number): number;
-  /** The decoded bytes of one block (cached). */
+  /** The decoded bytes of one block (cached), once the sizes of the blocks before it are confirmed. */
   readBlock(index: number): Promise<Uint8Array>;
-  /** The decoded bytes of one block, bypassing the cache: for sequential passes. */
+  /**
+   * The decoded bytes of one block, bypassing the cache and the check of the blocks before it:
+   * for sequential passes, which decode (and so confirm) every block before they emit a later one.
+   */
   decodeBlock(index: number): Promise<Uint8Array>;
   close(): Promise<void>;
 }
@@ -98,7 +103,11 @@ export async function readXzLayout(source: Source): Promise<{ blocks: XzBlock[];
     for (const record of records) blocksSize += record.unpaddedSize + padding4(record.unpaddedSize);
     const streamAt = indexAt - blocksSize - STREAM_HEADER_SIZE;
     if (streamAt < 0) throw fail('XZ_BAD_INDEX', `its blocks would take ${blocksSize} bytes, more than the ${indexAt} bytes before it`, indexAt);
-    const header = parseStreamHeader(await source.read(streamAt, STREAM_HEADER_SIZE), streamAt);
+    const headerBytes = await source.read(streamAt, STREAM_HEADER_SIZE);
+    if (streamAt > 0 && !HEADER_MAGIC.every((byte, at) => headerBytes[at] === byte)) {
+      throw fail('XZ_BAD_INDEX', `its ${records.length} records put the stream header at offset ${streamAt}, but there is none there: the records do not add up to the blocks`, indexAt);
+    }
+    const header = parseStreamHeader(headerBytes, streamAt);
     if (header.checkId !== footer.checkId) throw fail('XZ_BAD_DATA', `stream header says check ${header.checkId}, footer says ${footer.checkId}`, streamAt);
     const size = checkSize(header.checkId);
     let offset = streamAt + STREAM_HEADER_SIZE;
@@ -139,7 +148,24 @@ async function paddingBefore(source: Source, end: number): Promise<number> {
   }
 }
 
-/** Opens an .xz file (any: multi-stream, padded, with or without sizes in block headers) as a Source. */
+/** Block headers checked at a time while confirming the blocks before a random read. */
+const CONFIRM_WINDOW = 8;
+/** A block header is at most 1024 bytes (§3.1.1: size byte 0xff). */
+const MAX_BLOCK_HEADER = 1024;
+
+/**
+ * Opens an .xz file (any: multi-stream, padded, with or without sizes in block headers) as a Source.
+ *
+ * Invariant: no byte leaves read() unless the index record of its block and of every block before
+ * it has been confirmed, because a forged record (CRC32 recomputed) would shift every later
+ * offset. A block's own decode confirms its record: liblzma checks the block against a one-record
+ * index of its unpadded and uncompressed size. Blocks before it are confirmed once, lazily, by
+ * their block header (which must parse where the records put it, and agree with the record on
+ * both sizes where it has them), or by a decode when the header has no uncompressed size.
+ * What this cannot see without decoding every earlier block: a header and a record forged alike
+ * (both CRC32s recomputed). Whole passes (cat, seekxz -d/-t) decode every block and catch it.
+ * Pinned by test/trust-xz-signals.test.ts ("forged Index record", "decodes to another length").
+ */
 export async function openXz(source: Source, options: XzReaderOptions = {}): Promise<XzSource> {
   const { blocks, streams } = await readXzLayout(source);
   const maxBlock = options.maxBlock ?? DEFAULT_MAX_BLOCK;
@@ -150,6 +176,11 @@ export async function openXz(source: Source, options: XzReaderOptions = {}): Pro
 
   const locate = (offset: number) => lastAtOrBefore(blocks, (block) => block.uStart, offset);
 
+  /** Blocks whose uncompressed size is confirmed; every block below `confirmedPrefix` is. */
+  const confirmed = new Uint8Array(blocks.length);
+  let confirmedPrefix = 0;
+  let confirming: Promise<void> = Promise.resolve();
+
   const decode = async (block: XzBlock): Promise<Uint8Array> => {
     if (block.uSize > maxBlock) throw fail('XZ_BLOCK_TOO_LARGE', block.number, block.uSize, maxBlock);
     const bytes = await source.read(block.offset, block.totalSize);
@@ -158,10 +189,49 @@ export async function openXz(source: Source, options: XzReaderOptions = {}): Pro
     pool ??= createWorkerPool(options.threads ?? 2);
     const { data } = await pool.run({ kind: 'xz-decode', stream, expectedSize: block.uSize, block: block.number, offset: block.offset }, [stream.buffer as ArrayBuffer]);
     if (data.length !== block.uSize) throw fail('XZ_SIZE_MISMATCH', block.number, block.uSize, data.length);
+    confirmed[block.number - 1] = 1;
     return data;
   };
 
-  const readBlock = (index: number) => cache.get(index, () => decode(blocks[index]!));
+  /** Holds one index record against the block header found where the records say the block starts. */
+  const confirmBlock = async (block: XzBlock): Promise<void> => {
+    if (confirmed[block.number - 1]) return;
+    const bytes = await source.read(block.offset, Math.min(MAX_BLOCK_HEADER, block.totalSize));
+    const header = parseBlockHeader(bytes, block.offset);
+    const check = checkSize(block.checkId);
+    const mismatch = (what: string) => fail('XZ_INDEX_MISMATCH', block.number, block.unpaddedSize, block.uSize, block.offset, what);
+    if (header.size + 1 + check > block.unpaddedSize) throw mismatch(`it leaves no room for the ${header.size}-byte block header and a ${check}-byte check`);
+    if (header.compressedSize !== undefined && header.size + header.compressedSize + check !== block.unpaddedSize) {
+      throw mismatch(`the block header says header ${header.size} + compressed ${header.compressedSize} + check ${check} = ${header.size + header.compressedSize + check} bytes`);
+    }
+    if (header.uncompressedSize !== undefined) {
+      if (header.uncompressedSize !== block.uSize) throw mismatch(`the block header says ${header.uncompressedSize} bytes uncompressed`);
+      confirmed[block.number - 1] = 1;
+      return;
+    }
+    await decode(block); // no uncompressed size in the header: only decoding can confirm it
+  };
+
+  /** Resolves once every block before `index` is confirmed; blocks are checked in order, a few at a time. */
+  const confirmBefore = (index: number): Promise<void> => {
+    while (confirmedPrefix < index && confirmed[confirmedPrefix]) confirmedPrefix++;
+    if (confirmedPrefix >= index) return Promise.resolve();
+    const run = confirming.catch(() => {}).then(async () => {
+      while (confirmedPrefix < index) {
+        const batch = blocks.slice(confirmedPrefix, Math.min(index, confirmedPrefix + CONFIRM_WINDOW));
+        await Promise.all(batch.map(confirmBlock));
+        while (confirmedPrefix < index && confirmed[confirmedPrefix]) confirmedPrefix++;
+      }
+    });
+    confirming = run;
+    return run;
+  };
+
+  const cachedDecode = (index: number) => cache.get(index, () => decode(blocks[index]!));
+  const readBlock = async (index: number) => {
+    await confirmBefore(index);
+    return cachedDecode(index);
+  };
 
   return {
     size,
@@ -176,13 +246,15 @@ export async function openXz(source: Source, options: XzReaderOptions = {}): Pro
       const count = clipRead(size, offset, length);
       const out = new Uint8Array(count);
       const first = count > 0 ? locate(offset) : 0;
+      // The blocks of this read confirm one another by their decodes: the read fails if any does.
+      await confirmBefore(first);
       const pieces: Promise<void>[] = [];
       for (let index = first, done = 0; done < count; index++) {
         const block = blocks[index]!;
         const within = offset + done - block.uStart;
         const take = Math.min(count - done, block.uSize - within);
         const at = done;
-        if (take > 0) pieces.push(readBlock(index).then((data) => out.set(data.subarray(within, within + take), at)));
+        if (take > 0) pieces.push(cachedDecode(index).then((data) => out.set(data.subarray(within, within + take), at)));
         done += take;
       }
       await Promise.all(pieces);
