@@ -123,8 +123,12 @@ const ours = make(`${pd} a.img out`);
 const headerEnd = 10 + 2 + (ours[10]! | (ours[11]! << 8));
 damaged('gzip-crc-mismatch.ours-chunk.gz', flipFound(ours, 'gzip', crcError, headerEnd, ours.length - 8), a.length, 'crc', 'partial-deflate: one flipped bit in a compressed chunk (the map records no chunk CRC yet)');
 const oursStored = make(`${pd} a.img out 8192 16384`);
-const storedHeaderEnd = 10 + 2 + (oursStored[10]! | (oursStored[11]! << 8));
-damaged('gzip-crc-mismatch.ours-stored.gz', flipFound(oursStored, 'gzip', crcError, storedHeaderEnd, oursStored.length - 8), a.length, 'crc', 'partial-deflate with a stored range: one flipped bit in the stored bytes or a chunk');
+// The stored bytes sit in the file as they are: find a run of them and flip a bit there.
+const storedAt = Buffer.from(oursStored).indexOf(Buffer.from(a.subarray(12000, 12032)));
+if (storedAt < 0) throw new Error('stored range not found in the partial-deflate file');
+damaged('gzip-crc-mismatch.ours-stored.gz', flipFound(oursStored, 'gzip', crcError, storedAt, storedAt + 32), a.length, 'crc', 'partial-deflate with a stored range [8192, 16384): one flipped bit in the stored bytes at 12000');
+const bgzip = make('bgzip -c a.img > out');
+damaged('gzip-crc-mismatch.bgzip.gz', flipFound(bgzip, 'gzip', crcError, 18, bgzip.length - 36), a.length, 'crc', 'bgzip: one flipped bit in the deflate data of a block');
 damaged('gzip-bad-header.ours-flg-fextra.gz', (() => { const x = ours.slice(); x[3] ^= 0x04; return x; })(), a.length, '', "partial-deflate: FLG's FEXTRA bit cleared, so the map's bytes are read as deflate data");
 
 // Valid for gzip: a 'BC' subfield with a wrong BSIZE on a file that is not BGZF.
@@ -138,6 +142,19 @@ fixtures.push({
   expect: { cat: { sha256: sha(a) }, read: { sha256: sha(a) }, extract: { sha256: sha(a) }, lib: { sha256: sha(a) }, index: { sha256: '' }, info: { safe: true, size: a.length } },
 });
 
+// Valid for gzip too: our own file with a stored range, its FEXTRA (the map) replaced by a 'BC' subfield with BSIZE 0xffff.
+const xlen = oursStored[10]! | (oursStored[11]! << 8);
+const oursBc = new Uint8Array(Buffer.concat([oursStored.subarray(0, 10), Uint8Array.of(6, 0, 0x42, 0x43, 2, 0, 0xff, 0xff), oursStored.subarray(12 + xlen)]));
+if (tool('gzip', oursBc).status !== 0) throw new Error('gzip refuses the BC-extra file');
+writeFileSync(join(out, 'gzip-not-bgzf.ours-bc-extra.gz'), oursBc);
+fixtures.push({
+  file: 'gzip-not-bgzf.ours-bc-extra.gz',
+  why: "partial-deflate with a stored range, its map replaced by a 'BC' subfield with BSIZE 0xffff: valid gzip, not BGZF",
+  tool: 'gzip -dc exit 0',
+  size: a.length,
+  expect: { cat: { sha256: sha(a) }, read: { sha256: sha(a) }, extract: { sha256: sha(a) }, lib: { sha256: sha(a) }, index: { sha256: '' }, info: { safe: true, size: a.length } },
+});
+
 // ---------------------------------------------------------------- xz
 const xzT2 = make('xz -T2 -6 --block-size=8KiB -c a.img > out');
 const xzRejects = (x: Uint8Array) => tool('xz', x).status === 1;
@@ -146,6 +163,7 @@ damaged('xz-forged-index-unpadded.xz', forged(xzForgeries['xz-index-unpadded']!,
 damaged('xz-forged-block-header-size.xz', forged(xzForgeries['xz-block-size-field']!, xzT2, [], xzRejects), a.length, 'size|block', "xz -T2: a block header's size field changed, header CRC32 recomputed");
 damaged('xz-reserved-check-id.xz', forged(xzForgeries['xz-reserved-check']!, xzT2, [], xzRejects), a.length, 'check', 'xz -T2: a reserved check ID in the stream flags, CRC32s recomputed');
 const seekxz = make(`${process.execPath} ${distCli('seekxz')} -q -T 1 --block-size 8KiB -c a.img > out`);
+damaged('xz-unsupported-options.block-flags.xz', forged(xzForgeries['xz-block-flags']!, seekxz, [], xzRejects), a.length, 'block|option', 'seekxz, 3 blocks: a reserved block-header flag set, header CRC32 recomputed (while other blocks decode)');
 damaged('xz-corrupt-data.flipped-bit.xz', flipFound(seekxz, 'xz', /corrupt/i, 12, seekxz.length - 64), a.length, '', 'seekxz: one flipped bit in the compressed data');
 
 // ---------------------------------------------------------------- sidecar indexes
@@ -155,6 +173,9 @@ writeFileSync(join(work, 'gz6.gz'), gzip6);
 writeFileSync(join(work, 'b.gz'), make('gzip -6 -n -c b.img > out'));
 const foreignGztool = make('gztool -v 0 -f -i -I out b.gz');
 withSidecar('index-wrong-file.gztool.gz', gzip6, 'index-wrong-file.gztool.gzi', foreignGztool, a, "gztool's own index of another file (it records no file size)");
+writeFileSync(join(work, 'multi.gz'), multi);
+const multiIndex = make(`${seekz} index -q -f --spacing 8KiB --format gztool -o out multi.gz`);
+withSidecar('index-wrong-file.gztool-two-members.gz', gzip6, 'index-wrong-file.gztool-two-members.gzi', multiIndex, a, 'a gztool-format index (by seekz index) of a two-member file, beside a one-member file');
 
 function editedIndex(format: IndexFormat, edit: (index: ReturnType<typeof parseIndex>) => void): Uint8Array {
   const index = parseIndex(indexOf(format));
@@ -171,5 +192,29 @@ withSidecar('index-forged-window.seekz.gz', gzip6, 'index-forged-window.seekz.gz
 withSidecar('index-forged-offset.gzidx.gz', gzip6, 'index-forged-offset.gzidx.gz.gzidx', editedIndex('gzidx', shiftOffset), a, "GZIDX (no checksum): point 1's uncompressed offset +1");
 
 writeFileSync(join(out, 'expected.json'), JSON.stringify({ about: 'Written by fuzz/make-fixtures.ts; run by test/fixtures.test.ts. See fixtures/README.md.', fixtures }, null, 2) + '\n');
+const must = (expected: Expect) => ('error' in expected ? `error /${expected.error}/i` : 'sha256' in expected ? (expected.sha256 ? `original bytes${expected.orError ? ' or error' : ''}` : 'exit 0') : 'no crash; true size');
+writeFileSync(
+  join(out, 'README.md'),
+  [
+    '# Fixtures: bad files named after the error they must give',
+    '',
+    'Written by `fuzz/make-fixtures.ts` (`npm run build && node dist/fuzz/make-fixtures.js`) from failures',
+    'that `npm run fuzz` found; each is the smallest base (24 KiB of disk-like data) with the single',
+    'mutation that shows the failure. `expected.json` holds, per command, what seekz must give, and',
+    '`test/fixtures.test.ts` runs every fixture through `seekz cat`, `seekz read` and `seekz extract`',
+    '(the whole range), the library (`dist/fuzz/lib-read.js`), `seekz index` and `seekz info`:',
+    '',
+    '- `error /re/i`: a clean error (non-zero exit, at most 3 lines, no stack trace) whose message matches;',
+    '- `original bytes`: exit 0 with exactly the original data (sha256 in the JSON), `or error` allowing a clean refusal;',
+    '- `no crash; true size`: `info` may answer or refuse, but an answer states the true uncompressed size.',
+    '',
+    'A sidecar index sits beside its file under the name seekz looks for (`FILE.gz.idx`, `FILE.gz.gzidx`, `FILE.gzi`).',
+    '',
+    '| file | sidecar | what was done | the real tool says | cat / read / extract / lib | index | info |',
+    '|---|---|---|---|---|---|---|',
+    ...fixtures.map((fixture) => `| ${fixture.file} | ${fixture.sidecar ?? ''} | ${fixture.why} | ${fixture.tool} | ${must(fixture.expect.cat!)} | ${fixture.expect.index ? must(fixture.expect.index) : ''} | ${must(fixture.expect.info!)} |`),
+    '',
+  ].join('\n'),
+);
 rmSync(work, { recursive: true, force: true });
 process.stdout.write(`wrote ${fixtures.length} fixtures to ${out}\n`);
