@@ -3,8 +3,9 @@
  * full disk under `cat`, `read`, `extract` and `index`.
  *
  * Kill -9: each kill starts from a copy of one partial-deflate file with a stored range, runs
- * `seekz patch` over most of that range, and SIGKILLs it after a delay drawn from the seed
- * (spread over a whole run, measured first). Afterwards every reader must see all-old or
+ * `seekz patch` over most of that range, and SIGKILLs it after a delay drawn from the seed:
+ * counted from the spawn (spread over a whole run, measured first), or from the moment the lock
+ * or the undo journal appears (fs.watch), so that most kills land inside the edit itself. Afterwards every reader must see all-old or
  * all-new, the same for all: `seekz cat` (or `info` or `read` first, then `cat`), `seekz read`
  * of the edited range, `zcat`, and `gzip -t`.
  *
@@ -14,7 +15,7 @@
  */
 import { spawn, execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readdirSync, rmSync, watch, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Base } from './bases.js';
 import { createRandom, diskLikeContent } from './random.js';
@@ -37,6 +38,7 @@ export interface PatchSetup {
   offset: number;
   length: number;
   old: Uint8Array;
+  editBytes: Uint8Array;
   shas: { old: string; new: string };
   /** How long one uninterrupted patch takes, in ms: kills are spread over this. */
   runMs: number;
@@ -59,20 +61,30 @@ export async function preparePatch(dir: string, seed: number, timeoutMs: number)
   const started = Date.now();
   const outcome = await runMeasured(process.execPath, [distCli('seekz'), 'patch', 'timing.gz', '--offset', String(offset), '--data', 'edit.bin', '-q'], { timeoutMs, cwd: dir, rssFile: join(dir, 'timing.rss') });
   if (outcome.status !== 0) throw new Error(`seekz patch failed without a kill: ${outcome.stderr}`);
-  return { dir, base: join(dir, 'base.gz'), edit: join(dir, 'edit.bin'), offset, length, old, shas: { old: sha(old), new: sha(next) }, runMs: Date.now() - started };
+  return { dir, base: join(dir, 'base.gz'), edit: join(dir, 'edit.bin'), offset, length, old, editBytes: edit, shas: { old: sha(old), new: sha(next) }, runMs: Date.now() - started };
 }
 
 /** One kill: returns the verdict and whether the kill landed before the patch finished. */
-export async function runKill(setup: PatchSetup, seed: number, kill: number, timeoutMs: number): Promise<FaultResult & { landed: boolean }> {
+export async function runKill(setup: PatchSetup, seed: number, kill: number, timeoutMs: number): Promise<FaultResult & { landed: boolean; trigger: string }> {
   const random = createRandom(seed, 1_000_000 + kill);
   const dir = join(setup.dir, `kill-${kill}`);
   mkdirSync(dir, { recursive: true });
   try {
     copyFileSync(setup.base, join(dir, 'f.gz'));
-    const delay = random.int(Math.ceil(setup.runMs * 1.1));
+    // The moment: a delay from spawn over the whole run, or a delay after the lock or the undo
+    // journal appears (most of a run is node starting up; these land in the edit itself).
+    const trigger = random.pick(['spawn', 'lock', 'journal', 'journal']);
+    const delay = random.int(Math.ceil((trigger === "spawn" ? setup.runMs * 1.1 : setup.runMs / 6) + 1));
+    let timer: NodeJS.Timeout | undefined;
+    const arm = () => (timer ??= setTimeout(() => child.kill('SIGKILL'), delay));
+    const watcher = watch(dir, (_event, name) => {
+      if (trigger === 'lock' && name === 'f.gz.seekz-lock') arm();
+      if (trigger === 'journal' && name?.startsWith('f.gz.seekz-journal')) arm();
+    });
     const child = spawn(process.execPath, [distCli('seekz'), 'patch', 'f.gz', '--offset', String(setup.offset), '--data', setup.edit, '-q'], { cwd: dir, stdio: 'ignore' });
-    const timer = setTimeout(() => child.kill('SIGKILL'), delay);
+    if (trigger === 'spawn') arm();
     const landed = await new Promise<boolean>((resolve) => child.on('exit', (code, signal) => resolve(signal === 'SIGKILL')));
+    watcher.close();
     clearTimeout(timer);
 
     const seekz = (args: string[]) => runMeasured(process.execPath, [distCli('seekz'), ...args], { timeoutMs, cwd: dir, rssFile: join(dir, 'rss') });
@@ -87,17 +99,17 @@ export async function runKill(setup: PatchSetup, seed: number, kill: number, tim
 
     for (const [command, outcome] of results) {
       const judged = judge(outcome, { check: () => true });
-      if (judged.verdict !== 'exact') return { command: `patch-kill:${command}`, ...judged, landed };
+      if (judged.verdict !== 'exact') return { command: `patch-kill:${command}`, ...judged, landed, trigger };
     }
     const catSha = sha(results.find(([command]) => command === 'cat')![1].stdout);
     const state = catSha === setup.shas.old ? 'old' : catSha === setup.shas.new ? 'new' : undefined;
-    if (!state) return { command: 'patch-kill:cat', verdict: 'wrong', why: 'seekz cat gives neither the old nor the new content', landed };
+    if (!state) return { command: 'patch-kill:cat', verdict: 'wrong', why: 'seekz cat gives neither the old nor the new content', landed, trigger };
     const readBytes = results.find(([command]) => command === 'read')![1].stdout;
-    const wantRead = state === 'old' ? setup.old.subarray(setup.offset, setup.offset + setup.length) : new Uint8Array(execFileSync('cat', [setup.edit]));
-    if (Buffer.compare(readBytes, wantRead) !== 0) return { command: 'patch-kill:read', verdict: 'wrong', why: `seekz read of the edit disagrees with seekz cat (${state})`, landed };
-    if (zcat.status !== 0 || sha(zcat.stdout) !== catSha) return { command: 'patch-kill:zcat', verdict: 'wrong', why: `zcat exit ${zcat.status}, ${zcat.status === 0 ? 'other content than seekz cat' : zcat.stderr.trim()}`, landed };
-    if (test.status !== 0) return { command: 'patch-kill:gzip-t', verdict: 'wrong', why: `gzip -t: ${test.stderr.trim()}`, landed };
-    return { command: 'patch-kill', verdict: 'exact', why: state, landed };
+    const wantRead = state === 'old' ? setup.old.subarray(setup.offset, setup.offset + setup.length) : setup.editBytes;
+    if (Buffer.compare(readBytes, wantRead) !== 0) return { command: 'patch-kill:read', verdict: 'wrong', why: `seekz read of the edit disagrees with seekz cat (${state})`, landed, trigger };
+    if (zcat.status !== 0 || sha(zcat.stdout) !== catSha) return { command: 'patch-kill:zcat', verdict: 'wrong', why: `zcat exit ${zcat.status}, ${zcat.status === 0 ? 'other content than seekz cat' : zcat.stderr.trim()}`, landed, trigger };
+    if (test.status !== 0) return { command: 'patch-kill:gzip-t', verdict: 'wrong', why: `gzip -t: ${test.stderr.trim()}`, landed, trigger };
+    return { command: 'patch-kill', verdict: 'exact', why: state, landed, trigger };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -169,14 +169,16 @@ async function main(): Promise<number> {
     const kills = onlyCase !== undefined ? [onlyCase] : Array.from({ length: Number(values.kills) }, (_, index) => index + 1);
     let landed = 0;
     const states = { old: 0, new: 0 };
+    const triggers: Record<string, number> = {};
     await pool(kills, async (kill) => {
       const result = await runKill(setup, seed, kill, timeoutMs);
       if (result.landed) landed++;
+      triggers[result.trigger] = (triggers[result.trigger] ?? 0) + 1;
       if (result.why === 'old' || result.why === 'new') states[result.why]++;
       count(result.command.split(':')[0]!, result.verdict);
       if (BAD_VERDICTS.has(result.verdict)) bad.push({ number: kill, row: result.command, verdict: result.verdict, detail: result.why });
     });
-    notes.push(`kill -9: ${kills.length} runs of seekz patch (${setup.runMs} ms uninterrupted), ${landed} killed before they finished; afterwards ${states.old} all-old, ${states.new} all-new`);
+    notes.push(`kill -9: ${kills.length} runs of seekz patch (${setup.runMs} ms uninterrupted), ${landed} killed before they finished (kill timed from: ${Object.entries(triggers).map(([name, count]) => `${name} ${count}`).join(', ')}); afterwards ${states.old} all-old, ${states.new} all-new`);
   }
 
   printReport({ basesMs, caseSeconds });

@@ -192,7 +192,8 @@ withSidecar('index-forged-window.seekz.gz', gzip6, 'index-forged-window.seekz.gz
 withSidecar('index-forged-offset.gzidx.gz', gzip6, 'index-forged-offset.gzidx.gz.gzidx', editedIndex('gzidx', shiftOffset), a, "GZIDX (no checksum): point 1's uncompressed offset +1");
 
 writeFileSync(join(out, 'expected.json'), JSON.stringify({ about: 'Written by fuzz/make-fixtures.ts; run by test/fixtures.test.ts. See fixtures/README.md.', fixtures }, null, 2) + '\n');
-const must = (expected: Expect) => ('error' in expected ? `error /${expected.error}/i` : 'sha256' in expected ? (expected.sha256 ? `original bytes${expected.orError ? ' or error' : ''}` : 'exit 0') : 'no crash; true size');
+const cell = (text: string) => text.replace(/\|/g, '\\|');
+const must = (expected: Expect) => cell('error' in expected ? `error /${expected.error}/i` : 'sha256' in expected ? (expected.sha256 ? `original bytes${expected.orError ? ' or error' : ''}` : 'exit 0') : 'no crash; true size');
 writeFileSync(
   join(out, 'README.md'),
   [

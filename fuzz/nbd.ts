@@ -146,6 +146,7 @@ export async function runNbdCase(server: NbdServer, random: Random, timeoutMs: n
 
   const sent: Sent[] = [];
   let ended = false; // after a protocol violation or a hang-up no more requests go out
+  let last = '';
   const count = random.between(1, 6);
   for (let handle = 1; handle <= count && !ended; handle++) {
     const kind = random.weighted({ read: 5, 'bad-magic': 1, 'unknown-command': 1, 'unknown-flags': 1, 'huge-length': 1, 'zero-length': 1, 'past-end': 1, write: 1, truncated: 1, disconnect: 1, disc: 1 });
@@ -160,14 +161,15 @@ export async function runNbdCase(server: NbdServer, random: Random, timeoutMs: n
       const start = random.chance(0.5) ? size + random.int(1 << 20) : random.chance(0.5) ? 2 ** 63 - 1 : size - random.int(16);
       sent.push({ kind, handle, type: CMD.read, offset: start, length: random.between(17, 4096), mustFail: true });
     } else if (kind === 'write') sent.push({ kind, handle, type: CMD.write, offset, length: Math.min(length, 512), mustFail: true });
-    const last = sent[sent.length - 1];
-    if (last?.handle === handle) {
+    const queued = sent[sent.length - 1];
+    if (queued?.handle === handle) {
       const flags = kind === 'unknown-flags' ? random.pick([1 << 5, 1 << 7, 1 << 15, 0xffff]) : 0;
-      connection.write(request(last.type, handle, last.offset, last.length, { flags }));
-      if (last.type === CMD.write) connection.write(random.bytes(last.length));
+      connection.write(request(queued.type, handle, queued.offset, queued.length, { flags }));
+      if (queued.type === CMD.write) connection.write(random.bytes(queued.length));
       continue;
     }
     ended = true;
+    last = `,${kind}`;
     if (kind === 'bad-magic') connection.write(request(CMD.read, handle, offset, length, { magic: random.int(2 ** 32) }));
     if (kind === 'truncated') connection.write(request(CMD.read, handle, offset, length).subarray(0, random.between(1, 27)));
     if (kind === 'disconnect') connection.write(request(CMD.read, handle, offset, length));
@@ -175,7 +177,7 @@ export async function runNbdCase(server: NbdServer, random: Random, timeoutMs: n
     if (kind !== 'bad-magic') connection.socket.end();
     if (kind === 'disconnect') connection.destroy();
   }
-  const plan = sent.map((request) => `${request.kind}@${request.offset}+${request.length}`).join(',');
+  const plan = sent.map((request) => `${request.kind}@${request.offset}+${request.length}`).join(',') + last;
 
   let verdict: Verdict = 'exact';
   let why = '';
