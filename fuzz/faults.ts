@@ -9,8 +9,8 @@
  * all-new, the same for all: `seekz cat` (or `info` or `read` first, then `cat`), `seekz read`
  * of the edited range, `zcat`, and `gzip -t`.
  *
- * ENOSPC: output into a tmpfs of a few KiB (mounted when we are root; else only stdout to
- * /dev/full is tried, and the run says so). The verdict must be a clean error, and no output
+ * ENOSPC: output into a tmpfs of a few KiB, by -o and by stdout (mounted when we are root;
+ * else only stdout to /dev/full is tried, and the run says so). The verdict must be a clean error, and no output
  * file may be left behind.
  */
 import { spawn, execFileSync } from 'node:child_process';
@@ -145,6 +145,12 @@ export async function runEnospc(bases: Base[], dir: string, seed: number, timeou
         results.push({ command: `enospc:${args[0]}>/dev/full`, ...fullDiskVerdict(outcome, base.name) });
       }
       if (!mounted) continue;
+      // stdout into a file on the full tmpfs: the first writes fit, a later one fails.
+      for (const args of [['cat', base.path], ['read', base.path, '--offset', '0', '--length', size]]) {
+        const outcome = await runToFd(process.execPath, [seekz, ...args], join(full, 'stdout.bin'), timeoutMs, rssFile);
+        rmSync(join(full, 'stdout.bin'), { force: true });
+        results.push({ command: `enospc:${args[0]}>tmpfs`, ...fullDiskVerdict(outcome, base.name) });
+      }
       const outputs: string[][] = [
         ['read', base.path, '--offset', '0', '--length', size, '-o', join(full, 'out.bin')],
         ['extract', base.path, '--range', `0:${size}`, '-o', join(full, 'out.bin'), '-q'],
@@ -164,7 +170,7 @@ export async function runEnospc(bases: Base[], dir: string, seed: number, timeou
   } finally {
     if (mounted) execFileSync('umount', [full]);
   }
-  return { results, note: mounted ? 'ENOSPC: -o into an 8 KiB tmpfs, stdout to /dev/full' : 'ENOSPC: mount not permitted here, so only stdout to /dev/full was tried' };
+  return { results, note: mounted ? 'ENOSPC: -o and stdout into an 8 KiB tmpfs, stdout to /dev/full' : 'ENOSPC: mount not permitted here, so only stdout to /dev/full was tried' };
 }
 
 /** A write to a full disk must fail: exit 0 is silent loss of data. */

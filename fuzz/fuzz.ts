@@ -142,7 +142,8 @@ async function runCase(number: number, bases: Bases): Promise<void> {
 }
 
 async function main(): Promise<number> {
-  process.stdout.write(`seekz fuzz: seed ${seed}, ${onlyCase !== undefined ? `case ${onlyCase}` : `${cases} cases`}, groups ${only.join(',')}, ${jobs} jobs\n`);
+  const what = onlyCase !== undefined ? `case ${onlyCase}` : `${only.some((group) => GROUP_WEIGHTS[group]) ? `${cases} cases` : ''}${only.includes('patch') ? ` ${values.kills} kills` : ''}`;
+  process.stdout.write(`seekz fuzz: seed ${seed}, ${what.trim()}, groups ${only.join(',')}, ${jobs} jobs\n`);
   const wantsBases = only.some((group) => group !== 'patch');
   mkdirSync(join(root, 'bases'));
   const bases = wantsBases ? await buildBases(join(root, 'bases'), seed) : undefined;
