@@ -16,6 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseIndex, serializeIndex, type IndexFormat } from '../src/gzip/index/formats.js';
+import type { Expect, Fixture } from './expected.js';
 import { gzipForgeries, xzForgeries } from './forge.js';
 import { createRandom, diskLikeContent, type Random } from './random.js';
 import { distCli } from './run.js';
@@ -66,16 +67,6 @@ function forged(forgery: (file: Uint8Array, random: Random, members: number[]) =
   throw new Error('forgery did not apply');
 }
 
-type Expect = { error: string } | { sha256: string; orError?: boolean } | { safe: true; size: number };
-interface Fixture {
-  file: string;
-  sidecar?: string;
-  why: string;
-  tool: string;
-  expect: Partial<Record<'cat' | 'read' | 'extract' | 'lib' | 'index' | 'info', Expect>>;
-  /** The uncompressed size of the original data: read and extract ask for [0, size). */
-  size: number;
-}
 const fixtures: Fixture[] = [];
 
 /** A damaged compressed file: every command that outputs data must refuse it; info may answer, with the true size. */

@@ -9,18 +9,9 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Fixture } from '../fuzz/expected.js';
 import { judge, runMeasured, type Outcome } from '../fuzz/run.js';
 import { cliPath, sha256, tempDir } from './helpers/tools.js';
-
-type Expect = { error: string } | { sha256: string; orError?: boolean } | { safe: true; size: number };
-interface Fixture {
-  file: string;
-  sidecar?: string;
-  why: string;
-  tool: string;
-  size: number;
-  expect: Partial<Record<'cat' | 'read' | 'extract' | 'lib' | 'index' | 'info', Expect>>;
-}
 
 const FIXTURES = fileURLToPath(new URL('../fixtures/', import.meta.url));
 const LIB_READ = fileURLToPath(new URL('../dist/fuzz/lib-read.js', import.meta.url));
