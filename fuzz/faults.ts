@@ -65,7 +65,7 @@ export async function preparePatch(dir: string, seed: number, timeoutMs: number)
 }
 
 /** One kill: returns the verdict and whether the kill landed before the patch finished. */
-export async function runKill(setup: PatchSetup, seed: number, kill: number, timeoutMs: number): Promise<FaultResult & { landed: boolean; trigger: string }> {
+export async function runKill(setup: PatchSetup, seed: number, kill: number, timeoutMs: number): Promise<FaultResult & { landed: boolean; trigger: string; midEdit: boolean }> {
   const random = createRandom(seed, 1_000_000 + kill);
   const dir = join(setup.dir, `kill-${kill}`);
   mkdirSync(dir, { recursive: true });
@@ -73,8 +73,10 @@ export async function runKill(setup: PatchSetup, seed: number, kill: number, tim
     copyFileSync(setup.base, join(dir, 'f.gz'));
     // The moment: a delay from spawn over the whole run, or a delay after the lock or the undo
     // journal appears (most of a run is node starting up; these land in the edit itself).
+    // On a quiet machine the lock is held for about 40 ms and the undo journal lives about 15 ms
+    // (watched with fs.watch): the delays after those events are drawn over such spans.
     const trigger = random.pick(['spawn', 'lock', 'journal', 'journal']);
-    const delay = random.int(Math.ceil((trigger === "spawn" ? setup.runMs * 1.1 : setup.runMs / 6) + 1));
+    const delay = random.int(trigger === 'spawn' ? Math.ceil(setup.runMs * 1.1) : trigger === 'lock' ? 50 : 15);
     let timer: NodeJS.Timeout | undefined;
     const arm = () => (timer ??= setTimeout(() => child.kill('SIGKILL'), delay));
     const watcher = watch(dir, (_event, name) => {
@@ -85,6 +87,7 @@ export async function runKill(setup: PatchSetup, seed: number, kill: number, tim
     if (trigger === 'spawn') arm();
     const landed = await new Promise<boolean>((resolve) => child.on('exit', (code, signal) => resolve(signal === 'SIGKILL')));
     watcher.close();
+    const midEdit = existsSync(join(dir, 'f.gz.seekz-journal'));
     clearTimeout(timer);
 
     const seekz = (args: string[]) => runMeasured(process.execPath, [distCli('seekz'), ...args], { timeoutMs, cwd: dir, rssFile: join(dir, 'rss') });
@@ -99,17 +102,17 @@ export async function runKill(setup: PatchSetup, seed: number, kill: number, tim
 
     for (const [command, outcome] of results) {
       const judged = judge(outcome, { check: () => true });
-      if (judged.verdict !== 'exact') return { command: `patch-kill:${command}`, ...judged, landed, trigger };
+      if (judged.verdict !== 'exact') return { command: `patch-kill:${command}`, ...judged, landed, trigger, midEdit };
     }
     const catSha = sha(results.find(([command]) => command === 'cat')![1].stdout);
     const state = catSha === setup.shas.old ? 'old' : catSha === setup.shas.new ? 'new' : undefined;
-    if (!state) return { command: 'patch-kill:cat', verdict: 'wrong', why: 'seekz cat gives neither the old nor the new content', landed, trigger };
+    if (!state) return { command: 'patch-kill:cat', verdict: 'wrong', why: 'seekz cat gives neither the old nor the new content', landed, trigger, midEdit };
     const readBytes = results.find(([command]) => command === 'read')![1].stdout;
     const wantRead = state === 'old' ? setup.old.subarray(setup.offset, setup.offset + setup.length) : setup.editBytes;
-    if (Buffer.compare(readBytes, wantRead) !== 0) return { command: 'patch-kill:read', verdict: 'wrong', why: `seekz read of the edit disagrees with seekz cat (${state})`, landed, trigger };
-    if (zcat.status !== 0 || sha(zcat.stdout) !== catSha) return { command: 'patch-kill:zcat', verdict: 'wrong', why: `zcat exit ${zcat.status}, ${zcat.status === 0 ? 'other content than seekz cat' : zcat.stderr.trim()}`, landed, trigger };
-    if (test.status !== 0) return { command: 'patch-kill:gzip-t', verdict: 'wrong', why: `gzip -t: ${test.stderr.trim()}`, landed, trigger };
-    return { command: 'patch-kill', verdict: 'exact', why: state, landed, trigger };
+    if (Buffer.compare(readBytes, wantRead) !== 0) return { command: 'patch-kill:read', verdict: 'wrong', why: `seekz read of the edit disagrees with seekz cat (${state})`, landed, trigger, midEdit };
+    if (zcat.status !== 0 || sha(zcat.stdout) !== catSha) return { command: 'patch-kill:zcat', verdict: 'wrong', why: `zcat exit ${zcat.status}, ${zcat.status === 0 ? 'other content than seekz cat' : zcat.stderr.trim()}`, landed, trigger, midEdit };
+    if (test.status !== 0) return { command: 'patch-kill:gzip-t', verdict: 'wrong', why: `gzip -t: ${test.stderr.trim()}`, landed, trigger, midEdit };
+    return { command: 'patch-kill', verdict: 'exact', why: state, landed, trigger, midEdit };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -7,7 +7,7 @@
  *   --case K       run only case K (a repro line names it); with --only patch, kill K
  *   --only LIST    groups: gz,xz,index,nbd,enospc (the default), and patch (kill -9 campaign)
  *   --jobs J       cases at once (default 2)
- *   --kills N      SIGKILLs in the patch campaign (default 100)
+ *   --kills N      SIGKILLs that land mid-patch in the patch campaign (default 100)
  *   --timeout MS   per command, before the verdict is "hang" (default 15000)
  *   --save DIR     keep the files of every case with a bad verdict (and of --case K) in DIR
  *   --json FILE    also write the counts and bad verdicts as JSON (for test/fuzz.test.ts)
@@ -25,7 +25,7 @@ import { runFileCase, type Group } from './cases.js';
 import { preparePatch, runEnospc, runKill, type PatchSetup } from './faults.js';
 import { runNbdCase, startServer, type NbdServer } from './nbd.js';
 import { createRandom } from './random.js';
-import { BAD_VERDICTS, VERDICTS, type Verdict } from './run.js';
+import { BAD_VERDICTS, largest, VERDICTS, type Verdict } from './run.js';
 
 const ALL_GROUPS = ['gz', 'xz', 'index', 'nbd', 'enospc', 'patch'] as const;
 type AnyGroup = (typeof ALL_GROUPS)[number];
@@ -167,19 +167,29 @@ async function main(): Promise<number> {
 
   if (only.includes('patch')) {
     const setup: PatchSetup = await preparePatch(join(root, 'patch'), seed, timeoutMs);
-    const kills = onlyCase !== undefined ? [onlyCase] : Array.from({ length: Number(values.kills) }, (_, index) => index + 1);
+    // --kills counts kills that landed before the patch finished; a kill that came too late is
+    // retried as the next attempt (attempt K always draws the same moment), up to 3x as many.
+    const wanted = onlyCase !== undefined ? 1 : Number(values.kills);
     let landed = 0;
+    let midEdit = 0;
+    let attempts = 0;
     const states = { old: 0, new: 0 };
     const triggers: Record<string, number> = {};
-    await pool(kills, async (kill) => {
-      const result = await runKill(setup, seed, kill, timeoutMs);
-      if (result.landed) landed++;
-      triggers[result.trigger] = (triggers[result.trigger] ?? 0) + 1;
-      if (result.why === 'old' || result.why === 'new') states[result.why]++;
-      count(result.command.split(':')[0]!, result.verdict);
-      if (BAD_VERDICTS.has(result.verdict)) bad.push({ number: kill, row: result.command, verdict: result.verdict, detail: result.why });
-    });
-    notes.push(`kill -9: ${kills.length} runs of seekz patch (${setup.runMs} ms uninterrupted), ${landed} killed before they finished (kill timed from: ${Object.entries(triggers).map(([name, count]) => `${name} ${count}`).join(', ')}); afterwards ${states.old} all-old, ${states.new} all-new`);
+    while (landed < wanted && attempts < 3 * wanted) {
+      const batch = onlyCase !== undefined ? [onlyCase] : Array.from({ length: Math.min(wanted - landed, 3 * wanted - attempts) }, (_, index) => attempts + index + 1);
+      attempts += batch.length;
+      await pool(batch, async (kill) => {
+        const result = await runKill(setup, seed, kill, timeoutMs);
+        if (result.landed) landed++;
+        if (result.midEdit) midEdit++;
+        triggers[result.trigger] = (triggers[result.trigger] ?? 0) + 1;
+        if (result.why === 'old' || result.why === 'new') states[result.why]++;
+        count(result.command.split(':')[0]!, result.verdict);
+        if (BAD_VERDICTS.has(result.verdict)) bad.push({ number: kill, row: result.command, verdict: result.verdict, detail: result.why });
+      });
+      if (onlyCase !== undefined) break;
+    }
+    notes.push(`kill -9: ${attempts} runs of seekz patch (${setup.runMs} ms uninterrupted), ${landed} killed before they finished, ${midEdit} of them with an undo journal left behind (kill timed from: ${Object.entries(triggers).map(([name, count]) => `${name} ${count}`).join(', ')}); afterwards ${states.old} all-old, ${states.new} all-new`);
   }
 
   printReport({ basesMs, caseSeconds });
@@ -205,6 +215,7 @@ function printReport({ basesMs, caseSeconds }: { basesMs: number; caseSeconds: n
     process.stdout.write(`target: of ${target.toolRejects} damaged files that gzip -t / xz -t reject, seekz cat rejected ${target.catRejects} (${((100 * target.catRejects) / target.toolRejects).toFixed(1)} %)\n`);
   }
   for (const note of notes) process.stdout.write(`${note}\n`);
+  if (largest.peakRss > 0) process.stdout.write(`largest peak RSS: ${(largest.peakRss / 2 ** 20).toFixed(0)} MiB (${largest.command.replace(/\S*\/(dist\/)/g, '$1')})\n`);
   process.stdout.write(`time: bases ${(basesMs / 1000).toFixed(1)} s, ${casesRun} cases in ${caseSeconds.toFixed(1)} s (${(casesRun / Math.max(caseSeconds, 0.001)).toFixed(1)} cases/s, ${commandsRun} commands)\n`);
   if (bad.length > 0) {
     process.stdout.write(`\n${bad.length} bad verdicts:\n`);

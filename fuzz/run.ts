@@ -32,6 +32,9 @@ export interface Outcome {
   peakRss: number;
 }
 
+/** The largest peak RSS of any command measured in this process, for the report. */
+export const largest = { peakRss: 0, command: '' };
+
 /** Output beyond this is cut off: more than any base file holds, so it is wrong anyway. */
 const MAX_OUTPUT = 64 << 20;
 
@@ -75,6 +78,7 @@ export function runMeasured(command: string, args: string[], options: { timeoutM
       const lines = existsSync(options.rssFile) ? readFileSync(options.rssFile, 'utf8').trim().split('\n') : [];
       const signalLine = lines.find((line) => line.startsWith('Command terminated by signal'));
       const peakKib = Number(lines[lines.length - 1]);
+      if (peakKib * 1024 > largest.peakRss) Object.assign(largest, { peakRss: peakKib * 1024, command: [command, ...args].join(' ') });
       resolve({
         status: signalLine ? null : code,
         signal: signalLine ? `SIG${signalLine.split(' ').pop()}` : null,
