@@ -6,8 +6,9 @@
  * `seekz patch` over most of that range, and SIGKILLs it after a delay drawn from the seed:
  * counted from the spawn (spread over a whole run, measured first), or from the moment the lock
  * or the undo journal appears (fs.watch), so that most kills land inside the edit itself. Afterwards every reader must see all-old or
- * all-new, the same for all: `seekz cat` (or `info` or `read` first, then `cat`), `seekz read`
- * of the edited range, `zcat`, and `gzip -t`.
+ * all-new, the same for all. The first reader (by seed: `cat`, `read`, `info`, `index`, or a
+ * read through `seekz serve --readonly`) meets the file as the kill left it, and must recover the
+ * edit first or refuse; then `seekz cat`, `seekz read` of the edited range, `zcat` and `gzip -t`.
  *
  * ENOSPC: output into a tmpfs of a few KiB, by -o and by stdout (mounted when we are root;
  * else only stdout to /dev/full is tried, and the run says so). The verdict must be a clean error, and no output
@@ -19,6 +20,7 @@ import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readdirSync, 
 import { join } from 'node:path';
 import type { Base } from './bases.js';
 import { createRandom, diskLikeContent } from './random.js';
+import { nbdRead, startServer } from './nbd.js';
 import { distCli, judge, runMeasured, type Outcome, type Verdict } from './run.js';
 
 const KIB = 1024;
@@ -91,27 +93,48 @@ export async function runKill(setup: PatchSetup, seed: number, kill: number, tim
     clearTimeout(timer);
 
     const seekz = (args: string[]) => runMeasured(process.execPath, [distCli('seekz'), ...args], { timeoutMs, cwd: dir, rssFile: join(dir, 'rss') });
-    const first = random.pick(['cat', 'read', 'info']);
-    const results: [string, Outcome][] = [];
-    if (first === 'info') results.push(['info', await seekz(['info', 'f.gz'])]);
-    if (first === 'read') results.push(['read', await seekz(['read', 'f.gz', '--offset', String(setup.offset), '--length', String(setup.length)])]);
-    results.push(['cat', await seekz(['cat', 'f.gz'])]);
-    if (first !== 'read') results.push(['read', await seekz(['read', 'f.gz', '--offset', String(setup.offset), '--length', String(setup.length)])]);
+    const readArgs = ['read', 'f.gz', '--offset', String(setup.offset), '--length', String(setup.length)];
+    const done = (command: string, verdict: Verdict, why: string) => ({ command: `patch-kill:${command}`, verdict, why, landed, trigger, midEdit });
+    // The first reader meets the file as the kill left it: it must recover the edit or refuse.
+    const first = random.pick(['cat', 'read', 'info', 'index', 'serve']);
+    let firstBytes: Uint8Array | undefined; // what `read` or `serve` gave for the edited range
+    if (first === 'info' || first === 'index' || first === 'read') {
+      const outcome = await seekz(first === 'info' ? ['info', 'f.gz'] : first === 'index' ? ['index', 'f.gz', '-q', '-f', '-o', 'test-output.idx'] : readArgs);
+      const judged = judge(outcome, { check: () => true });
+      if (judged.verdict !== 'exact' && judged.verdict !== 'clean-error') return done(first, judged.verdict, judged.why);
+      if (outcome.status === 0 && existsSync(join(dir, 'f.gz.seekz-journal'))) return done(first, 'wrong', `exit 0 with the undo journal of the killed patch still there (no recovery)`);
+      if (first === 'read' && outcome.status === 0) firstBytes = outcome.stdout;
+    }
+    if (first === 'serve') {
+      const server = await startServer(join(dir, 'f.gz'), 'serve', dir, timeoutMs).catch((error: Error & { stderr?: string; signal?: string }) => error);
+      if (server instanceof Error) {
+        const judged = judge({ status: 1, signal: server.signal ?? null, stdout: Buffer.alloc(0), stderr: server.stderr ?? server.message, timedOut: false, peakRss: 0 }, {});
+        if (judged.verdict !== 'clean-error') return done('serve', judged.verdict, judged.why);
+      } else {
+        const bytes = await nbdRead(server, setup.offset, setup.length, timeoutMs);
+        server.child.kill('SIGTERM');
+        await new Promise((resolve) => (server.exited ? resolve(undefined) : server.child.on('exit', resolve)));
+        if (typeof bytes === 'string') return done('serve', server.exited && !bytes.startsWith('error') ? 'crash' : 'clean-error', bytes);
+        firstBytes = bytes;
+      }
+    }
+    const cat = await seekz(['cat', 'f.gz']);
+    const read = first === 'read' && firstBytes ? undefined : await seekz(readArgs);
     const zcat = await runMeasured('zcat', ['f.gz'], { timeoutMs, cwd: dir, rssFile: join(dir, 'rss') });
     const test = await runMeasured('gzip', ['-t', 'f.gz'], { timeoutMs, cwd: dir, rssFile: join(dir, 'rss') });
 
-    for (const [command, outcome] of results) {
-      const judged = judge(outcome, { check: () => true });
-      if (judged.verdict !== 'exact') return { command: `patch-kill:${command}`, ...judged, landed, trigger, midEdit };
+    for (const [command, outcome] of [['cat', cat], ['read', read]] as const) {
+      const judged = outcome && judge(outcome, { check: () => true });
+      if (judged && judged.verdict !== 'exact') return done(command, judged.verdict, judged.why);
     }
-    const catSha = sha(results.find(([command]) => command === 'cat')![1].stdout);
+    const catSha = sha(cat.stdout);
     const state = catSha === setup.shas.old ? 'old' : catSha === setup.shas.new ? 'new' : undefined;
-    if (!state) return { command: 'patch-kill:cat', verdict: 'wrong', why: 'seekz cat gives neither the old nor the new content', landed, trigger, midEdit };
-    const readBytes = results.find(([command]) => command === 'read')![1].stdout;
+    if (!state) return done('cat', 'wrong', 'seekz cat gives neither the old nor the new content');
     const wantRead = state === 'old' ? setup.old.subarray(setup.offset, setup.offset + setup.length) : setup.editBytes;
-    if (Buffer.compare(readBytes, wantRead) !== 0) return { command: 'patch-kill:read', verdict: 'wrong', why: `seekz read of the edit disagrees with seekz cat (${state})`, landed, trigger, midEdit };
-    if (zcat.status !== 0 || sha(zcat.stdout) !== catSha) return { command: 'patch-kill:zcat', verdict: 'wrong', why: `zcat exit ${zcat.status}, ${zcat.status === 0 ? 'other content than seekz cat' : zcat.stderr.trim()}`, landed, trigger, midEdit };
-    if (test.status !== 0) return { command: 'patch-kill:gzip-t', verdict: 'wrong', why: `gzip -t: ${test.stderr.trim()}`, landed, trigger, midEdit };
+    if (read && Buffer.compare(read.stdout, wantRead) !== 0) return done('read', 'wrong', `seekz read of the edit disagrees with seekz cat (${state})`);
+    if (firstBytes && Buffer.compare(firstBytes, wantRead) !== 0) return done(first, 'wrong', `${first} (before any recovery) gave the edited range as neither all-old nor all-new: ${state} is what stayed`);
+    if (zcat.status !== 0 || sha(zcat.stdout) !== catSha) return done('zcat', 'wrong', `zcat exit ${zcat.status}, ${zcat.status === 0 ? 'other content than seekz cat' : zcat.stderr.trim()}`);
+    if (test.status !== 0) return done('gzip-t', 'wrong', `gzip -t: ${test.stderr.trim()}`);
     return { command: 'patch-kill', verdict: 'exact', why: state, landed, trigger, midEdit };
   } finally {
     rmSync(dir, { recursive: true, force: true });

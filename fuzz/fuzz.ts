@@ -108,9 +108,9 @@ async function runCase(number: number, bases: Bases): Promise<void> {
   casesRun++;
   if (group === 'nbd') {
     const base = random.pick(bases.files.filter((file) => file.name === 'ours-stored' || file.name === 'xz-T2'));
-    if (!servers.has(base.name)) servers.set(base.name, startServer(base, root, timeoutMs));
+    if (!servers.has(base.name)) servers.set(base.name, startServer(base.path, base.name, root, timeoutMs));
     const server = await servers.get(base.name)!;
-    const result = await runNbdCase(server, random, timeoutMs);
+    const result = await runNbdCase(server, base.original, random, timeoutMs);
     count(`nbd:serve ${base.name}`, result.verdict);
     if (BAD_VERDICTS.has(result.verdict)) bad.push({ number, row: `nbd:serve ${base.name}`, verdict: result.verdict, detail: `${result.why} [requests ${result.plan}]` });
     if (server.exited) servers.delete(base.name); // later cases get a fresh server

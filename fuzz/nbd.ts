@@ -14,7 +14,6 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createConnection, type Socket } from 'node:net';
 import { join } from 'node:path';
-import type { Base } from './bases.js';
 import type { Random } from './random.js';
 import { distCli, oneLine, RSS_LIMIT, type Verdict } from './run.js';
 
@@ -107,25 +106,40 @@ interface Sent {
 export interface NbdServer {
   child: ChildProcess;
   socket: string;
-  base: Base;
   stderr: string;
   exited: boolean;
 }
 
-export async function startServer(base: Base, dir: string, timeoutMs: number): Promise<NbdServer> {
-  const socket = join(dir, `${base.name}.sock`);
-  const child = spawn(process.execPath, [distCli('seekz'), 'serve', base.path, '--unix', socket, '--readonly'], { stdio: ['ignore', 'ignore', 'pipe'] });
-  const server: NbdServer = { child, socket, base, stderr: '', exited: false };
+/** `seekz serve PATH --unix DIR/NAME.sock --readonly`, resolved once it says where it listens. */
+export async function startServer(path: string, name: string, dir: string, timeoutMs: number): Promise<NbdServer> {
+  const socket = join(dir, `${name}.sock`);
+  const child = spawn(process.execPath, [distCli('seekz'), 'serve', path, '--unix', socket, '--readonly'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const server: NbdServer = { child, socket, stderr: '', exited: false };
   child.on('exit', () => (server.exited = true));
   await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`seekz serve ${base.name} did not start in ${timeoutMs} ms: ${server.stderr}`)), timeoutMs);
+    const timer = setTimeout(() => reject(new Error(`seekz serve ${name} did not start in ${timeoutMs} ms: ${server.stderr}`)), timeoutMs);
     child.stderr!.setEncoding('utf8').on('data', (text: string) => {
       server.stderr += text;
       if (server.stderr.includes(' at nbd+unix://')) clearTimeout(timer), resolve();
     });
-    child.on('exit', () => reject(new Error(`seekz serve ${base.name} exited: ${server.stderr}`)));
+    child.on('exit', (code, signal) => {
+      clearTimeout(timer);
+      reject(Object.assign(new Error(`seekz serve ${name} exited (${signal ?? code}): ${server.stderr.trim()}`), { stderr: server.stderr, code, signal }));
+    });
   });
   return server;
+}
+
+/** One read through a fresh connection: the bytes, or why there are none. */
+export async function nbdRead(server: NbdServer, offset: number, length: number, timeoutMs: number): Promise<Buffer | string> {
+  const deadline = Date.now() + timeoutMs;
+  const opened = await connect(server.socket, deadline);
+  if (typeof opened === 'string') return opened;
+  opened.connection.write(request(CMD.read, 1, offset, length));
+  const header = await opened.connection.read(16, deadline);
+  const result = !Buffer.isBuffer(header) ? header : header.readUInt32BE(4) !== 0 ? `error ${header.readUInt32BE(4)}` : await opened.connection.read(length, deadline);
+  opened.connection.destroy();
+  return Buffer.isBuffer(result) ? Buffer.from(result) : `read: ${result}`;
 }
 
 export function serverPeakRss(server: NbdServer): number {
@@ -136,8 +150,7 @@ export function serverPeakRss(server: NbdServer): number {
   }
 }
 
-export async function runNbdCase(server: NbdServer, random: Random, timeoutMs: number): Promise<{ verdict: Verdict; why: string; plan: string }> {
-  const original = server.base.original;
+export async function runNbdCase(server: NbdServer, original: Uint8Array, random: Random, timeoutMs: number): Promise<{ verdict: Verdict; why: string; plan: string }> {
   const deadline = Date.now() + timeoutMs;
   const opened = await connect(server.socket, deadline);
   if (typeof opened === 'string') return { verdict: server.exited ? 'crash' : 'hang', why: opened, plan: 'handshake' };
