@@ -167,6 +167,14 @@ withSidecar('index-wrong-file.gztool.gz', gzip6, 'index-wrong-file.gztool.gzi', 
 writeFileSync(join(work, 'multi.gz'), multi);
 const multiIndex = make(`${seekz} index -q -f --spacing 8KiB --format gztool -o out multi.gz`);
 withSidecar('index-wrong-file.gztool-two-members.gz', gzip6, 'index-wrong-file.gztool-two-members.gzi', multiIndex, a, 'a gztool-format index (by seekz index) of a two-member file, beside a one-member file');
+const multiGztool = make('gztool -v 0 -f -i -I out multi.gz');
+// Version 1: byte 27 is the low byte of the u64 point count at 20, byte 28 the high byte of the
+// u64 at 28 that repeats it once the index is complete (see src/gzip/index/gztool.ts).
+const countAt = 27;
+const damagedCount = multiGztool.slice();
+damagedCount.set([0x2c, 0x1a], countAt);
+withSidecar('index-damaged.gztool-point-count.gz', multi, 'index-damaged.gztool-point-count.gzi', damagedCount, new Uint8Array(Buffer.concat([a, b])), "gztool's own index of a two-member file, its point count and the complete-index count overwritten (1 -> 0x2c, 0x1a00...)");
+withSidecar('index-wrong-file.gztool-one-member.gz', multi, 'index-wrong-file.gztool-one-member.gzi', make('gztool -v 0 -f -i -I out gz6.gz'), new Uint8Array(Buffer.concat([a, b])), "gztool's own index of a one-member file, beside a two-member file that starts with the same member");
 
 function editedIndex(format: IndexFormat, edit: (index: ReturnType<typeof parseIndex>) => void): Uint8Array {
   const index = parseIndex(indexOf(format));
