@@ -109,7 +109,13 @@ async function runCase(number: number, bases: Bases): Promise<void> {
   if (group === 'nbd') {
     const base = random.pick(bases.files.filter((file) => file.name === 'ours-stored' || file.name === 'xz-T2'));
     if (!servers.has(base.name)) servers.set(base.name, startServer(base.path, base.name, root, timeoutMs));
-    const server = await servers.get(base.name)!;
+    const server = await servers.get(base.name)!.catch((error: Error) => error);
+    if (server instanceof Error) {
+      servers.delete(base.name);
+      count(`nbd:serve ${base.name}`, 'crash');
+      bad.push({ number, row: `nbd:serve ${base.name}`, verdict: 'crash', detail: `the server did not start: ${server.message}` });
+      return;
+    }
     const result = await runNbdCase(server, base.original, random, timeoutMs);
     count(`nbd:serve ${base.name}`, result.verdict);
     if (BAD_VERDICTS.has(result.verdict)) bad.push({ number, row: `nbd:serve ${base.name}`, verdict: result.verdict, detail: `${result.why} [requests ${result.plan}]` });
