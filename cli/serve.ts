@@ -32,6 +32,7 @@ export function addServeCommand(program: Command, openUrl: (url: string) => Prom
     .option('-r, --readonly', 'refuse writes even where the file allows them')
     .option('--run <command>', "captive mode: run COMMAND with $uri, $nbd and $unixsocket set, then exit with its status")
     .option('--cache <size>', 'decoded-block cache (xz: 128 MiB default)')
+    .option('--max-in-flight <size>', 'bytes of reads and unsent replies across all clients before requests wait (default 64 MiB)')
     .option('-v, --verbose', 'log client errors')
     .addHelpText(
       'after',
@@ -60,6 +61,7 @@ Examples:
         }
       }
       const server = createNbdServer(exported, {
+        maxBytesInFlight: options.maxInFlight !== undefined ? parseSize(options.maxInFlight) : undefined,
         onClientError: (error) => {
           if (options.verbose) process.stderr.write(`seekz serve: ${error.message}\n`);
         },
