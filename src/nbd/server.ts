@@ -24,6 +24,11 @@ const STATUS_LIMIT = 4 * 2 ** 20;
 export interface NbdExport {
   name: string;
   source: Source;
+  /**
+   * Bytes a read of [offset, offset + length) holds while it runs: its output plus what it
+   * decodes on the way (whole xz blocks). Charged to the server's budget. Default: length.
+   */
+  readCost?: (offset: number, length: number) => number;
   writable?: {
     /** Rejects with a SeekzError (GZIP_NOT_EDITABLE) for bytes that cannot change: EPERM. */
     write(offset: number, data: Uint8Array): Promise<void>;
@@ -48,6 +53,8 @@ export interface NbdServerOptions {
 export const DEFAULT_MAX_BYTES_IN_FLIGHT = 64 * 2 ** 20;
 /** Request bytes buffered per connection beyond what the server is waiting for; then the socket is paused. */
 const READ_AHEAD = 256 * 1024;
+/** Reads larger than this are read and sent in pieces of this size. */
+const PIECE = 4 * 2 ** 20;
 
 /**
  * Buffered exact reads from a socket: `read(n)` resolves with exactly n bytes, or rejects when the
@@ -124,14 +131,18 @@ function optionReply(option: number, type: number, data: Uint8Array = new Uint8A
   return [header, data];
 }
 
-function structuredChunk(handle: Buffer, flags: number, type: number, ...payload: Uint8Array[]): Parts {
+function chunkHeader(handle: Buffer, flags: number, type: number, payloadLength: number): Buffer {
   const header = Buffer.alloc(20);
   header.writeUInt32BE(P.STRUCTURED_REPLY_MAGIC, 0);
   header.writeUInt16BE(flags, 4);
   header.writeUInt16BE(type, 6);
   handle.copy(header, 8);
-  header.writeUInt32BE(payload.reduce((sum, part) => sum + part.length, 0), 16);
-  return [header, ...payload];
+  header.writeUInt32BE(payloadLength, 16);
+  return header;
+}
+
+function structuredChunk(handle: Buffer, flags: number, type: number, payload: Uint8Array = new Uint8Array(0)): Parts {
+  return [chunkHeader(handle, flags, type, payload.length), payload];
 }
 
 function simpleReply(handle: Buffer, error: number, data?: Uint8Array): Parts {
@@ -337,16 +348,45 @@ export function createNbdServer(exported: NbdExport, options: NbdServerOptions =
       slotFree?.();
       slotFree = undefined;
     };
+    // Every reply of the transmission phase holds the connection's writer while it is sent, so a
+    // reply sent in pieces is never cut into by another.
+    let writer: Promise<unknown> = Promise.resolve();
+    const exclusive = <T>(work: () => Promise<T>): Promise<T> => {
+      const turn = writer.then(work);
+      writer = turn.catch(() => {});
+      return turn;
+    };
+    const reply = (parts: Parts) => exclusive(() => send(parts));
+    /** A READ reply: the first piece is read before the writer is taken, the rest while it is held. */
+    const streamRead = async (handle: Buffer, offset: number, length: number) => {
+      const first = await exported.source.read(offset, Math.min(length, PIECE));
+      await exclusive(async () => {
+        const at = Buffer.alloc(8);
+        at.writeBigUInt64BE(BigInt(offset), 0);
+        await send(structured ? [chunkHeader(handle, P.REPLY_FLAG_DONE, P.REPLY_TYPE_OFFSET_DATA, 8 + length), at, first] : [...simpleReply(handle, 0), first]);
+        for (let done = first.length; done < length && !socket.destroyed; ) {
+          const piece = await exported.source.read(offset + done, Math.min(length - done, PIECE)).catch((error: Error) => {
+            // proto.md: after a reply header that promised data, an error leaves only a hard disconnect.
+            options.onClientError?.(error);
+            socket.destroy();
+            return undefined;
+          });
+          if (!piece) return;
+          await send([piece]);
+          done += piece.length;
+        }
+      });
+    };
     const replyError = (handle: Buffer, error: number, message: string) => {
-      if (!structured) return send(simpleReply(handle, error));
+      if (!structured) return reply(simpleReply(handle, error));
       const text = Buffer.from(message.slice(0, 4096));
       const payload = Buffer.alloc(6 + text.length);
       payload.writeUInt32BE(error, 0);
       payload.writeUInt16BE(text.length, 4);
       text.copy(payload, 6);
-      return send(structuredChunk(handle, P.REPLY_FLAG_DONE, P.REPLY_TYPE_ERROR, payload));
+      return reply(structuredChunk(handle, P.REPLY_FLAG_DONE, P.REPLY_TYPE_ERROR, payload));
     };
-    const replyDone = (handle: Buffer) => send(structured ? structuredChunk(handle, P.REPLY_FLAG_DONE, P.REPLY_TYPE_NONE) : simpleReply(handle, 0));
+    const replyDone = (handle: Buffer) => reply(structured ? structuredChunk(handle, P.REPLY_FLAG_DONE, P.REPLY_TYPE_NONE) : simpleReply(handle, 0));
     const errnoOf = (error: unknown) => (error instanceof SeekzError && (error.code === 'GZIP_NOT_EDITABLE' || error.code === 'OUT_OF_RANGE') ? P.EPERM : P.EIO);
 
     /**
@@ -430,26 +470,21 @@ export function createNbdServer(exported: NbdExport, options: NbdServerOptions =
         }
         continue;
       }
-      // Reads and status queries run concurrently, within the connection's slots and the
-      // server's byte budget; each reply goes out in one corked write.
+      // Reads and status queries run concurrently, within the connection's slots and the server's
+      // byte budget. A read larger than PIECE is read and sent a piece at a time within one
+      // reservation, so a client that does not read its replies pins one piece, not the request.
       while (inFlight >= maxInFlight) await new Promise<void>((resolve) => (slotFree = resolve));
-      // A status answer reads at most STATUS_LIMIT bytes; CACHE is a hint, so it warms at most one
-      // request's worth.
-      const reading = type === P.CMD_BLOCK_STATUS ? Math.min(length, STATUS_LIMIT) : Math.min(length, P.MAX_REQUEST);
-      const release = await budget.take(reading);
+      const reading = type === P.CMD_BLOCK_STATUS ? Math.min(length, STATUS_LIMIT) : Math.min(length, PIECE);
+      const release = await budget.take(exported.readCost?.(offset, reading) ?? reading);
       inFlight++;
       const work =
         type === P.CMD_BLOCK_STATUS
           ? blockStatus(offset, length, (flags & P.CMD_FLAG_REQ_ONE) !== 0).then((payload) =>
-              send(structuredChunk(handle, P.REPLY_FLAG_DONE, P.REPLY_TYPE_BLOCK_STATUS, payload)),
+              reply(structuredChunk(handle, P.REPLY_FLAG_DONE, P.REPLY_TYPE_BLOCK_STATUS, payload)),
             )
-          : exported.source.read(offset, reading).then((data) => {
-              if (type === P.CMD_CACHE) return replyDone(handle);
-              if (!structured) return send(simpleReply(handle, 0, data));
-              const at = Buffer.alloc(8);
-              at.writeBigUInt64BE(BigInt(offset), 0);
-              return send(structuredChunk(handle, P.REPLY_FLAG_DONE, P.REPLY_TYPE_OFFSET_DATA, at, data));
-            });
+          : type === P.CMD_CACHE
+            ? exported.source.read(offset, reading).then(() => replyDone(handle)) // a hint: warms one piece at most
+            : streamRead(handle, offset, length);
       work
         .catch((error: Error) => replyError(handle, P.EIO, error.message))
         .finally(() => {
