@@ -11,7 +11,7 @@ import { buildGzipIndex } from '../src/gzip/index/build.js';
 import { serializeIndex, type IndexFormat } from '../src/gzip/index/formats.js';
 import { listing } from './xz-listing.js';
 import { addServeCommand } from './serve.js';
-import { createAtomicFile, streamSink } from '../src/io/atomic-file.js';
+import { createAtomicFile, streamSink, writeStdout } from '../src/io/atomic-file.js';
 import { fileSource } from '../src/source/file.js';
 import { httpSource } from '../src/source/http.js';
 import type { Source } from '../src/source/source.js';
@@ -163,8 +163,8 @@ program
     if (!file || magic![0] === 0xfd) {
       await file?.close();
       await withCompressed(path, async (data) => {
-        if (data.format === 'xz') process.stdout.write(listing(path, data));
-        else process.stdout.write(`file: ${path}\nformat: gzip (${data.access === 'map' ? 'seekz map' : 'index'})\nuncompressed: ${data.size} bytes (${formatSize(data.size)})\n`);
+        if (data.format === 'xz') await writeStdout(listing(path, data));
+        else await writeStdout(`file: ${path}\nformat: gzip (${data.access === 'map' ? 'seekz map' : 'index'})\nuncompressed: ${data.size} bytes (${formatSize(data.size)})\n`);
       });
       return;
     }
@@ -180,7 +180,7 @@ program
         `checkpoints: ${layout.map ? `${layout.map.segments.length} (chunk ${formatSize(layout.map.chunkSize)} x ${layout.map.groupChunks})` : 'none'}`,
         `editable: ${describeRanges(layout.editableRanges())}`,
       ];
-      process.stdout.write(lines.join('\n') + '\n');
+      await writeStdout(lines.join('\n') + '\n');
     } finally {
       await file.close();
     }
