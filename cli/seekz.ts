@@ -1,12 +1,11 @@
 #!/usr/bin/env node
-import { existsSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { findPartition } from '../src/disk/partitions.js';
-import { patchGzip, patchGzipFromRegion, recoverIfInterrupted, journalPath, type PatchResult } from '../src/edit/patch.js';
+import { patchGzip, patchGzipFromRegion, type PatchResult } from '../src/edit/patch.js';
 import { fail, hex32 } from '../src/errors.js';
 import { describeRanges, readGzipLayout } from '../src/gzip/layout.js';
 import { openCompressed, type CompressedSource } from '../src/open.js';
-import { openCompressedFile } from '../src/open-file.js';
+import { openCompressedFile, recoverBeforeReading } from '../src/open-file.js';
 import { buildGzipIndex } from '../src/gzip/index/build.js';
 import { serializeIndex, type IndexFormat } from '../src/gzip/index/formats.js';
 import { listing } from './xz-listing.js';
@@ -99,6 +98,7 @@ program
   .action(async (path: string, options) => {
     const format = options.format as IndexFormat;
     const output = options.output ?? (format === 'gztool' && path.endsWith('.gz') ? `${path.slice(0, -3)}.gzi` : `${path}.idx`);
+    await recoverFirst(path);
     const file = await fileSource(path);
     const progress = progressLine(file.size, !options.quiet);
     const started = Date.now();
@@ -158,6 +158,7 @@ program
   .argument('<file>')
   .action(async (path: string) => {
     const isUrl = /^https?:\/\//i.test(path);
+    if (!isUrl) await recoverFirst(path);
     const file = isUrl ? undefined : await fileSource(path);
     const magic = file ? await file.read(0, 2) : undefined;
     if (!file || magic![0] === 0xfd) {
@@ -199,14 +200,23 @@ async function withCompressed(path: string, work: (data: CompressedSource) => Pr
       throw error;
     });
   } else {
-    if (existsSync(journalPath(path))) await recoverIfInterrupted(path);
-    data = await openCompressedFile(path, { onBuildIndex });
+    data = await openCompressedFile(path, { onBuildIndex, onRecovered: (outcome) => saidRecovered(path, outcome) });
   }
   try {
     await work(data);
   } finally {
     await data.close?.();
   }
+}
+
+/** Recovers an interrupted edit of a local file before reading it, and says so. */
+async function recoverFirst(path: string): Promise<void> {
+  saidRecovered(path, await recoverBeforeReading(path));
+}
+
+function saidRecovered(path: string, outcome: PatchResult['recovered']): void {
+  if (outcome === 'rolled-back') process.stderr.write(`seekz: rolled back an interrupted edit of ${path} first\n`);
+  if (outcome === 'discarded-incomplete') process.stderr.write(`seekz: removed the unfinished journal of an edit of ${path} that never began\n`);
 }
 
 /** Copies [start, end) of `data` to a file or stdout in 4 MiB pieces, with a progress line on a TTY. */

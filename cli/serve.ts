@@ -49,7 +49,10 @@ Examples:
     .action(async (target: string, options) => {
       const isUrl = /^https?:\/\//.test(target);
       const cacheSize = options.cache !== undefined ? parseSize(options.cache) : undefined;
-      const data = isUrl ? await openCompressedUrl(target, openUrl, cacheSize) : await openCompressedFile(target, { cacheSize });
+      const data = isUrl ? await openCompressedUrl(target, openUrl, cacheSize) : await openCompressedFile(target, {
+            cacheSize,
+            onRecovered: (outcome) => process.stderr.write(`seekz serve: ${outcome === 'rolled-back' ? 'rolled back an interrupted edit of' : 'removed the unfinished journal of'} ${target} first\n`),
+          });
       let exported: NbdExport = { name: options.exportName, source: data, readCost: readCostOf(data) };
       if (!isUrl && data.format === 'gzip' && data.access === 'map' && !options.readonly) {
         const file = await fileSource(target);
