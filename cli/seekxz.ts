@@ -3,7 +3,7 @@ import { createReadStream } from 'node:fs';
 import { unlink } from 'node:fs/promises';
 import { Command, Option } from 'commander';
 import { fail } from '../src/errors.js';
-import { createAtomicFile, streamSink, type AtomicFile } from '../src/io/atomic-file.js';
+import { createAtomicFile, streamSink, writeStdout, type AtomicFile } from '../src/io/atomic-file.js';
 import type { Sink } from '../src/gzip/partial-deflate.js';
 import { fileSource } from '../src/source/file.js';
 import { sequentialFromSource, sequentialFromStream } from '../src/source/sequential.js';
@@ -189,7 +189,7 @@ runCli(async () => {
   async function listFile(file: string) {
     const xz = await openXz(await fileSource(file));
     try {
-      process.stdout.write(listing(file, xz));
+      await writeStdout(listing(file, xz));
     } finally {
       await xz.close();
     }

@@ -2,12 +2,12 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { findPartition } from '../src/disk/partitions.js';
-import { patchGzip, patchGzipFromRegion, recoverIfInterrupted, journalPath, type PatchResult } from '../src/edit/patch.js';
+import { patchGzip, patchGzipFromRegion, type PatchResult } from '../src/edit/patch.js';
 import { fail, hex32 } from '../src/errors.js';
 import { describeRanges, readGzipLayout, readSeekzMap } from '../src/gzip/layout.js';
 import { sidecarIndexPaths } from '../src/open.js';
 import { openCompressed, type CompressedSource } from '../src/open.js';
-import { openCompressedFile } from '../src/open-file.js';
+import { openCompressedFile, recoverBeforeReading } from '../src/open-file.js';
 import { buildGzipIndex, type GzipMember } from '../src/gzip/index/build.js';
 import type { GzipEnd } from '../src/gzip/index/types.js';
 import { readGzipHeader } from '../src/gzip/header.js';
@@ -15,7 +15,7 @@ import { parseIndex } from '../src/gzip/index/formats.js';
 import { serializeIndex, type IndexFormat } from '../src/gzip/index/formats.js';
 import { listing } from './xz-listing.js';
 import { addServeCommand } from './serve.js';
-import { createAtomicFile, streamSink } from '../src/io/atomic-file.js';
+import { createAtomicFile, streamSink, writeStdout } from '../src/io/atomic-file.js';
 import { fileSource } from '../src/source/file.js';
 import { httpSource } from '../src/source/http.js';
 import type { Source } from '../src/source/source.js';
@@ -103,6 +103,7 @@ program
   .action(async (path: string, options) => {
     const format = options.format as IndexFormat;
     const output = options.output ?? (format === 'gztool' && path.endsWith('.gz') ? `${path.slice(0, -3)}.gzi` : `${path}.idx`);
+    await recoverFirst(path);
     const file = await fileSource(path);
     const progress = progressLine(file.size, !options.quiet);
     const started = Date.now();
@@ -163,13 +164,14 @@ program
   .argument('<file>')
   .action(async (path: string) => {
     const isUrl = /^https?:\/\//i.test(path);
+    if (!isUrl) await recoverFirst(path);
     const file = isUrl ? undefined : await fileSource(path);
     const magic = file ? await file.read(0, 2) : undefined;
     if (!file || magic![0] === 0xfd) {
       await file?.close();
       await withCompressed(path, async (data) => {
-        if (data.format === 'xz') process.stdout.write(listing(path, data));
-        else process.stdout.write(`file: ${path}\nformat: gzip (${data.access === 'map' ? 'seekz map' : 'index'})\nuncompressed: ${data.size} bytes (${formatSize(data.size)})\n`);
+        if (data.format === 'xz') await writeStdout(listing(path, data));
+        else await writeStdout(`file: ${path}\nformat: gzip (${data.access === 'map' ? 'seekz map' : 'index'})\nuncompressed: ${data.size} bytes (${formatSize(data.size)})\n`);
       });
       return;
     }
@@ -192,7 +194,7 @@ program
         `editable: ${describeRanges(layout.editableRanges())}`,
         ...(layout.map ? [`verified: ${layout.map.verified ? 'crc-32 per chunk' : `no (map version ${layout.map.version}; rewrite with partial-deflate for checked reads)`}`] : []),
       ];
-      process.stdout.write(lines.join('\n') + '\n');
+      await writeStdout(lines.join('\n') + '\n');
     } finally {
       await file.close();
     }
@@ -233,7 +235,7 @@ async function gzipInfo(path: string, file: Source): Promise<void> {
     const layout = await readGzipLayout(file, { onWalk: () => process.stderr.write(`seekz: ${path} has no seekz map; walking its deflate stream\n`) });
     lines.push(`editable: ${describeRanges(layout.editableRanges())}`);
   } else lines.push('editable: none (in-place edits need a single-member file with nothing after it)');
-  process.stdout.write(lines.join('\n') + '\n');
+  await writeStdout(lines.join('\n') + '\n');
   warnTrailing(path, end, file.size);
 }
 
@@ -267,8 +269,7 @@ async function withCompressed(path: string, work: (data: CompressedSource) => Pr
       throw error;
     });
   } else {
-    if (existsSync(journalPath(path))) await recoverIfInterrupted(path);
-    data = await openCompressedFile(path, { onBuildIndex });
+    data = await openCompressedFile(path, { onBuildIndex, onRecovered: (outcome) => saidRecovered(path, outcome) });
   }
   try {
     await work(data);
@@ -284,6 +285,16 @@ function warnTrailing(path: string, end: GzipEnd | undefined, fileSize?: number)
   const size = fileSize ?? (/^https?:\/\//i.test(path) ? undefined : statSync(path).size);
   process.stderr.write(`${fail('GZIP_TRAILING_GARBAGE', path, end.offset, size !== undefined ? size - end.offset : 0).message}\n`);
   process.exitCode = 2;
+}
+
+/** Recovers an interrupted edit of a local file before reading it, and says so. */
+async function recoverFirst(path: string): Promise<void> {
+  saidRecovered(path, await recoverBeforeReading(path));
+}
+
+function saidRecovered(path: string, outcome: PatchResult['recovered']): void {
+  if (outcome === 'rolled-back') process.stderr.write(`seekz: rolled back an interrupted edit of ${path} first\n`);
+  if (outcome === 'discarded-incomplete') process.stderr.write(`seekz: removed the unfinished journal of an edit of ${path} that never began\n`);
 }
 
 /** Copies [start, end) of `data` to a file or stdout in 4 MiB pieces, with a progress line on a TTY. */

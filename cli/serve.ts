@@ -9,7 +9,7 @@ import { writableGzip } from '../src/edit/write-overlay.js';
 import { fail } from '../src/errors.js';
 import { readGzipLayout } from '../src/gzip/layout.js';
 import { createNbdServer, type NbdExport } from '../src/nbd/server.js';
-import { openCompressed } from '../src/open.js';
+import { openCompressed, type CompressedSource } from '../src/open.js';
 import { openCompressedFile } from '../src/open-file.js';
 import { parseSize } from '../src/size.js';
 import { fileSource } from '../src/source/file.js';
@@ -32,13 +32,18 @@ export function addServeCommand(program: Command, openUrl: (url: string) => Prom
     .option('-r, --readonly', 'refuse writes even where the file allows them')
     .option('--run <command>', "captive mode: run COMMAND with $uri, $nbd and $unixsocket set, then exit with its status")
     .option('--cache <size>', 'decoded-block cache (xz: 128 MiB default)')
+    .option('--max-in-flight <size>', 'bytes of reads and unsent replies across all clients before requests wait (default 64 MiB)')
     .option('-v, --verbose', 'log client errors')
     .addHelpText(
       'after',
       `
 Memory: about 180 MiB + the cache (--cache; xz 128 MiB, gzip 32 MiB by default) + decoder threads
-× 3 × block size (xz blocks decoding in flight: 96 MiB at 2 threads and 16 MiB blocks). Measured
-with nbdcopy on 16 MiB blocks: 247 MiB with --cache 32M, 387 MiB with the default cache.
+× 3 × block size (xz blocks decoding in flight: 96 MiB at 2 threads and 16 MiB blocks) + the
+--max-in-flight budget (64 MiB by default), shared by all clients together: reads in progress and
+replies not yet sent, an xz read counted with the blocks it decodes. When it is taken, every client
+waits before its next request is read, so clients that never read their replies cannot grow it.
+Reads over 4 MiB are sent in 4 MiB pieces. Measured with nbdcopy on 16 MiB blocks: 247 MiB with
+--cache 32M, 387 MiB with the default cache.
 
 Examples:
   seekz serve disk.img.xz --run 'nbdcopy "$uri" disk.img'
@@ -48,18 +53,22 @@ Examples:
     .action(async (target: string, options) => {
       const isUrl = /^https?:\/\//.test(target);
       const cacheSize = options.cache !== undefined ? parseSize(options.cache) : undefined;
-      const data = isUrl ? await openCompressedUrl(target, openUrl, cacheSize) : await openCompressedFile(target, { cacheSize });
-      let exported: NbdExport = { name: options.exportName, source: data };
+      const data = isUrl ? await openCompressedUrl(target, openUrl, cacheSize) : await openCompressedFile(target, {
+            cacheSize,
+            onRecovered: (outcome) => process.stderr.write(`seekz serve: ${outcome === 'rolled-back' ? 'rolled back an interrupted edit of' : 'removed the unfinished journal of'} ${target} first\n`),
+          });
+      let exported: NbdExport = { name: options.exportName, source: data, readCost: readCostOf(data) };
       if (!isUrl && data.format === 'gzip' && data.access === 'map' && !options.readonly) {
         const file = await fileSource(target);
         const layout = await readGzipLayout(file, { walk: false });
         await file.close();
         if (layout.editableRanges().length > 0) {
           const overlay = writableGzip(target, data, layout);
-          exported = { name: options.exportName, source: overlay.source, writable: { write: overlay.write, flush: overlay.flush } };
+          exported = { ...exported, source: overlay.source, writable: { write: overlay.write, flush: overlay.flush } };
         }
       }
       const server = createNbdServer(exported, {
+        maxBytesInFlight: options.maxInFlight !== undefined ? parseSize(options.maxInFlight) : undefined,
         onClientError: (error) => {
           if (options.verbose) process.stderr.write(`seekz serve: ${error.message}\n`);
         },
@@ -84,6 +93,19 @@ Examples:
       process.stderr.write(`seekz serve: ${target} (${data.size} bytes${exported.writable ? ', writable stored ranges' : ', read-only'}) at ${where}\n`);
       await new Promise<void>(() => {}); // runs until a signal; the shutdown hook ends it
     });
+}
+
+/**
+ * What one read holds in memory, for the server's budget: its output, plus for xz every block it
+ * touches (decoded whole, and held until copied out), plus for gzip as much again for inflation.
+ */
+function readCostOf(data: CompressedSource): (offset: number, length: number) => number {
+  if (data.format !== 'xz') return (_offset, length) => 2 * length;
+  return (offset, length) => {
+    let cost = length;
+    for (let index = data.locate(offset); index < data.blocks.length && data.blocks[index]!.uStart < offset + length; index++) cost += data.blocks[index]!.uSize;
+    return cost;
+  };
 }
 
 async function openCompressedUrl(url: string, openUrl: (url: string) => Promise<Source>, cacheSize: number | undefined) {

@@ -105,6 +105,12 @@ const messages = {
   PATCH_JOURNAL_MISMATCH: (path: string, what: string) =>
     `patch: journal ${path} does not belong to this file (${what}); move it aside if the file was replaced on purpose`,
 
+  // output and recovery (serve, io)
+  OUTPUT_FAILED: (where: string, at: number, why: string) =>
+    `seekz: writing ${where} failed after ${at} bytes: ${why}; the output is incomplete. free space or write elsewhere, then run the command again`,
+  RECOVERY_NEEDS_WRITE: (path: string, journal: string, why: string) =>
+    `patch: ${path} has an interrupted edit (journal ${journal}) that cannot be rolled back here: ${why}; its bytes may be half-written, so it is not read. run any seekz command on it as a user who can write the file and its folder (or copy both to a writable folder)`,
+
   // http
   HTTP_BAD_URL: (url: string, why: string) => `http: cannot open '${url}': expected an http:// or https:// url, ${why}`,
   HTTP_NOT_FOUND: (url: string, status: number) =>

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { link, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
+import { link, readdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import { fail } from '../errors.js';
 
 /** Locks this process holds, by path: a second edit of the same file in this process waits its turn. */
@@ -9,10 +10,14 @@ const heldHere = new Map<string, Promise<void>>();
  * An exclusive lock beside the file (`FILE.seekz-lock`, holding the owner's pid), so two
  * patchers never interleave their writes. Within one process, edits of the same file queue.
  *
- * The lock file appears already holding the pid (written to a temp file, then hard-linked into
- * place, which fails if a lock exists), so a kill can never leave an empty lock. A lock whose
- * owner no longer runs is stale; it is claimed by renaming it away, which only one contender can
- * do, and put back if it turns out to be live after all.
+ * Invariant: at most one live process holds the lock, and a dead one never keeps it. The lock
+ * file appears already holding the pid (written to a temp file, then hard-linked into place,
+ * which fails if a lock exists), so a kill can never leave an empty lock. A lock whose owner no
+ * longer runs is stale; it is claimed by renaming it away, which only one contender can do, and
+ * put back if it turns out to be live after all. The one who takes the lock also removes the
+ * temp and set-aside files that killed contenders left (`FILE.seekz-lock.PID-…`).
+ * Pinned by "the lock" and "the lock under contention" in test/patch-crash.test.ts and
+ * "Interrupted edit" in test/trust-serve-io.test.ts.
  */
 export async function acquireLock(path: string): Promise<() => Promise<void>> {
   const lockPath = `${path}.seekz-lock`;
@@ -42,6 +47,7 @@ async function takeFileLock(lockPath: string): Promise<void> {
     for (let attempt = 0; attempt < 5; attempt++) {
       try {
         await link(mine, lockPath);
+        await sweepLeftovers(lockPath, mine);
         return;
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
@@ -75,6 +81,17 @@ async function claimStale(lockPath: string, staleOwner: number | undefined): Pro
     await link(aside, lockPath).catch(() => {}); // it was a fresh, live lock: put it back
   }
   await unlink(aside).catch(() => {});
+}
+
+/** Removes `LOCK.PID-hex` and `LOCK.stale-PID-hex` files whose PID no longer runs: a contender killed mid-take. */
+async function sweepLeftovers(lockPath: string, mine: string): Promise<void> {
+  const prefix = `${basename(lockPath)}.`;
+  const names = await readdir(dirname(lockPath)).catch(() => [] as string[]);
+  for (const name of names) {
+    const match = name.startsWith(prefix) ? /^(?:stale-)?(\d+)-[0-9a-f]+$/.exec(name.slice(prefix.length)) : null;
+    const path = join(dirname(lockPath), name);
+    if (match && path !== mine && !isRunning(Number(match[1]))) await unlink(path).catch(() => {});
+  }
 }
 
 async function readOwner(lockPath: string): Promise<number | undefined> {

@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { constants } from 'node:fs';
-import { access, open, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { constants, fstatSync, write as writeFd } from 'node:fs';
+import { access, open, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { unlinkSync } from 'node:fs';
+import { isatty } from 'node:tty';
 import { basename, dirname, join } from 'node:path';
-import { fail } from '../errors.js';
+import { fail, SeekzError } from '../errors.js';
 import type { Sink } from '../gzip/partial-deflate.js';
 
 /** Temp files in progress, removed by `removeTempFilesNow` when a signal ends the process. */
@@ -37,6 +38,10 @@ export interface AtomicFile {
  * nothing behind.
  */
 export async function createAtomicFile(path: string, options: { force?: boolean } = {}): Promise<AtomicFile> {
+  // A device or pipe (-o /dev/stdout, /dev/full, a FIFO) is written as it is: a temp file beside
+  // it would be renamed over the device node.
+  const existing = await stat(path).catch(() => undefined);
+  if (existing && !existing.isFile() && !existing.isDirectory()) return deviceFile(path);
   if (!options.force && (await exists(path))) throw fail('OUTPUT_EXISTS', path);
   const tempPath = join(dirname(path), `.${basename(path)}.seekz-${process.pid}-${randomBytes(4).toString('hex')}.tmp`);
   liveTempFiles.add(tempPath);
@@ -52,12 +57,15 @@ export async function createAtomicFile(path: string, options: { force?: boolean 
   let position = 0; // file offset of buffer[0]
   let done = false;
 
-  const flush = async () => {
+  // A short write is followed by another, which either goes on or fails with the reason (ENOSPC).
+  const writeAll = (bytes: Uint8Array, at: number) => {
     let written = 0;
-    while (written < buffered) {
-      const { bytesWritten } = await handle.write(buffer, written, buffered - written, position + written);
-      written += bytesWritten;
-    }
+    return outputErrors(path, () => at + written, async () => {
+      while (written < bytes.length) written += (await handle.write(bytes, written, bytes.length - written, at + written)).bytesWritten;
+    });
+  };
+  const flush = async () => {
+    await writeAll(buffer.subarray(0, buffered), position);
     position += buffered;
     buffered = 0;
   };
@@ -66,11 +74,7 @@ export async function createAtomicFile(path: string, options: { force?: boolean 
     async write(bytes) {
       if (bytes.length >= WRITE_BUFFER) {
         await flush();
-        let written = 0;
-        while (written < bytes.length) {
-          const { bytesWritten } = await handle.write(bytes, written, bytes.length - written, position + written);
-          written += bytesWritten;
-        }
+        await writeAll(bytes, position);
         position += bytes.length;
         return;
       }
@@ -80,7 +84,7 @@ export async function createAtomicFile(path: string, options: { force?: boolean 
     },
     async writeAt(offset, bytes) {
       await flush();
-      await handle.write(bytes, 0, bytes.length, offset);
+      await writeAll(bytes, offset);
     },
   };
 
@@ -89,8 +93,10 @@ export async function createAtomicFile(path: string, options: { force?: boolean 
     async commit() {
       if (done) return;
       await flush();
-      await handle.sync();
-      await handle.close();
+      await outputErrors(path, () => position, async () => {
+        await handle.sync();
+        await handle.close();
+      });
       await rename(tempPath, path);
       done = true;
       liveTempFiles.delete(tempPath);
@@ -128,26 +134,91 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
-/** A sink over a stream such as stdout, with backpressure. It cannot revisit bytes. */
-export function streamSink(stream: NodeJS.WritableStream): Sink {
-  let failure: Error | undefined;
-  stream.on('error', (error: Error) => (failure = error));
-  return {
-    async write(bytes) {
-      if (failure) throw failure;
-      if (stream.write(bytes)) return;
-      await new Promise<void>((resolve, reject) => {
-        const onDrain = () => {
-          stream.off('error', onError);
-          resolve();
-        };
-        const onError = (error: Error) => {
-          stream.off('drain', onDrain);
-          reject(error);
-        };
-        stream.once('drain', onDrain);
-        stream.once('error', onError);
-      });
+/**
+ * Runs an output step; an error of the output itself (ENOSPC, EIO, EDQUOT, EFBIG, a short write)
+ * becomes OUTPUT_FAILED naming the output and how far it got. EPIPE passes through unchanged:
+ * the reader went away, and the CLI stops quietly, as zcat does.
+ */
+async function outputErrors<T>(where: string, at: () => number, step: () => Promise<T>): Promise<T> {
+  try {
+    return await step();
+  } catch (error) {
+    const { code, message } = error as NodeJS.ErrnoException;
+    if (error instanceof SeekzError || code === 'EPIPE' || !code) throw error;
+    throw fail('OUTPUT_FAILED', where, at(), message.replace(/^[A-Z]+: /, '').replace(/, \w+( '.*')?$/, '') + ` (${code})`);
+  }
+}
+
+/** An existing device or FIFO given as an output file: written in place, nothing to rename. */
+async function deviceFile(path: string): Promise<AtomicFile> {
+  const handle = await open(path, 'w');
+  let position = 0;
+  let closed = false;
+  const close = async () => {
+    if (closed) return;
+    closed = true;
+    await handle.close();
+  };
+  const sink: Required<Sink> = {
+    write: (bytes) => outputErrors(path, () => position, async () => {
+      for (let written = 0; written < bytes.length; ) {
+        const { bytesWritten } = await handle.write(bytes, written, bytes.length - written, null);
+        written += bytesWritten;
+        position += bytesWritten;
+      }
+    }),
+    async writeAt() {
+      throw fail('BAD_ARGUMENT', `${path} is not a regular file; this output needs one it can seek in`);
     },
   };
+  return { sink, commit: () => outputErrors(path, () => position, close), abort: () => close().catch(() => {}) };
+}
+
+/**
+ * A sink over a stream such as stdout, with backpressure. It cannot revisit bytes. Every write
+ * resolves only once the bytes are handed over, and rejects with that write's own error.
+ *
+ * When the stream is a file or a device (stdout redirected), the bytes go straight to its fd:
+ * Node's SyncWriteStream ignores short writes (a full disk loses the tail with no error) and
+ * reports a failed write only on the next one. Pipes and terminals go through the stream.
+ * Pinned by the "Full disk" cases in test/trust-serve-io.test.ts.
+ */
+export function streamSink(stream: NodeJS.WritableStream & { fd?: number }): Sink {
+  const where = stream === process.stdout ? 'stdout' : 'the output stream';
+  let position = 0;
+  const fd = stream.fd;
+  if (typeof fd === 'number' && !isatty(fd)) {
+    const kind = fstatSync(fd);
+    if (kind.isFile() || kind.isCharacterDevice() || kind.isBlockDevice()) {
+      const writeSome = (bytes: Uint8Array, from: number) =>
+        new Promise<number>((resolve, reject) => writeFd(fd, bytes, from, bytes.length - from, null, (error, written) => (error ? reject(error) : resolve(written))));
+      return {
+        write: (bytes) => outputErrors(where, () => position, async () => {
+          for (let written = 0; written < bytes.length; ) {
+            const count = await writeSome(bytes, written);
+            written += count;
+            position += count;
+          }
+        }),
+      };
+    }
+  }
+  let failure: Error | undefined;
+  // A listener must stay attached: an 'error' with none would crash the process with a stack.
+  stream.on('error', (error: Error) => (failure ??= error));
+  return {
+    write: (bytes) => outputErrors(where, () => position, async () => {
+      if (failure) throw failure;
+      await new Promise<void>((resolve, reject) => stream.write(bytes, (error) => (error ? reject(failure ?? error) : resolve())));
+      position += bytes.length;
+    }),
+  };
+}
+
+let stdout: Sink | undefined;
+
+/** Writes to stdout through one shared sink, awaited: `seekz info > /dev/full` fails, it does not crash. */
+export function writeStdout(text: string | Uint8Array): Promise<void> {
+  stdout ??= streamSink(process.stdout);
+  return stdout.write(typeof text === 'string' ? Buffer.from(text) : text);
 }

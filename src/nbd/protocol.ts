@@ -54,7 +54,10 @@ export const CMD_CACHE = 5;
 export const CMD_WRITE_ZEROES = 6;
 export const CMD_BLOCK_STATUS = 7;
 export const CMD_FLAG_FUA = 1 << 0;
+export const CMD_FLAG_NO_HOLE = 1 << 1;
+export const CMD_FLAG_DF = 1 << 2;
 export const CMD_FLAG_REQ_ONE = 1 << 3;
+export const CMD_FLAG_FAST_ZERO = 1 << 4;
 
 // Structured replies.
 export const REPLY_FLAG_DONE = 1 << 0;

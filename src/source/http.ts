@@ -22,8 +22,10 @@ export interface HttpSourceOptions {
   retries?: number;
   /** Backoff before the first retry, doubled for each further one. Default 100 ms. */
   retryDelay?: number;
-  /** Milliseconds a request may go without receiving anything before it counts as failed. Default 30 s. */
+  /** Milliseconds one try may go without receiving anything before it counts as failed (and is retried). Default 10 s. */
   timeout?: number;
+  /** Milliseconds one fetch may take over all its tries and backoff, however slowly bytes trickle in. Default 45 s. */
+  totalTimeout?: number;
   /** Redirects (301, 302, 303, 307, 308) followed when opening. Default 5. */
   maxRedirects?: number;
   /** Counters to add to, e.g. one object shared by several sources; by default a fresh one. */
@@ -45,7 +47,8 @@ export const DEFAULT_HTTP_CACHE_SIZE = 64 * 2 ** 20;
 export const DEFAULT_MIN_FETCH = 256 * 2 ** 10;
 export const DEFAULT_RETRIES = 3;
 export const DEFAULT_RETRY_DELAY = 100;
-export const DEFAULT_TIMEOUT = 30_000;
+export const DEFAULT_TIMEOUT = 10_000;
+export const DEFAULT_TOTAL_TIMEOUT = 45_000;
 export const DEFAULT_MAX_REDIRECTS = 5;
 /** Connections per host: enough for a few blocks fetched side by side, polite to the server. */
 const MAX_SOCKETS = 8;
@@ -87,6 +90,7 @@ export async function httpSource(url: string, options: HttpSourceOptions = {}): 
   const retries = positive(options.retries ?? DEFAULT_RETRIES, 'retries', 0);
   const retryDelay = positive(options.retryDelay ?? DEFAULT_RETRY_DELAY, 'retryDelay', 0);
   const timeout = positive(options.timeout ?? DEFAULT_TIMEOUT, 'timeout', 1);
+  const totalTimeout = positive(options.totalTimeout ?? DEFAULT_TOTAL_TIMEOUT, 'totalTimeout', 1);
   const maxRedirects = positive(options.maxRedirects ?? DEFAULT_MAX_REDIRECTS, 'maxRedirects', 0);
   const stats = options.stats ?? { requests: 0, bytesFetched: 0, retries: 0 };
   const agents: Record<string, http.Agent> = {
@@ -94,8 +98,11 @@ export async function httpSource(url: string, options: HttpSourceOptions = {}): 
     'https:': new https.Agent({ keepAlive: true, maxSockets: MAX_SOCKETS }),
   };
 
-  /** One request, one answer; redirects are followed only before a version is pinned. */
-  const attempt = async (to: URL, start: number, end: number, pin: Pin | undefined): Promise<Answer> => {
+  /**
+   * One request, one answer; redirects are followed only before a version is pinned. A try fails
+   * after `timeout` ms without data, or at the fetch's `deadline`, whichever comes first.
+   */
+  const attempt = async (to: URL, start: number, end: number, pin: Pin | undefined, deadline: number): Promise<Answer> => {
     const range = `bytes=${start}-${end - 1}`;
     stats.requests++;
     const request = (to.protocol === 'https:' ? https : http).request(to, {
@@ -103,10 +110,20 @@ export async function httpSource(url: string, options: HttpSourceOptions = {}): 
       headers: { range, 'accept-encoding': 'identity', ...(pin ? conditions(pin) : {}) },
     });
     let stalled: string | undefined;
-    request.setTimeout(timeout, () => {
-      stalled = `no data for ${timeout} ms`;
-      request.destroy(Object.assign(new Error(stalled), { code: 'ETIMEDOUT' }));
-    });
+    const giveUp = (why: string) => {
+      stalled = why;
+      request.destroy(Object.assign(new Error(why), { code: 'ETIMEDOUT' }));
+    };
+    request.setTimeout(timeout, () => giveUp(`no data for ${timeout} ms`));
+    const overall = setTimeout(() => giveUp(`not done within ${totalTimeout} ms`), Math.max(0, deadline - Date.now()));
+    try {
+      return await answer(request, to, start, end, pin, range, () => stalled);
+    } finally {
+      clearTimeout(overall);
+    }
+  };
+
+  const answer = async (request: http.ClientRequest, to: URL, start: number, end: number, pin: Pin | undefined, range: string, stalled: () => string | undefined): Promise<Answer> => {
     const response = await new Promise<IncomingMessage>((resolve, reject) => {
       request.on('response', resolve);
       request.on('error', reject); // stays attached: a later error lands on the response instead
@@ -141,7 +158,7 @@ export async function httpSource(url: string, options: HttpSourceOptions = {}): 
       if (declared !== undefined && Number(declared) !== length) {
         throw refuse(fail('HTTP_BAD_RESPONSE', where, range, `content-length ${declared} does not match the ${length} bytes of its content-range`));
       }
-      return { kind: 'data', bytes: await readBody(response, length, stats, where, range, () => stalled), total, headers };
+      return { kind: 'data', bytes: await readBody(response, length, stats, where, range, stalled), total, headers };
     }
 
     if (status === 200) {
@@ -175,15 +192,17 @@ export async function httpSource(url: string, options: HttpSourceOptions = {}): 
     throw fail('HTTP_STATUS', where, range, statusLine);
   };
 
-  const withRetries = async <T>(range: string, once: () => Promise<T>): Promise<T> => {
+  /** Tries `once` until it succeeds, fails for good, runs out of retries, or out of `totalTimeout`. */
+  const withRetries = async <T>(range: string, once: (deadline: number) => Promise<T>): Promise<T> => {
+    const deadline = Date.now() + totalTimeout;
     for (let attempts = 1; ; attempts++) {
       try {
-        return await once();
+        return await once(deadline);
       } catch (error) {
         const reason = transientReason(error);
         if (reason === undefined) throw error;
-        if (attempts > retries) throw fail('HTTP_FAILED', target.href, range, reason, attempts);
         const delay = retryDelay * 2 ** (attempts - 1);
+        if (attempts > retries || Date.now() + delay >= deadline) throw fail('HTTP_FAILED', target.href, range, reason, attempts);
         stats.retries++;
         options.onRetry?.({ url: target.href, range, attempt: attempts, delay, reason });
         await sleep(delay);
@@ -195,7 +214,7 @@ export async function httpSource(url: string, options: HttpSourceOptions = {}): 
   let first: Uint8Array;
   try {
     for (let redirects = 0; ; redirects++) {
-      const answer = await withRetries(`bytes=0-${minFetch - 1}`, () => attempt(target, 0, minFetch, undefined));
+      const answer = await withRetries(`bytes=0-${minFetch - 1}`, (deadline) => attempt(target, 0, minFetch, undefined, deadline));
       if (answer.kind === 'redirect') {
         if (redirects === maxRedirects) throw fail('HTTP_TOO_MANY_REDIRECTS', url, maxRedirects);
         target = answer.location;
@@ -231,8 +250,8 @@ export async function httpSource(url: string, options: HttpSourceOptions = {}): 
 
   const fetchPiece = (start: number, end: number): Piece => {
     const range = `bytes=${start}-${end - 1}`;
-    const pending = withRetries(range, async () => {
-      const answer = await attempt(target, start, end, pin);
+    const pending = withRetries(range, async (deadline) => {
+      const answer = await attempt(target, start, end, pin, deadline);
       if (answer.kind !== 'data') throw fail('HTTP_STATUS', target.href, range, 'a redirect');
       return answer.bytes;
     });
