@@ -170,8 +170,10 @@ program
     if (!file || magic![0] === 0xfd) {
       await file?.close();
       await withCompressed(path, async (data) => {
-        if (data.format === 'xz') await writeStdout(listing(path, data));
-        else await writeStdout(`file: ${path}\nformat: gzip (${data.access === 'map' ? 'seekz map' : 'index'})\nuncompressed: ${data.size} bytes (${formatSize(data.size)})\n`);
+        if (data.format === 'xz') {
+          await data.checkHeaders();
+          await writeStdout(listing(path, data));
+        } else await writeStdout(`file: ${path}\nformat: gzip (${data.access === 'map' ? 'seekz map' : 'index'})\nuncompressed: ${data.size} bytes (${formatSize(data.size)})\n`);
       });
       return;
     }

@@ -48,8 +48,10 @@ export interface OpenGzipOptions {
 export async function openGzip(source: Source, options: OpenGzipOptions = {}): Promise<GzipSource> {
   const header = await readGzipHeader((offset, length) => source.read(offset, length), source.size);
   const mapped = await readSeekzMap(source, header);
-  if (mapped) return mapReader(source, header.length, mapped.map, options.cacheSize ?? DEFAULT_MAP_CACHE);
-  let index = options.index;
+  if (mapped) return mapReader(source, header.length, mapped.map, mapped.trailer.crc, options.cacheSize ?? DEFAULT_MAP_CACHE);
+  // An index that does not know the uncompressed size (a gztool index still being written, or a
+  // damaged one) cannot bound the last span: it is passed over, as if there were none.
+  let index = options.index?.uncompressedSize === 0 ? undefined : options.index;
   if (!index) {
     options.onBuildIndex?.();
     index = await buildGzipIndex(source, { spacing: options.spacing });
@@ -65,10 +67,25 @@ const DEFAULT_MAP_CACHE = 32 * 2 ** 20;
  * CRC-32 before any of its bytes leave: a compressed segment when it is inflated, a stored one
  * (at most STORED_UNIT × groupChunks bytes, about 1 MiB) read whole with its block headers. Both
  * kinds are cached once checked. A version 1 map has no CRCs: its stored bytes are read as they
- * are, and only the inflated length of a compressed segment is checked.
+ * are, and only the inflated length of a compressed segment is checked; reads that go through the
+ * whole member in order (cat, extract) are summed and checked against the trailer's CRC-32, as
+ * zcat checks it, so the read that reaches the end fails if any byte before it was wrong.
  */
-function mapReader(source: Source, headerLength: number, initialMap: SeekzMap, cacheSize: number): GzipSource {
+function mapReader(source: Source, headerLength: number, initialMap: SeekzMap, trailerCrc: number, cacheSize: number): GzipSource {
   let map = initialMap;
+  /** Version 1 maps: the CRC-32 of [0, inOrder.end), while reads come in order from the start. */
+  let inOrder: { end: number; crc: number } | undefined = { end: 0, crc: 0 };
+  const followInOrder = (offset: number, bytes: Uint8Array) => {
+    if (map.verified || !inOrder || bytes.length === 0) return;
+    if (offset !== inOrder.end) {
+      if (offset > inOrder.end) inOrder = undefined; // a gap: this pass can no longer be checked
+      return;
+    }
+    inOrder = { end: offset + bytes.length, crc: crc32(bytes, inOrder.crc) };
+    if (inOrder.end === map.totalLength && inOrder.crc !== trailerCrc) {
+      throw fail('GZIP_MEMBER_CRC', `the member at offset 0 (seekz map version ${map.version}, no chunk CRC-32s)`, trailerCrc, inOrder.crc);
+    }
+  };
   let cache = createBlockCache(cacheSize);
   const decode = (number: number) => cache.get(number, () => loadSegment(map.segments[number]!));
   const loadSegment = async (segment: Segment): Promise<Uint8Array> => {
@@ -123,6 +140,7 @@ function mapReader(source: Source, headerLength: number, initialMap: SeekzMap, c
         }
         done += take;
       }
+      followInOrder(offset, out);
       return out;
     },
     async reload() {
@@ -132,6 +150,8 @@ function mapReader(source: Source, headerLength: number, initialMap: SeekzMap, c
         throw fail('GZIP_BAD_MAP', 'the file changed shape while it was open (another tool rewrote it)');
       }
       map = mapped.map;
+      trailerCrc = mapped.trailer.crc;
+      inOrder = { end: 0, crc: 0 };
       cache = createBlockCache(cacheSize);
     },
     close: source.close?.bind(source),

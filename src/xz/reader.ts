@@ -53,6 +53,11 @@ export interface XzSource extends Source {
    * for sequential passes, which decode (and so confirm) every block before they emit a later one.
    */
   decodeBlock(index: number): Promise<Uint8Array>;
+  /**
+   * Holds every index record against its block header (one small read a block, no decoding), as
+   * `xz --list -vv` reads them: for `seekz info`, which states the sizes without reading data.
+   */
+  checkHeaders(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -185,6 +190,8 @@ export async function openXz(source: Source, options: XzReaderOptions = {}): Pro
     if (block.uSize > maxBlock) throw fail('XZ_BLOCK_TOO_LARGE', block.number, block.uSize, maxBlock);
     const bytes = await source.read(block.offset, block.totalSize);
     if (bytes.length !== block.totalSize) throw fail('XZ_TRUNCATED', `block ${block.number}`, block.offset);
+    // The header is in hand: a record it contradicts is named as such, not as corrupt data.
+    checkHeader(block, bytes);
     const stream = singleBlockStream(block.checkId, bytes, block.unpaddedSize, block.uSize);
     pool ??= createWorkerPool(options.threads ?? 2);
     const { data } = await pool.run({ kind: 'xz-decode', stream, expectedSize: block.uSize, block: block.number, offset: block.offset }, [stream.buffer as ArrayBuffer]);
@@ -193,10 +200,11 @@ export async function openXz(source: Source, options: XzReaderOptions = {}): Pro
     return data;
   };
 
-  /** Holds one index record against the block header found where the records say the block starts. */
-  const confirmBlock = async (block: XzBlock): Promise<void> => {
-    if (confirmed[block.number - 1]) return;
-    const bytes = await source.read(block.offset, Math.min(MAX_BLOCK_HEADER, block.totalSize));
+  /**
+   * Holds one index record against the block header found where the records say the block starts;
+   * true when the header states the uncompressed size too, so the record is confirmed whole.
+   */
+  const checkHeader = (block: XzBlock, bytes: Uint8Array): boolean => {
     const header = parseBlockHeader(bytes, block.offset);
     const check = checkSize(block.checkId);
     const mismatch = (what: string) => fail('XZ_INDEX_MISMATCH', block.number, block.unpaddedSize, block.uSize, block.offset, what);
@@ -204,8 +212,16 @@ export async function openXz(source: Source, options: XzReaderOptions = {}): Pro
     if (header.compressedSize !== undefined && header.size + header.compressedSize + check !== block.unpaddedSize) {
       throw mismatch(`the block header says header ${header.size} + compressed ${header.compressedSize} + check ${check} = ${header.size + header.compressedSize + check} bytes`);
     }
-    if (header.uncompressedSize !== undefined) {
-      if (header.uncompressedSize !== block.uSize) throw mismatch(`the block header says ${header.uncompressedSize} bytes uncompressed`);
+    if (header.uncompressedSize === undefined) return false;
+    if (header.uncompressedSize !== block.uSize) throw mismatch(`the block header says ${header.uncompressedSize} bytes uncompressed`);
+    return true;
+  };
+
+  const readHeader = (block: XzBlock) => source.read(block.offset, Math.min(MAX_BLOCK_HEADER, block.totalSize));
+
+  const confirmBlock = async (block: XzBlock): Promise<void> => {
+    if (confirmed[block.number - 1]) return;
+    if (checkHeader(block, await readHeader(block))) {
       confirmed[block.number - 1] = 1;
       return;
     }
@@ -242,6 +258,11 @@ export async function openXz(source: Source, options: XzReaderOptions = {}): Pro
     locate,
     readBlock,
     decodeBlock: (index) => decode(blocks[index]!),
+    async checkHeaders() {
+      for (let at = 0; at < blocks.length; at += CONFIRM_WINDOW) {
+        await Promise.all(blocks.slice(at, at + CONFIRM_WINDOW).map(async (block) => void checkHeader(block, await readHeader(block))));
+      }
+    },
     async read(offset, length) {
       const count = clipRead(size, offset, length);
       const out = new Uint8Array(count);
