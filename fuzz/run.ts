@@ -98,6 +98,15 @@ export function errorLines(stderr: string): string[] {
   return stderr.split('\n').filter((line) => !NOTICE.test(line));
 }
 
+/**
+ * gzip's warning with its exit status 2: the data is complete and right, and trailing garbage was
+ * ignored (gzip -d does the same). Judged as a success: its bytes must be the truth.
+ */
+export function warnedComplete(outcome: Outcome): boolean {
+  const lines = errorLines(outcome.stderr);
+  return outcome.status === 2 && lines.length > 0 && lines.every((line) => /decompression OK, trailing garbage ignored/.test(line));
+}
+
 /** Signs of a bug rather than a refusal: a stack, an internal error, a native abort. */
 const CRASH_TEXT = /internal error|FATAL|\n\s+at .+:\d+|Aborted|core dumped|Segmentation|napi_/;
 
@@ -113,7 +122,7 @@ export function judge(outcome: Outcome, expected: { bytes?: Uint8Array; check?: 
   if (outcome.signal) return { verdict: 'crash', why: `killed by ${outcome.signal}` };
   if (CRASH_TEXT.test('\n' + outcome.stderr)) return { verdict: 'crash', why: oneLine(outcome.stderr.match(/.*(internal error|FATAL|Aborted|Segmentation|napi_).*/)?.[0] ?? firstError) };
   if (outcome.status === 70 || (outcome.status ?? 0) >= 128) return { verdict: 'crash', why: `exit ${outcome.status}: ${oneLine(firstError)}` };
-  if (outcome.status !== 0) {
+  if (outcome.status !== 0 && !warnedComplete(outcome)) {
     const lines = errorLines(outcome.stderr);
     if (lines.length === 0) return { verdict: 'crash', why: `exit ${outcome.status} with no message` };
     if (lines.length > 3) return { verdict: 'crash', why: `exit ${outcome.status} with ${lines.length} lines of stderr: ${oneLine(lines[0]!)}` };

@@ -9,7 +9,7 @@ import { existsSync, readdirSync, readFileSync, statSync, watch, writeFileSync }
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cliPath, diskLikeData, requireTool, run, runAsync, runCli, sha256, tempDir, xzList, type CliName, type RunResult } from './helpers/tools.js';
-import { blockOffsets, forgeCheckId, forgeHeaderUncompressedSize, forgeIndexRecord, forgeStreamFlags, parseXz } from './helpers/xz-forge.js';
+import { blockOffsets, forgeCheckId, forgeHeaderUncompressedSize, forgeIndexRecord, forgeStreamFlags, parseXz } from '../fuzz/xz-forge.js';
 
 const BLOCK = 256 * 1024;
 const DATA_SIZE = 3 * 2 ** 20 + 12345;

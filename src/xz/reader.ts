@@ -270,15 +270,24 @@ export async function openXz(source: Source, options: XzReaderOptions = {}): Pro
       // The blocks of this read confirm one another by their decodes: the read fails if any does.
       await confirmBefore(first);
       const pieces: Promise<void>[] = [];
-      for (let index = first, done = 0; done < count; index++) {
+      // Blocks whose record says 0 bytes give nothing to the read, but a record forged to 0 would
+      // shift every later offset, or (at the end) cut the data short: they are confirmed too.
+      for (let index = first, done = 0; index < blocks.length && (done < count || blocks[index]!.uSize === 0); index++) {
         const block = blocks[index]!;
+        if (block.uSize === 0) {
+          pieces.push(confirmBlock(block));
+          continue;
+        }
         const within = offset + done - block.uStart;
         const take = Math.min(count - done, block.uSize - within);
         const at = done;
         if (take > 0) pieces.push(cachedDecode(index).then((data) => out.set(data.subarray(within, within + take), at)));
         done += take;
       }
-      await Promise.all(pieces);
+      // Every decode of this read settles before it fails: a failed read leaves no worker busy on
+      // its behalf, so a caller that exits on the error does not exit under a native call.
+      const failed = (await Promise.allSettled(pieces)).find((result) => result.status === 'rejected');
+      if (failed) throw failed.reason;
       return out;
     },
     async close() {
