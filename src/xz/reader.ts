@@ -1,4 +1,4 @@
-import { fail } from '../errors.js';
+import { fail, type SeekzError } from '../errors.js';
 import { createBlockCache, type BlockCache } from '../source/block-cache.js';
 import { clipRead, type Source } from '../source/source.js';
 import { createWorkerPool, type WorkerPool } from '../workers/pool.js';
@@ -190,8 +190,13 @@ export async function openXz(source: Source, options: XzReaderOptions = {}): Pro
     if (block.uSize > maxBlock) throw fail('XZ_BLOCK_TOO_LARGE', block.number, block.uSize, maxBlock);
     const bytes = await source.read(block.offset, block.totalSize);
     if (bytes.length !== block.totalSize) throw fail('XZ_TRUNCATED', `block ${block.number}`, block.offset);
-    // The header is in hand: a record it contradicts is named as such, not as corrupt data.
-    checkHeader(block, bytes);
+    // The header is in hand: a record it contradicts is named as such, not as corrupt data. A
+    // header that does not parse is left to liblzma, whose error names the block (XZ_DECODE_FAILED).
+    try {
+      checkHeader(block, bytes);
+    } catch (error) {
+      if ((error as SeekzError).code === 'XZ_INDEX_MISMATCH') throw error;
+    }
     const stream = singleBlockStream(block.checkId, bytes, block.unpaddedSize, block.uSize);
     pool ??= createWorkerPool(options.threads ?? 2);
     const { data } = await pool.run({ kind: 'xz-decode', stream, expectedSize: block.uSize, block: block.number, offset: block.offset }, [stream.buffer as ArrayBuffer]);
