@@ -9,6 +9,7 @@
  */
 import { crc32 } from 'node:zlib';
 import type { Random } from './random.js';
+import { varint } from './xz-forge.js';
 
 export type Forgery = (file: Uint8Array, random: Random, members: number[]) => Uint8Array | undefined;
 
@@ -158,15 +159,6 @@ function readVarint(bytes: Uint8Array, at: number): [value: number, next: number
   throw new Error('varint too long');
 }
 
-function varint(value: number): number[] {
-  const out: number[] = [];
-  while (value >= 0x80) {
-    out.push((value % 0x80) | 0x80);
-    value = Math.floor(value / 0x80);
-  }
-  out.push(value);
-  return out;
-}
 
 interface XzLayout {
   /** Offset of the last stream's footer; stream padding after it is left alone. */

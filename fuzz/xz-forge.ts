@@ -31,7 +31,8 @@ function readVarint(bytes: Uint8Array, at: number): [value: number, next: number
   }
 }
 
-function varint(value: number): number[] {
+/** An xz multibyte integer (§1.2), 7 bits a byte, least significant first. */
+export function varint(value: number): number[] {
   const out: number[] = [];
   while (value >= 0x80) {
     out.push((value % 0x80) | 0x80);
