@@ -321,15 +321,28 @@ function nbdRequest(type: number, flags: number, handle: number, offset: number,
   return request;
 }
 
-/** Starts a server child that listens on `socketPath`; resolves once the socket exists. */
+/** Whether a server accepts a connection on `socketPath` now (the probe hangs up at once). */
+function accepts(socketPath: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = connect(socketPath);
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once('error', () => resolve(false));
+  });
+}
+
+/** Starts a server child that listens on `socketPath`; resolves once it accepts connections. */
 async function startNbd(command: string, args: string[], socketPath: string) {
   const child = spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   const exited = once(child, 'exit');
-  // Both servers say nothing when ready, but the socket appears only once they listen.
+  // nbdkit says nothing when ready, and the socket file appears at bind(), a moment before
+  // listen(): ready is the first connection that is accepted (refusals until then are retried).
   const deadline = Date.now() + 20_000;
-  while (!existsSync(socketPath)) {
+  while (!(await accepts(socketPath))) {
     if (child.exitCode !== null || Date.now() > deadline) throw new Error(`${command} did not listen: ${stderr}`);
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
