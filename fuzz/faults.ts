@@ -16,7 +16,7 @@
  */
 import { spawn, execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readdirSync, rmSync, watch, writeFileSync } from 'node:fs';
+import { appendFileSync, closeSync, copyFileSync, existsSync, mkdirSync, openSync, readdirSync, rmSync, watch, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Base } from './bases.js';
 import { createRandom, diskLikeContent } from './random.js';
@@ -183,14 +183,17 @@ export async function runEnospc(bases: Base[], dir: string, seed: number, timeou
       ];
       if (base.format === 'gz') outputs.push(['index', base.path, '-q', '--format', 'gzidx', '--spacing', '32KiB', '-o', join(full, 'out.index')]);
       for (const args of outputs) {
+        // Full before the command starts: a small output (an index of one point is 53 bytes)
+        // would otherwise fit in the 8 KiB, and exit 0 would be right.
+        fillUp(join(full, FILLER));
         const outcome = await runMeasured(process.execPath, [seekz, ...args], { timeoutMs, rssFile });
-        const left = readdirSync(full);
+        const left = readdirSync(full).filter((name) => name !== FILLER);
         const judged = fullDiskVerdict(outcome, base.name);
         results.push({
           command: `enospc:${args[0]} -o tmpfs`,
           ...(judged.verdict === 'clean-error' && left.length > 0 ? { verdict: 'wrong' as Verdict, why: `failed but left ${left.join(', ')}` } : judged),
         });
-        for (const name of left) rmSync(join(full, name), { force: true });
+        for (const name of [...left, FILLER]) rmSync(join(full, name), { force: true });
       }
     }
   } finally {
@@ -200,6 +203,24 @@ export async function runEnospc(bases: Base[], dir: string, seed: number, timeou
 }
 
 /** A write to a full disk must fail: exit 0 is silent loss of data. */
+const FILLER = 'filler';
+
+/** Appends to `path` until its file system has no room left (ENOSPC). */
+function fillUp(path: string): void {
+  const page = Buffer.alloc(4096);
+  try {
+    for (;;) appendFileSync(path, page);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOSPC') throw error;
+  }
+  // A partial page may still fit: fill it byte by byte.
+  try {
+    for (;;) appendFileSync(path, page.subarray(0, 1));
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOSPC') throw error;
+  }
+}
+
 function fullDiskVerdict(outcome: Outcome, base: string): { verdict: Verdict; why: string } {
   const judged = judge(outcome, { check: () => false });
   return { verdict: judged.verdict, why: `${base}: ${judged.verdict === 'wrong' ? 'exit 0 although the output could not be written' : judged.why}` };
