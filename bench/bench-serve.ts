@@ -11,7 +11,7 @@ import { request } from 'node:http';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { openCompressed } from '../src/open.js';
+import { decoderOf, open as openCompressed } from '../src/open.js';
 import { DEFAULT_MIN_FETCH, httpSource } from '../src/source/http.js';
 import { fileSource } from '../src/source/file.js';
 import { formatSize } from '../src/size.js';
@@ -129,7 +129,7 @@ async function httpPart(bench: Bench, image: Image, xz: string) {
   const imageSource = await fileSource(image.path);
   try {
     const source = await httpSource(nginx.url);
-    const data = await openCompressed(source, { cacheSize: 0 });
+    const data = decoderOf(await openCompressed(source, { cacheSize: 0 }));
     if (data.format !== 'xz') throw new Error(`bench: ${nginx.url} opened as ${data.format}`);
     const open = { ...source.stats };
     const lastBlock = data.blocks[data.blocks.length - 1]!;

@@ -1,17 +1,14 @@
 #!/usr/bin/env node
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { findPartition } from '../src/disk/partitions.js';
 import { patchGzip, patchGzipFromRegion, type PatchResult } from '../src/edit/patch.js';
 import { fail, hex32 } from '../src/errors.js';
-import { describeRanges, readGzipLayout, readSeekzMap } from '../src/gzip/layout.js';
-import { sidecarIndexPaths } from '../src/open.js';
-import { openCompressed, type CompressedSource } from '../src/open.js';
-import { openCompressedFile, recoverBeforeReading } from '../src/open-file.js';
-import { buildGzipIndex, type GzipMember } from '../src/gzip/index/build.js';
+import { describeRanges } from '../src/gzip/layout.js';
+import type { GzipInfo } from '../src/info.js';
+import { decoderOf, open, recoverBeforeReading, type Decoder } from '../src/open.js';
+import { buildGzipIndex } from '../src/gzip/index/build.js';
 import type { GzipEnd } from '../src/gzip/index/types.js';
-import { readGzipHeader } from '../src/gzip/header.js';
-import { parseIndex } from '../src/gzip/index/formats.js';
 import { serializeIndex, type IndexFormat } from '../src/gzip/index/formats.js';
 import { listing } from './xz-listing.js';
 import { addServeCommand } from './serve.js';
@@ -163,66 +160,36 @@ program
   .description('Show what a .gz or .xz file says about itself: sizes, blocks or checkpoints, editable ranges.')
   .argument('<file>')
   .action(async (path: string) => {
-    const isUrl = /^https?:\/\//i.test(path);
-    if (!isUrl) await recoverFirst(path);
-    const file = isUrl ? undefined : await fileSource(path);
-    const magic = file ? await file.read(0, 2) : undefined;
-    if (!file || magic![0] === 0xfd) {
-      await file?.close();
-      await withCompressed(path, async (data) => {
-        if (data.format === 'xz') {
-          await data.checkHeaders();
-          await writeStdout(listing(path, data));
-        } else await writeStdout(`file: ${path}\nformat: gzip (${data.access === 'map' ? 'seekz map' : 'index'})\nuncompressed: ${data.size} bytes (${formatSize(data.size)})\n`);
-      });
-      return;
-    }
-    try {
-      if (file.size === 0) throw fail('GZIP_EMPTY');
-      const header = await readGzipHeader((offset, length) => file.read(offset, length), file.size);
-      if (!(await readSeekzMap(file, header))) {
-        await gzipInfo(path, file);
-        return;
-      }
-      const layout = await readGzipLayout(file, { onWalk: () => process.stderr.write(`seekz: ${path} has no seekz map; walking its deflate stream\n`) });
-      const lines = [
-        `file: ${path}`,
-        `format: gzip${layout.map ? ' (seekz partial-deflate, with map)' : ''}`,
-        `compressed: ${layout.fileSize} bytes (${formatSize(layout.fileSize)})`,
-        `uncompressed: ${layout.totalLength} bytes (${formatSize(layout.totalLength)})`,
-        `ratio: ${(layout.fileSize / Math.max(1, layout.totalLength)).toFixed(4)}`,
-        `crc32: ${hex32(layout.crc)}`,
-        `checkpoints: ${layout.map ? `${layout.map.segments.length} (chunk ${formatSize(layout.map.chunkSize)} x ${layout.map.groupChunks})` : 'none'}`,
-        `editable: ${describeRanges(layout.editableRanges())}`,
-        ...(layout.map ? [`verified: ${layout.map.verified ? 'crc-32 per chunk' : `no (map version ${layout.map.version}; rewrite with partial-deflate for checked reads)`}`] : []),
-      ];
-      await writeStdout(lines.join('\n') + '\n');
-    } finally {
-      await file.close();
-    }
+    const progress = progressLine(undefined, true);
+    await using file = await open(path, { onRecovered: (outcome) => saidRecovered(path, outcome), onProgress: progress.update });
+    const info = await file.info({ onProgress: progress.update, onWalk: () => process.stderr.write(`seekz: ${path} has no seekz map; walking its deflate stream\n`) });
+    progress.finish();
+    if (info.format === 'xz') return writeStdout(listing(path, { fileSize: info.compressedSize, size: info.uncompressedSize, streams: info.streams, blocks: info.blocks }));
+    await writeStdout(gzipInfoLines(path, info).join('\n') + '\n');
+    warnTrailing(path, info.end, info.compressedSize);
   });
 
-/**
- * `seekz info` for a gzip file seekz did not write: one verified pass (every member's CRC-32 and
- * ISIZE, as gzip -t), then its members, what follows them, and what guarantee reads get.
- */
-async function gzipInfo(path: string, file: Source): Promise<void> {
-  const members: GzipMember[] = [];
-  const progress = progressLine(file.size, true);
-  let index;
-  try {
-    index = await buildGzipIndex(file, { onMember: (member) => members.push(member), onProgress: progress.update });
-  } finally {
-    progress.finish();
-  }
+/** `seekz info` of a gzip file: its sizes, then its map, or its members and how reads are checked. */
+function gzipInfoLines(path: string, info: GzipInfo): string[] {
+  const members = info.members ?? [];
   const lines = [
     `file: ${path}`,
-    `format: gzip, ${members.length === 1 ? '1 member' : `${members.length} members`}${members.every((member) => member.bgzf) ? ' (BGZF)' : ''}`,
-    `compressed: ${file.size} bytes (${formatSize(file.size)})`,
-    `uncompressed: ${index.uncompressedSize} bytes (${formatSize(index.uncompressedSize)})`,
-    `ratio: ${(file.size / Math.max(1, index.uncompressedSize)).toFixed(4)}`,
+    info.map ? 'format: gzip (seekz partial-deflate, with map)' : `format: gzip, ${members.length === 1 ? '1 member' : `${members.length} members`}${members.every((member) => member.bgzf) ? ' (BGZF)' : ''}`,
+    `compressed: ${info.compressedSize} bytes (${formatSize(info.compressedSize)})`,
+    `uncompressed: ${info.uncompressedSize} bytes (${formatSize(info.uncompressedSize)})`,
+    `ratio: ${(info.compressedSize / Math.max(1, info.uncompressedSize)).toFixed(4)}`,
   ];
-  if (members.length === 1) lines.push(`crc32: ${hex32(members[0]!.crc)}`);
+  if (info.map) {
+    const { map } = info;
+    return [
+      ...lines,
+      `crc32: ${hex32(info.crc!)}`,
+      `checkpoints: ${map.checkpoints} (chunk ${formatSize(map.chunkSize)} x ${map.groupChunks})`,
+      `editable: ${describeRanges(info.editable)}`,
+      `verified: ${map.verified ? 'crc-32 per chunk' : `no (map version ${map.version}; rewrite with partial-deflate for checked reads)`}`,
+    ];
+  }
+  if (members.length === 1) lines.push(`crc32: ${hex32(info.crc!)}`);
   else {
     lines.push(`members: ${members.length} (all CRC-32 and ISIZE checked)`);
     for (const member of members.slice(0, 8)) {
@@ -230,53 +197,29 @@ async function gzipInfo(path: string, file: Source): Promise<void> {
     }
     if (members.length > 8) lines.push(`  … and ${members.length - 8} more`);
   }
-  const end = index.end!;
-  if (end.after !== 'nothing') lines.push(`after the last member: ${file.size - end.offset} bytes of ${end.after === 'zeros' ? 'zero padding (ignored, as gzip -d does)' : 'trailing garbage (ignored with a warning, as gzip -d does)'}, at offset ${end.offset}`);
-  lines.push(`checkpoints: none`, `reads: ${readGuarantee(path)}`);
-  if (members.length === 1 && end.after === 'nothing') {
-    const layout = await readGzipLayout(file, { onWalk: () => process.stderr.write(`seekz: ${path} has no seekz map; walking its deflate stream\n`) });
-    lines.push(`editable: ${describeRanges(layout.editableRanges())}`);
-  } else lines.push('editable: none (in-place edits need a single-member file with nothing after it)');
-  await writeStdout(lines.join('\n') + '\n');
-  warnTrailing(path, end, file.size);
+  const end = info.end;
+  if (end) lines.push(`after the last member: ${end.length} bytes of ${end.after === 'zeros' ? 'zero padding (ignored, as gzip -d does)' : 'trailing garbage (ignored with a warning, as gzip -d does)'}, at offset ${end.offset}`);
+  const index = info.reads?.index;
+  const reads =
+    index === undefined
+      ? 'no index file; one is built in memory on open, with a CRC-32 per span: every read checked'
+      : info.reads!.checked === 'crc'
+        ? `through ${index}: every span checked against its CRC-32`
+        : `through ${index} (no checksums): every span checked for its exact length and block boundaries; whole members against their trailers when read through (cat); rebuild with seekz index for checked random reads`;
+  lines.push('checkpoints: none', `reads: ${reads}`, `editable: ${info.notEditable ? `none (${info.notEditable})` : describeRanges(info.editable)}`);
+  return lines;
 }
 
-/** Which guarantee reads of a gzip file without a map get, from the sidecar index they would use. */
-function readGuarantee(path: string): string {
-  for (const candidate of sidecarIndexPaths(path)) {
-    if (!existsSync(candidate)) continue;
-    let index;
-    try {
-      index = parseIndex(readFileSync(candidate));
-    } catch (error) {
-      return `through ${candidate}, which is unusable (${(error as Error).message})`;
-    }
-    return index.points.every((point) => point.crc !== undefined)
-      ? `through ${candidate}: every span checked against its CRC-32`
-      : `through ${candidate} (no checksums): every span checked for its exact length and block boundaries; whole members against their trailers when read through (cat); rebuild with seekz index for checked random reads`;
-  }
-  return 'no index file; one is built in memory on open, with a CRC-32 per span: every read checked';
-}
-
-async function withCompressed(path: string, work: (data: CompressedSource) => Promise<void>, quiet = false): Promise<void> {
+async function withCompressed(path: string, work: (data: Decoder) => Promise<void>, quiet = false): Promise<void> {
   const onBuildIndex = () => {
     if (!quiet) process.stderr.write(`seekz: ${path} has no index; building one in memory (one pass; 'seekz index ${path}' keeps one)\n`);
   };
-  let data: CompressedSource;
-  if (/^https?:\/\//i.test(path)) {
-    // A URL has no journal and no sidecar index beside it.
-    const source = await httpSource(path);
-    data = await openCompressed(source, { onBuildIndex }).catch(async (error: unknown) => {
-      await source.close();
-      throw error;
-    });
-  } else {
-    data = await openCompressedFile(path, { onBuildIndex, onRecovered: (outcome) => saidRecovered(path, outcome) });
-  }
+  const file = await open(path, { onBuildIndex, onRecovered: (outcome) => saidRecovered(path, outcome) });
+  const data = decoderOf(file);
   try {
     await work(data);
   } finally {
-    await data.close?.();
+    await file.close();
   }
   if (data.format === 'gzip') warnTrailing(path, data.end);
 }

@@ -9,8 +9,7 @@ import { writableGzip } from '../src/edit/write-overlay.js';
 import { fail } from '../src/errors.js';
 import { readGzipLayout } from '../src/gzip/layout.js';
 import { createNbdServer, type NbdExport } from '../src/nbd/server.js';
-import { openCompressed, type CompressedSource } from '../src/open.js';
-import { openCompressedFile } from '../src/open-file.js';
+import { decoderOf, open, type Decoder } from '../src/open.js';
 import { parseSize } from '../src/size.js';
 import { fileSource } from '../src/source/file.js';
 import type { Source } from '../src/source/source.js';
@@ -53,10 +52,10 @@ Examples:
     .action(async (target: string, options) => {
       const isUrl = /^https?:\/\//.test(target);
       const cacheSize = options.cache !== undefined ? parseSize(options.cache) : undefined;
-      const data = isUrl ? await openCompressedUrl(target, openUrl, cacheSize) : await openCompressedFile(target, {
+      const data = isUrl ? await openCompressedUrl(target, openUrl, cacheSize) : decoderOf(await open(target, {
             cacheSize,
             onRecovered: (outcome) => process.stderr.write(`seekz serve: ${outcome === 'rolled-back' ? 'rolled back an interrupted edit of' : 'removed the unfinished journal of'} ${target} first\n`),
-          });
+          }));
       let exported: NbdExport = { name: options.exportName, source: data, readCost: readCostOf(data) };
       if (!isUrl && data.format === 'gzip' && data.access === 'map' && !options.readonly) {
         const file = await fileSource(target);
@@ -99,7 +98,7 @@ Examples:
  * What one read holds in memory, for the server's budget: its output, plus for xz every block it
  * touches (decoded whole, and held until copied out), plus for gzip as much again for inflation.
  */
-function readCostOf(data: CompressedSource): (offset: number, length: number) => number {
+function readCostOf(data: Decoder): (offset: number, length: number) => number {
   if (data.format !== 'xz') return (_offset, length) => 2 * length;
   return (offset, length) => {
     let cost = length;
@@ -109,7 +108,7 @@ function readCostOf(data: CompressedSource): (offset: number, length: number) =>
 }
 
 async function openCompressedUrl(url: string, openUrl: (url: string) => Promise<Source>, cacheSize: number | undefined) {
-  return openCompressed(await openUrl(url), { cacheSize });
+  return decoderOf(await open(await openUrl(url), { cacheSize }));
 }
 
 /** nbdkit's --run: serve on a private Unix socket while COMMAND runs, then stop. */

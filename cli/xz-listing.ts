@@ -3,7 +3,7 @@ import { checkName } from '../src/xz/format.js';
 import type { XzSource } from '../src/xz/reader.js';
 
 /** The shape of `xz --list -v`: totals, then streams, then blocks. */
-export function listing(file: string, xz: XzSource): string {
+export function listing(file: string, xz: Pick<XzSource, 'fileSize' | 'size' | 'streams' | 'blocks'>): string {
   const compressed = xz.fileSize;
   const ratio = (xz.size === 0 ? 0 : compressed / xz.size).toFixed(3);
   const checks = [...new Set(xz.streams.map((stream) => checkName(stream.checkId)))].join(',');

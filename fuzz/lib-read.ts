@@ -1,22 +1,18 @@
 /**
  * The library's way in, run as its own process so a crash or a hang is judged like a CLI's:
- * `node dist/fuzz/lib-read.js FILE OFFSET LENGTH` opens FILE with the public `open()` (gzip) or
- * `openCompressedFile` (xz, and gzip with a sidecar index) and writes the bytes it reads.
+ * `node dist/fuzz/lib-read.js FILE OFFSET LENGTH` opens FILE with the public `open()` (gzip or
+ * xz, with a sidecar index when one sits beside it) and writes the bytes it reads.
  * A SeekzError is a clean refusal (exit 1, one line); anything else is a bug (exit 70, stack).
  */
-import { existsSync } from 'node:fs';
 import { open, SeekzError } from '../src/index.js';
-import { openCompressedFile } from '../src/open-file.js';
-import { sidecarIndexPaths } from '../src/open.js';
 
 const [path, offsetText, lengthText] = process.argv.slice(2) as [string, string, string];
 try {
-  const useSidecar = !path.endsWith('.gz') || sidecarIndexPaths(path).some((candidate) => existsSync(candidate));
-  const data = useSidecar ? await openCompressedFile(path) : await open(path);
+  const data = await open(path);
   const offset = Number(offsetText);
   if (offset > data.size) throw new SeekzError('OUT_OF_RANGE', `lib-read: offset ${offset} is past the end (${data.size} bytes)`);
   const bytes = await data.read(offset, Math.min(Number(lengthText), data.size - offset));
-  await data.close?.();
+  await data.close();
   await new Promise<void>((resolve, reject) => process.stdout.write(bytes, (error) => (error ? reject(error) : resolve())));
 } catch (error) {
   if (error instanceof SeekzError) {

@@ -10,7 +10,7 @@ import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SeekzError, type ErrorCode } from '../src/errors.js';
-import { openCompressed } from '../src/open.js';
+import { decoderOf, open } from '../src/open.js';
 import { httpSource, type HttpStats } from '../src/source/http.js';
 import { diskLikeData, findTool, requireTool, run, runCli, tempDir } from './helpers/tools.js';
 
@@ -229,7 +229,7 @@ describe('http source against a real nginx', () => {
     expect(indexSize + 12).toBeLessThan(minFetch); // so the end fetch holds footer and index
 
     const source = await httpSource(`${base}/disk.img.xz`, { minFetch });
-    const xz = await openCompressed(source);
+    const xz = decoderOf(await open(source));
     let opened: HttpStats;
     let logLines: number;
     try {
@@ -265,7 +265,7 @@ describe('http source against a real nginx', () => {
 
     // Each open has its own cache: a second one fetches the start and the index once more.
     const again = await httpSource(`${base}/disk.img.xz`, { minFetch });
-    const xzAgain = await openCompressed(again);
+    const xzAgain = decoderOf(await open(again));
     try {
       expect(again.stats).toEqual(opened);
       expect(await waitForLog('/disk.img.xz', logLines + 2)).toHaveLength(logLines + 2);
@@ -276,7 +276,7 @@ describe('http source against a real nginx', () => {
 
   it('with the default minFetch, opening an .xz takes 2 requests and a random read at most one more', async () => {
     const source = await httpSource(`${base}/disk.img.xz`);
-    const xz = await openCompressed(source);
+    const xz = decoderOf(await open(source));
     try {
       if (xz.format !== 'xz') throw new Error(`expected xz, got ${xz.format}`);
       expect(source.stats.requests).toBe(2);
@@ -291,7 +291,7 @@ describe('http source against a real nginx', () => {
   });
 
   it('reads a gzip file over HTTP', async () => {
-    const gz = await openCompressed(await httpSource(`${base}/disk.img.gz`));
+    const gz = decoderOf(await open(await httpSource(`${base}/disk.img.gz`)));
     try {
       expect(gz.format).toBe('gzip');
       expect(gz.size).toBe(disk.length);

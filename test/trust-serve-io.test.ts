@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { journalPath, writeJournal } from '../src/edit/journal.js';
 import { SeekzError } from '../src/errors.js';
-import { openCompressedFile } from '../src/open-file.js';
+import { open } from '../src/open.js';
 import { httpSource } from '../src/source/http.js';
 import { cliPath, diskLikeData, noise, peakRss, requireTool, run, runCli, sha256, tempDir, type CliName } from './helpers/tools.js';
 
@@ -117,9 +117,9 @@ describe('Interrupted edit: every reader rolls back a journal first, or refuses'
     expectRecovered(path);
   });
 
-  it("the library's openCompressedFile rolls back too", async () => {
+  it("the library's open() rolls back too", async () => {
     const path = await halfWritten('library.gz');
-    const data = await openCompressedFile(path);
+    const data = await open(path);
     try {
       expect(sha256(await data.read(0, data.size))).toBe(sha256(raw));
     } finally {
@@ -168,8 +168,8 @@ describe('Interrupted edit: every reader rolls back a journal first, or refuses'
         expectOneLineError(result, `seekz ${args[0]}`, /^patch: .*disk\.gz has an interrupted edit .* cannot be rolled back here: .*EROFS.*as a user who can write/);
         expect(result.stdout.length, `seekz ${args[0]} wrote nothing`).toBe(0);
       }
-      await expect(openCompressedFile(path)).rejects.toMatchObject({ code: 'RECOVERY_NEEDS_WRITE' });
-      await expect(openCompressedFile(path)).rejects.toBeInstanceOf(SeekzError);
+      await expect(open(path)).rejects.toMatchObject({ code: 'RECOVERY_NEEDS_WRITE' });
+      await expect(open(path)).rejects.toBeInstanceOf(SeekzError);
     } finally {
       run('umount', [mount]);
     }

@@ -58,6 +58,8 @@ export interface PartialDeflateOptions {
   onBoundary?: (boundary: Boundary) => void;
   /** Called after each write with the uncompressed bytes done so far. */
   onProgress?: (done: number) => void;
+  /** Stops the worker threads at once when aborted; the write then fails. */
+  signal?: AbortSignal;
 }
 
 export interface PartialDeflateResult {
@@ -117,7 +119,7 @@ export async function partialDeflate(input: SequentialInput, sink: Sink, options
   const mapOffset = header.length - reserved;
   await sink.write(header);
 
-  const pool = createWorkerPool(threads);
+  const pool = createWorkerPool(threads, options.signal);
   const zeroBlocks = new Map<number, Uint8Array>();
   const pieces: MapPiece[] = [];
   const maxInFlight = 2 * pool.threads + 2;

@@ -7,7 +7,7 @@ import { readGzipHeader } from './header.js';
 import { createBlockCache } from '../source/block-cache.js';
 import { mapStoredExtents, readSeekzMap } from './layout.js';
 import { findSegment, STORED_BLOCK_HEADER, STORED_BLOCK_MAX, type SeekzMap, type Segment } from './map.js';
-import { buildGzipIndex } from './index/build.js';
+import { buildGzipIndex, type BuildOptions } from './index/build.js';
 import { openIndexedGzip } from './index/indexed-reader.js';
 import type { GzipEnd, GzipIndex } from './index/types.js';
 
@@ -34,6 +34,10 @@ export interface OpenGzipOptions {
   index?: GzipIndex;
   /** Told before an index is built in memory (a full pass over the file), so a CLI can say so. */
   onBuildIndex?: () => void;
+  /** While an index is built in memory: told of each member once its trailer checks out. */
+  onMember?: BuildOptions['onMember'];
+  /** While an index is built in memory: compressed bytes done so far. */
+  onProgress?: BuildOptions['onProgress'];
   spacing?: number;
   cacheSize?: number;
 }
@@ -54,7 +58,7 @@ export async function openGzip(source: Source, options: OpenGzipOptions = {}): P
   let index = options.index?.uncompressedSize === 0 ? undefined : options.index;
   if (!index) {
     options.onBuildIndex?.();
-    index = await buildGzipIndex(source, { spacing: options.spacing });
+    index = await buildGzipIndex(source, { spacing: options.spacing, onMember: options.onMember, onProgress: options.onProgress });
   }
   return Object.assign(openIndexedGzip(source, index, { cacheSize: options.cacheSize }), { access: 'index' as const, map: undefined });
 }

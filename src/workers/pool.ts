@@ -64,8 +64,12 @@ interface Pending {
   reject: (error: Error) => void;
 }
 
-/** A fixed set of worker threads with a queue: at most one job per worker at a time. */
-export function createWorkerPool(threads = defaultThreads()): WorkerPool {
+/**
+ * A fixed set of worker threads with a queue: at most one job per worker at a time. An aborted
+ * `signal` stops the pool as a process signal would (see stopAllWorkers): the library's way to
+ * cancel a compression within one slice of a job, not after the block in hand.
+ */
+export function createWorkerPool(threads = defaultThreads(), signal?: AbortSignal): WorkerPool {
   const count = Math.max(1, threads);
   const stopFlag = new Int32Array(new SharedArrayBuffer(4));
   const idle: Worker[] = [];
@@ -139,6 +143,7 @@ export function createWorkerPool(threads = defaultThreads()): WorkerPool {
       await untilIdle();
       await Promise.all(workers.map((worker) => worker.terminate()));
       livePools.delete(pool);
+      signal?.removeEventListener('abort', onAbort);
     },
     stop() {
       stopping ??= (async () => {
@@ -157,5 +162,8 @@ export function createWorkerPool(threads = defaultThreads()): WorkerPool {
     },
   };
   livePools.add(pool);
+  const onAbort = () => void pool.stop();
+  if (signal?.aborted) onAbort();
+  else signal?.addEventListener('abort', onAbort, { once: true });
   return pool;
 }

@@ -19,6 +19,8 @@ export interface XzWriterOptions {
   /** Called as each block is written: the same record the index gets. */
   onBlock?: (block: IndexRecord & { offset: number }) => void;
   onProgress?: (done: number) => void;
+  /** Stops the worker threads at once when aborted; the write then fails. */
+  signal?: AbortSignal;
 }
 
 interface AssembledBlock {
@@ -61,7 +63,7 @@ export async function writeXz(input: SequentialInput, sink: Sink, options: XzWri
   if (!Number.isInteger(preset) || preset < 0 || preset > 9) throw fail('BAD_ARGUMENT', `preset ${preset} must be 0 to 9`);
   if (checkId === undefined) throw fail('BAD_ARGUMENT', `check '${options.check}' must be crc32, crc64, sha256 or none`);
 
-  const pool = createWorkerPool(options.threads ?? defaultThreads());
+  const pool = createWorkerPool(options.threads ?? defaultThreads(), options.signal);
   const records: IndexRecord[] = [];
   let compressedSize = 0;
   let uncompressedSize = 0;
