@@ -1,3 +1,4 @@
+import { fail } from './errors.js';
 import { checkName } from './xz/format.js';
 import type { XzBlock, XzStream } from './xz/reader.js';
 import { buildGzipIndex, type GzipMember } from './gzip/index/build.js';
@@ -85,12 +86,20 @@ export async function describe(
   // so one checked pass lists them now (every member's CRC-32 and ISIZE, as gzip -t).
   let members = context.members;
   let end = decoder.index?.end;
+  let uncompressedSize = decoder.size;
   if (context.sidecar !== undefined || members.length === 0) {
     members = [];
-    end = (await buildGzipIndex(source, { onMember: (member) => members.push(member), onProgress: context.onProgress })).end;
+    const built = await buildGzipIndex(source, { onMember: (member) => members.push(member), onProgress: context.onProgress });
+    // An index file that records no file size (gztool's) can belong to another file: the pass says.
+    if (context.sidecar !== undefined && built.uncompressedSize !== decoder.size) {
+      throw fail('INDEX_MISMATCH', `${context.sidecar} says ${decoder.size} bytes uncompressed, the file holds ${built.uncompressedSize}`);
+    }
+    end = built.end;
+    uncompressedSize = built.uncompressedSize;
   }
   const info: GzipInfo = {
     ...base,
+    uncompressedSize,
     members,
     reads: { index: context.sidecar, checked: decoder.verification ?? 'crc' },
     editable: [],
