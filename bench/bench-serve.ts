@@ -197,8 +197,8 @@ async function httpPart(bench: Bench, image: Image, xz: string) {
   }
 }
 
-/** nginx in the foreground on a free port of 127.0.0.1, serving FILE alone from a temp dir, with a config of its own. */
-async function startNginx(file: string): Promise<{ url: string; version: string; stop: () => Promise<void> }> {
+/** nginx in the foreground on a free port of 127.0.0.1, serving FILE alone from a temp dir, with a config of its own; each request a line of `accessLog`, when given. */
+export async function startNginx(file: string, accessLog?: string): Promise<{ url: string; version: string; stop: () => Promise<void> }> {
   const directory = mkdtempSync(join(tmpdir(), 'seekz-bench-nginx-'));
   const root = join(directory, 'root');
   const name = 'served.xz';
@@ -215,7 +215,7 @@ pid ${directory}/nginx.pid;
 error_log ${directory}/error.log warn;
 events { worker_connections 64; }
 http {
-  access_log off;
+  access_log ${accessLog ?? 'off'};
   client_body_temp_path ${directory}/client_body;
   proxy_temp_path ${directory}/proxy;
   fastcgi_temp_path ${directory}/fastcgi;

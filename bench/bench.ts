@@ -35,6 +35,7 @@ import { formatTable, measure, median, rssMethod } from './bench-measure.js';
 import { xzSection } from './bench-xz.js';
 import { indexSection } from './bench-index.js';
 import { serveSection } from './bench-serve.js';
+import { librarySection } from './bench-library.js';
 
 const PATCH_SIZE = 4096;
 const PATCH_RUNS = 5;
@@ -64,6 +65,7 @@ const sections: { name: string; needs: string[]; run: (bench: Bench) => Promise<
   { name: 'xz', needs: ['image'], run: xzSection },
   { name: 'index', needs: ['image'], run: indexSection },
   { name: 'serve', needs: ['image'], run: serveSection },
+  { name: 'library', needs: ['image'], run: librarySection },
 ];
 
 async function main(): Promise<void> {

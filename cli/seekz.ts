@@ -164,7 +164,10 @@ program
     await using file = await open(path, { onRecovered: (outcome) => saidRecovered(path, outcome), onProgress: progress.update });
     const info = await file.info({ onProgress: progress.update, onWalk: () => process.stderr.write(`seekz: ${path} has no seekz map; walking its deflate stream\n`) });
     progress.finish();
-    if (info.format === 'xz') return writeStdout(listing(path, { fileSize: info.compressedSize, size: info.uncompressedSize, streams: info.streams, blocks: info.blocks }));
+    if (info.format === 'xz') {
+      await writeStdout(listing(path, { fileSize: info.compressedSize, size: info.uncompressedSize, streams: info.streams, blocks: info.blocks }));
+      return;
+    }
     await writeStdout(gzipInfoLines(path, info).join('\n') + '\n');
     warnTrailing(path, info.end, info.compressedSize);
   });
