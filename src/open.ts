@@ -115,7 +115,6 @@ const isUrl = (target: string) => /^https?:\/\//i.test(target);
 
 /** Opens a compressed file for random reads: `await using disk = await open('disk.img.xz')`. */
 export async function open(target: Target, options: OpenOptions = {}): Promise<CompressedFile> {
-  const name = typeof target === 'string' ? target : target instanceof URL ? target.href : undefined;
   const local = typeof target === 'string' && !isUrl(target) ? target : undefined;
   if (local !== undefined) {
     const recovered = await recoverBeforeReading(local);
@@ -132,7 +131,7 @@ export async function open(target: Target, options: OpenOptions = {}): Promise<C
     }
     const members: GzipMember[] = [];
     const decoder = await format.open(source, { ...options, sidecar: sidecar?.index, onMember: (member) => members.push(member) });
-    return compressedFile(decoder, source, { name, local, sidecar: sidecar?.path, members });
+    return compressedFile(decoder, source, { sidecar: sidecar?.path, members });
   } catch (error) {
     if (owned) await source.close?.();
     throw error;
@@ -159,7 +158,7 @@ interface OpenedFile extends CompressedFile {
 /** Pieces of a long read or a stream: the CLI's 4 MiB, so the library reads as it does. */
 const PIECE = 4 << 20;
 
-function compressedFile(decoder: Decoder, source: Source, context: { name?: string; local?: string; sidecar?: string; members: GzipMember[] }): OpenedFile {
+function compressedFile(decoder: Decoder, source: Source, context: { sidecar?: string; members: GzipMember[] }): OpenedFile {
   let closing: Promise<void> | undefined;
   let infoCache: Promise<FileInfo> | undefined;
   const close = () => (closing ??= decoder.close ? decoder.close() : Promise.resolve(source.close?.()));
