@@ -20,9 +20,9 @@ import { fileSource } from '../src/source/file.js';
 import { httpSource } from '../src/source/http.js';
 import type { Source } from '../src/source/source.js';
 import { formatSize, parseRange, parseSize } from '../src/size.js';
-import { parseInteger, progressLine, runCli } from './common.js';
+import { parseInteger, progressLine, runCli, shellManners, warn, workingOn } from './common.js';
 
-const program = new Command('seekz').description('Seekable, editable compressed files: read, extract and patch in place.');
+const program = shellManners(new Command('seekz')).description('Seekable, editable compressed files: read, extract and patch in place.');
 
 program
   .command('patch')
@@ -48,7 +48,9 @@ program
     if (options.from !== undefined) {
       if (options.data !== undefined || options.offset !== undefined) throw fail('BAD_ARGUMENT', 'use either --from with --at/--partition, or --data with --offset');
       const at = options.partition !== undefined ? (await partitionOf(path, options.partition)).start : requireSize(options.at, '--at');
+      workingOn(options.from);
       const region = await fileSource(options.from);
+      workingOn(path);
       try {
         result = await patchGzipFromRegion(path, region, at, { onWalk });
       } finally {
@@ -57,7 +59,9 @@ program
     } else {
       if (options.data === undefined) throw fail('BAD_ARGUMENT', 'give --data FILE with --offset N, or --from REGION with --at N');
       const offset = requireSize(options.offset, '--offset');
+      workingOn(options.data);
       const data = options.data === '-' ? await readStdin() : await readWhole(options.data);
+      workingOn(path);
       result = await patchGzip(path, [{ offset, data }], { onWalk });
     }
     if (result.recovered === 'rolled-back' && !options.quiet) process.stderr.write(`seekz: rolled back an interrupted edit of ${path} first\n`);
@@ -80,8 +84,9 @@ program
   .option('-q, --quiet', 'no progress line')
   .action(async (path: string, options) => {
     if ((options.partition === undefined) === (options.range === undefined)) throw fail('BAD_ARGUMENT', 'give exactly one of --partition N or --range START:END');
+    const range = options.range !== undefined ? parseRange(options.range) : undefined;
     await withCompressed(path, async (data) => {
-      const { start, end } = options.range !== undefined ? parseRange(options.range) : await partitionRange(data, options.partition);
+      const { start, end } = range ?? (await partitionRange(data, options.partition));
       if (end > data.size) throw fail('OUT_OF_RANGE', 'range', start, end - start, data.size);
       await copyOut(data, start, end, options.output, options.force, options.quiet);
     });
@@ -103,12 +108,14 @@ program
   .action(async (path: string, options) => {
     const format = options.format as IndexFormat;
     const output = options.output ?? (format === 'gztool' && path.endsWith('.gz') ? `${path.slice(0, -3)}.gzi` : `${path}.idx`);
+    const spacing = parseSize(options.spacing);
+    workingOn(path);
     await recoverFirst(path);
     const file = await fileSource(path);
     const progress = progressLine(file.size, !options.quiet);
     const started = Date.now();
     try {
-      const index = await buildGzipIndex(file, { spacing: parseSize(options.spacing), onProgress: progress.update });
+      const index = await buildGzipIndex(file, { spacing, onProgress: progress.update });
       progress.finish();
       warnTrailing(path, index.end, file.size);
       const bytes = serializeIndex(index, format);
@@ -142,9 +149,9 @@ program
   .option('-o, --output <file>', "where to write (default stdout; '-' too)")
   .option('-f, --force', 'overwrite the output if it exists')
   .action(async (path: string, options) => {
+    const offset = parseSize(options.offset);
+    const length = parseSize(options.length);
     await withCompressed(path, async (data) => {
-      const offset = parseSize(options.offset);
-      const length = parseSize(options.length);
       if (offset > data.size) throw fail('OUT_OF_RANGE', 'read', offset, length, data.size);
       await copyOut(data, offset, Math.min(offset + length, data.size), options.output ?? '-', options.force, true);
     });
@@ -152,10 +159,12 @@ program
 
 program
   .command('cat')
-  .description('Write the whole uncompressed data to stdout (like zcat / xzcat).')
+  .description('Write the whole uncompressed data to stdout (like zcat / xzcat), or to a file with -o.')
   .argument('<file>')
-  .action(async (path: string) => {
-    await withCompressed(path, (data) => copyOut(data, 0, data.size, '-', false, true));
+  .option('-o, --output <file>', "where to write (default stdout; '-' too); a file gets holes for zero blocks")
+  .option('-f, --force', 'overwrite the output if it exists')
+  .action(async (path: string, options) => {
+    await withCompressed(path, (data) => copyOut(data, 0, data.size, options.output ?? '-', options.force, true));
   });
 
 program
@@ -163,6 +172,7 @@ program
   .description('Show what a .gz or .xz file says about itself: sizes, blocks or checkpoints, editable ranges.')
   .argument('<file>')
   .action(async (path: string) => {
+    workingOn(path);
     const isUrl = /^https?:\/\//i.test(path);
     if (!isUrl) await recoverFirst(path);
     const file = isUrl ? undefined : await fileSource(path);
@@ -262,6 +272,7 @@ async function withCompressed(path: string, work: (data: CompressedSource) => Pr
   const onBuildIndex = () => {
     if (!quiet) process.stderr.write(`seekz: ${path} has no index; building one in memory (one pass; 'seekz index ${path}' keeps one)\n`);
   };
+  workingOn(path);
   let data: CompressedSource;
   if (/^https?:\/\//i.test(path)) {
     // A URL has no journal and no sidecar index beside it.
@@ -285,8 +296,7 @@ async function withCompressed(path: string, work: (data: CompressedSource) => Pr
 function warnTrailing(path: string, end: GzipEnd | undefined, fileSize?: number): void {
   if (end?.after !== 'garbage') return;
   const size = fileSize ?? (/^https?:\/\//i.test(path) ? undefined : statSync(path).size);
-  process.stderr.write(`${fail('GZIP_TRAILING_GARBAGE', path, end.offset, size !== undefined ? size - end.offset : 0).message}\n`);
-  process.exitCode = 2;
+  warn(fail('GZIP_TRAILING_GARBAGE', end.offset, size !== undefined ? size - end.offset : 0), path);
 }
 
 /** Recovers an interrupted edit of a local file before reading it, and says so. */
@@ -299,9 +309,9 @@ function saidRecovered(path: string, outcome: PatchResult['recovered']): void {
   if (outcome === 'discarded-incomplete') process.stderr.write(`seekz: removed the unfinished journal of an edit of ${path} that never began\n`);
 }
 
-/** Copies [start, end) of `data` to a file or stdout in 4 MiB pieces, with a progress line on a TTY. */
+/** Copies [start, end) of `data` to a file (zero blocks left as holes) or stdout in 4 MiB pieces, with a progress line on a TTY. */
 async function copyOut(data: Source, start: number, end: number, path: string, force: boolean, quiet: boolean): Promise<void> {
-  const output = path === '-' ? undefined : await createAtomicFile(path, { force });
+  const output = path === '-' ? undefined : await createAtomicFile(path, { force, sparse: true });
   const sink = output ? output.sink : streamSink(process.stdout);
   const progress = progressLine(end - start, !quiet);
   try {
@@ -353,6 +363,6 @@ async function readStdin(): Promise<Uint8Array> {
 
 addServeCommand(program, (url) => httpSource(url));
 
-runCli(async () => {
+runCli('seekz', async () => {
   await program.parseAsync(process.argv);
 });
