@@ -35,6 +35,13 @@ export function workingOn(file: string | undefined): void {
   subject = file;
 }
 
+/** Where libuv's wording differs from strerror(3), which xz and gzip print. */
+const STRERROR: Record<string, string> = {
+  EISDIR: 'Is a directory',
+  EEXIST: 'File exists',
+  ELOOP: 'Too many levels of symbolic links',
+};
+
 function named(file: string): string {
   return file === '-' ? '(stdin)' : file;
 }
@@ -48,7 +55,7 @@ export function errorLine(error: unknown): string | undefined {
   const { code, syscall, path } = error as NodeJS.ErrnoException;
   if (typeof code === 'string' && syscall) {
     // Node's text is "ENOENT: no such file or directory, open 'x'"; strerror(3) says "No such file or directory".
-    const reason = (error as Error).message.replace(/^[A-Z0-9_]+: /, '').replace(/, \w+( '.*')?$/, '');
+    const reason = STRERROR[code] ?? (error as Error).message.replace(/^[A-Z0-9_]+: /, '').replace(/, \w+( '.*')?$/, '');
     const file = path ?? subject;
     return `${command}: ${file !== undefined ? `${named(file)}: ` : ''}${reason.charAt(0).toUpperCase()}${reason.slice(1)}`;
   }

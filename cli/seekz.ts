@@ -1,23 +1,20 @@
 #!/usr/bin/env node
+/**
+ * Start-up is part of every `seekz read`: only commander and the few small modules that parse the
+ * command line load up front. Each command imports what it uses when it runs, so `seekz read` of a
+ * .gz never loads the xz reader's codecs, the HTTP client or the NBD server (`seekz serve` alone
+ * loads cli/serve.ts). Measured in README "Start-up".
+ */
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { Command, Option } from 'commander';
-import { findPartition } from '../src/disk/partitions.js';
-import { patchGzip, patchGzipFromRegion, type PatchResult } from '../src/edit/patch.js';
+import type { PatchResult } from '../src/edit/patch.js';
 import { fail, hex32 } from '../src/errors.js';
-import { describeRanges, readGzipLayout, readSeekzMap } from '../src/gzip/layout.js';
-import { sidecarIndexPaths } from '../src/open.js';
-import { openCompressed, type CompressedSource } from '../src/open.js';
-import { openCompressedFile, recoverBeforeReading } from '../src/open-file.js';
-import { buildGzipIndex, type GzipMember } from '../src/gzip/index/build.js';
+import type { CompressedSource } from '../src/open.js';
+import type { GzipMember } from '../src/gzip/index/build.js';
 import type { GzipEnd } from '../src/gzip/index/types.js';
-import { readGzipHeader } from '../src/gzip/header.js';
-import { parseIndex } from '../src/gzip/index/formats.js';
-import { serializeIndex, type IndexFormat } from '../src/gzip/index/formats.js';
-import { listing } from './xz-listing.js';
-import { addServeCommand } from './serve.js';
+import type { IndexFormat } from '../src/gzip/index/formats.js';
 import { createAtomicFile, streamSink, writeStdout } from '../src/io/atomic-file.js';
 import { fileSource } from '../src/source/file.js';
-import { httpSource } from '../src/source/http.js';
 import type { Source } from '../src/source/source.js';
 import { formatSize, parseRange, parseSize } from '../src/size.js';
 import { parseInteger, progressLine, runCli, shellManners, warn, workingOn } from './common.js';
@@ -44,6 +41,7 @@ program
     const onWalk = () => {
       if (!options.quiet) process.stderr.write(`seekz: ${path} has no seekz map; walking its deflate stream to find stored blocks (slower)\n`);
     };
+    const { patchGzip, patchGzipFromRegion } = await import('../src/edit/patch.js');
     let result: PatchResult;
     if (options.from !== undefined) {
       if (options.data !== undefined || options.offset !== undefined) throw fail('BAD_ARGUMENT', 'use either --from with --at/--partition, or --data with --offset');
@@ -106,6 +104,7 @@ program
   .option('-q, --quiet', 'no progress line')
   .option('-v, --verbose', 'print points, sizes and speed')
   .action(async (path: string, options) => {
+    const [{ buildGzipIndex }, { serializeIndex }] = await Promise.all([import('../src/gzip/index/build.js'), import('../src/gzip/index/formats.js')]);
     const format = options.format as IndexFormat;
     const output = options.output ?? (format === 'gztool' && path.endsWith('.gz') ? `${path.slice(0, -3)}.gzi` : `${path}.idx`);
     const spacing = parseSize(options.spacing);
@@ -173,6 +172,11 @@ program
   .argument('<file>')
   .action(async (path: string) => {
     workingOn(path);
+    const [{ readGzipHeader }, { describeRanges, readGzipLayout, readSeekzMap }, { listing }] = await Promise.all([
+      import('../src/gzip/header.js'),
+      import('../src/gzip/layout.js'),
+      import('./xz-listing.js'),
+    ]);
     const isUrl = /^https?:\/\//i.test(path);
     if (!isUrl) await recoverFirst(path);
     const file = isUrl ? undefined : await fileSource(path);
@@ -217,6 +221,7 @@ program
  * ISIZE, as gzip -t), then its members, what follows them, and what guarantee reads get.
  */
 async function gzipInfo(path: string, file: Source): Promise<void> {
+  const [{ buildGzipIndex }, { describeRanges, readGzipLayout }] = await Promise.all([import('../src/gzip/index/build.js'), import('../src/gzip/layout.js')]);
   const members: GzipMember[] = [];
   const progress = progressLine(file.size, true);
   let index;
@@ -242,7 +247,7 @@ async function gzipInfo(path: string, file: Source): Promise<void> {
   }
   const end = index.end!;
   if (end.after !== 'nothing') lines.push(`after the last member: ${file.size - end.offset} bytes of ${end.after === 'zeros' ? 'zero padding (ignored, as gzip -d does)' : 'trailing garbage (ignored with a warning, as gzip -d does)'}, at offset ${end.offset}`);
-  lines.push(`checkpoints: none`, `reads: ${readGuarantee(path)}`);
+  lines.push(`checkpoints: none`, `reads: ${await readGuarantee(path)}`);
   if (members.length === 1 && end.after === 'nothing') {
     const layout = await readGzipLayout(file, { onWalk: () => process.stderr.write(`seekz: ${path} has no seekz map; walking its deflate stream\n`) });
     lines.push(`editable: ${describeRanges(layout.editableRanges())}`);
@@ -252,7 +257,8 @@ async function gzipInfo(path: string, file: Source): Promise<void> {
 }
 
 /** Which guarantee reads of a gzip file without a map get, from the sidecar index they would use. */
-function readGuarantee(path: string): string {
+async function readGuarantee(path: string): Promise<string> {
+  const [{ sidecarIndexPaths }, { parseIndex }] = await Promise.all([import('../src/open.js'), import('../src/gzip/index/formats.js')]);
   for (const candidate of sidecarIndexPaths(path)) {
     if (!existsSync(candidate)) continue;
     let index;
@@ -276,12 +282,14 @@ async function withCompressed(path: string, work: (data: CompressedSource) => Pr
   let data: CompressedSource;
   if (/^https?:\/\//i.test(path)) {
     // A URL has no journal and no sidecar index beside it.
+    const [{ httpSource }, { openCompressed }] = await Promise.all([import('../src/source/http.js'), import('../src/open.js')]);
     const source = await httpSource(path);
     data = await openCompressed(source, { onBuildIndex }).catch(async (error: unknown) => {
       await source.close();
       throw error;
     });
   } else {
+    const { openCompressedFile } = await import('../src/open-file.js');
     data = await openCompressedFile(path, { onBuildIndex, onRecovered: (outcome) => saidRecovered(path, outcome) });
   }
   try {
@@ -301,6 +309,7 @@ function warnTrailing(path: string, end: GzipEnd | undefined, fileSize?: number)
 
 /** Recovers an interrupted edit of a local file before reading it, and says so. */
 async function recoverFirst(path: string): Promise<void> {
+  const { recoverBeforeReading } = await import('../src/open-file.js');
   saidRecovered(path, await recoverBeforeReading(path));
 }
 
@@ -335,6 +344,7 @@ function requireSize(text: string | undefined, flag: string): number {
 }
 
 async function partitionRange(data: Source, text: string): Promise<{ start: number; end: number }> {
+  const { findPartition } = await import('../src/disk/partitions.js');
   const partition = await findPartition(data, parseInteger(text, 'partition number', 1, 65536));
   return { start: partition.start, end: partition.start + partition.size };
 }
@@ -361,8 +371,20 @@ async function readStdin(): Promise<Uint8Array> {
   return Buffer.concat(parts);
 }
 
-addServeCommand(program, (url) => httpSource(url));
+/**
+ * `seekz serve` brings the NBD server and the HTTP client, so its definition loads only when it may
+ * run or be listed: the command is serve, or no other command is named (help, a typo).
+ */
+async function addServe(argv: string[]): Promise<void> {
+  const named = argv.slice(2).find((arg) => !arg.startsWith('-'));
+  const others = program.commands.map((command) => command.name());
+  if (named !== undefined && named !== 'serve' && others.includes(named)) return;
+  if (named === undefined && (argv.includes('-V') || argv.includes('--version'))) return;
+  const [{ addServeCommand }, { httpSource }] = await Promise.all([import('./serve.js'), import('../src/source/http.js')]);
+  addServeCommand(program, (url) => httpSource(url));
+}
 
 runCli('seekz', async () => {
+  await addServe(process.argv);
   await program.parseAsync(process.argv);
 });

@@ -211,6 +211,15 @@ describe('messages: COMMAND: FILE: detail, and xz exit statuses', () => {
     expectOneLine(runCli('partial-deflate', [at('missing'), at('missing.gz')]), 1, new RegExp(`^partial-deflate: ${at('missing')}: No such file or directory$`, 'm'));
   });
 
+  it('a directory, and an output in a folder that does not exist, read like xz', () => {
+    expect(run('xz', ['-t', dir.path]).stderr).toMatch(new RegExp(`^xz: ${dir.path}: Is a directory`));
+    expectOneLine(runCli('seekxz', ['-t', dir.path]), 1, new RegExp(`^seekxz: ${dir.path}: Is a directory$`, 'm'));
+    expectOneLine(runCli('seekz', ['cat', dir.path]), 1, new RegExp(`^seekz: ${dir.path}: Is a directory$`, 'm'));
+    const nowhere = at('no-such-folder/out');
+    expectOneLine(runCli('seekz', ['cat', at('sparse.img.xz'), '-o', nowhere]), 1, new RegExp(`^seekz: ${nowhere}: No such file or directory$`, 'm'));
+    expectOneLine(runCli('seekxz', ['-k', at('small.img'), '-o', nowhere]), 1, new RegExp(`^seekxz: ${nowhere}: No such file or directory$`, 'm'));
+  });
+
   it('a file we may not read reads like xz', () => {
     const secret = at('secret.xz');
     writeFileSync(secret, readFileSync(at('sparse.img.xz')));

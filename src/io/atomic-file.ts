@@ -72,6 +72,8 @@ export async function createAtomicFile(path: string, options: AtomicFileOptions 
     handle = await open(tempPath, 'wx', 0o644);
   } catch (error) {
     liveTempFiles.delete(tempPath);
+    // The temp file is ours; the user named the output (`seekz: out/x: No such file or directory`).
+    if ((error as NodeJS.ErrnoException).path === tempPath) (error as NodeJS.ErrnoException).path = path;
     throw error;
   }
   let buffer = Buffer.allocUnsafe(WRITE_BUFFER);
