@@ -51,7 +51,7 @@ runCli('partial-deflate', async () => {
   const [inPath, outPath, startText, endText] = program.args as [string, string, string?, string?];
   if ((startText === undefined) !== (endText === undefined)) throw fail('BAD_ARGUMENT', 'give both START and END, or neither');
   const level = parseInteger(options.level, 'level', 1, 9);
-  const threads = parseInteger(options.threads, 'threads', 1, 256);
+  const threads = parseInteger(options.threads, '-T/--threads', 1, 256);
   const chunkSize = parseSize(options.chunkSize);
 
   const stored = [...(options.store as string[]).map(parseRange)];

@@ -62,7 +62,7 @@ runCli('seekxz', async () => {
   const options = program.opts();
   const files = program.args.length > 0 ? program.args : ['-'];
   const mode = options.list ? 'list' : options.test ? 'test' : options.decompress ? 'decompress' : 'compress';
-  const threadsOption = parseInteger(options.threads, 'threads', 0, 256);
+  const threadsOption = parseInteger(options.threads, '-T/--threads', 0, 256);
   const threads = threadsOption === 0 ? defaultThreads() : threadsOption;
   const blockSize = parseSize(options.blockSize);
   const preset = parseInteger(options.level, 'level', 0, 9);

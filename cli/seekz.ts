@@ -1,9 +1,10 @@
 #!/usr/bin/env node
 /**
  * Start-up is part of every `seekz read`: only commander and the few small modules that parse the
- * command line load up front. Each command imports what it uses when it runs, so `seekz read` of a
- * .gz never loads the xz reader's codecs, the HTTP client or the NBD server (`seekz serve` alone
- * loads cli/serve.ts). Measured in README "Start-up".
+ * command line load up front. Each command imports what it uses when it runs: `seekz read` does
+ * not load the HTTP client or the NBD server (`seekz serve` alone loads cli/serve.ts), and `seekz
+ * patch` does not load liblzma. (src/open.ts still imports the xz reader, and so node-liblzma, for
+ * a .gz too.) Module lists come from an import hook; see test/cli-manners.test.ts.
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { Command, Option } from 'commander';

@@ -259,7 +259,7 @@ describe('messages: COMMAND: FILE: detail, and xz exit statuses', () => {
   });
 
   it('seekxz -T -1 speaks of threads, seekxz -10 of the level', () => {
-    expectOneLine(runCli('seekxz', ['-T', '-1', at('small.img')]), 1, /^seekxz: threads must be a whole number from 0 to 256, got '-1'$/m);
+    expectOneLine(runCli('seekxz', ['-T', '-1', at('small.img')]), 1, /^seekxz: -T\/--threads must be a whole number from 0 to 256, got '-1'$/m);
     expectOneLine(runCli('seekxz', ['-10', at('small.img')]), 1, /^seekxz: level must be a whole number from 0 to 9, got '10'$/m);
     expectOneLine(runCli('partial-deflate', ['-10', at('small.img'), at('x.gz')]), 1, /^partial-deflate: level must be a whole number from 1 to 9, got '10'$/m);
     expect(existsSync(`${at('small.img')}.xz`)).toBe(false);
@@ -278,5 +278,32 @@ describe('messages: COMMAND: FILE: detail, and xz exit statuses', () => {
     writeFileSync(`${input}.xz`, 'x');
     expectOneLine(runCli('seekxz', [input]), 1, new RegExp(`^seekxz: ${input}: ${input}\\.xz already exists; use -f to overwrite it$`, 'm'));
     expect(existsSync(input)).toBe(true);
+  });
+});
+
+describe('start-up: each command loads what it uses', () => {
+  /** Every module a CLI run loads (ESM through a loader hook, CommonJS through Module._load), by path. */
+  function modulesLoaded(args: string[]): string[] {
+    writeFileSync(at('load-hook.mjs'), "import { writeSync } from 'node:fs';\nexport async function load(url, context, next) { writeSync(2, `loaded ${url}\\n`); return next(url, context); }\n");
+    writeFileSync(at('register.mjs'), "import { register } from 'node:module';\nregister('./load-hook.mjs', import.meta.url);\n");
+    writeFileSync(at('require-hook.cjs'), "const Module = require('node:module');\nconst load = Module._load;\nModule._load = function (request, ...rest) { process._rawDebug(`loaded ${request}`); return load.call(this, request, ...rest); };\n");
+    const result = run(process.execPath, ['--require', at('require-hook.cjs'), '--import', at('register.mjs'), cliPath('seekz'), ...args]);
+    expect(result.status, result.stderr).toBe(0);
+    return result.stderr.split('\n').filter((line) => line.startsWith('loaded ')).map((line) => line.slice(7));
+  }
+
+  it('seekz read of a .gz loads neither the NBD server nor the HTTP client; seekz patch not liblzma either', () => {
+    const gz = at('startup.gz');
+    expect(runCli('partial-deflate', ['-q', at('small.img'), gz, '0', '64K']).status).toBe(0);
+    writeFileSync(at('startup.bin'), 'patched');
+    const read = modulesLoaded(['read', gz, '--offset', '100', '--length', '4096', '-o', at('startup.out')]);
+    const patch = modulesLoaded(['patch', '-q', gz, '--offset', '100', '--data', at('startup.bin')]);
+    for (const loaded of [read, patch]) {
+      expect(loaded.some((path) => path.endsWith('/dist/src/gzip/reader.js')), 'the hooks see our modules').toBe(true);
+      expect(loaded.filter((path) => /\/cli\/serve\.js|\/src\/nbd\/|\/src\/source\/http\.js|\/src\/edit\/write-overlay\.js/.test(path))).toEqual([]);
+    }
+    expect(patch.filter((path) => /liblzma|\/src\/xz\//.test(path))).toEqual([]);
+    // --help still lists serve: its definition loads when no other command is named.
+    expect(runCli('seekz', ['--help']).stdout.toString()).toMatch(/^ {2}serve /m);
   });
 });
