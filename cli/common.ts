@@ -1,18 +1,84 @@
+import { readFileSync } from 'node:fs';
+import { CommanderError, type Command } from 'commander';
 import { fail, SeekzError } from '../src/errors.js';
 import { stopAllWorkers } from '../src/workers/pool.js';
 import { removeTempFilesNow } from '../src/io/atomic-file.js';
 import { formatSize } from '../src/size.js';
 
 /**
- * Runs a CLI's main: a SeekzError prints its one-line message and exits 1 (2 for usage errors,
- * as gzip and xz do); anything else is a bug and prints its stack.
+ * Runs a CLI's main, and is the one place that turns an error into what the user sees, as xz does:
+ *
+ *   COMMAND: FILE: detail        seekz: disk.img.gz: gzip: member 2 at offset 4096: crc-32 mismatch …
+ *
+ * COMMAND is the command the user typed (`seekz`, `seekxz`, `partial-deflate`). FILE is the file
+ * being worked on (see `workingOn`; `(stdin)` for '-'), or the path a system error names; it is left
+ * out for mistakes in the command line itself, which come before any file is touched. The detail is
+ * the message from src/errors.ts, which starts with the format (`gzip:`, `xz:`, `index:`, `disk:`)
+ * when the format is at fault. A system error reads like strerror(3): `No such file or directory`.
+ *
+ * Exit status, as xz: 0 success, 1 error (command-line mistakes too, commander's own included), 2 a
+ * warning only (gzip's "trailing garbage ignored"), 141 the reader went away (EPIPE), 128 + N a
+ * signal. No stack traces, except for a bug (70, "internal error").
  *
  * Signals (SIGINT, SIGTERM, SIGHUP) stop the process within a second, with status 128 + the
  * signal's number: temp files go first, then every worker thread is stopped (its running job is
  * rejected at once and its native call given up at the next slice, see workers/pool.ts), so that
  * process.exit has no thread to wait for. From the signal on, whatever main still does is ignored:
- * its results, its errors, its exit. Pinned by test/trust-xz-signals.test.ts.
+ * its results, its errors, its exit. Pinned by test/trust-xz-signals.test.ts and, for messages and
+ * exit statuses, test/cli-manners.test.ts.
  */
+let command = 'seekz';
+let subject: string | undefined;
+
+/** The file the command works on from now on: errors that follow are about it. */
+export function workingOn(file: string | undefined): void {
+  subject = file;
+}
+
+/** Where libuv's wording differs from strerror(3), which xz and gzip print. */
+const STRERROR: Record<string, string> = {
+  EISDIR: 'Is a directory',
+  EEXIST: 'File exists',
+  ELOOP: 'Too many levels of symbolic links',
+};
+
+function named(file: string): string {
+  return file === '-' ? '(stdin)' : file;
+}
+
+/** The one line an error prints, or undefined when it is a bug. */
+export function errorLine(error: unknown): string | undefined {
+  if (error instanceof SeekzError) {
+    if (error.code === 'INTERRUPTED') return `${command}: ${error.message}`;
+    return `${command}: ${subject !== undefined ? `${named(subject)}: ` : ''}${error.message}`;
+  }
+  const { code, syscall, path } = error as NodeJS.ErrnoException;
+  if (typeof code === 'string' && syscall) {
+    // Node's text is "ENOENT: no such file or directory, open 'x'"; strerror(3) says "No such file or directory".
+    const reason = STRERROR[code] ?? (error as Error).message.replace(/^[A-Z0-9_]+: /, '').replace(/, \w+( '.*')?$/, '');
+    const file = path ?? subject;
+    return `${command}: ${file !== undefined ? `${named(file)}: ` : ''}${reason.charAt(0).toUpperCase()}${reason.slice(1)}`;
+  }
+  return undefined;
+}
+
+/** A warning about `file` (the current one by default): exit status 2 unless an error gave 1, as xz and gzip. */
+export function warn(error: SeekzError, file = subject): void {
+  const current = subject;
+  subject = file;
+  process.stderr.write(`${errorLine(error)}\n`);
+  subject = current;
+  if (!process.exitCode) process.exitCode = 2;
+}
+
+/** Reports an error of one file among several and goes on (xz's way with many files); the exit status becomes 1. */
+export function reportAndContinue(error: unknown): void {
+  const line = errorLine(error);
+  if (line === undefined || (error as NodeJS.ErrnoException).code === 'EPIPE') throw error;
+  process.stderr.write(`${line}\n`);
+  process.exitCode = 1;
+}
+
 const shutdownHooks: (() => Promise<void>)[] = [];
 
 /** How long a signal waits for worker threads before the process kills itself with the signal. */
@@ -46,7 +112,7 @@ async function stopForSignal(signal: StopSignal): Promise<void> {
     await Promise.allSettled(hooks.map((hook) => hook()));
   } else {
     removeTempFilesNow();
-    process.stderr.write(`\n${fail('INTERRUPTED', signal).message}\n`);
+    process.stderr.write(`\n${errorLine(fail('INTERRUPTED', signal))}\n`);
   }
   let timer: NodeJS.Timeout | undefined;
   const stopped = await Promise.race([
@@ -67,7 +133,27 @@ function exitWhenStopped(status: number): void {
   });
 }
 
-export function runCli(main: () => Promise<void>): void {
+/** The version in package.json, read only when asked for (two levels up from dist/cli/). */
+function version(): string {
+  const text = readFileSync(new URL('../../package.json', import.meta.url), 'utf8');
+  return (JSON.parse(text) as { version: string }).version;
+}
+
+/**
+ * Gives a commander program the manners above: `-V`/`--version`, its errors in our one-line form,
+ * and its exits through runCli (status 1 for a usage error, 0 for --help and --version).
+ * Call it before adding subcommands, which inherit it.
+ */
+export function shellManners(program: Command): Command {
+  const versionWanted = process.argv.includes('-V') || process.argv.includes('--version');
+  return program
+    .version(versionWanted ? `${program.name()} (seekz) ${version()}` : '', '-V, --version', 'print the version and exit')
+    .exitOverride()
+    .configureOutput({ outputError: (text, write) => write(`${command}: ${text.replace(/^error: /, '')}`) });
+}
+
+export function runCli(name: string, main: () => Promise<void>): void {
+  command = name;
   for (const signal of Object.keys(SIGNAL_NUMBERS) as StopSignal[]) process.on(signal, () => void stopForSignal(signal));
   main().then(
     () => {
@@ -76,26 +162,36 @@ export function runCli(main: () => Promise<void>): void {
     (error: unknown) => {
       if (interrupted) return;
       removeTempFilesNow();
-      if (error instanceof SeekzError) {
-        process.stderr.write(`${error.message}\n`);
-        return exitWhenStopped(error.code === 'BAD_ARGUMENT' || error.code === 'BAD_SIZE' ? 2 : 1);
-      }
-      const code = (error as NodeJS.ErrnoException).code;
+      if (error instanceof CommanderError) return exitWhenStopped(error.exitCode === 0 ? 0 : 1); // commander printed it
       // The reader went away (`seekz cat | head`): stop quietly, as zcat and xzcat do.
-      if (code === 'EPIPE') return exitWhenStopped(141);
-      if (code && (error as NodeJS.ErrnoException).syscall) {
-        process.stderr.write(`seekz: ${(error as Error).message}\n`);
+      if ((error as NodeJS.ErrnoException).code === 'EPIPE') return exitWhenStopped(141);
+      const line = errorLine(error);
+      if (line !== undefined) {
+        process.stderr.write(`${line}\n`);
         return exitWhenStopped(1);
       }
-      process.stderr.write(`seekz: internal error: ${(error as Error).stack ?? String(error)}\n`);
+      process.stderr.write(`${command}: internal error: ${(error as Error).stack ?? String(error)}\n`);
       exitWhenStopped(70);
     },
   );
 }
 
-/** gzip/xz-style level flags: `-6` becomes `--level 6` before commander sees it. */
-export function expandLevelFlags(argv: string[]): string[] {
-  return argv.flatMap((arg) => (/^-[1-9]$/.test(arg) ? ['--level', arg.slice(1)] : [arg]));
+/**
+ * xz/gzip-style level flags: `-6` becomes `--level 6`, `-9e` `--level 9 -e`, `-10` `--level 10`
+ * (refused by the level's range check, not taken for a file). A value of an option that takes one
+ * is left alone: in `-T -1`, `-1` belongs to -T.
+ */
+export function expandLevelFlags(argv: string[], takesValue: string[]): string[] {
+  return argv.flatMap((arg, at) => {
+    const match = /^-(\d+)([a-zA-Z]*)$/.exec(arg);
+    if (!match || (at > 0 && takesValue.includes(argv[at - 1]!))) return [arg];
+    return ['--level', match[1]!, ...(match[2] ? [`-${match[2]}`] : [])];
+  });
+}
+
+/** Refuses, as xz and gzip do, to write compressed data where a person would see it. */
+export function refuseTerminalOutput(force: boolean | undefined): void {
+  if (!force && process.stdout.isTTY) throw fail('TERMINAL', 'written to');
 }
 
 /**
@@ -134,7 +230,7 @@ function formatDuration(seconds: number): string {
 export function parseInteger(text: string, what: string, min: number, max: number): number {
   const value = Number(text);
   if (!Number.isInteger(value) || value < min || value > max) {
-    throw new SeekzError('BAD_ARGUMENT', `seekz: ${what} must be a whole number from ${min} to ${max}, got '${text}'`);
+    throw fail('BAD_ARGUMENT', `${what} must be a whole number from ${min} to ${max}, got '${text}'`);
   }
   return value;
 }

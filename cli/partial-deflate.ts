@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { stat } from 'node:fs/promises';
 import { Command, Option } from 'commander';
 import { defaultThreads } from '../src/workers/pool.js';
 import { findPartition } from '../src/disk/partitions.js';
@@ -9,9 +10,9 @@ import { fileSource } from '../src/source/file.js';
 import { sequentialFromSource, sequentialFromStream, type SequentialInput } from '../src/source/sequential.js';
 import type { Source } from '../src/source/source.js';
 import { formatSize, parseRange, parseSize } from '../src/size.js';
-import { expandLevelFlags, parseInteger, progressLine, runCli } from './common.js';
+import { expandLevelFlags, parseInteger, progressLine, refuseTerminalOutput, runCli, shellManners, workingOn } from './common.js';
 
-const program = new Command('partial-deflate')
+const program = shellManners(new Command('partial-deflate'))
   .description(
     'Compress IN to a gzip file in which [START, END) and every --store range are deflate stored blocks,\n' +
       'so `seekz patch` can change those bytes in place later. Everything else is compressed in parallel.\n' +
@@ -26,7 +27,7 @@ const program = new Command('partial-deflate')
   .option('--store-partition <n>', "store partition N of the input's MBR or GPT (repeatable)", (value: string, all: string[]) => [...all, value], [] as string[])
   .addOption(new Option('-T, --threads <n>', 'worker threads').default(String(defaultThreads())))
   .addOption(new Option('--chunk-size <size>', 'uncompressed bytes per independent chunk (a checkpoint each)').default('1MiB'))
-  .option('-f, --force', 'overwrite OUT if it exists')
+  .option('-f, --force', 'overwrite OUT if it exists; write to a terminal')
   .option('-q, --quiet', 'no progress line, no summary')
   .option('-v, --verbose', 'print a summary: sizes, ratio, stored ranges, checkpoints')
   .addHelpText(
@@ -41,18 +42,24 @@ Examples:
   seekz patch disk.img.gz --from boot.img --at 1MiB`,
   );
 
-runCli(async () => {
-  program.parse(expandLevelFlags(process.argv));
+/** Options whose next argument is their value, so `-T -1` is not read as level 1. */
+const TAKES_VALUE = ['-l', '--level', '--store', '--store-partition', '-T', '--threads', '--chunk-size'];
+
+runCli('partial-deflate', async () => {
+  program.parse(expandLevelFlags(process.argv, TAKES_VALUE));
   const options = program.opts();
   const [inPath, outPath, startText, endText] = program.args as [string, string, string?, string?];
   if ((startText === undefined) !== (endText === undefined)) throw fail('BAD_ARGUMENT', 'give both START and END, or neither');
   const level = parseInteger(options.level, 'level', 1, 9);
-  const threads = parseInteger(options.threads, 'threads', 1, 256);
+  const threads = parseInteger(options.threads, '-T/--threads', 1, 256);
   const chunkSize = parseSize(options.chunkSize);
 
   const stored = [...(options.store as string[]).map(parseRange)];
-  if (startText !== undefined) stored.unshift({ start: parseSize(startText), end: parseSize(endText!) });
+  if (startText !== undefined) stored.unshift(parseRange(`${startText}:${endText}`));
+  if (outPath === '-') refuseTerminalOutput(options.force);
 
+  workingOn(inPath);
+  const like = inPath === '-' ? undefined : await stat(inPath); // before the first read moves its atime
   let source: Source | undefined;
   let input: SequentialInput;
   if (inPath === '-') {
@@ -71,7 +78,7 @@ runCli(async () => {
   const started = Date.now();
   const progress = progressLine(input.size, !options.quiet);
   try {
-    output = outPath === '-' ? undefined : await createAtomicFile(outPath, { force: options.force });
+    output = outPath === '-' ? undefined : await createAtomicFile(outPath, { force: options.force, like });
     const result = await partialDeflate(input, output ? output.sink : streamSink(process.stdout), {
       level,
       threads,

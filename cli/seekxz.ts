@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-import { createReadStream } from 'node:fs';
-import { unlink } from 'node:fs/promises';
+import { createReadStream, type Stats } from 'node:fs';
+import { stat, unlink } from 'node:fs/promises';
 import { Command, Option } from 'commander';
 import { fail } from '../src/errors.js';
 import { createAtomicFile, streamSink, writeStdout, type AtomicFile } from '../src/io/atomic-file.js';
@@ -13,10 +13,10 @@ import { decompressXz, streamDecompressXz } from '../src/xz/decompress.js';
 import type { CheckName } from '../src/xz/format.js';
 import { DEFAULT_MAX_BLOCK, openXz } from '../src/xz/reader.js';
 import { DEFAULT_BLOCK_SIZE, DEFAULT_PRESET, writeXz, xzWriterMemoryBound } from '../src/xz/writer.js';
-import { parseInteger, progressLine, runCli } from './common.js';
+import { expandLevelFlags, parseInteger, progressLine, refuseTerminalOutput, reportAndContinue, runCli, shellManners, workingOn } from './common.js';
 import { listing } from './xz-listing.js';
 
-const program = new Command('seekxz')
+const program = shellManners(new Command('seekxz'))
   .description(
     'Compress or decompress .xz files like xz, but always as one stream cut into fixed-size blocks\n' +
       'with sizes in every block header, so any byte can be read without decompressing the rest\n' +
@@ -30,7 +30,7 @@ const program = new Command('seekxz')
   .option('-k, --keep', 'keep (do not delete) input files')
   .option('-c, --stdout', 'write to standard output and keep input files')
   .option('-o, --output <file>', 'write to this file (one input only)')
-  .option('-f, --force', 'overwrite existing output files')
+  .option('-f, --force', 'overwrite existing output files; read or write compressed data on a terminal')
   .addOption(new Option('--block-size <size>', 'uncompressed bytes per block (K/M/G, KiB/MiB/GiB as in xz)').default('16MiB'))
   .addOption(new Option('--level <n>', 'preset 0 to 9; -0 … -9 work too').default(String(DEFAULT_PRESET)))
   .option('-e, --extreme', 'slower, sometimes smaller (xz -e)')
@@ -54,30 +54,26 @@ Examples:
   seekz read disk.img.xz --offset 1G --length 4096`,
   );
 
-/** xz-style flags: `-6`, `-9e`, `-0v` become `--level N` plus the rest. */
-function expandXzFlags(argv: string[]): string[] {
-  return argv.flatMap((arg) => {
-    const match = /^-(\d)([a-zA-Z]*)$/.exec(arg);
-    if (!match) return [arg];
-    return ['--level', match[1]!, ...(match[2] ? [`-${match[2]}`] : [])];
-  });
-}
+/** Options whose next argument is their value, so `-T -1` is not read as level 1. */
+const TAKES_VALUE = ['-o', '--output', '--block-size', '--level', '-C', '--check', '-T', '--threads', '--max-block'];
 
-runCli(async () => {
-  program.parse(expandXzFlags(process.argv));
+runCli('seekxz', async () => {
+  program.parse(expandLevelFlags(process.argv, TAKES_VALUE));
   const options = program.opts();
   const files = program.args.length > 0 ? program.args : ['-'];
   const mode = options.list ? 'list' : options.test ? 'test' : options.decompress ? 'decompress' : 'compress';
-  const threadsOption = parseInteger(options.threads, 'threads', 0, 256);
+  const threadsOption = parseInteger(options.threads, '-T/--threads', 0, 256);
   const threads = threadsOption === 0 ? defaultThreads() : threadsOption;
   const blockSize = parseSize(options.blockSize);
   const preset = parseInteger(options.level, 'level', 0, 9);
   const maxBlock = options.maxBlock ? parseSize(options.maxBlock) : DEFAULT_MAX_BLOCK;
   if (options.output && files.length > 1) throw fail('BAD_ARGUMENT', '-o takes one input file');
   const toStdout = options.stdout || (files.length === 1 && files[0] === '-' && !options.output);
-  let failures = 0;
+  if (mode === 'compress' && toStdout && !options.output) refuseTerminalOutput(options.force);
+  if ((mode === 'decompress' || mode === 'test') && files.includes('-') && process.stdin.isTTY && !options.force) throw fail('TERMINAL', 'read from');
 
   for (const file of files) {
+    workingOn(file);
     try {
       if (mode === 'list') await listFile(file);
       else if (mode === 'test') await decompressFile(file, undefined);
@@ -85,41 +81,45 @@ runCli(async () => {
       else await compressFile(file, outputName(file, 'compress'));
     } catch (error) {
       if (files.length === 1) throw error;
-      process.stderr.write(`seekxz: ${file}: ${(error as Error).message}\n`);
-      failures++;
+      reportAndContinue(error);
     }
   }
-  if (failures > 0) process.exitCode = 1;
 
   function outputName(file: string, direction: 'compress' | 'decompress'): string | undefined {
     if (toStdout || file === '-') return options.output;
     if (options.output) return options.output;
     if (direction === 'compress') {
-      if (file.endsWith('.xz') && !options.force) throw fail('BAD_ARGUMENT', `${file} already has the .xz suffix; use -f to compress it again`);
+      if (file.endsWith('.xz') && !options.force) throw fail('BAD_ARGUMENT', 'already has the .xz suffix; use -f to compress it again');
       return `${file}.xz`;
     }
     if (file.endsWith('.xz')) return file.slice(0, -3);
     if (file.endsWith('.txz')) return `${file.slice(0, -4)}.tar`;
-    throw fail('BAD_ARGUMENT', `${file}: unknown suffix; expected .xz or .txz (use -c or -o)`);
+    throw fail('BAD_ARGUMENT', 'unknown suffix; expected .xz or .txz (use -c or -o)');
   }
 
-  async function openOutput(path: string | undefined): Promise<{ sink: Sink; file?: AtomicFile }> {
+  /** The output: stdout, or a file that takes the input's owner, mode and times (`like`), sparse when decompressed. */
+  async function openOutput(path: string | undefined, like: Stats | undefined): Promise<{ sink: Sink; file?: AtomicFile }> {
     if (path === undefined) return { sink: streamSink(process.stdout) };
-    const file = await createAtomicFile(path, { force: options.force });
+    const file = await createAtomicFile(path, { force: options.force, like, sparse: mode === 'decompress' });
     return { sink: file.sink, file };
   }
 
   async function finish(input: string, output: AtomicFile | undefined) {
     await output?.commit();
-    // Like xz: a successful compression or decompression into a file removes the input.
+    // Like xz: a successful compression or decompression into a file removes the input, and only
+    // once the output is complete, synced and renamed into place (commit).
     if (output && input !== '-' && !options.keep && !options.stdout) await unlink(input);
   }
 
   async function compressFile(file: string, outPath: string | undefined) {
+    const like = file === '-' ? undefined : await stat(file); // before the first read moves its atime
     const source = file === '-' ? undefined : await fileSource(file);
     const input = source ? sequentialFromSource(source) : sequentialFromStream(process.stdin);
     const progress = progressLine(input.size, !options.quiet);
-    const output = await openOutput(outPath);
+    const output = await openOutput(outPath, like).catch(async (error: unknown) => {
+      await source?.close();
+      throw error;
+    });
     try {
       const started = Date.now();
       const result = await writeXz(input, output.sink, {
@@ -152,7 +152,7 @@ runCli(async () => {
   async function decompressFile(file: string, outPath: string | undefined) {
     if (file === '-') {
       // A pipe cannot be read from its end: stream it through liblzma.
-      const output = mode === 'test' ? undefined : await openOutput(outPath);
+      const output = mode === 'test' ? undefined : await openOutput(outPath, undefined);
       try {
         await streamDecompressXz(process.stdin, async (bytes) => output?.sink.write(bytes));
         await output?.file?.commit();
@@ -162,11 +162,13 @@ runCli(async () => {
       }
       return;
     }
+    const like = await stat(file); // before the first read moves its atime
     const pool = createWorkerPool(threads);
     const xz = await openXz(await fileSource(file), { pool, maxBlock });
     const progress = progressLine(xz.size, !options.quiet);
-    const output = mode === 'test' ? undefined : await openOutput(outPath);
+    let output: Awaited<ReturnType<typeof openOutput>> | undefined;
     try {
+      if (mode !== 'test') output = await openOutput(outPath, like);
       await decompressXz(xz, output?.sink, {
         threads,
         maxBlock,

@@ -1,25 +1,27 @@
 #!/usr/bin/env node
+/**
+ * Start-up is part of every `seekz read`: only commander and the few small modules that parse the
+ * command line load up front. Each command imports what it uses when it runs: `seekz read` of a
+ * .gz loads neither liblzma, the HTTP client nor the NBD server (`seekz serve` alone loads
+ * cli/serve.ts), and src/open.ts loads a format's decoder only once its magic bytes are seen.
+ * Module lists come from an import hook; see test/cli-manners.test.ts.
+ */
 import { statSync } from 'node:fs';
 import { Command, Option } from 'commander';
-import { findPartition } from '../src/disk/partitions.js';
-import { patchGzip, patchGzipFromRegion, type PatchResult } from '../src/edit/patch.js';
+import type { PatchResult } from '../src/edit/patch.js';
 import { fail, hex32 } from '../src/errors.js';
 import { describeRanges } from '../src/gzip/layout.js';
 import type { GzipInfo } from '../src/info.js';
-import { decoderOf, open, recoverBeforeReading, type Decoder } from '../src/open.js';
-import { buildGzipIndex } from '../src/gzip/index/build.js';
+import { decoderOf, open, type Decoder } from '../src/open.js';
 import type { GzipEnd } from '../src/gzip/index/types.js';
-import { serializeIndex, type IndexFormat } from '../src/gzip/index/formats.js';
-import { listing } from './xz-listing.js';
-import { addServeCommand } from './serve.js';
+import type { IndexFormat } from '../src/gzip/index/formats.js';
 import { createAtomicFile, streamSink, writeStdout } from '../src/io/atomic-file.js';
 import { fileSource } from '../src/source/file.js';
-import { httpSource } from '../src/source/http.js';
 import type { Source } from '../src/source/source.js';
 import { formatSize, parseRange, parseSize } from '../src/size.js';
-import { parseInteger, progressLine, runCli } from './common.js';
+import { parseInteger, progressLine, runCli, shellManners, warn, workingOn } from './common.js';
 
-const program = new Command('seekz').description('Seekable, editable compressed files: read, extract and patch in place.');
+const program = shellManners(new Command('seekz')).description('Seekable, editable compressed files: read, extract and patch in place.');
 
 program
   .command('patch')
@@ -41,11 +43,14 @@ program
     const onWalk = () => {
       if (!options.quiet) process.stderr.write(`seekz: ${path} has no seekz map; walking its deflate stream to find stored blocks (slower)\n`);
     };
+    const { patchGzip, patchGzipFromRegion } = await import('../src/edit/patch.js');
     let result: PatchResult;
     if (options.from !== undefined) {
       if (options.data !== undefined || options.offset !== undefined) throw fail('BAD_ARGUMENT', 'use either --from with --at/--partition, or --data with --offset');
       const at = options.partition !== undefined ? (await partitionOf(path, options.partition)).start : requireSize(options.at, '--at');
+      workingOn(options.from);
       const region = await fileSource(options.from);
+      workingOn(path);
       try {
         result = await patchGzipFromRegion(path, region, at, { onWalk });
       } finally {
@@ -54,7 +59,9 @@ program
     } else {
       if (options.data === undefined) throw fail('BAD_ARGUMENT', 'give --data FILE with --offset N, or --from REGION with --at N');
       const offset = requireSize(options.offset, '--offset');
+      workingOn(options.data);
       const data = options.data === '-' ? await readStdin() : await readWhole(options.data);
+      workingOn(path);
       result = await patchGzip(path, [{ offset, data }], { onWalk });
     }
     if (result.recovered === 'rolled-back' && !options.quiet) process.stderr.write(`seekz: rolled back an interrupted edit of ${path} first\n`);
@@ -77,8 +84,9 @@ program
   .option('-q, --quiet', 'no progress line')
   .action(async (path: string, options) => {
     if ((options.partition === undefined) === (options.range === undefined)) throw fail('BAD_ARGUMENT', 'give exactly one of --partition N or --range START:END');
+    const range = options.range !== undefined ? parseRange(options.range) : undefined;
     await withCompressed(path, async (data) => {
-      const { start, end } = options.range !== undefined ? parseRange(options.range) : await partitionRange(data, options.partition);
+      const { start, end } = range ?? (await partitionRange(data, options.partition));
       if (end > data.size) throw fail('OUT_OF_RANGE', 'range', start, end - start, data.size);
       await copyOut(data, start, end, options.output, options.force, options.quiet);
     });
@@ -98,14 +106,17 @@ program
   .option('-q, --quiet', 'no progress line')
   .option('-v, --verbose', 'print points, sizes and speed')
   .action(async (path: string, options) => {
+    const [{ buildGzipIndex }, { serializeIndex }] = await Promise.all([import('../src/gzip/index/build.js'), import('../src/gzip/index/formats.js')]);
     const format = options.format as IndexFormat;
     const output = options.output ?? (format === 'gztool' && path.endsWith('.gz') ? `${path.slice(0, -3)}.gzi` : `${path}.idx`);
+    const spacing = parseSize(options.spacing);
+    workingOn(path);
     await recoverFirst(path);
     const file = await fileSource(path);
     const progress = progressLine(file.size, !options.quiet);
     const started = Date.now();
     try {
-      const index = await buildGzipIndex(file, { spacing: parseSize(options.spacing), onProgress: progress.update });
+      const index = await buildGzipIndex(file, { spacing, onProgress: progress.update });
       progress.finish();
       warnTrailing(path, index.end, file.size);
       const bytes = serializeIndex(index, format);
@@ -139,9 +150,9 @@ program
   .option('-o, --output <file>', "where to write (default stdout; '-' too)")
   .option('-f, --force', 'overwrite the output if it exists')
   .action(async (path: string, options) => {
+    const offset = parseSize(options.offset);
+    const length = parseSize(options.length);
     await withCompressed(path, async (data) => {
-      const offset = parseSize(options.offset);
-      const length = parseSize(options.length);
       if (offset > data.size) throw fail('OUT_OF_RANGE', 'read', offset, length, data.size);
       await copyOut(data, offset, Math.min(offset + length, data.size), options.output ?? '-', options.force, true);
     });
@@ -149,10 +160,12 @@ program
 
 program
   .command('cat')
-  .description('Write the whole uncompressed data to stdout (like zcat / xzcat).')
+  .description('Write the whole uncompressed data to stdout (like zcat / xzcat), or to a file with -o.')
   .argument('<file>')
-  .action(async (path: string) => {
-    await withCompressed(path, (data) => copyOut(data, 0, data.size, '-', false, true));
+  .option('-o, --output <file>', "where to write (default stdout; '-' too); a file gets holes for zero blocks")
+  .option('-f, --force', 'overwrite the output if it exists')
+  .action(async (path: string, options) => {
+    await withCompressed(path, (data) => copyOut(data, 0, data.size, options.output ?? '-', options.force, true));
   });
 
 program
@@ -160,11 +173,13 @@ program
   .description('Show what a .gz or .xz file says about itself: sizes, blocks or checkpoints, editable ranges.')
   .argument('<file>')
   .action(async (path: string) => {
+    workingOn(path);
     const progress = progressLine(undefined, true);
     await using file = await open(path, { onRecovered: (outcome) => saidRecovered(path, outcome), onProgress: progress.update });
     const info = await file.info({ onProgress: progress.update, onWalk: () => process.stderr.write(`seekz: ${path} has no seekz map; walking its deflate stream\n`) });
     progress.finish();
     if (info.format === 'xz') {
+      const { listing } = await import('./xz-listing.js');
       await writeStdout(listing(path, { fileSize: info.compressedSize, size: info.uncompressedSize, streams: info.streams, blocks: info.blocks }));
       return;
     }
@@ -217,6 +232,7 @@ async function withCompressed(path: string, work: (data: Decoder) => Promise<voi
   const onBuildIndex = () => {
     if (!quiet) process.stderr.write(`seekz: ${path} has no index; building one in memory (one pass; 'seekz index ${path}' keeps one)\n`);
   };
+  workingOn(path);
   const file = await open(path, { onBuildIndex, onRecovered: (outcome) => saidRecovered(path, outcome) });
   const data = decoderOf(file);
   try {
@@ -231,12 +247,12 @@ async function withCompressed(path: string, work: (data: Decoder) => Promise<voi
 function warnTrailing(path: string, end: GzipEnd | undefined, fileSize?: number): void {
   if (end?.after !== 'garbage') return;
   const size = fileSize ?? (/^https?:\/\//i.test(path) ? undefined : statSync(path).size);
-  process.stderr.write(`${fail('GZIP_TRAILING_GARBAGE', path, end.offset, size !== undefined ? size - end.offset : 0).message}\n`);
-  process.exitCode = 2;
+  warn(fail('GZIP_TRAILING_GARBAGE', end.offset, size !== undefined ? size - end.offset : 0), path);
 }
 
 /** Recovers an interrupted edit of a local file before reading it, and says so. */
 async function recoverFirst(path: string): Promise<void> {
+  const { recoverBeforeReading } = await import('../src/open.js');
   saidRecovered(path, await recoverBeforeReading(path));
 }
 
@@ -245,9 +261,9 @@ function saidRecovered(path: string, outcome: PatchResult['recovered']): void {
   if (outcome === 'discarded-incomplete') process.stderr.write(`seekz: removed the unfinished journal of an edit of ${path} that never began\n`);
 }
 
-/** Copies [start, end) of `data` to a file or stdout in 4 MiB pieces, with a progress line on a TTY. */
+/** Copies [start, end) of `data` to a file (zero blocks left as holes) or stdout in 4 MiB pieces, with a progress line on a TTY. */
 async function copyOut(data: Source, start: number, end: number, path: string, force: boolean, quiet: boolean): Promise<void> {
-  const output = path === '-' ? undefined : await createAtomicFile(path, { force });
+  const output = path === '-' ? undefined : await createAtomicFile(path, { force, sparse: true });
   const sink = output ? output.sink : streamSink(process.stdout);
   const progress = progressLine(end - start, !quiet);
   try {
@@ -271,6 +287,7 @@ function requireSize(text: string | undefined, flag: string): number {
 }
 
 async function partitionRange(data: Source, text: string): Promise<{ start: number; end: number }> {
+  const { findPartition } = await import('../src/disk/partitions.js');
   const partition = await findPartition(data, parseInteger(text, 'partition number', 1, 65536));
   return { start: partition.start, end: partition.start + partition.size };
 }
@@ -297,8 +314,20 @@ async function readStdin(): Promise<Uint8Array> {
   return Buffer.concat(parts);
 }
 
-addServeCommand(program, (url) => httpSource(url));
+/**
+ * `seekz serve` brings the NBD server and the HTTP client, so its definition loads only when it may
+ * run or be listed: the command is serve, or no other command is named (help, a typo).
+ */
+async function addServe(argv: string[]): Promise<void> {
+  const named = argv.slice(2).find((arg) => !arg.startsWith('-'));
+  const others = program.commands.map((command) => command.name());
+  if (named !== undefined && named !== 'serve' && others.includes(named)) return;
+  if (named === undefined && (argv.includes('-V') || argv.includes('--version'))) return;
+  const [{ addServeCommand }, { httpSource }] = await Promise.all([import('./serve.js'), import('../src/source/http.js')]);
+  addServeCommand(program, (url) => httpSource(url));
+}
 
-runCli(async () => {
+runCli('seekz', async () => {
+  await addServe(process.argv);
   await program.parseAsync(process.argv);
 });

@@ -2,17 +2,19 @@
  * One error type with stable codes. Every message lives in this table, so the wording of an
  * error is decided in one place and tests can match on `code` instead of on prose.
  * Messages are lowercase, start with the format, say what was expected and what was found,
- * and give the fix where there is one.
+ * and give the fix where there is one. They do not name the command or the file being worked on:
+ * the CLI puts both in front (`seekz: disk.img.gz: gzip: …`, see cli/common.ts runCli), and a
+ * library caller knows which file it opened.
  */
 const messages = {
   // caller mistakes (thrown)
-  BAD_ARGUMENT: (what: string) => `seekz: ${what}`,
+  BAD_ARGUMENT: (what: string) => what,
   BAD_SIZE: (text: string) =>
-    `seekz: cannot parse size '${text}'; expected a number with an optional K, M, G, T (or KiB, MiB, GiB, TiB) suffix, or 0x…`,
+    `cannot parse size '${text}'; expected a number with an optional K, M, G, T (or KiB, MiB, GiB, TiB) suffix, or 0x…`,
   OUT_OF_RANGE: (what: string, offset: number, length: number, size: number) =>
-    `seekz: ${what} [${offset}, ${offset + length}) is outside the data of ${size} bytes`,
-  OUTPUT_EXISTS: (path: string) => `seekz: ${path} already exists; use -f to overwrite it`,
-  INTERRUPTED: (signal: string) => `seekz: interrupted by ${signal}; no output was left behind`,
+    `${what} [${offset}, ${offset + length}) is outside the data of ${size} bytes`,
+  OUTPUT_EXISTS: (path: string) => `${path} already exists; use -f to overwrite it`,
+  INTERRUPTED: (signal: string) => `interrupted by ${signal}; no output was left behind`,
 
   // gzip / deflate data (rejected)
   GZIP_BAD_MAGIC: (offset: number, found: string) =>
@@ -40,8 +42,8 @@ const messages = {
     `gzip: ${member}: crc-32 mismatch: the trailer says ${hex32(expected)}, the data gives ${hex32(found)}; the file is damaged (gzip -t: crc error)`,
   GZIP_MEMBER_LENGTH: (member: string, expected: number, found: number) =>
     `gzip: ${member}: length mismatch: the trailer ISIZE says ${expected} (mod 2^32), the data gives ${found}; the file is damaged (gzip -t: length error)`,
-  GZIP_TRAILING_GARBAGE: (path: string, offset: number, length: number) =>
-    `seekz: ${path}: decompression OK, trailing garbage ignored (${length} bytes after the last member, at offset ${offset}, as gzip -d does; exit status 2)`,
+  GZIP_TRAILING_GARBAGE: (offset: number, length: number) =>
+    `decompression OK, trailing garbage ignored (${length} bytes after the last member, at offset ${offset}, as gzip -d does; exit status 2)`,
 
   // verified map reads and safe patching (issue 8: seekz map CRCs, foreign gzip back-references)
   GZIP_SEGMENT_CRC: (uStart: number, uEnd: number, fileOffset: number, expected: number, found: number) =>
@@ -105,9 +107,12 @@ const messages = {
   PATCH_JOURNAL_MISMATCH: (path: string, what: string) =>
     `patch: journal ${path} does not belong to this file (${what}); move it aside if the file was replaced on purpose`,
 
+  TERMINAL: (direction: string) =>
+    `compressed data cannot be ${direction} a terminal (xz and gzip refuse too); use -f to force it`,
+
   // output and recovery (serve, io)
   OUTPUT_FAILED: (where: string, at: number, why: string) =>
-    `seekz: writing ${where} failed after ${at} bytes: ${why}; the output is incomplete. free space or write elsewhere, then run the command again`,
+    `writing ${where} failed after ${at} bytes: ${why}; the output is incomplete. free space or write elsewhere, then run the command again`,
   RECOVERY_NEEDS_WRITE: (path: string, journal: string, why: string) =>
     `patch: ${path} has an interrupted edit (journal ${journal}) that cannot be rolled back here: ${why}; its bytes may be half-written, so it is not read. run any seekz command on it as a user who can write the file and its folder (or copy both to a writable folder)`,
 

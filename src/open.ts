@@ -10,7 +10,8 @@
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { Readable } from 'node:stream';
-import { journalPath, recoverIfInterrupted, type PatchResult } from './edit/patch.js';
+import { journalPath } from './edit/journal.js';
+import type { PatchResult } from './edit/patch.js';
 import { fail, hexBytes } from './errors.js';
 import { GZIP_MAGIC_1, GZIP_MAGIC_2 } from './gzip/header.js';
 import type { GzipMember } from './gzip/index/build.js';
@@ -20,10 +21,10 @@ import { openGzip, type GzipSource } from './gzip/reader.js';
 import { describe, type FileInfo, type InfoOptions } from './info.js';
 import { throwIfAborted } from './io/abort.js';
 import { fileSource } from './source/file.js';
-import { httpSource, type HttpSourceOptions } from './source/http.js';
+import type { HttpSourceOptions } from './source/http.js';
 import type { Source } from './source/source.js';
 import { HEADER_MAGIC } from './xz/format.js';
-import { openXz, type XzSource } from './xz/reader.js';
+import type { XzSource } from './xz/reader.js';
 
 /** What `open` accepts: a local path, an http(s):// URL (string or URL), or any Source. */
 export type Target = string | URL | Source;
@@ -96,7 +97,7 @@ const FORMATS: { name: FormatName; magic: Uint8Array; open(source: Source, optio
   {
     name: 'xz',
     magic: HEADER_MAGIC,
-    open: async (source, options) => Object.assign(await openXz(source, { cacheSize: options.cacheSize, maxBlock: options.maxBlock, threads: options.threads }), { format: 'xz' as const }),
+    open: async (source, options) => Object.assign(await (await import('./xz/reader.js')).openXz(source, { cacheSize: options.cacheSize, maxBlock: options.maxBlock, threads: options.threads }), { format: 'xz' as const }),
   },
 ];
 const MAGIC_LENGTH = Math.max(...FORMATS.map((format) => format.magic.length));
@@ -139,7 +140,8 @@ export async function open(target: Target, options: OpenOptions = {}): Promise<C
 }
 
 async function openTarget(target: string | URL, options: HttpSourceOptions | undefined): Promise<Source> {
-  if (target instanceof URL || isUrl(target)) return httpSource(target instanceof URL ? target.href : target, options);
+  // The HTTP client loads only for a URL: start-up is part of every `seekz read` of a local file.
+  if (target instanceof URL || isUrl(target)) return (await import('./source/http.js')).httpSource(target instanceof URL ? target.href : target, options);
   return fileSource(target);
 }
 
@@ -251,7 +253,7 @@ export async function recoverBeforeReading(path: string): Promise<PatchResult['r
   const journal = journalPath(path);
   if (![journal, `${journal}.tmp`, `${path}.seekz-lock`].some((leftover) => existsSync(leftover))) return 'none';
   try {
-    return await recoverIfInterrupted(path);
+    return await (await import('./edit/patch.js')).recoverIfInterrupted(path);
   } catch (error) {
     const { code, message } = error as NodeJS.ErrnoException;
     if (code !== 'EACCES' && code !== 'EPERM' && code !== 'EROFS') throw error;

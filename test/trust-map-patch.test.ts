@@ -56,7 +56,7 @@ function expectCleanError(result: RunResult, what: string): void {
   // Notes that say which path a command takes (building an index, walking) are not errors.
   const lines = result.stderr.trim().split('\n').filter((line) => !/^seekz: .* has no (index|seekz map);/.test(line));
   expect(lines.length, `${what}: ${result.stderr}`).toBe(1);
-  expect(lines[0], what).toMatch(/^(gzip|deflate|seekz): /);
+  expect(lines[0], what).toMatch(/^seekz: \S+: ((gzip|deflate): )?/);
   expect(result.stderr, what).not.toMatch(/\n\s+at |internal error/);
 }
 

@@ -59,11 +59,11 @@ function cli(name: CliName, args: string[], stdin?: string): Promise<RunResult> 
   return runAsync('sh', ['-c', `${quoted} < '${stdin}'`]);
 }
 
-/** A clean failure: non-zero, one line on stderr starting with the format, no stack, no native crash. */
+/** A clean failure: non-zero, one line on stderr (`COMMAND: FILE: xz: …`), no stack, no native crash. */
 function expectCleanFailure(result: { status: number | null; stderr: string }, what: string): void {
   expect(result.status, `${what} exited 0: ${result.stderr}`).not.toBe(0);
   expect(result.status, what).not.toBe(70);
-  expect(result.stderr, what).toMatch(/^xz: [^\n]+\n$/);
+  expect(result.stderr, what).toMatch(/^(seekz|seekxz): \S+: xz: [^\n]+\n$/);
   expect(result.stderr, what).not.toMatch(/FATAL|internal error|\n\s+at /);
 }
 
@@ -119,7 +119,7 @@ describe('forged Index record: uncompressed size, Index CRC32 recomputed', () =>
     const path = at('usize-message.xz');
     writeFileSync(path, forgeIndexRecord(file, 1, { uncompressedSize: BLOCK - 100 }));
     const read = await cli('seekz', ['read', path, '--offset', String(3 * BLOCK), '--length', '10']);
-    expect(read.stderr).toMatch(/^xz: index record 2 \(unpadded size \d+, uncompressed size 262044\) does not match block 2 at offset \d+: the block header says 262144 bytes uncompressed; the index or the block header is damaged or forged/);
+    expect(read.stderr).toMatch(/^seekz: \S+: xz: index record 2 \(unpadded size \d+, uncompressed size 262044\) does not match block 2 at offset \d+: the block header says 262144 bytes uncompressed; the index or the block header is damaged or forged/);
   });
 });
 
@@ -195,7 +195,7 @@ describe('a block that decodes to another length than its Index record says', ()
       const forged = forgeIndexRecord(header, 2, { uncompressedSize: records[2]!.uncompressedSize + delta });
       await expectRejectedEverywhere(`decode-length-${delta}`, forged, 2 * BLOCK + 10);
       const own = await cli('seekz', ['read', at(`decode-length-${delta}.xz`), '--offset', String(2 * BLOCK + 10), '--length', '10']);
-      expect(own.stderr).toMatch(/^xz: block 3 at offset \d+ does not decode: /);
+      expect(own.stderr).toMatch(/^seekz: \S+: xz: block 3 at offset \d+ does not decode: /);
     }
   });
 
@@ -209,7 +209,7 @@ describe('a block that decodes to another length than its Index record says', ()
     writeFileSync(path, forged);
     const read = await cli('seekz', ['read', path, '--offset', String(6 * BLOCK), '--length', '100']);
     expectCleanFailure(read, 'read past the forged record');
-    expect(read.stderr).toMatch(/^xz: block 2 at offset \d+ does not decode: /);
+    expect(read.stderr).toMatch(/^seekz: \S+: xz: block 2 at offset \d+ does not decode: /);
     // Before it, the file is as good as ever.
     const before = await cli('seekz', ['read', path, '--offset', '1000', '--length', '100']);
     expect(before.status, before.stderr).toBe(0);

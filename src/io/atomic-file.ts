@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { constants, fstatSync, write as writeFd } from 'node:fs';
+import type { Stats } from 'node:fs';
 import { access, open, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { unlinkSync } from 'node:fs';
 import { isatty } from 'node:tty';
@@ -32,12 +33,33 @@ export interface AtomicFile {
   abort(): Promise<void>;
 }
 
+export interface AtomicFileOptions {
+  /** Replace the target if it exists. */
+  force?: boolean;
+  /**
+   * The input's stat: the output gets its owner (where allowed), mode and atime/mtime before it is
+   * renamed into place, as xz and gzip do, so a 600 file never shows up as 644, not even briefly.
+   */
+  like?: Stats;
+  /**
+   * Leave all-zero blocks as holes, as `xz -d` does for files: a 4 KiB block of zeros appended by
+   * `write` is seeked over instead of written, and commit sets the size with ftruncate. Only
+   * `write` is sparse, and only past every byte written so far, so a hole never hides data.
+   */
+  sparse?: boolean;
+}
+
+/** The unit of holes: a filesystem block on ext4, xfs, btrfs and tmpfs. */
+const SPARSE_BLOCK = 4096;
+const ZERO_BLOCK = new Uint8Array(SPARSE_BLOCK);
+
 /**
  * An output file that appears only when complete: bytes go to a temp file beside the target,
  * which is renamed over it on commit. A failure, or a signal through the CLI's handler, leaves
- * nothing behind.
+ * nothing behind. Pinned by test/trust-serve-io.test.ts (full disk) and test/cli-manners.test.ts
+ * (holes, mode, owner and times).
  */
-export async function createAtomicFile(path: string, options: { force?: boolean } = {}): Promise<AtomicFile> {
+export async function createAtomicFile(path: string, options: AtomicFileOptions = {}): Promise<AtomicFile> {
   // A device or pipe (-o /dev/stdout, /dev/full, a FIFO) is written as it is: a temp file beside
   // it would be renamed over the device node.
   const existing = await stat(path).catch(() => undefined);
@@ -50,22 +72,40 @@ export async function createAtomicFile(path: string, options: { force?: boolean 
     handle = await open(tempPath, 'wx', 0o644);
   } catch (error) {
     liveTempFiles.delete(tempPath);
+    // The temp file is ours; the user named the output (`seekz: out/x: No such file or directory`).
+    if ((error as NodeJS.ErrnoException).path === tempPath) (error as NodeJS.ErrnoException).path = path;
     throw error;
   }
   let buffer = Buffer.allocUnsafe(WRITE_BUFFER);
   let buffered = 0;
   let position = 0; // file offset of buffer[0]
+  let end = 0; // past the last byte written to the file (holes included once committed)
   let done = false;
 
   // A short write is followed by another, which either goes on or fails with the reason (ENOSPC).
-  const writeAll = (bytes: Uint8Array, at: number) => {
+  const writeAll = async (bytes: Uint8Array, at: number) => {
     let written = 0;
-    return outputErrors(path, () => at + written, async () => {
+    await outputErrors(path, () => at + written, async () => {
       while (written < bytes.length) written += (await handle.write(bytes, written, bytes.length - written, at + written)).bytesWritten;
     });
+    end = Math.max(end, at + bytes.length);
   };
+  /** Appends `bytes` at `at`, leaving out whole zero blocks beyond what is written (they read back as zeros). */
+  const writeSparse = async (bytes: Uint8Array, at: number) => {
+    let from = 0; // start of the data run not yet written
+    let cut = Math.min(bytes.length, (SPARSE_BLOCK - (at % SPARSE_BLOCK)) % SPARSE_BLOCK); // first block boundary
+    while (cut + SPARSE_BLOCK <= bytes.length) {
+      if (at + cut >= end && Buffer.compare(bytes.subarray(cut, cut + SPARSE_BLOCK), ZERO_BLOCK) === 0) {
+        if (cut > from) await writeAll(bytes.subarray(from, cut), at + from);
+        from = cut + SPARSE_BLOCK;
+      }
+      cut += SPARSE_BLOCK;
+    }
+    if (from < bytes.length) await writeAll(bytes.subarray(from), at + from);
+  };
+  const append = options.sparse ? writeSparse : writeAll;
   const flush = async () => {
-    await writeAll(buffer.subarray(0, buffered), position);
+    await append(buffer.subarray(0, buffered), position);
     position += buffered;
     buffered = 0;
   };
@@ -74,7 +114,7 @@ export async function createAtomicFile(path: string, options: { force?: boolean 
     async write(bytes) {
       if (bytes.length >= WRITE_BUFFER) {
         await flush();
-        await writeAll(bytes, position);
+        await append(bytes, position);
         position += bytes.length;
         return;
       }
@@ -94,6 +134,9 @@ export async function createAtomicFile(path: string, options: { force?: boolean 
       if (done) return;
       await flush();
       await outputErrors(path, () => position, async () => {
+        // A file that ends in a hole gets its size here; so does one that is all holes.
+        if (options.sparse && position > end) await handle.truncate(position);
+        if (options.like) await takeAttributes(handle, options.like);
         await handle.sync();
         await handle.close();
       });
@@ -111,6 +154,25 @@ export async function createAtomicFile(path: string, options: { force?: boolean 
       liveTempFiles.delete(tempPath);
     },
   };
+}
+
+/**
+ * xz's order (src/xz/file_io.c, io_copy_attrs): owner first, since chown clears the set-user-ID
+ * bits; then the mode; then the times, last, since nothing may touch the file after them. Only
+ * root may give a file away; anyone may set the group to one of their own, so a refused owner
+ * still tries the group.
+ */
+async function takeAttributes(handle: FileHandle, like: Stats): Promise<void> {
+  let mode = like.mode & 0o7777;
+  const owned = await handle.chown(like.uid, like.gid).then(() => true, () => handle.chown(-1, like.gid).then(() => true, () => false));
+  if (!owned) {
+    // The file keeps our own group, which is not the one the bits were meant for: group and others
+    // get only what both had (xz does the same).
+    const least = ((mode & 0o070) >> 3) & (mode & 0o007);
+    mode = (mode & 0o700) | (least << 3) | least;
+  }
+  await handle.chmod(mode);
+  await handle.utimes(like.atime, like.mtime);
 }
 
 /** A rename is durable only once the directory entry is on disk. */

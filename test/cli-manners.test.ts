@@ -1,0 +1,310 @@
+/**
+ * Shell manners, judged by xz and gzip themselves where they do the same thing: --version, no
+ * compressed data on a terminal, the input's owner, mode and times on the output, holes for zero
+ * blocks, one line per error that starts with the command and the file, and xz's exit statuses.
+ */
+import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, statSync, utimesSync, writeFileSync, type Stats } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cliPath, diskLikeData, noise, run, runCli, SYSTEM_PYTHON, tempDir, type CliName, type RunResult } from './helpers/tools.js';
+
+const MIB = 1 << 20;
+/** Made at load time: the it.each tables below name files in it. */
+const dir = tempDir('seekz-manners-');
+const at = (name: string) => join(dir.path, name);
+const isRoot = process.getuid?.() === 0;
+const NOBODY = 65534;
+
+beforeAll(() => {
+  chmodSync(dir.path, 0o755); // so that the unprivileged runs below reach their files
+  // 24 MiB with 2 MiB of noise at 10 MiB and one byte at 20 MiB: the rest are zero blocks.
+  const image = new Uint8Array(24 * MIB);
+  image.set(noise(2 * MIB, 7), 10 * MIB);
+  image[20 * MIB + 5] = 1;
+  writeFileSync(at('sparse.img'), image);
+  expect(runCli('seekxz', ['-k', '-T2', '--block-size', '4MiB', at('sparse.img')]).status).toBe(0);
+  writeFileSync(at('small.img'), diskLikeData(256 * 1024, 3));
+});
+afterAll(() => dir.remove());
+
+/** One line on stderr, no stack trace, and the exit status given. */
+function expectOneLine(result: RunResult, status: number, pattern: RegExp): void {
+  expect(result.status, result.stderr).toBe(status);
+  expect(result.stderr).toMatch(/^[^\n]+\n$/);
+  expect(result.stderr).toMatch(pattern);
+  expect(result.stderr).not.toMatch(/\n\s+at |internal error|ERR_|node:/);
+}
+
+/**
+ * Runs a command with a pseudo-terminal as its stdin, stdout and stderr (Debian's python pty
+ * module), as a person at a terminal would; returns what the terminal showed and the exit status.
+ */
+function runOnTerminal(args: string[]): { output: string; status: number } {
+  const script = [
+    'import os, pty, sys',
+    'pid, fd = pty.fork()',
+    'if pid == 0: os.execv(sys.argv[1], sys.argv[1:])',
+    'out = b""',
+    'while True:',
+    '    try: data = os.read(fd, 65536)',
+    '    except OSError: break',
+    '    if not data: break',
+    '    out += data',
+    '_, status = os.waitpid(pid, 0)',
+    'sys.stdout.buffer.write(out)',
+    'sys.exit(os.waitstatus_to_exitcode(status))',
+  ].join('\n');
+  const result = run(SYSTEM_PYTHON, ['-c', script, ...args]);
+  return { output: result.stdout.toString('latin1'), status: result.status! };
+}
+
+describe('--version and -V', () => {
+  const version = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  it.each(['seekz', 'seekxz', 'partial-deflate'] as CliName[])('%s prints its name and the package version', (name) => {
+    for (const flag of ['--version', '-V']) {
+      const result = runCli(name, [flag]);
+      expect(result.status, result.stderr).toBe(0);
+      expect(result.stdout.toString()).toBe(`${name} (seekz) ${version}\n`);
+    }
+  });
+});
+
+describe('compressed data and terminals', () => {
+  it('xz, the oracle, refuses to write compressed data to a terminal', () => {
+    const xz = runOnTerminal(['/usr/bin/xz', '-c', at('small.img')]);
+    expect(xz.status).toBe(1);
+    expect(xz.output).toMatch(/Compressed data cannot be written to a terminal/);
+  });
+
+  it.each([
+    ['seekxz -c FILE', 'seekxz', ['-c', at('small.img')]],
+    ['seekxz with no file (stdin to stdout)', 'seekxz', []],
+    ['partial-deflate FILE -', 'partial-deflate', [at('small.img'), '-']],
+  ] as [string, CliName, string[]][])('%s refuses, exit 1, and writes nothing', (_label, name, args) => {
+    const result = runOnTerminal([process.execPath, cliPath(name), ...args]);
+    expect(result.status, result.output).toBe(1);
+    expect(result.output).toBe(`${name}: compressed data cannot be written to a terminal (xz and gzip refuse too); use -f to force it\r\n`);
+  });
+
+  it('seekxz -d refuses to read compressed data from a terminal, as xz -d does', () => {
+    expect(runOnTerminal(['/usr/bin/xz', '-d']).output).toMatch(/Compressed data cannot be read from a terminal/);
+    const result = runOnTerminal([process.execPath, cliPath('seekxz'), '-d']);
+    expect(result.status, result.output).toBe(1);
+    expect(result.output).toMatch(/^seekxz: compressed data cannot be read from a terminal/);
+  });
+
+  it('-f writes it anyway', () => {
+    const result = runOnTerminal([process.execPath, cliPath('seekxz'), '-c', '-f', '-T1', at('small.img')]);
+    expect(result.status, result.output.slice(0, 200)).toBe(0);
+    expect(result.output.startsWith('\xfd7zXZ')).toBe(true);
+  });
+});
+
+describe("the input's owner, mode and times go to the output, as xz and gzip give them", () => {
+  /** An input with a mode and times no default would give, owned by nobody when we may give it away. */
+  function oddInput(name: string): string {
+    const path = at(name);
+    writeFileSync(path, diskLikeData(300 * 1024, 5));
+    if (isRoot) chownSync(path, NOBODY, NOBODY);
+    chmodSync(path, 0o640);
+    utimesSync(path, 1_500_000_000, 1_400_000_000);
+    return path;
+  }
+  const same = (ours: Stats, theirs: Stats) => {
+    expect((ours.mode & 0o7777).toString(8)).toBe((theirs.mode & 0o7777).toString(8));
+    expect([ours.uid, ours.gid]).toEqual([theirs.uid, theirs.gid]);
+    expect(ours.mtimeMs).toBe(theirs.mtimeMs);
+    expect(ours.atimeMs).toBe(theirs.atimeMs);
+  };
+
+  it('seekxz compress and decompress against xz -k and xz -dk', () => {
+    mkdirSync(at('attrs-xz'));
+    mkdirSync(at('attrs-ours'));
+    const theirs = oddInput('attrs-xz/file');
+    const ours = oddInput('attrs-ours/file');
+    expect(run('xz', ['-k', '-T1', theirs]).status).toBe(0);
+    expect(runCli('seekxz', ['-k', '-T1', ours]).status).toBe(0);
+    const compressed = statSync(`${ours}.xz`);
+    same(compressed, statSync(`${theirs}.xz`));
+    expect(compressed.mode & 0o777).toBe(0o640);
+    expect(compressed.mtimeMs).toBe(1_400_000_000_000);
+    if (isRoot) expect(compressed.uid).toBe(NOBODY);
+
+    // Decompression keeps them too, and removes the .xz only once the output is in place.
+    chmodSync(`${theirs}.xz`, 0o604);
+    chmodSync(`${ours}.xz`, 0o604);
+    expect(run('xz', ['-df', `${theirs}.xz`]).status).toBe(0);
+    expect(runCli('seekxz', ['-df', `${ours}.xz`]).status).toBe(0);
+    same(statSync(ours), statSync(theirs));
+    expect(statSync(ours).mode & 0o777).toBe(0o604);
+    expect(existsSync(`${ours}.xz`)).toBe(false);
+  });
+
+  it('partial-deflate against gzip -k', () => {
+    mkdirSync(at('attrs-gzip'));
+    mkdirSync(at('attrs-pd'));
+    const theirs = oddInput('attrs-gzip/file');
+    const ours = oddInput('attrs-pd/file');
+    expect(run('gzip', ['-k', theirs]).status).toBe(0);
+    expect(runCli('partial-deflate', ['-q', ours, `${ours}.gz`, '0', '64K']).status).toBe(0);
+    const made = statSync(`${ours}.gz`);
+    const gzip = statSync(`${theirs}.gz`);
+    expect((made.mode & 0o7777).toString(8)).toBe((gzip.mode & 0o7777).toString(8));
+    expect([made.uid, made.gid]).toEqual([gzip.uid, gzip.gid]);
+    expect(made.mtimeMs).toBe(gzip.mtimeMs);
+  });
+
+  it('a failed decompression leaves the input and no output', () => {
+    const bad = at('bad.xz');
+    const bytes = new Uint8Array(readFileSync(at('sparse.img.xz')));
+    bytes[bytes.length >> 1] ^= 0x10;
+    writeFileSync(bad, bytes);
+    const result = runCli('seekxz', ['-d', bad]);
+    expectOneLine(result, 1, new RegExp(`^seekxz: ${bad}: xz: `));
+    expect(existsSync(bad)).toBe(true);
+    expect(existsSync(at('bad'))).toBe(false);
+  });
+});
+
+describe('zero blocks become holes, as xz -d makes them', () => {
+  const image = () => readFileSync(at('sparse.img'));
+  const allocated = (path: string) => statSync(path).blocks;
+  let xzBlocks = 0;
+
+  beforeAll(() => {
+    mkdirSync(at('holes-xz'));
+    writeFileSync(at('holes-xz/sparse.img.xz'), readFileSync(at('sparse.img.xz')));
+    expect(run('xz', ['-d', at('holes-xz/sparse.img.xz')]).status).toBe(0);
+    xzBlocks = allocated(at('holes-xz/sparse.img'));
+    // The oracle makes holes: 2 MiB of data and a block, not 24 MiB.
+    expect(xzBlocks * 512).toBeLessThan(3 * MIB);
+  });
+
+  it.each([
+    ['seekxz -d', (out: string) => ['seekxz', ['-dk', '-T2', at('sparse.img.xz'), '-o', out]]],
+    ['seekz cat -o', (out: string) => ['seekz', ['cat', at('sparse.img.xz'), '-o', out]]],
+    ['seekz extract -o', (out: string) => ['seekz', ['extract', at('sparse.img.xz'), '--range', `0:${24 * MIB}`, '-o', out, '-q']]],
+  ] as [string, (out: string) => [CliName, string[]]][])('%s: the same bytes in no more blocks than xz -d', (label, command) => {
+    const out = at(`holes-${label.replace(/\W+/g, '-')}`);
+    const [name, args] = command(out);
+    const result = runCli(name, args);
+    expect(result.status, result.stderr).toBe(0);
+    expect(statSync(out).size).toBe(24 * MIB);
+    expect(readFileSync(out).equals(image())).toBe(true);
+    expect(allocated(out)).toBeLessThanOrEqual(xzBlocks);
+  });
+
+  it('a file that ends in zeros gets its full size', () => {
+    const out = at('tail-zeros');
+    expect(runCli('seekz', ['extract', at('sparse.img.xz'), '--range', `${10 * MIB}:${16 * MIB}`, '-o', out, '-q']).status).toBe(0);
+    expect(statSync(out).size).toBe(6 * MIB);
+    expect(readFileSync(out).equals(image().subarray(10 * MIB, 16 * MIB))).toBe(true);
+    expect(allocated(out) * 512).toBeLessThan(3 * MIB);
+  });
+});
+
+describe('messages: COMMAND: FILE: detail, and xz exit statuses', () => {
+  it('a missing file reads like xz', () => {
+    expect(run('xz', ['-t', at('missing')]).stderr).toBe(`xz: ${at('missing')}: No such file or directory\n`);
+    expectOneLine(runCli('seekz', ['cat', at('missing')]), 1, new RegExp(`^seekz: ${at('missing')}: No such file or directory$`, 'm'));
+    expectOneLine(runCli('seekxz', ['-t', at('missing')]), 1, new RegExp(`^seekxz: ${at('missing')}: No such file or directory$`, 'm'));
+    expectOneLine(runCli('partial-deflate', [at('missing'), at('missing.gz')]), 1, new RegExp(`^partial-deflate: ${at('missing')}: No such file or directory$`, 'm'));
+  });
+
+  it('a directory, and an output in a folder that does not exist, read like xz', () => {
+    expect(run('xz', ['-t', dir.path]).stderr).toMatch(new RegExp(`^xz: ${dir.path}: Is a directory`));
+    expectOneLine(runCli('seekxz', ['-t', dir.path]), 1, new RegExp(`^seekxz: ${dir.path}: Is a directory$`, 'm'));
+    expectOneLine(runCli('seekz', ['cat', dir.path]), 1, new RegExp(`^seekz: ${dir.path}: Is a directory$`, 'm'));
+    const nowhere = at('no-such-folder/out');
+    expectOneLine(runCli('seekz', ['cat', at('sparse.img.xz'), '-o', nowhere]), 1, new RegExp(`^seekz: ${nowhere}: No such file or directory$`, 'm'));
+    expectOneLine(runCli('seekxz', ['-k', at('small.img'), '-o', nowhere]), 1, new RegExp(`^seekxz: ${nowhere}: No such file or directory$`, 'm'));
+  });
+
+  it('a file we may not read reads like xz', () => {
+    const secret = at('secret.xz');
+    writeFileSync(secret, readFileSync(at('sparse.img.xz')));
+    chmodSync(secret, 0o600);
+    // root reads anything, so the refusal is tried as nobody (setpriv, util-linux)
+    const as = (command: string, args: string[]) =>
+      isRoot ? run('setpriv', ['--reuid', String(NOBODY), '--regid', String(NOBODY), '--clear-groups', command, ...args]) : (chmodSync(secret, 0), run(command, args));
+    expect(as('xz', ['-t', secret]).stderr).toBe(`xz: ${secret}: Permission denied\n`);
+    expectOneLine(as(process.execPath, [cliPath('seekz'), 'read', secret, '--offset', '0', '--length', '1']), 1, new RegExp(`^seekz: ${secret}: Permission denied$`, 'm'));
+    expectOneLine(as(process.execPath, [cliPath('seekxz'), '-t', secret]), 1, new RegExp(`^seekxz: ${secret}: Permission denied$`, 'm'));
+  });
+
+  it('bad data names the command, the file, then the format', () => {
+    const notXz = at('not.xz');
+    writeFileSync(notXz, 'no xz here\n');
+    expectOneLine(runCli('seekxz', ['-t', notXz]), 1, new RegExp(`^seekxz: ${notXz}: xz: `));
+    expectOneLine(runCli('seekz', ['cat', notXz]), 1, new RegExp(`^seekz: ${notXz}: not a gzip or xz file`));
+    expectOneLine(runCli('seekxz', ['-d'], { input: 'no xz here\n' }), 1, /^seekxz: \(stdin\): xz: /);
+  });
+
+  it('with several files, each error names its file and the others go on (exit 1)', () => {
+    const result = runCli('seekxz', ['-t', at('missing'), at('sparse.img.xz'), at('small.img')]);
+    expect(result.status).toBe(1);
+    const lines = result.stderr.split('\n');
+    expect(lines, result.stderr).toHaveLength(3);
+    expect(lines[0]).toBe(`seekxz: ${at('missing')}: No such file or directory`);
+    expect(lines[1]).toMatch(new RegExp(`^seekxz: ${at('small.img')}: xz: `));
+  });
+
+  it('usage errors exit 1, whether commander or seekz finds them, as xz', () => {
+    expect(run('xz', ['--bogus']).status).toBe(1);
+    expectOneLine(runCli('seekz', ['read', 'x', '--offset', '0', '--length', '1', '--bogus']), 1, /^seekz: unknown option '--bogus'$/m);
+    expectOneLine(runCli('seekz', ['read', 'x', '--length', '1']), 1, /^seekz: required option '--offset <n>' not specified$/m);
+    expectOneLine(runCli('seekz', ['read', 'x', '--offset', '1Q', '--length', '1']), 1, /^seekz: cannot parse size '1Q'/);
+    expectOneLine(runCli('seekxz', ['--bogus']), 1, /^seekxz: unknown option '--bogus'$/m);
+    expectOneLine(runCli('partial-deflate', [at('small.img'), at('x.gz'), '1M']), 1, /^partial-deflate: give both START and END, or neither$/m);
+  });
+
+  it('seekxz -T -1 speaks of threads, seekxz -10 of the level', () => {
+    expectOneLine(runCli('seekxz', ['-T', '-1', at('small.img')]), 1, /^seekxz: -T\/--threads must be a whole number from 0 to 256, got '-1'$/m);
+    expectOneLine(runCli('seekxz', ['-10', at('small.img')]), 1, /^seekxz: level must be a whole number from 0 to 9, got '10'$/m);
+    expectOneLine(runCli('partial-deflate', ['-10', at('small.img'), at('x.gz')]), 1, /^partial-deflate: level must be a whole number from 1 to 9, got '10'$/m);
+    expect(existsSync(`${at('small.img')}.xz`)).toBe(false);
+  });
+
+  it('START > END is refused like --store 5:1, and nothing is written', () => {
+    const out = at('backwards.gz');
+    expectOneLine(runCli('partial-deflate', [at('small.img'), out, '2M', '1M']), 1, /^partial-deflate: range '2M:1M' ends \(1048576\) before it starts \(2097152\)$/m);
+    expectOneLine(runCli('partial-deflate', [at('small.img'), out, '--store', '5:1']), 1, /^partial-deflate: range '5:1' ends \(1\) before it starts \(5\)$/m);
+    expect(existsSync(out)).toBe(false);
+  });
+
+  it('an existing output is an error about the file being worked on', () => {
+    const input = at('again.img');
+    writeFileSync(input, diskLikeData(64 * 1024, 9));
+    writeFileSync(`${input}.xz`, 'x');
+    expectOneLine(runCli('seekxz', [input]), 1, new RegExp(`^seekxz: ${input}: ${input}\\.xz already exists; use -f to overwrite it$`, 'm'));
+    expect(existsSync(input)).toBe(true);
+  });
+});
+
+describe('start-up: each command loads what it uses', () => {
+  /** Every module a CLI run loads (ESM through a loader hook, CommonJS through Module._load), by path. */
+  function modulesLoaded(args: string[]): string[] {
+    writeFileSync(at('load-hook.mjs'), "import { writeSync } from 'node:fs';\nexport async function load(url, context, next) { writeSync(2, `loaded ${url}\\n`); return next(url, context); }\n");
+    writeFileSync(at('register.mjs'), "import { register } from 'node:module';\nregister('./load-hook.mjs', import.meta.url);\n");
+    writeFileSync(at('require-hook.cjs'), "const Module = require('node:module');\nconst load = Module._load;\nModule._load = function (request, ...rest) { process._rawDebug(`loaded ${request}`); return load.call(this, request, ...rest); };\n");
+    const result = run(process.execPath, ['--require', at('require-hook.cjs'), '--import', at('register.mjs'), cliPath('seekz'), ...args]);
+    expect(result.status, result.stderr).toBe(0);
+    return result.stderr.split('\n').filter((line) => line.startsWith('loaded ')).map((line) => line.slice(7));
+  }
+
+  it('seekz read and patch of a .gz load neither the NBD server, the HTTP client nor liblzma', () => {
+    const gz = at('startup.gz');
+    expect(runCli('partial-deflate', ['-q', at('small.img'), gz, '0', '64K']).status).toBe(0);
+    writeFileSync(at('startup.bin'), 'patched');
+    const read = modulesLoaded(['read', gz, '--offset', '100', '--length', '4096', '-o', at('startup.out')]);
+    const patch = modulesLoaded(['patch', '-q', gz, '--offset', '100', '--data', at('startup.bin')]);
+    for (const loaded of [read, patch]) {
+      expect(loaded.some((path) => path.endsWith('/dist/src/gzip/reader.js')), 'the hooks see our modules').toBe(true);
+      expect(loaded.filter((path) => /\/cli\/serve\.js|\/src\/nbd\/|\/src\/source\/http\.js|\/src\/edit\/write-overlay\.js/.test(path))).toEqual([]);
+      // A .gz never loads liblzma or the xz decoder; only the small parser that knows xz's magic bytes.
+      expect(loaded.filter((path) => /liblzma|\/src\/xz\/(?!format\.js$)/.test(path))).toEqual([]);
+    }
+    // --help still lists serve: its definition loads when no other command is named.
+    expect(runCli('seekz', ['--help']).stdout.toString()).toMatch(/^ {2}serve /m);
+  });
+});
