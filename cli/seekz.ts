@@ -351,7 +351,7 @@ async function readStdin(): Promise<Uint8Array> {
   return Buffer.concat(parts);
 }
 
-addServeCommand(program, (url) => httpSource(url));
+addServeCommand(program);
 
 runCli(async () => {
   await program.parseAsync(process.argv);
