@@ -65,8 +65,8 @@ describe('NBD launch modes: -s, socket activation, --pidfile, --exit-with-parent
   const path = (name: string) => join(dir.path, name);
 
   /** A child with the bin directory on PATH; stderr collected, its end as a promise. */
-  const start = (command: string, args: string[], options: { stdout?: 'ignore' | 'pipe' } = {}): Child => {
-    const child = spawn(command, args, { cwd: dir.path, env, stdio: ['ignore', options.stdout ?? 'ignore', 'pipe'] });
+  const start = (command: string, args: string[], options: { stdin?: 'ignore' | 'pipe'; stdout?: 'ignore' | 'pipe' } = {}): Child => {
+    const child = spawn(command, args, { cwd: dir.path, env, stdio: [options.stdin ?? 'ignore', options.stdout ?? 'ignore', 'pipe'] });
     children.push(child);
     let stderr = '';
     child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
@@ -168,6 +168,23 @@ describe('NBD launch modes: -s, socket activation, --pidfile, --exit-with-parent
       const mounted = await mount('mnt-command', ['--command', 'seekz', 'serve', '-s', 'disk.img.xz']);
       expect(sha256(readFileSync(mounted.file))).toBe(sha256(oracle('disk.img.xz')));
       await mounted.unmount();
+    });
+
+    it('-s on two pipes (not a socketpair) serves nbdcopy through a relay, and exits 0 at EOF', async () => {
+      const server = start('seekz', ['serve', '-s', 'disk.img.xz'], { stdin: 'pipe', stdout: 'pipe' });
+      const relay: NetServer = createServer({ allowHalfOpen: true }, (socket) => {
+        socket.pipe(server.process.stdin!);
+        server.process.stdout!.pipe(socket);
+      });
+      await new Promise<void>((resolve) => relay.listen(path('pipes.sock'), resolve));
+      try {
+        // One connection: the relay has one server behind it.
+        ok(await runHere('nbdcopy', ['--connections=1', `nbd+unix:///?socket=${path('pipes.sock')}`, 'pipes.img']), 'nbdcopy through the relay');
+        expect(sha256(readFileSync(path('pipes.img')))).toBe(sha256(oracle('disk.img.xz')));
+        expect(await server.exited, server.stderr()).toBe(0);
+      } finally {
+        relay.close();
+      }
     });
 
     it('writes through -s reach the file when the connection ends (zcat sees them)', async () => {
