@@ -59,7 +59,11 @@ Examples:
   qemu-img info 'nbd+unix:///?socket=disk.sock'; kill "$(cat disk.pid)"`,
     )
     .action(async (target: string, options) => {
+      const foreign = process.env.LISTEN_FDS !== undefined && process.env.LISTEN_PID !== undefined && Number(process.env.LISTEN_PID) !== process.pid;
       const activated = socketActivationFds();
+      // systemd's rule: sockets for another pid are not ours. Most often that pid is a wrapper in
+      // between (npx, a shell that forks): say so, since the client will wait on its socket.
+      if (foreign) process.stderr.write(`seekz serve: LISTEN_PID is ${process.env.LISTEN_PID}, not our pid ${process.pid}: the sockets it passes are not for us; for socket activation start seekz itself, not through npx or a shell that forks\n`);
       const given = [options.single && '-s', options.unix !== undefined && '--unix', options.port !== undefined && '--port', options.run !== undefined && '--run'].filter(Boolean);
       if (activated.length > 0 && given.length > 0) throw fail('BAD_ARGUMENT', `serve: started by socket activation (LISTEN_FDS), which cannot go with ${given.join(', ')}`);
       if (given.length > 1) throw fail('BAD_ARGUMENT', `serve: ${given.join(' and ')} cannot go together; give one`);

@@ -228,6 +228,17 @@ describe('NBD launch modes: -s, socket activation, --pidfile, --exit-with-parent
       await second.unmount();
     });
 
+    it('sockets passed for another pid are left alone, and a line says why', async () => {
+      const server = spawn('seekz', ['serve', 'disk.img.xz', '--port', '0'], { cwd: dir.path, env: { ...env, LISTEN_PID: '1', LISTEN_FDS: '1' }, stdio: ['ignore', 'ignore', 'pipe'] });
+      children.push(server);
+      let stderr = '';
+      server.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+      await waitFor('the ready line on a port, not fd 3', () => /at nbd:\/\/127\.0\.0\.1:\d+\//.test(stderr));
+      expect(stderr).toContain(`LISTEN_PID is 1, not our pid ${server.pid}`);
+      server.kill('SIGTERM');
+      await new Promise((resolve) => server.on('exit', resolve));
+    });
+
     it('refuses --unix under socket activation, as nbdkit refuses -U', async () => {
       const result = await runHere('nbdinfo', ['--size', '--', '[', 'seekz', 'serve', '--unix', 'x.sock', 'disk.img.xz', ']']);
       expect(result.status).not.toBe(0);
