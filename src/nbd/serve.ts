@@ -163,7 +163,7 @@ export async function serve(target: Target, options: ServeOptions): Promise<NbdS
     await release();
     const { code, message } = error as NodeJS.ErrnoException;
     const place = options.unix ?? (options.port !== undefined ? `${options.host ?? '127.0.0.1'}:${options.port}` : `fd ${options.fd}`);
-    throw fail('BAD_ARGUMENT', `serve: cannot listen on ${place}: ${code === 'EADDRINUSE' ? 'it is in use (another server, or a stale socket file to remove)' : message}`);
+    throw fail('SERVE_LISTEN_FAILED', place, code === 'EADDRINUSE' ? 'it is in use (another server, or a stale socket file to remove)' : message);
   }
   await writePidfile(options.pidfile).catch(async (error) => {
     for (const server of servers) server.close();
@@ -203,7 +203,7 @@ async function writePidfile(path: string | undefined): Promise<void> {
     await file.sink.write(Buffer.from(`${process.pid}\n`));
     await file.commit();
   } catch (error) {
-    throw fail('BAD_ARGUMENT', `serve: cannot write the pidfile ${path}: ${(error as Error).message}`);
+    throw fail('SERVE_PIDFILE_FAILED', path, (error as Error).message);
   }
 }
 
