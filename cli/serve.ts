@@ -10,6 +10,8 @@ import { parseSize } from '../src/size.js';
 
 /** How often --exit-with-parent looks at the parent (see watchParent). */
 const PARENT_CHECK_MS = 200;
+/** How long a signal waits for a start it aborted to undo itself (a file still opening has made nothing to undo). */
+const START_ABORT_WAIT_MS = 300;
 
 /** `seekz serve`: thin glue from the command line to `serve()` in src/nbd/serve.ts, nbdkit-style. */
 export function addServeCommand(program: Command): void {
@@ -80,23 +82,39 @@ Examples:
           process.stderr.write(`seekz serve: ${outcome === 'rolled-back' ? 'rolled back an interrupted edit of' : 'removed the unfinished journal of'} ${target} first\n`),
       };
       if (options.exitWithParent) watchParent();
-      // A signal closes the listener (removing a Unix socket file it bound), cuts clients after a
-      // short grace, flushes writes and removes the pidfile: within the second a signal allows.
-      // The hook is there before the server, so a signal while it starts leaves nothing behind.
-      let server: NbdServerHandle | undefined;
-      onShutdown(async () => server?.close());
-      if (options.run !== undefined) {
-        process.exitCode = await runCaptive(target, common, options.run, (started) => (server = started));
-        return;
-      }
+      // --run serves on a private Unix socket while its command runs (nbdkit's captive mode).
+      const captive = options.run !== undefined ? mkdtempSync(join(tmpdir(), 'seekz-serve-')) : undefined;
       const where: ServeOptions = options.single
         ? { stdio: true }
-        : activated.length > 0
-          ? { fd: activated }
-          : options.unix !== undefined
-            ? { unix: options.unix }
-            : { port: parsePort(options.port ?? '10809'), host: options.host };
-      server = await serve(target, { ...common, ...where });
+        : captive !== undefined
+          ? { unix: join(captive, 'nbd.sock') }
+          : activated.length > 0
+            ? { fd: activated }
+            : options.unix !== undefined
+              ? { unix: options.unix }
+              : { port: parsePort(options.port ?? '10809'), host: options.host };
+      // A signal closes the listener (removing a Unix socket file it bound), cuts clients after a
+      // short grace, flushes writes and removes the pidfile: within the second a signal allows.
+      // One that lands while the server starts aborts the start, which undoes itself.
+      const starting = new AbortController();
+      let server: NbdServerHandle | undefined;
+      onShutdown(async () => {
+        starting.abort();
+        if (server) await server.close();
+        else await Promise.race([started.catch(() => {}), new Promise((resolve) => setTimeout(resolve, START_ABORT_WAIT_MS).unref())]);
+        if (captive !== undefined) rmSync(captive, { recursive: true, force: true });
+      });
+      const started = serve(target, { ...common, ...where, signal: starting.signal });
+      try {
+        server = await started;
+        if (captive !== undefined) {
+          process.exitCode = await runCommand(options.run, server, options.exportName);
+          await server.close();
+          return;
+        }
+      } finally {
+        if (captive !== undefined) rmSync(captive, { recursive: true, force: true });
+      }
       if (where.unix !== undefined || where.port !== undefined) {
         process.stderr.write(`seekz serve: ${target} (${server.size} bytes${server.writable ? ', writable stored ranges' : ', read-only'}) at ${server.uri}\n`);
       }
@@ -116,9 +134,8 @@ function parsePort(text: string): number {
  * gone. What does change is getppid(): the orphan is re-parented to init or a subreaper, and
  * process.ppid reads getppid() afresh on each access. So the parent is looked at every
  * PARENT_CHECK_MS on an unref'd timer (a syscall, no I/O), and its death raises our own SIGTERM,
- * which takes the one shutdown path that signals take. A parent that is gone before the first
- * look already left us with another ppid than the one that started us, so that is caught too,
- * unless we were started by init itself, which has nothing to exit with.
+ * which takes the one shutdown path that signals take. As with PR_SET_PDEATHSIG, a parent that
+ * is gone before the first look is not seen: by then our parent is already the new one.
  */
 function watchParent(): void {
   const parent = process.ppid;
@@ -130,20 +147,10 @@ function watchParent(): void {
   timer.unref();
 }
 
-/** nbdkit's --run: serve on a private Unix socket while COMMAND runs, then stop. */
-async function runCaptive(target: string, common: ServeOptions, command: string, onServer: (server: NbdServerHandle) => void): Promise<number> {
-  const directory = mkdtempSync(join(tmpdir(), 'seekz-serve-'));
-  try {
-    const socket = join(directory, 'nbd.sock');
-    const server = await serve(target, { ...common, unix: socket });
-    onServer(server);
-    const exportName = common.exportName ?? '';
-    const env = { ...process.env, uri: server.uri, nbd: `nbd:unix:${socket}${exportName ? `:exportname=${exportName}` : ''}`, unixsocket: socket, exportname: exportName };
-    const child = spawn('sh', ['-c', command], { stdio: 'inherit', env });
-    const status = await new Promise<number>((resolve) => child.on('exit', (code, signal) => resolve(code ?? (signal ? 128 : 1))));
-    await server.close();
-    return status;
-  } finally {
-    rmSync(directory, { recursive: true, force: true });
-  }
+/** nbdkit's --run: COMMAND with $uri, $nbd, $unixsocket and $exportname set; its exit status. */
+async function runCommand(command: string, server: NbdServerHandle, exportName: string): Promise<number> {
+  const socket = server.address as string;
+  const env = { ...process.env, uri: server.uri, nbd: `nbd:unix:${socket}${exportName ? `:exportname=${exportName}` : ''}`, unixsocket: socket, exportname: exportName };
+  const child = spawn('sh', ['-c', command], { stdio: 'inherit', env });
+  return new Promise<number>((resolve) => child.on('exit', (code, signal) => resolve(code ?? (signal ? 128 : 1))));
 }

@@ -365,6 +365,15 @@ describe('NBD launch modes: -s, socket activation, --pidfile, --exit-with-parent
       }
     });
 
+    it('an aborted start rejects with INTERRUPTED and leaves no socket, no pidfile', async () => {
+      const controller = new AbortController();
+      const starting = serve(path('disk.img.xz'), { unix: path('abort.sock'), pidfile: path('abort.pid'), signal: controller.signal });
+      controller.abort(); // while the file opens
+      await expect(starting).rejects.toMatchObject({ code: 'INTERRUPTED' });
+      expect(existsSync(path('abort.sock'))).toBe(false);
+      expect(existsSync(path('abort.pid'))).toBe(false);
+    });
+
     it('refuses two places at once', async () => {
       await expect(serve(path('disk.img.xz'), { unix: path('x.sock'), port: 0 })).rejects.toMatchObject({ code: 'BAD_ARGUMENT' });
     });

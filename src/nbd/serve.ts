@@ -66,6 +66,11 @@ export interface ServeOptions {
   maxBytesInFlight?: number;
   /** A client's protocol or read error; the connection is dropped, the server goes on. */
   onClientError?: (error: Error) => void;
+  /**
+   * Aborting it while `serve` starts makes `serve` reject (INTERRUPTED) and leave nothing behind:
+   * no socket, no pidfile, nothing open. Once `serve` has resolved, `close()` stops the server.
+   */
+  signal?: AbortSignal;
   /** A local file's interrupted edit was rolled back (or its torn journal removed) before serving. */
   onRecovered?: (outcome: PatchResult['recovered']) => void;
 }
@@ -107,12 +112,34 @@ export async function serve(target: Target, options: ServeOptions): Promise<NbdS
     if (options.pidfile !== undefined) await unlink(options.pidfile).catch(() => {});
   };
 
-  if (options.stdio || options.connection) {
-    const connection = options.connection ?? stdioConnection();
-    await writePidfile(options.pidfile).catch(async (error) => {
-      await release();
-      throw error;
-    });
+  // Starting: each step checks the abort signal, and a failed or aborted start undoes every step
+  // before it, so a signal that lands while the server starts leaves no socket and no pidfile.
+  const servers: Server[] = [];
+  let single: Duplex | undefined;
+  let pidfileWritten = false;
+  const step = () => {
+    if (options.signal?.aborted) throw fail('INTERRUPTED', 'an abort signal');
+  };
+  const connections = new Map<Socket, Promise<void>>();
+  try {
+    step();
+    if (options.stdio || options.connection) single = options.connection ?? stdioConnection();
+    else await listenAll(servers, options, (socket) => connections.set(socket, serveConnection(socket).finally(() => connections.delete(socket))));
+    step();
+    await writePidfile(options.pidfile);
+    pidfileWritten = options.pidfile !== undefined;
+    step();
+  } catch (error) {
+    single?.destroy();
+    for (const server of servers) server.close();
+    for (const socket of connections.keys()) socket.destroy();
+    await release();
+    if (pidfileWritten) await unlink(options.pidfile!).catch(() => {});
+    throw error;
+  }
+
+  if (single) {
+    const connection = single;
     const done = (async () => {
       await serveConnection(connection);
       // The last replies may still sit in the stream's buffer: let them out before the caller exits.
@@ -132,44 +159,6 @@ export async function serve(target: Target, options: ServeOptions): Promise<NbdS
     };
   }
 
-  const servers: Server[] = [];
-  const connections = new Map<Socket, Promise<void>>();
-  const onConnection = (socket: Socket) => {
-    const served = serveConnection(socket).finally(() => connections.delete(socket));
-    connections.set(socket, served);
-  };
-  const listen = (server: Server, where: string | { port: number; host: string } | { fd: number }) =>
-    new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(where, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-  const where =
-    options.unix !== undefined
-      ? [options.unix]
-      : options.port !== undefined
-        ? [{ port: options.port, host: options.host ?? '127.0.0.1' }]
-        : [options.fd!].flat().map((fd) => ({ fd }));
-  try {
-    for (const place of where) {
-      const server = createServer({ allowHalfOpen: true }, onConnection);
-      servers.push(server);
-      await listen(server, place);
-    }
-  } catch (error) {
-    for (const server of servers) server.close();
-    await release();
-    const { code, message } = error as NodeJS.ErrnoException;
-    const place = options.unix ?? (options.port !== undefined ? `${options.host ?? '127.0.0.1'}:${options.port}` : `fd ${options.fd}`);
-    throw fail('SERVE_LISTEN_FAILED', place, code === 'EADDRINUSE' ? 'it is in use (another server, or a stale socket file to remove)' : message);
-  }
-  await writePidfile(options.pidfile).catch(async (error) => {
-    for (const server of servers) server.close();
-    await release();
-    throw error;
-  });
   const address = servers[0]!.address() ?? undefined;
   let stopped: (() => void) | undefined;
   const done = new Promise<void>((resolve) => (stopped = resolve));
@@ -194,6 +183,30 @@ export async function serve(target: Target, options: ServeOptions): Promise<NbdS
       stopped!();
     })());
   return { ...base, uri: uriOf(address, exportName), address, done, close };
+}
+
+/** Listens on every place the options name (one, or each inherited fd); a failure names the place. */
+async function listenAll(servers: Server[], options: ServeOptions, onConnection: (socket: Socket) => void): Promise<void> {
+  const places =
+    options.unix !== undefined
+      ? [options.unix]
+      : options.port !== undefined
+        ? [{ port: options.port, host: options.host ?? '127.0.0.1' }]
+        : [options.fd!].flat().map((fd) => ({ fd }));
+  for (const place of places) {
+    const server = createServer({ allowHalfOpen: true }, onConnection);
+    servers.push(server);
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(place, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    }).catch((error: NodeJS.ErrnoException) => {
+      const where = typeof place === 'string' ? place : 'fd' in place ? `fd ${place.fd}` : `${place.host}:${place.port}`;
+      throw fail('SERVE_LISTEN_FAILED', where, error.code === 'EADDRINUSE' ? 'it is in use (another server, or a stale socket file to remove)' : error.message);
+    });
+  }
 }
 
 async function writePidfile(path: string | undefined): Promise<void> {
