@@ -13,6 +13,7 @@
  * - `close()` stops listening (Node unlinks a Unix socket it bound itself; an inherited socket is
  *   the launcher's, and stays), gives open connections CLOSE_GRACE_MS to finish, cuts them, and
  *   flushes writes: well within the second a signal allows.
+ * - A start that fails or is aborted (`signal`) undoes every step it made: no socket, no pidfile.
  * - In stdio mode nothing but NBD protocol is written to stdout.
  */
 import { fstatSync } from 'node:fs';
