@@ -323,8 +323,8 @@ async function addServe(argv: string[]): Promise<void> {
   const others = program.commands.map((command) => command.name());
   if (named !== undefined && named !== 'serve' && others.includes(named)) return;
   if (named === undefined && (argv.includes('-V') || argv.includes('--version'))) return;
-  const [{ addServeCommand }, { httpSource }] = await Promise.all([import('./serve.js'), import('../src/source/http.js')]);
-  addServeCommand(program, (url) => httpSource(url));
+  const { addServeCommand } = await import('./serve.js');
+  addServeCommand(program);
 }
 
 runCli('seekz', async () => {

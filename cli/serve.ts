@@ -2,34 +2,38 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Server } from 'node:net';
 import type { Command } from 'commander';
-import { onShutdown } from './common.js';
-import { writableGzip } from '../src/edit/write-overlay.js';
+import { onShutdown, workingOn } from './common.js';
 import { fail } from '../src/errors.js';
-import { readGzipLayout } from '../src/gzip/layout.js';
-import { createNbdServer, type NbdExport } from '../src/nbd/server.js';
-import { decoderOf, open, type Decoder } from '../src/open.js';
+import { serve, socketActivationFds, type NbdServerHandle, type ServeOptions } from '../src/nbd/serve.js';
 import { parseSize } from '../src/size.js';
-import { fileSource } from '../src/source/file.js';
-import type { Source } from '../src/source/source.js';
 
-/** `seekz serve`: thin glue from a compressed file to the NBD server, nbdkit-style. */
-export function addServeCommand(program: Command, openUrl: (url: string) => Promise<Source>): void {
+/** How often --exit-with-parent looks at the parent (see watchParent). */
+const PARENT_CHECK_MS = 200;
+/** How long a signal waits for a start it aborted to undo itself (a file still opening has made nothing to undo). */
+const START_ABORT_WAIT_MS = 300;
+
+/** `seekz serve`: thin glue from the command line to `serve()` in src/nbd/serve.ts, nbdkit-style. */
+export function addServeCommand(program: Command): void {
   program
     .command('serve')
     .description(
       'Serve the uncompressed data of a .gz or .xz file (or URL) over NBD, for qemu, nbdcopy, nbdinfo,\n' +
         'nbdfuse. Writes are allowed only into the stored ranges of a partial-deflate .gz; they go\n' +
-        'through the journaled patch, and the CRC-32 is fixed on flush and on disconnect.',
+        'through the journaled patch, and the CRC-32 is fixed on flush and on disconnect.\n' +
+        'Launched by a client with socket activation (LISTEN_PID/LISTEN_FDS, as nbdinfo, nbdcopy and\n' +
+        'nbdfuse do for [ CMD ]), it serves on the socket it is given.',
     )
     .argument('<file|url>')
-    .option('-p, --port <port>', 'TCP port on 127.0.0.1 (default 10809)')
+    .option('-p, --port <port>', 'TCP port on 127.0.0.1 (default 10809; 0 picks a free one)')
     .option('--host <address>', 'address to listen on', '127.0.0.1')
     .option('-U, --unix <path>', 'listen on a Unix socket instead')
+    .option('-s, --single', 'serve one connection on stdin/stdout, then exit (nbdkit -s; for nbdfuse --command, connect_command)')
     .option('-e, --export-name <name>', 'export name', '')
     .option('-r, --readonly', 'refuse writes even where the file allows them')
     .option('--run <command>', "captive mode: run COMMAND with $uri, $nbd and $unixsocket set, then exit with its status")
+    .option('-P, --pidfile <file>', 'write our pid to FILE once the socket listens (atomically); removed on exit')
+    .option('--exit-with-parent', 'exit when the process that started us exits')
     .option('--cache <size>', 'decoded-block cache (xz: 128 MiB default)')
     .option('--max-in-flight <size>', 'bytes of reads and unsent replies across all clients before requests wait (default 64 MiB)')
     .option('-v, --verbose', 'log client errors')
@@ -44,91 +48,110 @@ waits before its next request is read, so clients that never read their replies 
 Reads over 4 MiB are sent in 4 MiB pieces. Measured with nbdcopy on 16 MiB blocks: 247 MiB with
 --cache 32M, 387 MiB with the default cache.
 
+Listening on --unix or --port, one line on stderr says where, once clients can connect; the
+--pidfile appears at the same moment. With -s and with socket activation nothing is printed.
+
 Examples:
   seekz serve disk.img.xz --run 'nbdcopy "$uri" disk.img'
-  seekz serve disk.img.gz --unix /tmp/disk.sock &  qemu-img info nbd+unix:///?socket=/tmp/disk.sock
-  seekz serve https://mirror.example/disk.img.xz --run 'nbdinfo "$uri"'`,
+  nbdcopy -- [ seekz serve disk.img.xz ] disk.img
+  nbdinfo -- [ seekz serve disk.img.xz ]
+  nbdfuse mnt --command seekz serve -s disk.img.xz &  # mnt/nbd is the disk; fusermount3 -u mnt
+  seekz serve disk.img.gz --unix disk.sock --pidfile disk.pid &
+  until [ -e disk.pid ]; do sleep 0.1; done
+  qemu-img info 'nbd+unix:///?socket=disk.sock'; kill "$(cat disk.pid)"`,
     )
     .action(async (target: string, options) => {
-      const isUrl = /^https?:\/\//.test(target);
-      const cacheSize = options.cache !== undefined ? parseSize(options.cache) : undefined;
-      const data = isUrl ? await openCompressedUrl(target, openUrl, cacheSize) : decoderOf(await open(target, {
-            cacheSize,
-            onRecovered: (outcome) => process.stderr.write(`seekz serve: ${outcome === 'rolled-back' ? 'rolled back an interrupted edit of' : 'removed the unfinished journal of'} ${target} first\n`),
-          }));
-      let exported: NbdExport = { name: options.exportName, source: data, readCost: readCostOf(data) };
-      if (!isUrl && data.format === 'gzip' && data.access === 'map' && !options.readonly) {
-        const file = await fileSource(target);
-        const layout = await readGzipLayout(file, { walk: false });
-        await file.close();
-        if (layout.editableRanges().length > 0) {
-          const overlay = writableGzip(target, data, layout);
-          exported = { ...exported, source: overlay.source, writable: { write: overlay.write, flush: overlay.flush } };
-        }
-      }
-      const server = createNbdServer(exported, {
+      workingOn(target);
+      const foreign = process.env.LISTEN_FDS !== undefined && process.env.LISTEN_PID !== undefined && Number(process.env.LISTEN_PID) !== process.pid;
+      const activated = socketActivationFds();
+      // systemd's rule: sockets for another pid are not ours. Most often that pid is a wrapper in
+      // between (npx, a shell that forks): say so, since the client will wait on its socket.
+      if (foreign) process.stderr.write(`seekz serve: LISTEN_PID is ${process.env.LISTEN_PID}, not our pid ${process.pid}: the sockets it passes are not for us; for socket activation start seekz itself, not through npx or a shell that forks\n`);
+      const given = [options.single && '-s', options.unix !== undefined && '--unix', options.port !== undefined && '--port', options.run !== undefined && '--run'].filter(Boolean);
+      if (activated.length > 0 && given.length > 0) throw fail('BAD_ARGUMENT', `serve: started by socket activation (LISTEN_FDS), which cannot go with ${given.join(', ')}`);
+      if (given.length > 1) throw fail('BAD_ARGUMENT', `serve: ${given.join(' and ')} cannot go together; give one`);
+      const common: ServeOptions = {
+        pidfile: options.pidfile,
+        exportName: options.exportName,
+        readonly: options.readonly,
+        cacheSize: options.cache !== undefined ? parseSize(options.cache) : undefined,
         maxBytesInFlight: options.maxInFlight !== undefined ? parseSize(options.maxInFlight) : undefined,
         onClientError: (error) => {
           if (options.verbose) process.stderr.write(`seekz serve: ${error.message}\n`);
         },
-      });
-      if (options.run) {
-        process.exitCode = await runCaptive(server, options.run, options.exportName);
-        await exported.writable?.flush();
-        return;
-      }
-      // A signal closes the listener (removing a Unix socket file) and flushes writes first.
+        onRecovered: (outcome) =>
+          process.stderr.write(`seekz serve: ${outcome === 'rolled-back' ? 'rolled back an interrupted edit of' : 'removed the unfinished journal of'} ${target} first\n`),
+      };
+      if (options.exitWithParent) watchParent();
+      // --run serves on a private Unix socket while its command runs (nbdkit's captive mode).
+      const captive = options.run !== undefined ? mkdtempSync(join(tmpdir(), 'seekz-serve-')) : undefined;
+      const where: ServeOptions = options.single
+        ? { stdio: true }
+        : captive !== undefined
+          ? { unix: join(captive, 'nbd.sock') }
+          : activated.length > 0
+            ? { fd: activated }
+            : options.unix !== undefined
+              ? { unix: options.unix }
+              : { port: parsePort(options.port ?? '10809'), host: options.host };
+      // A signal closes the listener (removing a Unix socket file it bound), cuts clients after a
+      // short grace, flushes writes and removes the pidfile: within the second a signal allows.
+      // One that lands while the server starts aborts the start, which undoes itself.
+      const starting = new AbortController();
+      let server: NbdServerHandle | undefined;
       onShutdown(async () => {
-        // Clients still connected get 2 s to finish their requests; then writes are flushed anyway.
-        await Promise.race([new Promise<void>((resolve) => server.close(() => resolve())), new Promise((resolve) => setTimeout(resolve, 2000))]);
-        await exported.writable?.flush();
+        starting.abort();
+        if (server) await server.close();
+        else await Promise.race([started.catch(() => {}), new Promise((resolve) => setTimeout(resolve, START_ABORT_WAIT_MS).unref())]);
+        if (captive !== undefined) rmSync(captive, { recursive: true, force: true });
       });
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        if (options.unix) server.listen(options.unix, resolve);
-        else server.listen(Number(options.port ?? 10809), options.host, resolve);
-      });
-      const where = options.unix ? `nbd+unix:///${options.exportName}?socket=${options.unix}` : `nbd://${options.host}:${options.port ?? 10809}/${options.exportName}`;
-      process.stderr.write(`seekz serve: ${target} (${data.size} bytes${exported.writable ? ', writable stored ranges' : ', read-only'}) at ${where}\n`);
-      await new Promise<void>(() => {}); // runs until a signal; the shutdown hook ends it
+      const started = serve(target, { ...common, ...where, signal: starting.signal });
+      try {
+        server = await started;
+        if (captive !== undefined) {
+          process.exitCode = await runCommand(options.run, server, options.exportName);
+          await server.close();
+          return;
+        }
+      } finally {
+        if (captive !== undefined) rmSync(captive, { recursive: true, force: true });
+      }
+      if (where.unix !== undefined || where.port !== undefined) {
+        process.stderr.write(`seekz serve: ${target} (${server.size} bytes${server.writable ? ', writable stored ranges' : ', read-only'}) at ${server.uri}\n`);
+      }
+      await server.done; // -s: the connection ended; otherwise only a signal ends it
     });
+}
+
+function parsePort(text: string): number {
+  const port = Number(text);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw fail('BAD_ARGUMENT', `serve: --port must be a whole number from 0 to 65535, got '${text}'`);
+  return port;
 }
 
 /**
- * What one read holds in memory, for the server's budget: its output, plus for xz every block it
- * touches (decoded whole, and held until copied out), plus for gzip as much again for inflation.
+ * --exit-with-parent. nbdkit asks the kernel for SIGTERM when its parent dies
+ * (prctl PR_SET_PDEATHSIG); Node has no prctl, and no event tells a process that its parent is
+ * gone. What does change is getppid(): the orphan is re-parented to init or a subreaper, and
+ * process.ppid reads getppid() afresh on each access. So the parent is looked at every
+ * PARENT_CHECK_MS on an unref'd timer (a syscall, no I/O), and its death raises our own SIGTERM,
+ * which takes the one shutdown path that signals take. As with PR_SET_PDEATHSIG, a parent that
+ * is gone before the first look is not seen: by then our parent is already the new one.
  */
-function readCostOf(data: Decoder): (offset: number, length: number) => number {
-  if (data.format !== 'xz') return (_offset, length) => 2 * length;
-  return (offset, length) => {
-    let cost = length;
-    for (let index = data.locate(offset); index < data.blocks.length && data.blocks[index]!.uStart < offset + length; index++) cost += data.blocks[index]!.uSize;
-    return cost;
-  };
+function watchParent(): void {
+  const parent = process.ppid;
+  const timer = setInterval(() => {
+    if (process.ppid === parent) return;
+    clearInterval(timer);
+    process.kill(process.pid, 'SIGTERM');
+  }, PARENT_CHECK_MS);
+  timer.unref();
 }
 
-async function openCompressedUrl(url: string, openUrl: (url: string) => Promise<Source>, cacheSize: number | undefined) {
-  return decoderOf(await open(await openUrl(url), { cacheSize }));
-}
-
-/** nbdkit's --run: serve on a private Unix socket while COMMAND runs, then stop. */
-async function runCaptive(server: Server, command: string, exportName: string): Promise<number> {
-  const directory = mkdtempSync(join(tmpdir(), 'seekz-serve-'));
-  const socket = join(directory, 'nbd.sock');
-  try {
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(socket, resolve);
-    });
-    const uri = `nbd+unix:///${exportName}?socket=${socket}`;
-    const env = { ...process.env, uri, nbd: `nbd:unix:${socket}${exportName ? `:exportname=${exportName}` : ''}`, unixsocket: socket, exportname: exportName };
-    const child = spawn('sh', ['-c', command], { stdio: 'inherit', env });
-    const status = await new Promise<number>((resolve) => child.on('exit', (code, signal) => resolve(code ?? (signal ? 128 : 1))));
-    await new Promise<void>((resolve) => server.close(() => resolve()));
-    return status;
-  } catch (error) {
-    throw fail('BAD_ARGUMENT', `serve: ${(error as Error).message}`);
-  } finally {
-    rmSync(directory, { recursive: true, force: true });
-  }
+/** nbdkit's --run: COMMAND with $uri, $nbd, $unixsocket and $exportname set; its exit status. */
+async function runCommand(command: string, server: NbdServerHandle, exportName: string): Promise<number> {
+  const socket = server.address as string;
+  const env = { ...process.env, uri: server.uri, nbd: `nbd:unix:${socket}${exportName ? `:exportname=${exportName}` : ''}`, unixsocket: socket, exportname: exportName };
+  const child = spawn('sh', ['-c', command], { stdio: 'inherit', env });
+  return new Promise<number>((resolve) => child.on('exit', (code, signal) => resolve(code ?? (signal ? 128 : 1))));
 }

@@ -11,6 +11,7 @@ declare -A tools=(
   [nbdkit]=nbdkit [nbdinfo]=libnbd-bin [nbdcopy]=libnbd-bin [qemu-img]=qemu-utils [qemu-io]=qemu-utils
   [sfdisk]=fdisk [sgdisk]=gdisk [mkfs.ext4]=e2fsprogs [debugfs]=e2fsprogs [e2fsck]=e2fsprogs
   [mkfs.vfat]=dosfstools [mcopy]=mtools [nginx]=nginx [hyperfine]=hyperfine [python3]=python3
+  [nbdsh]=python3-libnbd [fusermount3]=fuse3 [nbdfuse]=nbdfuse
 )
 missing=()
 for command in "${!tools[@]}"; do
@@ -29,5 +30,9 @@ fi
 echo "installing Debian packages the tests use: $packages" >&2
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
+# nbdfuse is a package of its own from Debian 13 on; Debian 12 ships it in libnbd-bin.
+if [[ " $packages " == *" nbdfuse "* ]] && ! apt-cache policy nbdfuse | grep -q 'Candidate: [0-9]'; then
+  packages="${packages/nbdfuse/libnbd-bin}"
+fi
 # shellcheck disable=SC2086
 apt-get install -y -qq $packages >/dev/null

@@ -137,6 +137,10 @@ const messages = {
   // xz verification (issue 8): index records held against block headers
   XZ_INDEX_MISMATCH: (block: number, unpaddedSize: number, uncompressedSize: number, offset: number, what: string) =>
     `xz: index record ${block} (unpadded size ${unpaddedSize}, uncompressed size ${uncompressedSize}) does not match block ${block} at offset ${offset}: ${what}; the index or the block header is damaged or forged (xz -t rejects such a file)`,
+
+  // NBD launch (issue 9): the place to serve on, and the pidfile that says it is ready
+  SERVE_LISTEN_FAILED: (place: string, why: string) => `seekz: serve: cannot listen on ${place}: ${why}`,
+  SERVE_PIDFILE_FAILED: (path: string, why: string) => `seekz: serve: cannot write the pidfile ${path}: ${why}`,
 } as const;
 
 export type ErrorCode = keyof typeof messages;

@@ -9,6 +9,7 @@ export { compressGzip, compressXz, type CompressGzipOptions, type CompressInput,
 export type { PartialDeflateResult } from './gzip/partial-deflate.js';
 export type { XzWriterResult } from './xz/writer.js';
 export { buildIndex, type BuildIndexOptions, type BuiltIndex } from './build-index.js';
+export { serve, type NbdServerHandle, type ServeOptions } from './nbd/serve.js';
 export { extract, patch, type ExtractOptions, type PatchInput, type Region } from './region.js';
 export type { PatchEdit, PatchOptions, PatchResult } from './edit/patch.js';
 export { SeekzError, type ErrorCode } from './errors.js';

@@ -13,6 +13,7 @@
  * - Replies to one request go out in one corked write, so chunks of two replies never interleave.
  */
 import { createServer, type Server, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { SeekzError } from '../errors.js';
 import type { Source } from '../source/source.js';
 import { isAllZero } from '../zeros.js';
@@ -61,7 +62,7 @@ const PIECE = 4 * 2 ** 20;
  * peer goes. The socket is paused while more than READ_AHEAD bytes (or the pending read's count)
  * are buffered, so a client cannot queue requests in server memory faster than they are served.
  */
-function socketReader(socket: Socket) {
+function socketReader(socket: Duplex) {
   const chunks: Buffer[] = [];
   let available = 0;
   let waiter: { count: number; resolve: (bytes: Buffer) => void; reject: (error: Error) => void } | undefined;
@@ -199,6 +200,16 @@ const FLAG_APPLIES_TO: Record<number, number[]> = {
  * FLUSH, DISC and BLOCK_STATUS. Several clients at once; each may pipeline requests.
  */
 export function createNbdServer(exported: NbdExport, options: NbdServerOptions = {}): Server {
+  const serveConnection = createNbdHandler(exported, options);
+  return createServer({ allowHalfOpen: true }, (socket) => void serveConnection(socket));
+}
+
+/**
+ * The server as a function of one connection: a socket, or any Duplex (stdin/stdout for nbdkit's
+ * -s). Every connection it serves shares one byte budget. The promise resolves once the client
+ * is gone, its replies are handed to the connection and its writes flushed; it never rejects.
+ */
+export function createNbdHandler(exported: NbdExport, options: NbdServerOptions = {}): (connection: Duplex) => Promise<void> {
   const granule = options.statusGranule ?? 64 * 1024;
   const maxInFlight = options.maxInFlight ?? 16;
   const budget = byteBudget(options.maxBytesInFlight ?? DEFAULT_MAX_BYTES_IN_FLIGHT);
@@ -208,8 +219,8 @@ export function createNbdServer(exported: NbdExport, options: NbdServerOptions =
     P.FLAG_SEND_DF |
     (exported.writable ? P.FLAG_SEND_FLUSH | P.FLAG_SEND_FUA : P.FLAG_READ_ONLY | P.FLAG_CAN_MULTI_CONN);
 
-  const serve = async (socket: Socket) => {
-    socket.setNoDelay(true);
+  const serve = async (socket: Duplex) => {
+    (socket as Partial<Socket>).setNoDelay?.(true);
     const reader = socketReader(socket);
     // Replies wait for the socket to drain, so a client that does not read cannot make the server
     // queue replies without bound: their budget and in-flight slots stay taken until the bytes
@@ -526,12 +537,11 @@ export function createNbdServer(exported: NbdExport, options: NbdServerOptions =
     return payload;
   };
 
-  return createServer({ allowHalfOpen: true }, (socket) => {
-    serve(socket).catch((error: Error) => {
+  return (connection) =>
+    serve(connection).catch((error: Error) => {
       if (!/client disconnected/.test(error.message)) options.onClientError?.(error);
-      socket.destroy();
+      connection.destroy();
     });
-  });
 }
 
 function parseMetaQueries(data: Buffer): { name: string; queries: string[] } | undefined {
