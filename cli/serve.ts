@@ -8,8 +8,9 @@ import { onShutdown } from './common.js';
 import { writableGzip } from '../src/edit/write-overlay.js';
 import { fail } from '../src/errors.js';
 import { readGzipLayout } from '../src/gzip/layout.js';
+import { nbdExportOf } from '../src/nbd/export.js';
 import { createNbdServer, type NbdExport } from '../src/nbd/server.js';
-import { openCompressed, type CompressedSource } from '../src/open.js';
+import { openCompressed } from '../src/open.js';
 import { openCompressedFile } from '../src/open-file.js';
 import { parseSize } from '../src/size.js';
 import { fileSource } from '../src/source/file.js';
@@ -57,7 +58,7 @@ Examples:
             cacheSize,
             onRecovered: (outcome) => process.stderr.write(`seekz serve: ${outcome === 'rolled-back' ? 'rolled back an interrupted edit of' : 'removed the unfinished journal of'} ${target} first\n`),
           });
-      let exported: NbdExport = { name: options.exportName, source: data, readCost: readCostOf(data) };
+      let exported: NbdExport = nbdExportOf(options.exportName, data);
       if (!isUrl && data.format === 'gzip' && data.access === 'map' && !options.readonly) {
         const file = await fileSource(target);
         const layout = await readGzipLayout(file, { walk: false });
@@ -93,19 +94,6 @@ Examples:
       process.stderr.write(`seekz serve: ${target} (${data.size} bytes${exported.writable ? ', writable stored ranges' : ', read-only'}) at ${where}\n`);
       await new Promise<void>(() => {}); // runs until a signal; the shutdown hook ends it
     });
-}
-
-/**
- * What one read holds in memory, for the server's budget: its output, plus for xz every block it
- * touches (decoded whole, and held until copied out), plus for gzip as much again for inflation.
- */
-function readCostOf(data: CompressedSource): (offset: number, length: number) => number {
-  if (data.format !== 'xz') return (_offset, length) => 2 * length;
-  return (offset, length) => {
-    let cost = length;
-    for (let index = data.locate(offset); index < data.blocks.length && data.blocks[index]!.uStart < offset + length; index++) cost += data.blocks[index]!.uSize;
-    return cost;
-  };
 }
 
 async function openCompressedUrl(url: string, openUrl: (url: string) => Promise<Source>, cacheSize: number | undefined) {

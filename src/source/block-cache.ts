@@ -1,6 +1,9 @@
 /**
- * An LRU cache of decoded blocks, bounded in bytes. Concurrent requests for a block that is
- * being decoded share the one decode. Failed decodes are not cached.
+ * An LRU cache of decoded blocks, bounded in bytes. Invariant: a block is decoded once while it
+ * stays cached, whatever order and overlap its requests come in: a miss for a block whose decode
+ * is under way joins that decode instead of starting another. Failed decodes are not cached.
+ * Pinned by test/block-cache.test.ts ("decode once") and, through the NBD server, by
+ * test/nbd-pipeline.test.ts.
  */
 export interface BlockCache {
   /**
@@ -8,6 +11,11 @@ export interface BlockCache {
    * prefix decoded for an earlier, shorter read) is loaded again and replaced.
    */
   get(key: number, load: () => Promise<Uint8Array>, isEnough?: (data: Uint8Array) => boolean): Promise<Uint8Array>;
+  /**
+   * True when `key` is cached or its decode is under way: a read of it now starts no decode. The
+   * NBD server's budget charges a read only for the blocks it would decode (src/nbd/export.ts).
+   */
+  has(key: number): boolean;
   readonly bytes: number;
   readonly capacity: number;
   /** Decodes started, for tests and the bench: a warm read starts none. */
@@ -34,6 +42,9 @@ export function createBlockCache(capacity: number): BlockCache {
     capacity,
     get loads() {
       return loads;
+    },
+    has(key) {
+      return ready.has(key) || loading.has(key);
     },
     get(key, load, isEnough) {
       const hit = ready.get(key);
