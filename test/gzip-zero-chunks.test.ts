@@ -114,7 +114,7 @@ describe('partial-deflate zero chunks', () => {
       expect(await data.zeroRanges!(data.size, 10)).toEqual([]);
       expect(Buffer.compare(await data.read(0, data.size), raw)).toBe(0);
     } finally {
-      await data.close();
+      await data.close?.();
     }
   });
 
@@ -138,7 +138,7 @@ describe('partial-deflate zero chunks', () => {
       expect(await read(FORGED)).toBe(1); // zero CRC, other bytes: inflated, and not zeros
       expect(await read(0)).toBe(1);
     } finally {
-      await data.close();
+      await data.close?.();
     }
   });
 
@@ -164,7 +164,7 @@ describe('partial-deflate zero chunks', () => {
       // Its neighbours are still zero chunks, known as such.
       expect(await data.zeroRanges!(9 * CHUNK, CHUNK)).toEqual([{ offset: 9 * CHUNK, length: CHUNK }]);
     } finally {
-      await data.close();
+      await data.close?.();
     }
   });
 });
