@@ -134,6 +134,37 @@ describe('NBD pipeline', () => {
     expect(await cache.get(9, async () => new Uint8Array(3))).toHaveLength(3);
   });
 
+  it('sparse blocks: under pressure mostly-zero blocks are packed, not dropped, and come back byte for byte', async () => {
+    const cache = createBlockCache(5 * MIB);
+    const sparseBlock = (seed: number) => {
+      const block = new Uint8Array(2 * MIB);
+      block.set(diskLikeData(100_000, seed), 70_000 * seed); // a few granules of data, unaligned
+      block[block.length - 1] = seed; // and the last byte
+      return block;
+    };
+    const blocks = [sparseBlock(1), sparseBlock(2), diskLikeData(2 * MIB, 3), sparseBlock(4), sparseBlock(5)];
+    let loads = 0;
+    const get = (key: number) =>
+      cache.get(key, async () => {
+        loads++;
+        return blocks[key]!.slice();
+      });
+    for (const key of blocks.keys()) await get(key);
+    // 10 MiB of blocks in a 5 MiB cache: the sparse ones are packed, so all of them stay.
+    expect(cache.bytes).toBeLessThanOrEqual(5 * MIB);
+    expect(blocks.map((_block, key) => cache.has(key))).toEqual([true, true, true, true, true]);
+    for (const key of [0, 1, 2, 3, 4, 0, 4]) expect(Buffer.compare(await get(key), blocks[key]!), `block ${key}`).toBe(0);
+    expect(loads).toBe(5);
+    expect(cache.bytes).toBeLessThanOrEqual(5 * MIB);
+    // Dense blocks beyond the capacity are dropped, least recently used first.
+    blocks.push(diskLikeData(2 * MIB, 6), diskLikeData(2 * MIB, 7));
+    await get(5);
+    await get(6);
+    expect(cache.bytes).toBeLessThanOrEqual(5 * MIB);
+    expect(cache.has(2)).toBe(false);
+    expect(Buffer.compare(await get(3), blocks[3]!)).toBe(0);
+  });
+
   it('decode once: 4 overlapping reads of one xz block on 2 connections, sent before any reply, decode it once', async () => {
     const data = await openCompressedFile(xzPath);
     try {
