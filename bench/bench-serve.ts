@@ -107,30 +107,32 @@ async function nbdcopyPart(bench: Bench, image: Image, xz: string, label: string
     ];
     console.log(`\nnbdcopy ${way.label}, ${label} image:`);
     const walls: number[][] = servers.map(() => []);
+    const cpus: number[][] = servers.map(() => []);
     const treeRss = servers.map(() => 0);
     let serverRss = 0;
     for (let round = 0; round < bench.repeat; round++) {
       for (const [index, server] of servers.entries()) {
         const run = await server.run();
         walls[index]!.push(run.wall);
+        cpus[index]!.push(run.cpu);
         treeRss[index] = Math.max(treeRss[index]!, run.rss);
         if (index === 0) serverRss = Math.max(serverRss, serverHighWater(readFileSync(printed, 'utf8')));
-        console.log(`  ${server.name}: ${run.wall.toFixed(2)} s`);
+        console.log(`  ${server.name}: ${run.wall.toFixed(2)} s, ${run.cpu.toFixed(2)} s CPU`);
       }
     }
     const [ours, nbdkit] = walls.map(median) as [number, number];
     const ratio = nbdkit / ours;
     console.log(
       formatTable(
-        ['server', 'wall s', 'MiB/s uncompressed', 'peak RSS MiB (GNU time, with nbdcopy)'],
-        servers.map((server, index) => [server.name, median(walls[index]!).toFixed(2), (image.plan.size / MIB / median(walls[index]!)).toFixed(1), mib(treeRss[index]!)]),
+        ['server', 'wall s', 'CPU s (with nbdcopy)', 'MiB/s uncompressed', 'peak RSS MiB (GNU time, with nbdcopy)'],
+        servers.map((server, index) => [server.name, median(walls[index]!).toFixed(2), median(cpus[index]!).toFixed(2), (image.plan.size / MIB / median(walls[index]!)).toFixed(1), mib(treeRss[index]!)]),
       ) + `\nspeed ratio nbdkit time / seekz serve time: ${ratio.toFixed(3)}; seekz serve process alone peaked at ${mib(serverRss)} MiB`,
     );
     bench.targets.push(
       { what: `serve (${label}): nbdcopy ${way.label}, seekz serve vs nbdkit --filter=xz`, goal: `≥ ${TARGET_RATIO.toFixed(2)}`, measured: ratio.toFixed(3), pass: ratio >= TARGET_RATIO },
       { what: `serve (${label}): peak RSS of seekz serve, nbdcopy ${way.label}, --help's formula`, goal: `≤ ${mib(SERVE_MEMORY_BOUND)} MiB`, measured: `${mib(serverRss)} MiB`, pass: serverRss <= SERVE_MEMORY_BOUND },
     );
-    rows.push({ way: way.label, connections: way.connections, walls: { seekzServe: walls[0], nbdkit: walls[1] }, ratio, rss: { seekzServeProcess: serverRss, seekzServeTree: treeRss[0], nbdkitTree: treeRss[1] } });
+    rows.push({ way: way.label, connections: way.connections, walls: { seekzServe: walls[0], nbdkit: walls[1] }, cpu: { seekzServe: cpus[0], nbdkit: cpus[1] }, ratio, rss: { seekzServeProcess: serverRss, seekzServeTree: treeRss[0], nbdkitTree: treeRss[1] } });
   }
   // Once, untimed: the bytes nbdcopy gets from our server are the image's.
   const same = succeeds(process.execPath, [cli('seekz'), 'serve', xz, '--run', `nbdcopy "$uri" - | cmp -s - '${image.path.replace(/'/g, `'\\''`)}'`]);
