@@ -29,8 +29,9 @@ export function nbdExportOf(name: string, data: CompressedSource): NbdExport {
       }
       return cost;
     },
-    // Two blocks ahead keeps two decoder threads busy while the reader is in the block before
-    // them; never more than half the cache, so decoding ahead cannot evict what is being read.
-    readAhead: { unit: largest, units: Math.min(2, Math.floor(data.cache.capacity / 2 / Math.max(1, largest))) },
+    // Two decodes at a time keep the two decoder threads busy; up to four blocks ahead lets a
+    // block that decodes fast make room for the next. Never more than half the cache, so decoding
+    // ahead cannot evict what is being read.
+    readAhead: { unit: largest, distance: Math.min(4 * largest, Math.floor(data.cache.capacity / 2 / Math.max(1, largest)) * largest), inFlight: 2 },
   };
 }

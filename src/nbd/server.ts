@@ -39,10 +39,11 @@ export interface NbdExport {
   readCost?: (offset: number, length: number) => number;
   /**
    * Decoding ahead of a sequential reader, so that decoder threads work while earlier bytes are
-   * sent: `units` units of `unit` bytes (the source's decode unit, such as an xz block) past the
-   * end of each sequential read. Absent (the default): no read-ahead.
+   * sent: points `unit` bytes apart (the source's decode unit, such as an xz block), up to
+   * `distance` bytes past the end of its reads, at most `inFlight` at a time (the decoder
+   * threads). Absent (the default): no read-ahead.
    */
-  readAhead?: { unit: number; units: number };
+  readAhead?: { unit: number; distance: number; inFlight: number };
   writable?: {
     /** Rejects with a SeekzError (GZIP_NOT_EDITABLE) for bytes that cannot change: EPERM. */
     write(offset: number, data: Uint8Array): Promise<void>;
@@ -221,47 +222,52 @@ const READ_STREAMS = 8;
 /**
  * Read-ahead for sequential readers, across all connections (nbdcopy's connections share one
  * pass). Once a reader has made two reads in a row, the server warms points one `unit` apart up
- * to `units` units past the end of its reads: a one-byte read of each makes the source decode the
- * unit holding it, so decoder threads are busy with the next units while this one is sent. Each
- * point is warmed once per reader; each warm-up is charged readCost from the server's budget if
- * the bytes are free at once, and skipped (tried again on the next read) if not. Pinned by
+ * to `distance` past the end of its reads, `inFlight` at a time: a one-byte read of each makes
+ * the source decode the unit holding it, so decoder threads are busy with the next units while
+ * this one is sent, and a unit that decodes fast frees its thread for the one after. Each point
+ * is warmed once per reader; each warm-up is charged readCost from the server's budget if the
+ * bytes are free at once, and skipped (tried again on the next read) if not. Pinned by
  * test/nbd-pipeline.test.ts ("read-ahead").
  */
 function readAheadFor(exported: NbdExport, budget: ReturnType<typeof byteBudget>) {
-  const { unit, units } = exported.readAhead ?? { unit: 0, units: 0 };
-  const streams: { end: number; warmedTo: number; warming: number }[] = [];
+  const { unit, distance, inFlight } = exported.readAhead ?? { unit: 0, distance: 0, inFlight: 0 };
+  type Stream = { end: number; warmedTo: number; warming: number };
+  const streams: Stream[] = [];
   const size = exported.source.size;
-  const warm = (stream: (typeof streams)[number], point: number): boolean => {
-    const release = budget.tryTake(exported.readCost?.(point, 1) ?? 1);
-    if (!release) return false;
-    stream.warming++;
-    exported.source
-      .read(point, 1)
-      .catch(() => {}) // a hint: the read that needs the unit reports its error
-      .finally(() => {
-        stream.warming--;
-        release();
-      });
-    return true;
-  };
-  return (offset: number, length: number) => {
-    if (unit <= 0 || units <= 0) return;
-    const end = offset + length;
-    const stream = streams.find((candidate) => Math.abs(offset - candidate.end) <= SEQUENTIAL_SLACK);
-    if (!stream) {
-      if (streams.length === READ_STREAMS) streams.shift();
-      streams.push({ end, warmedTo: end, warming: 0 });
-      return;
-    }
-    streams.splice(streams.indexOf(stream), 1);
-    streams.push(stream); // most recently seen last
-    stream.end = Math.max(stream.end, end);
-    // A reader that jumped ahead (over a hole) resumes warming from where it is.
-    stream.warmedTo = Math.max(stream.warmedTo, stream.end);
-    while (stream.warming < units && stream.warmedTo < Math.min(size, stream.end + unit * units)) {
-      if (!warm(stream, stream.warmedTo)) return;
+  /** Warms the stream's next points while there is room; a warm-up that ends makes room for the next. */
+  const advance = (stream: Stream) => {
+    while (stream.warming < inFlight && stream.warmedTo < Math.min(size, stream.end + distance)) {
+      const release = budget.tryTake(exported.readCost?.(stream.warmedTo, 1) ?? 1);
+      if (!release) return;
+      stream.warming++;
+      exported.source
+        .read(stream.warmedTo, 1)
+        .catch(() => {}) // a hint: the read that needs the unit reports its error
+        .finally(() => {
+          stream.warming--;
+          release();
+          if (streams.includes(stream)) advance(stream);
+        });
       stream.warmedTo += unit;
     }
+  };
+  return (offset: number, length: number) => {
+    if (unit <= 0 || distance <= 0 || inFlight <= 0) return;
+    const end = offset + length;
+    let stream = streams.find((candidate) => Math.abs(offset - candidate.end) <= SEQUENTIAL_SLACK);
+    const continues = stream !== undefined;
+    if (stream) {
+      streams.splice(streams.indexOf(stream), 1);
+      stream.end = Math.max(stream.end, end);
+      // A reader that jumped ahead (over a hole) resumes warming from where it is.
+      stream.warmedTo = Math.max(stream.warmedTo, stream.end);
+    } else {
+      if (streams.length === READ_STREAMS) streams.shift();
+      stream = { end, warmedTo: end, warming: 0 };
+    }
+    streams.push(stream); // most recently seen last
+    // A reader starting at 0 is copying the disk: it is sequential from its first read.
+    if (continues || offset === 0) advance(stream);
   };
 }
 
