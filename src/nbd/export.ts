@@ -29,9 +29,9 @@ export function nbdExportOf(name: string, data: CompressedSource): NbdExport {
       }
       return cost;
     },
-    // Two decodes at a time keep the two decoder threads busy; up to four blocks ahead lets a
-    // block that decodes fast make room for the next. Never more than half the cache, so decoding
-    // ahead cannot evict what is being read.
-    readAhead: { unit: largest, distance: Math.min(4 * largest, Math.floor(data.cache.capacity / 2 / Math.max(1, largest)) * largest), inFlight: 2 },
+    // Two decodes at a time keep the two decoder threads busy, two blocks ahead of the reader:
+    // farther, and with several readers (nbdcopy's connections) blocks decoded ahead would crowd
+    // the cache and be packed or dropped before they are read. Never more than half the cache.
+    readAhead: { unit: largest, distance: Math.min(2 * largest, Math.floor(data.cache.capacity / 2 / Math.max(1, largest)) * largest), inFlight: 2 },
   };
 }
