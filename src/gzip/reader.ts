@@ -1,11 +1,12 @@
 import { constants, inflateRawSync } from 'node:zlib';
-import { crc32 } from '../crc/crc32.js';
+import { crc32, crc32Zeros } from '../crc/crc32.js';
 import { fail, hexBytes } from '../errors.js';
 import type { Source } from '../source/source.js';
 import { clipRead } from '../source/source.js';
 import { readGzipHeader } from './header.js';
 import { createBlockCache } from '../source/block-cache.js';
 import { mapStoredExtents, readSeekzMap } from './layout.js';
+import { isAllZero } from '../zeros.js';
 import { findSegment, STORED_BLOCK_HEADER, STORED_BLOCK_MAX, type SeekzMap, type Segment } from './map.js';
 import { buildGzipIndex, type BuildOptions } from './index/build.js';
 import { openIndexedGzip } from './index/indexed-reader.js';
@@ -25,6 +26,8 @@ export interface GzipSource extends Source {
   readonly end?: GzipEnd;
   /** Index reads only: 'crc' when every span is checked against a CRC-32, 'structure' when only its length and bounds are. */
   readonly verification?: 'crc' | 'structure';
+  /** Map access: segments inflated (or read whole and checked) so far, for tests and the bench; a read of a known zero chunk adds none. */
+  readonly segmentLoads?: number;
   /** Map access: reads the map again after an in-place edit changed its CRC-32s, and drops decoded segments. */
   reload?(): Promise<void>;
 }
@@ -91,11 +94,17 @@ function mapReader(source: Source, headerLength: number, initialMap: SeekzMap, t
     }
   };
   let cache = createBlockCache(cacheSize);
+  let loads = 0; // of caches dropped by reload()
   const decode = (number: number) => cache.get(number, () => loadSegment(map.segments[number]!));
-  const loadSegment = async (segment: Segment): Promise<Uint8Array> => {
+  const readCompressed = async (segment: Segment): Promise<Uint8Array> => {
     const fileOffset = headerLength + segment.cStart;
     const compressed = await source.read(fileOffset, segment.cLength);
     if (compressed.length !== segment.cLength) throw fail('GZIP_TRUNCATED', `${segment.kind} segment`, fileOffset, source.size);
+    return compressed;
+  };
+  const loadSegment = async (segment: Segment): Promise<Uint8Array> => {
+    const fileOffset = headerLength + segment.cStart;
+    const compressed = await readCompressed(segment);
     const bytes = segment.kind === 'stored' ? storedData(compressed, segment.uLength, fileOffset) : inflateSegment(compressed, segment, fileOffset);
     if (segment.crc !== undefined) {
       const found = crc32(bytes);
@@ -116,6 +125,7 @@ function mapReader(source: Source, headerLength: number, initialMap: SeekzMap, t
     }
     return bytes;
   };
+  let zeros = zeroSegments(() => map, readCompressed, decode);
   return {
     size: map.totalLength,
     access: 'map',
@@ -123,6 +133,9 @@ function mapReader(source: Source, headerLength: number, initialMap: SeekzMap, t
       return map;
     },
     index: undefined,
+    get segmentLoads() {
+      return loads + cache.loads;
+    },
     async read(offset, length) {
       const count = clipRead(map.totalLength, offset, length);
       const out = new Uint8Array(count);
@@ -133,7 +146,9 @@ function mapReader(source: Source, headerLength: number, initialMap: SeekzMap, t
         const segment = map.segments[number]!;
         const within = at - segment.uStart;
         const take = Math.min(count - done, segment.uLength - within);
-        if (segment.kind === 'stored' && !map.verified) {
+        if (await zeros.isZero(number)) {
+          // `out` starts zeroed: a zero chunk costs neither a read of its data nor an inflate.
+        } else if (segment.kind === 'stored' && !map.verified) {
           for (const extent of mapStoredExtents(map, headerLength, at, at + take)!) {
             const bytes = await source.read(extent.fileOffset, extent.length);
             if (bytes.length !== extent.length) throw fail('GZIP_TRUNCATED', 'stored block', extent.fileOffset, source.size);
@@ -147,6 +162,21 @@ function mapReader(source: Source, headerLength: number, initialMap: SeekzMap, t
       followInOrder(offset, out);
       return out;
     },
+    async zeroRanges(offset, length) {
+      const end = offset + clipRead(map.totalLength, offset, length);
+      const found: { offset: number; length: number }[] = [];
+      for (let number = end > offset ? findSegment(map.segments, offset) : map.segments.length; number < map.segments.length; number++) {
+        const segment = map.segments[number]!;
+        if (segment.uStart >= end) break;
+        if (!(await zeros.isZero(number))) continue;
+        const from = Math.max(offset, segment.uStart);
+        const to = Math.min(end, segment.uStart + segment.uLength);
+        const last = found[found.length - 1];
+        if (last && last.offset + last.length === from) last.length += to - from;
+        else found.push({ offset: from, length: to - from });
+      }
+      return found;
+    },
     async reload() {
       const header = await readGzipHeader((offset, length) => source.read(offset, length), source.size);
       const mapped = await readSeekzMap(source, header);
@@ -156,11 +186,85 @@ function mapReader(source: Source, headerLength: number, initialMap: SeekzMap, t
       map = mapped.map;
       trailerCrc = mapped.trailer.crc;
       inOrder = { end: 0, crc: 0 };
+      loads += cache.loads;
       cache = createBlockCache(cacheSize);
+      zeros = zeroSegments(() => map, readCompressed, decode, zeros.encodings);
     },
     close: source.close?.bind(source),
   };
 }
+
+/**
+ * Which compressed segments of a map are all zeros, known without inflating them. The writer
+ * (partial-deflate) compresses every all-zero chunk once and reuses that encoding, so a disk
+ * image's zero chunks are byte-for-byte the same deflate stream.
+ *
+ * Invariant: a segment is called zero only when (1) the map is verified and its CRC-32 is
+ * crc32Zeros(its length), and (2) its compressed bytes are identical to those of a segment of the
+ * same length that was inflated here, passed the map's CRC-32 check and was found all zero byte by
+ * byte. A read inflates a segment on its own (no history before it, inflateRawSync with the
+ * segment's bytes alone), so its output is a function of its compressed bytes and length: the
+ * same bytes give the same zeros the checked segment gave, and the read that skips the inflate
+ * returns exactly what the inflate would have. (1) keeps the read's own check: a segment whose
+ * CRC says it is not zero is inflated and fails its CRC, as before. The CRC alone is not enough
+ * (a forged chunk can carry crc32Zeros with other data), which is why (2) compares bytes; and
+ * only a chunk found zero by looking teaches an encoding. Pinned by test/gzip-zero-chunks.test.ts
+ * ("forged zero CRC").
+ */
+function zeroSegments(
+  currentMap: () => SeekzMap,
+  readCompressed: (segment: Segment) => Promise<Uint8Array>,
+  decode: (number: number) => Promise<Uint8Array>,
+  /** Zero encodings learnt so far, by uncompressed length: facts about byte strings, kept across reloads. */
+  encodings = new Map<number, Uint8Array[]>(),
+) {
+  /** Per segment: 0 not looked at, 1 zero, 2 not known to be zero. */
+  const state = new Uint8Array(currentMap().segments.length);
+  const zeroCrcs = new Map<number, number>();
+  const candidate = (segment: Segment) => {
+    if (!currentMap().verified || segment.kind !== 'compressed' || segment.crc === undefined) return false;
+    let zeroCrc = zeroCrcs.get(segment.uLength);
+    if (zeroCrc === undefined) zeroCrcs.set(segment.uLength, (zeroCrc = crc32Zeros(segment.uLength)));
+    return segment.crc === zeroCrc;
+  };
+  const look = async (number: number): Promise<boolean> => {
+    const segment = currentMap().segments[number]!;
+    if (!candidate(segment)) return false;
+    const known = encodings.get(segment.uLength) ?? [];
+    const sameLength = known.filter((encoding) => encoding.length === segment.cLength);
+    if (sameLength.length > 0) {
+      const compressed = await readCompressed(segment);
+      if (sameLength.some((encoding) => Buffer.from(encoding.buffer, encoding.byteOffset, encoding.length).equals(compressed))) return true;
+    }
+    if (known.length >= MAX_ZERO_ENCODINGS) return false;
+    // An encoding not seen yet: inflate it once (checked against its CRC-32, and cached for the
+    // read that asked), look at every byte, and learn it if it is zeros.
+    const data = await decode(number).catch(() => undefined);
+    if (!data || !isAllZero(data)) return false;
+    const compressed = await readCompressed(segment);
+    encodings.set(segment.uLength, [...known, compressed]);
+    return true;
+  };
+  const pending = new Map<number, Promise<boolean>>();
+  return {
+    encodings,
+    /** True when segment `number` is known to be all zero; false when it is not, or not known. */
+    async isZero(number: number): Promise<boolean> {
+      if (state[number] !== 0) return state[number] === 1;
+      let answer = pending.get(number);
+      if (!answer) {
+        answer = look(number).finally(() => pending.delete(number));
+        pending.set(number, answer);
+      }
+      const zero = await answer;
+      state[number] = zero ? 1 : 2;
+      return zero;
+    },
+  };
+}
+
+/** Distinct zero encodings learnt per chunk length; more means the file was not written by one writer. */
+const MAX_ZERO_ENCODINGS = 4;
 
 /** The data of a stored segment: its stored blocks (cut every 65535 bytes), headers checked. */
 function storedData(blocks: Uint8Array, uLength: number, fileOffset: number): Uint8Array {

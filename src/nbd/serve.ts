@@ -29,6 +29,7 @@ import { readGzipLayout } from '../gzip/layout.js';
 import { decoderOf, open, type CompressedFile, type Decoder } from '../open.js';
 import { fileSource } from '../source/file.js';
 import type { Source } from '../source/source.js';
+import { nbdExportOf } from './export.js';
 import { createNbdHandler, type NbdExport } from './server.js';
 
 /** How long `close()` lets open connections finish their requests before it cuts them. */
@@ -266,14 +267,14 @@ async function exportOf(target: Target, options: ServeOptions): Promise<{ export
   const name = options.exportName ?? '';
   if (typeof target !== 'string' && !(target instanceof URL) && 'format' in target) {
     const data = decoderOf(target as CompressedFile);
-    return { exported: { name, source: data, readCost: readCostOf(data) }, release: async () => {} };
+    return { exported: nbdExportOf(name, data), release: async () => {} };
   }
   const text = target instanceof URL ? target.href : typeof target === 'string' ? target : undefined;
   const isUrl = text !== undefined && /^https?:\/\//.test(text);
   const file = await open(target, { cacheSize: options.cacheSize, onRecovered: options.onRecovered });
   const data = decoderOf(file);
   const release = () => file.close();
-  const exported: NbdExport = { name, source: data, readCost: readCostOf(data) };
+  const exported = nbdExportOf(name, data);
   if (text === undefined || isUrl || data.format !== 'gzip' || data.access !== 'map' || options.readonly) return { exported, release };
   const compressed = await fileSource(text);
   const layout = await readGzipLayout(compressed, { walk: false }).finally(() => compressed.close());
@@ -282,15 +283,3 @@ async function exportOf(target: Target, options: ServeOptions): Promise<{ export
   return { exported: { ...exported, source: overlay.source, writable: { write: overlay.write, flush: overlay.flush } }, release };
 }
 
-/**
- * What one read holds in memory, for the server's budget: its output, plus for xz every block it
- * touches (decoded whole, and held until copied out), plus for gzip as much again for inflation.
- */
-function readCostOf(data: Decoder): (offset: number, length: number) => number {
-  if (data.format !== 'xz' || typeof data.locate !== 'function') return (_offset, length) => 2 * length;
-  return (offset, length) => {
-    let cost = length;
-    for (let index = data.locate(offset); index < data.blocks.length && data.blocks[index]!.uStart < offset + length; index++) cost += data.blocks[index]!.uSize;
-    return cost;
-  };
-}

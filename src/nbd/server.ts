@@ -11,6 +11,12 @@
  *   length, an unknown command or a flag that does not apply; EPERM for a write to a read-only
  *   export), and the connection goes on.
  * - Replies to one request go out in one corked write, so chunks of two replies never interleave.
+ * - A read is charged what it will hold when it is granted, not when it arrives (readCost is asked
+ *   then), so a block another read is already decoding or has cached is not charged twice.
+ * - Decoding ahead of a sequential reader (readAhead) takes its bytes from the same budget, only
+ *   when they are free at once, and never delays a request: it is a hint the server may drop.
+ * - A hole reply (or a hole in a BLOCK_STATUS answer) comes only from the source's zeroRanges or
+ *   from bytes read and found zero: never from a guess.
  */
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -20,6 +26,8 @@ import { isAllZero } from '../zeros.js';
 import * as P from './protocol.js';
 
 const STATUS_LIMIT = 4 * 2 ** 20;
+/** Extents in one BLOCK_STATUS answer at most (proto.md lets it cover less than asked). */
+const MAX_DESCRIPTORS = 4096;
 
 /** What the server exports: a Source of bytes, and for a writable export a way to write and flush. */
 export interface NbdExport {
@@ -30,6 +38,13 @@ export interface NbdExport {
    * decodes on the way (whole xz blocks). Charged to the server's budget. Default: length.
    */
   readCost?: (offset: number, length: number) => number;
+  /**
+   * Decoding ahead of a sequential reader, so that decoder threads work while earlier bytes are
+   * sent: points `unit` bytes apart (the source's decode unit, such as an xz block), up to
+   * `distance` bytes past the end of its reads, at most `inFlight` at a time (the decoder
+   * threads). Absent (the default): no read-ahead.
+   */
+  readAhead?: { unit: number; distance: number; inFlight: number };
   writable?: {
     /** Rejects with a SeekzError (GZIP_NOT_EDITABLE) for bytes that cannot change: EPERM. */
     write(offset: number, data: Uint8Array): Promise<void>;
@@ -56,6 +71,9 @@ export const DEFAULT_MAX_BYTES_IN_FLIGHT = 64 * 2 ** 20;
 const READ_AHEAD = 256 * 1024;
 /** Reads larger than this are read and sent in pieces of this size. */
 const PIECE = 4 * 2 ** 20;
+let zeros: Uint8Array | undefined;
+/** One piece of zeros for simple replies of known-zero reads; never written, so it stays the kernel's zero page. */
+const zeroPiece = () => (zeros ??= new Uint8Array(PIECE));
 
 /**
  * Buffered exact reads from a socket: `read(n)` resolves with exactly n bytes, or rejects when the
@@ -155,33 +173,102 @@ function simpleReply(handle: Buffer, error: number, data?: Uint8Array): Parts {
 }
 
 /**
- * A byte budget shared by every connection of one server. `take(n)` waits until n bytes are free
- * (first come, first served, so a large request is not starved by small ones) and resolves with
- * the function that gives them back. When nothing is taken, any request may go, however large.
+ * A byte budget shared by every connection of one server. `take(cost)` waits until cost() bytes
+ * are free (first come, first served, so a large request is not starved by small ones) and
+ * resolves with the function that gives them back. The cost is asked again each time the request
+ * is at the head of the queue, so it is what the request holds once granted (a block decoded
+ * meanwhile by another read no longer counts). When nothing is taken, any request may go,
+ * however large.
  */
 function byteBudget(limit: number) {
   let used = 0;
-  const queue: { bytes: number; grant: (release: () => void) => void }[] = [];
+  const queue: { cost: () => number; grant: (release: () => void) => void }[] = [];
+  const hold = (bytes: number) => {
+    used += bytes;
+    let given = false;
+    return () => {
+      if (given) return;
+      given = true;
+      used -= bytes;
+      pump();
+    };
+  };
+  const fits = (bytes: number) => used === 0 || used + bytes <= limit;
   const pump = () => {
-    while (queue.length > 0 && (used === 0 || used + queue[0]!.bytes <= limit)) {
-      const { bytes, grant } = queue.shift()!;
-      used += bytes;
-      let given = false;
-      grant(() => {
-        if (given) return;
-        given = true;
-        used -= bytes;
-        pump();
-      });
+    while (queue.length > 0) {
+      const bytes = queue[0]!.cost();
+      if (!fits(bytes)) return;
+      queue.shift()!.grant(hold(bytes));
     }
   };
   return {
-    take(bytes: number): Promise<() => void> {
+    take(cost: () => number): Promise<() => void> {
       return new Promise((grant) => {
-        queue.push({ bytes, grant });
+        queue.push({ cost, grant });
         pump();
       });
     },
+    /** The bytes at once, or undefined when a request waits or they do not fit: for hints only. */
+    tryTake(bytes: number): (() => void) | undefined {
+      return queue.length === 0 && used + bytes <= limit ? hold(bytes) : undefined;
+    },
+  };
+}
+
+/** How near the end of an earlier read a read must start to continue it (nbdcopy skips holes). */
+const SEQUENTIAL_SLACK = 8 * 2 ** 20;
+/** Sequential readers followed at once; a new one replaces the one seen least recently. */
+const READ_STREAMS = 8;
+
+/**
+ * Read-ahead for sequential readers, across all connections (nbdcopy's connections share one
+ * pass). Once a reader has made two reads in a row, the server warms points one `unit` apart up
+ * to `distance` past the end of its reads, `inFlight` at a time: a one-byte read of each makes
+ * the source decode the unit holding it, so decoder threads are busy with the next units while
+ * this one is sent, and a unit that decodes fast frees its thread for the one after. Each point
+ * is warmed once per reader; each warm-up is charged readCost from the server's budget if the
+ * bytes are free at once, and skipped (tried again on the next read) if not. Pinned by
+ * test/nbd-pipeline.test.ts ("read-ahead").
+ */
+function readAheadFor(exported: NbdExport, budget: ReturnType<typeof byteBudget>) {
+  const { unit, distance, inFlight } = exported.readAhead ?? { unit: 0, distance: 0, inFlight: 0 };
+  type Stream = { end: number; warmedTo: number; warming: number };
+  const streams: Stream[] = [];
+  const size = exported.source.size;
+  /** Warms the stream's next points while there is room; a warm-up that ends makes room for the next. */
+  const advance = (stream: Stream) => {
+    while (stream.warming < inFlight && stream.warmedTo < Math.min(size, stream.end + distance)) {
+      const release = budget.tryTake(exported.readCost?.(stream.warmedTo, 1) ?? 1);
+      if (!release) return;
+      stream.warming++;
+      exported.source
+        .read(stream.warmedTo, 1)
+        .catch(() => {}) // a hint: the read that needs the unit reports its error
+        .finally(() => {
+          stream.warming--;
+          release();
+          if (streams.includes(stream)) advance(stream);
+        });
+      stream.warmedTo += unit;
+    }
+  };
+  return (offset: number, length: number) => {
+    if (unit <= 0 || distance <= 0 || inFlight <= 0) return;
+    const end = offset + length;
+    let stream = streams.find((candidate) => Math.abs(offset - candidate.end) <= SEQUENTIAL_SLACK);
+    const continues = stream !== undefined;
+    if (stream) {
+      streams.splice(streams.indexOf(stream), 1);
+      stream.end = Math.max(stream.end, end);
+      // A reader that jumped ahead (over a hole) resumes warming from where it is.
+      stream.warmedTo = Math.max(stream.warmedTo, stream.end);
+    } else {
+      if (streams.length === READ_STREAMS) streams.shift();
+      stream = { end, warmedTo: end, warming: 0 };
+    }
+    streams.push(stream); // most recently seen last
+    // A reader starting at 0 is copying the disk: it is sequential from its first read.
+    if (continues || offset === 0) advance(stream);
   };
 }
 
@@ -213,6 +300,7 @@ export function createNbdHandler(exported: NbdExport, options: NbdServerOptions 
   const granule = options.statusGranule ?? 64 * 1024;
   const maxInFlight = options.maxInFlight ?? 16;
   const budget = byteBudget(options.maxBytesInFlight ?? DEFAULT_MAX_BYTES_IN_FLIGHT);
+  const readAhead = readAheadFor(exported, budget);
   const size = exported.source.size;
   const transmissionFlags =
     P.FLAG_HAS_FLAGS |
@@ -368,8 +456,24 @@ export function createNbdHandler(exported: NbdExport, options: NbdServerOptions 
       return turn;
     };
     const reply = (parts: Parts) => exclusive(() => send(parts));
-    /** A READ reply: the first piece is read before the writer is taken, the rest while it is held. */
+    /**
+     * A READ reply: the first piece is read before the writer is taken, the rest while it is held.
+     * A read the source knows to be all zero is one hole chunk (structured) or zero bytes sent
+     * from one untouched buffer (simple), and reads nothing.
+     */
     const streamRead = async (handle: Buffer, offset: number, length: number) => {
+      if (await knownZero(offset, length)) {
+        if (structured) {
+          const hole = Buffer.alloc(12);
+          hole.writeBigUInt64BE(BigInt(offset), 0);
+          hole.writeUInt32BE(length, 8);
+          return reply(structuredChunk(handle, P.REPLY_FLAG_DONE, P.REPLY_TYPE_OFFSET_HOLE, hole));
+        }
+        return exclusive(async () => {
+          await send(simpleReply(handle, 0));
+          for (let done = 0; done < length && !socket.destroyed; done += PIECE) await send([zeroPiece().subarray(0, Math.min(PIECE, length - done))]);
+        });
+      }
       const first = await exported.source.read(offset, Math.min(length, PIECE));
       await exclusive(async () => {
         const at = Buffer.alloc(8);
@@ -450,7 +554,7 @@ export function createNbdHandler(exported: NbdExport, options: NbdServerOptions 
         // The payload must be read even when the write is refused, to stay in sync; it is taken
         // from the budget like a read, so writers cannot pile up payloads either.
         if (length > P.MAX_REQUEST) break;
-        const release = await budget.take(length);
+        const release = await budget.take(() => length);
         try {
           const data = await reader.read(length);
           if (refused) await replyError(handle, refused.errno, refused.message);
@@ -486,7 +590,7 @@ export function createNbdHandler(exported: NbdExport, options: NbdServerOptions 
       // reservation, so a client that does not read its replies pins one piece, not the request.
       while (inFlight >= maxInFlight) await new Promise<void>((resolve) => (slotFree = resolve));
       const reading = type === P.CMD_BLOCK_STATUS ? Math.min(length, STATUS_LIMIT) : Math.min(length, PIECE);
-      const release = await budget.take(exported.readCost?.(offset, reading) ?? reading);
+      const release = await budget.take(() => exported.readCost?.(offset, reading) ?? reading);
       inFlight++;
       const work =
         type === P.CMD_BLOCK_STATUS
@@ -496,6 +600,7 @@ export function createNbdHandler(exported: NbdExport, options: NbdServerOptions 
           : type === P.CMD_CACHE
             ? exported.source.read(offset, reading).then(() => replyDone(handle)) // a hint: warms one piece at most
             : streamRead(handle, offset, length);
+      if (type !== P.CMD_CACHE) readAhead(offset, type === P.CMD_READ ? length : reading);
       work
         .catch((error: Error) => replyError(handle, P.EIO, error.message))
         .finally(() => {
@@ -509,25 +614,51 @@ export function createNbdHandler(exported: NbdExport, options: NbdServerOptions 
     socket.end();
   };
 
+  /** True when the source's zeroRanges says all of [offset, offset + length) is zero. */
+  const knownZero = async (offset: number, length: number): Promise<boolean> => {
+    if (!exported.source.zeroRanges) return false;
+    const zeros = await exported.source.zeroRanges(offset, length);
+    return zeros.length === 1 && zeros[0]!.offset === offset && zeros[0]!.length === length;
+  };
+
   /**
-   * base:allocation: all-zero granules are holes that read as zeros, so nbdcopy skips them. One
-   * answer covers at most 4 MiB (proto.md lets a reply cover less than asked), so a status query
-   * for a whole disk costs one bounded read, not a huge one.
+   * base:allocation: all-zero granules are holes that read as zeros, so nbdcopy skips them. What
+   * the source's zeroRanges knows to be zero is a hole without reading; the rest is read and
+   * classified granule by granule. One answer reads at most 4 MiB, the bytes the request was
+   * charged for (proto.md lets a reply cover less than asked), so a status query for a whole disk
+   * costs one bounded read, not a huge one; known zeros within the request cost nothing.
    */
   const blockStatus = async (offset: number, length: number, one: boolean): Promise<Buffer> => {
-    const limit = Math.min(length, STATUS_LIMIT);
-    const data = await exported.source.read(offset, limit);
+    const end = offset + length;
+    const readable = offset + Math.min(length, STATUS_LIMIT);
+    const zeros = exported.source.zeroRanges ? await exported.source.zeroRanges(offset, length) : [];
     const descriptors: { length: number; state: number }[] = [];
-    for (let at = 0; at < data.length; ) {
-      const end = Math.min(data.length, at - ((offset + at) % granule) + granule);
-      const state = isAllZero(data.subarray(at, end)) ? P.STATE_HOLE | P.STATE_ZERO : 0;
+    const add = (bytes: number, state: number) => {
       const last = descriptors[descriptors.length - 1];
-      if (last && last.state === state) last.length += end - at;
-      else descriptors.push({ length: end - at, state });
-      at = end;
-      if (one && descriptors.length > 1) break;
+      if (last && last.state === state) last.length += bytes;
+      else descriptors.push({ length: bytes, state });
+    };
+    const full = () => descriptors.length > (one ? 1 : MAX_DESCRIPTORS);
+    let at = offset;
+    for (const zero of [...zeros, { offset: end, length: 0 }]) {
+      if (zero.offset > at) {
+        // Unknown bytes: read (within the charged window) and look.
+        const stop = Math.min(zero.offset, readable);
+        if (stop <= at) break;
+        const data = await exported.source.read(at, stop - at);
+        for (let index = 0; index < data.length && !full(); ) {
+          const next = Math.min(data.length, index - ((at + index) % granule) + granule);
+          add(next - index, isAllZero(data.subarray(index, next)) ? P.STATE_HOLE | P.STATE_ZERO : 0);
+          index = next;
+        }
+        at = stop;
+        if (at < zero.offset || full()) break;
+      }
+      if (zero.length > 0) add(zero.length, P.STATE_HOLE | P.STATE_ZERO);
+      at = zero.offset + zero.length;
+      if (full()) break;
     }
-    const used = one ? descriptors.slice(0, 1) : descriptors;
+    const used = descriptors.slice(0, one ? 1 : MAX_DESCRIPTORS);
     const payload = Buffer.alloc(4 + 8 * used.length);
     payload.writeUInt32BE(0, 0); // context id
     used.forEach((descriptor, index) => {

@@ -1,6 +1,17 @@
+import { isAllZero } from '../zeros.js';
+
 /**
- * An LRU cache of decoded blocks, bounded in bytes. Concurrent requests for a block that is
- * being decoded share the one decode. Failed decodes are not cached.
+ * An LRU cache of decoded blocks, bounded in bytes. Invariants:
+ * - A block is decoded once while it stays cached, whatever order and overlap its requests come
+ *   in: a miss for a block whose decode is under way joins that decode instead of starting
+ *   another. Failed decodes are not cached.
+ * - What `get` returns is always the block's bytes, whole. Under pressure the least recently used
+ *   block is first kept *sparse* (its all-zero granules dropped, the rest packed), and only then
+ *   evicted; a sparse block is made whole again when it is asked for. A disk image's blocks are
+ *   mostly zeros, so the cache holds two or three times as many of them: nbdcopy checks the
+ *   allocation of a 128 MiB range per connection before it reads it, and the blocks it decoded
+ *   for that are still here when it reads them.
+ * Pinned by test/nbd-pipeline.test.ts ("decode once", "sparse blocks").
  */
 export interface BlockCache {
   /**
@@ -8,24 +19,114 @@ export interface BlockCache {
    * prefix decoded for an earlier, shorter read) is loaded again and replaced.
    */
   get(key: number, load: () => Promise<Uint8Array>, isEnough?: (data: Uint8Array) => boolean): Promise<Uint8Array>;
+  /**
+   * True when `key` is cached or its decode is under way: a read of it now starts no decode. The
+   * NBD server's budget charges a read only for the blocks it would decode (src/nbd/export.ts).
+   */
+  has(key: number): boolean;
+  /** Bytes held: whole blocks at their length, sparse ones at what they keep. */
   readonly bytes: number;
   readonly capacity: number;
   /** Decodes started, for tests and the bench: a warm read starts none. */
   readonly loads: number;
 }
 
+/** Granule of sparse blocks: an all-zero run of this size, aligned, is not stored. */
+const SPARSE_GRANULE = 64 * 1024;
+/** Blocks smaller than this are kept whole or evicted: packing them saves too little. */
+const SPARSE_MIN_BLOCK = 1024 * 1024;
+
+/** A block with its all-zero granules dropped: which granules are kept, and their bytes packed. */
+interface SparseBlock {
+  length: number;
+  kept: Uint8Array; // 1 per kept granule
+  packed: Uint8Array;
+}
+
+/** `dense`: a whole block already found not to pack well. */
+type Entry = { whole: Uint8Array; dense?: boolean } | { sparse: SparseBlock };
+
+const sizeOf = (entry: Entry) => ('whole' in entry ? entry.whole.length : entry.sparse.packed.length + entry.sparse.kept.length);
+
+/** The block without its all-zero granules, or undefined when that would not save a quarter. */
+function makeSparse(data: Uint8Array): SparseBlock | undefined {
+  if (data.length < SPARSE_MIN_BLOCK) return undefined;
+  const granules = Math.ceil(data.length / SPARSE_GRANULE);
+  const kept = new Uint8Array(granules);
+  let keptBytes = 0;
+  for (let index = 0; index < granules; index++) {
+    const granule = data.subarray(index * SPARSE_GRANULE, (index + 1) * SPARSE_GRANULE);
+    if (!isAllZero(granule)) {
+      kept[index] = 1;
+      keptBytes += granule.length;
+    }
+  }
+  if (keptBytes > data.length * 0.75) return undefined;
+  const packed = new Uint8Array(keptBytes);
+  for (let index = 0, at = 0; index < granules; index++) {
+    if (!kept[index]) continue;
+    const granule = data.subarray(index * SPARSE_GRANULE, (index + 1) * SPARSE_GRANULE);
+    packed.set(granule, at);
+    at += granule.length;
+  }
+  return { length: data.length, kept, packed };
+}
+
+function makeWhole(sparse: SparseBlock): Uint8Array {
+  const data = new Uint8Array(sparse.length);
+  for (let index = 0, at = 0; index < sparse.kept.length; index++) {
+    if (!sparse.kept[index]) continue;
+    const length = Math.min(SPARSE_GRANULE, sparse.length - index * SPARSE_GRANULE);
+    data.set(sparse.packed.subarray(at, at + length), index * SPARSE_GRANULE);
+    at += length;
+  }
+  return data;
+}
+
 export function createBlockCache(capacity: number): BlockCache {
-  const ready = new Map<number, Uint8Array>(); // insertion order = recency
+  const ready = new Map<number, Entry>(); // insertion order = recency
   const loading = new Map<number, Promise<Uint8Array>>();
   let bytes = 0;
   let loads = 0;
-  const evict = () => {
-    // Keep at least the newest block, even if it alone exceeds the capacity.
-    while (bytes > capacity && ready.size > 1) {
-      const [oldest, data] = ready.entries().next().value as [number, Uint8Array];
-      ready.delete(oldest);
-      bytes -= data.length;
+  const put = (key: number, entry: Entry) => {
+    const previous = ready.get(key);
+    if (previous) {
+      ready.delete(key);
+      bytes -= sizeOf(previous);
     }
+    ready.set(key, entry);
+    bytes += sizeOf(entry);
+  };
+  const evict = () => {
+    if (bytes <= capacity) return;
+    // Least recently used first, never the newest: pack whole blocks that pack well (a key that is
+    // set again keeps its place in the order), then drop blocks until the rest fits. The newest
+    // block stays even if it alone exceeds the capacity.
+    for (const key of [...ready.keys()].slice(0, -1)) {
+      if (bytes <= capacity) return;
+      const entry = ready.get(key)!;
+      if (!('whole' in entry) || entry.dense) continue;
+      const sparse = makeSparse(entry.whole);
+      if (!sparse) {
+        entry.dense = true; // not worth looking at again
+        continue;
+      }
+      bytes += sparse.packed.length + sparse.kept.length - entry.whole.length;
+      ready.set(key, { sparse });
+    }
+    while (bytes > capacity && ready.size > 1) {
+      const [oldest, entry] = ready.entries().next().value as [number, Entry];
+      ready.delete(oldest);
+      bytes -= sizeOf(entry);
+    }
+  };
+  /** The entry's bytes, whole; a sparse entry is made whole and kept whole (it is in use again). */
+  const wholeOf = (key: number, entry: Entry): Uint8Array => {
+    if ('whole' in entry) return entry.whole;
+    const data = makeWhole(entry.sparse);
+    put(key, { whole: data });
+    evict();
+    return data;
   };
   const cache: BlockCache = {
     get bytes() {
@@ -35,14 +136,16 @@ export function createBlockCache(capacity: number): BlockCache {
     get loads() {
       return loads;
     },
+    has(key) {
+      return ready.has(key) || loading.has(key);
+    },
     get(key, load, isEnough) {
-      const hit = ready.get(key);
-      if (hit && (!isEnough || isEnough(hit))) {
+      const entry = ready.get(key);
+      if (entry) {
         ready.delete(key);
-        ready.set(key, hit);
-        return Promise.resolve(hit);
-      }
-      if (hit) {
+        ready.set(key, entry); // most recently used
+        const hit = wholeOf(key, entry);
+        if (!isEnough || isEnough(hit)) return Promise.resolve(hit);
         ready.delete(key);
         bytes -= hit.length;
       }
@@ -55,10 +158,7 @@ export function createBlockCache(capacity: number): BlockCache {
       const promise = load().then(
         (data) => {
           loading.delete(key);
-          const previous = ready.get(key);
-          if (previous) bytes -= previous.length;
-          ready.set(key, data);
-          bytes += data.length;
+          put(key, { whole: data });
           evict();
           return data;
         },
