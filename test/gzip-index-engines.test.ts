@@ -82,22 +82,29 @@ describe('index builder engines', () => {
       expect(Buffer.from(serializeSeekzIndex(node!)).equals(Buffer.from(bytes))).toBe(true);
       const index = parseSeekzIndex(bytes);
       expect(index.uncompressedSize).toBe(truth.length);
-      // Granules: at block boundaries, at least GRANULE_SIZE long except where a span ends.
+      // Granules: GRANULE_SIZE long except where a span ends; their compressed ends never go back.
       for (const [number, point] of index.points.entries()) {
         const granules = point.granules!;
         expect(granules.length, `point ${number}`).toBeGreaterThan(0);
-        let at = point.uOffset;
+        let [at, cAt] = [point.uOffset, point.cOffset];
         for (const granule of granules.slice(0, -1)) {
-          expect(granule.uEnd - at).toBeGreaterThanOrEqual(GRANULE_SIZE);
-          at = granule.uEnd;
+          expect(granule.uEnd - at).toBe(GRANULE_SIZE);
+          expect(granule.cEnd).toBeGreaterThanOrEqual(cAt);
+          [at, cAt] = [granule.uEnd, granule.cEnd];
         }
+        expect(granules[granules.length - 1]!.uEnd - at).toBeLessThanOrEqual(GRANULE_SIZE);
       }
       if (name !== 'bgzip') expect(index.points.some((point) => point.granules!.length > 2)).toBe(true);
       const reader = openIndexedGzip(bufferSource(file), index);
       expect(sha256(await reader.read(0, reader.size))).toBe(sha256(truth));
-      const fresh = openIndexedGzip(bufferSource(file), index);
-      for (let offset = 3; offset < truth.length; offset += 97 * KiB + 13) {
-        expect(sha256(await fresh.read(offset, 5000)), `read at ${offset}`).toBe(sha256(truth.subarray(offset, offset + 5000)));
+      // Small reads inflate granules with the addon or with node:zlib: the same bytes.
+      for (const engine of engines) {
+        await withEngine(engine, async () => {
+          const fresh = openIndexedGzip(bufferSource(file), index, { cacheSize: 1 });
+          for (let offset = 3; offset < truth.length; offset += 97 * KiB + 13) {
+            expect(sha256(await fresh.read(offset, 5000)), `${engine}: read at ${offset}`).toBe(sha256(truth.subarray(offset, offset + 5000)));
+          }
+        });
       }
     });
   }
@@ -133,50 +140,60 @@ describe('reads through granules (index version 3)', () => {
     const offset = granule.uEnd - 5000;
     const got = await reader.read(offset, 4096);
     expect(sha256(got)).toBe(sha256(run('gzip', ['-dc'], { input: file }).stdout.subarray(offset, offset + 4096)));
-    // Compressed bytes read: from the point's byte to the granule's end, not to the next point.
+    // Compressed bytes read: from the point's byte to the end of the granule's block, not to the next point.
     const firstByte = Math.floor(pointBit(point) / 8);
-    expect(counted.reads).toEqual([[firstByte, Math.ceil(granule.endBit / 8) - firstByte]]);
+    expect(counted.reads).toEqual([[firstByte, granule.cEnd - firstByte]]);
+    expect(granule.cEnd).toBeLessThan(index.points[number + 1]!.cOffset);
     expect(reader.decodes).toBe(1);
-    // A second read further on in the span extends the decoded prefix (no restart from the point).
+    // A read within the checked granule decodes nothing. The granules before it were inflated
+    // for their history only, unchecked: a read there decodes again, the whole span this time.
+    await reader.read(offset + 100, 100);
+    expect(reader.decodes).toBe(1);
+    await reader.read(point.uOffset + 10, 100);
+    expect(reader.decodes).toBe(2);
+    expect(counted.reads[1]).toEqual([firstByte, index.points[number + 1]!.cOffset - firstByte]);
     await reader.read(point.granules![4]!.uEnd - 10, 5);
-    const [at] = counted.reads[1]!;
-    expect(at).toBe(Math.floor(granule.endBit / 8));
+    expect(reader.decodes).toBe(2);
   });
 
-  it('a flipped byte inside a granule makes the read fail with a clean error naming the granule or point', async () => {
-    const file = files['gzip -6']!;
-    const index = await buildGzipIndex(bufferSource(file), { spacing: 1024 * KiB });
-    const point = index.points.find((candidate) => candidate.granules!.length >= 4)!;
-    const granule = point.granules![2]!;
-    const before = point.granules![1]!;
-    const truth = run('gzip', ['-dc'], { input: file }).stdout;
-    let refused = 0;
-    // Flip bytes in the middle of granule 2's compressed data; read inside granule 2.
-    const [startByte, endByte] = [Math.ceil(before.endBit / 8), Math.floor(granule.endBit / 8)];
-    for (let step = 1; step <= 8; step++) {
-      const damaged = new Uint8Array(file);
-      damaged[startByte + Math.floor(((endByte - startByte) * step) / 9)]! ^= 0x10;
-      const offset = before.uEnd + 100;
-      try {
-        const got = await openIndexedGzip(bufferSource(damaged), index).read(offset, 4096);
-        // A flip that changes nothing the read covers cannot be told from none; the bytes are still right.
-        expect(sha256(got)).toBe(sha256(truth.subarray(offset, offset + 4096)));
-      } catch (error) {
-        expect(error).toBeInstanceOf(SeekzError);
-        expect((error as SeekzError).code).toBe('INDEX_BAD_DATA');
-        expect((error as Error).message).toMatch(/^index: access point \d+ .*(granule 2 |fails|more than|inflates to)/);
-        refused++;
+  for (const engine of engines) {
+    it(`a flipped byte inside a granule makes the read fail with a clean error naming the granule or point (${engine})`, () => withEngine(engine, async () => {
+      const file = files['gzip -6']!;
+      const index = await buildGzipIndex(bufferSource(file), { spacing: 1024 * KiB });
+      const point = index.points.find((candidate) => candidate.granules!.length >= 4)!;
+      const granule = point.granules![2]!;
+      const before = point.granules![1]!;
+      const truth = run('gzip', ['-dc'], { input: file }).stdout;
+      let refused = 0;
+      // Flip bytes in the middle of granule 2's compressed data; read inside granule 2.
+      // Granule 2's output comes from the blocks after granule 1's block ends.
+      const [startByte, endByte] = [before.cEnd, granule.cEnd];
+      expect(endByte - startByte).toBeGreaterThan(1000);
+      for (let step = 1; step <= 8; step++) {
+        const damaged = new Uint8Array(file);
+        damaged[startByte + Math.floor(((endByte - startByte) * step) / 9)]! ^= 0x10;
+        const offset = before.uEnd + 100;
+        try {
+          const got = await openIndexedGzip(bufferSource(damaged), index).read(offset, 4096);
+          // A flip that changes nothing the read covers cannot be told from none; the bytes are still right.
+          expect(sha256(got)).toBe(sha256(truth.subarray(offset, offset + 4096)));
+        } catch (error) {
+          expect(error).toBeInstanceOf(SeekzError);
+          expect((error as SeekzError).code).toBe('INDEX_BAD_DATA');
+          expect((error as Error).message).toMatch(/^index: access point \d+ .*(granule 2 |fails|more than|inflates to)/);
+          refused++;
+        }
       }
-    }
-    expect(refused).toBeGreaterThan(4);
-    // The index's own record of the granule, changed (and the index file re-signed): refused too.
-    const forged: GzipIndex = { ...index, points: index.points.map((p) => (p === point ? { ...p, granules: p.granules!.map((g) => (g === granule ? { ...g, crc: g.crc ^ 1 } : g)) } : p)) };
-    const reparsed = parseSeekzIndex(serializeSeekzIndex(forged));
-    await expect(openIndexedGzip(bufferSource(file), reparsed).read(before.uEnd + 100, 10)).rejects.toMatchObject({ code: 'INDEX_BAD_DATA', message: expect.stringMatching(/granule 2 .*crc-32/) });
-    // A granule end moved off its block boundary: the read no longer ends where the index says.
-    const moved: GzipIndex = { ...index, points: index.points.map((p) => (p === point ? { ...p, granules: p.granules!.map((g) => (g === before ? { ...g, endBit: g.endBit + 3 } : g)) } : p)) };
-    expect(await codeOf(() => openIndexedGzip(bufferSource(file), moved).read(before.uEnd - 10, 10))).toBe('INDEX_BAD_DATA');
-  });
+      expect(refused).toBeGreaterThan(4);
+      // The index's own record of the granule, changed (and the index file re-signed): refused too.
+      const forged: GzipIndex = { ...index, points: index.points.map((p) => (p === point ? { ...p, granules: p.granules!.map((g) => (g === granule ? { ...g, crc: g.crc ^ 1 } : g)) } : p)) };
+      const reparsed = parseSeekzIndex(serializeSeekzIndex(forged));
+      await expect(openIndexedGzip(bufferSource(file), reparsed).read(before.uEnd + 100, 10)).rejects.toMatchObject({ code: 'INDEX_BAD_DATA', message: expect.stringMatching(/granule 2 .*crc-32/) });
+      // A granule's compressed end moved back: its data no longer inflates to its end.
+      const moved: GzipIndex = { ...index, points: index.points.map((p) => (p === point ? { ...p, granules: p.granules!.map((g) => (g === before ? { ...g, cEnd: p.cOffset + 100 } : g)) } : p)) };
+      expect(await codeOf(() => openIndexedGzip(bufferSource(file), moved).read(before.uEnd - 10, 10))).toBe('INDEX_BAD_DATA');
+    }));
+  }
 
   it('version 2 indexes (one CRC-32 per span) still read, whole spans checked', async () => {
     const file = files.pigz!;

@@ -4,6 +4,7 @@
  *
  *   createInflater(dictionary?) -> handle        a raw inflate stream (windowBits -15)
  *   inflateBlocks(handle, input, output, bits?) -> Promise<[inUsed, outUsed, ended, boundaries]>
+ *   inflateBlocksSync(...)                        the same on the calling thread
  *
  * inflateBlocks runs on libuv's thread pool. It inflates `input` into `output` until one of them
  * is used up or the deflate stream ends, and returns, for every block boundary it passed (not
@@ -114,9 +115,7 @@ static void add_boundary(Job *job, double bit, double out) {
   job->boundaries[job->boundary_count++] = out;
 }
 
-static void execute(napi_env env, void *data) {
-  (void)env;
-  Job *job = data;
+static void run_job(Job *job) {
   z_stream *strm = &job->inflater->strm;
   strm->next_in = job->input;
   strm->avail_in = (uInt)job->input_length;
@@ -157,20 +156,21 @@ static void execute(napi_env env, void *data) {
   job->out_used = job->output_length - strm->avail_out;
 }
 
-static void complete(napi_env env, napi_status status, void *data) {
-  Job *job = data;
-  job->inflater->busy = 0;
-  napi_value result = NULL, error = NULL;
-  if (status != napi_ok) {
-    napi_value message;
-    napi_create_string_utf8(env, "seekz_zlib: the job was cancelled", NAPI_AUTO_LENGTH, &message);
-    napi_create_error(env, NULL, message, &error);
-  } else if (job->status != Z_OK) {
+static void execute(napi_env env, void *data) {
+  (void)env;
+  run_job(data);
+}
+
+/* The outcome of a job: [inUsed, outUsed, ended, boundaries] in *result, or an error in *error. */
+static void job_outcome(napi_env env, Job *job, napi_value *result, napi_value *error) {
+  *result = NULL;
+  *error = NULL;
+  if (job->status != Z_OK) {
     napi_value message, code;
     napi_create_string_utf8(env, job->message, NAPI_AUTO_LENGTH, &message);
     const char *name = job->status == Z_DATA_ERROR ? "Z_DATA_ERROR" : job->status == Z_MEM_ERROR ? "Z_MEM_ERROR" : "Z_STREAM_ERROR";
     napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &code);
-    napi_create_error(env, code, message, &error);
+    napi_create_error(env, code, message, error);
   } else {
     napi_value in_used, out_used, ended, array, boundaries;
     void *storage;
@@ -180,11 +180,24 @@ static void complete(napi_env env, napi_status status, void *data) {
     napi_create_arraybuffer(env, job->boundary_count * sizeof(double), &storage, &array);
     if (job->boundary_count) memcpy(storage, job->boundaries, job->boundary_count * sizeof(double));
     napi_create_typedarray(env, napi_float64_array, job->boundary_count, array, 0, &boundaries);
-    napi_create_array_with_length(env, 4, &result);
-    napi_set_element(env, result, 0, in_used);
-    napi_set_element(env, result, 1, out_used);
-    napi_set_element(env, result, 2, ended);
-    napi_set_element(env, result, 3, boundaries);
+    napi_create_array_with_length(env, 4, result);
+    napi_set_element(env, *result, 0, in_used);
+    napi_set_element(env, *result, 1, out_used);
+    napi_set_element(env, *result, 2, ended);
+    napi_set_element(env, *result, 3, boundaries);
+  }
+}
+
+static void complete(napi_env env, napi_status status, void *data) {
+  Job *job = data;
+  job->inflater->busy = 0;
+  napi_value result = NULL, error = NULL;
+  if (status != napi_ok) {
+    napi_value message;
+    napi_create_string_utf8(env, "seekz_zlib: the job was cancelled", NAPI_AUTO_LENGTH, &message);
+    napi_create_error(env, NULL, message, &error);
+  } else {
+    job_outcome(env, job, &result, &error);
   }
   if (error) napi_reject_deferred(env, job->deferred, error);
   else napi_resolve_deferred(env, job->deferred, result);
@@ -196,10 +209,13 @@ static void complete(napi_env env, napi_status status, void *data) {
   free(job);
 }
 
-static napi_value inflate_blocks(napi_env env, napi_callback_info info) {
+/* A job from (handle, input, output[, bits]), or NULL with an exception pending. */
+static Job *new_job(napi_env env, napi_callback_info info, napi_value *argv) {
   size_t argc = 4;
-  napi_value argv[4], promise, name;
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) {
+    napi_throw_error(env, NULL, "seekz_zlib: node-api call failed");
+    return NULL;
+  }
   Inflater *inflater;
   if (argc < 3 || napi_get_value_external(env, argv[0], (void **)&inflater) != napi_ok) {
     napi_throw_type_error(env, NULL, "seekz_zlib: inflateBlocks(handle, input, output[, bits])");
@@ -217,17 +233,39 @@ static napi_value inflate_blocks(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, NULL, "seekz_zlib: input and output must be Uint8Arrays below 4 GiB");
     return NULL;
   }
-  if (argc >= 4) {
-    napi_valuetype kind;
-    CHECK(napi_typeof(env, argv[3], &kind));
-    if (kind == napi_number) CHECK(napi_get_value_int32(env, argv[3], &job->prime_bits));
-    if (job->prime_bits < 0 || job->prime_bits > 7) job->prime_bits = 0;
-  }
+  napi_valuetype kind = napi_undefined;
+  if (argc >= 4) napi_typeof(env, argv[3], &kind);
+  if (kind == napi_number) napi_get_value_int32(env, argv[3], &job->prime_bits);
+  if (job->prime_bits < 0 || job->prime_bits > 7) job->prime_bits = 0;
   if (inflater->busy) {
     free(job);
     napi_throw_error(env, NULL, "seekz_zlib: one inflateBlocks call at a time per inflater");
     return NULL;
   }
+  return job;
+}
+
+/* inflateBlocksSync: the same work on this thread, for reads that wait for it anyway. */
+static napi_value inflate_blocks_sync(napi_env env, napi_callback_info info) {
+  napi_value argv[4], result, error;
+  Job *job = new_job(env, info, argv);
+  if (!job) return NULL;
+  run_job(job);
+  job_outcome(env, job, &result, &error);
+  free(job->boundaries);
+  free(job);
+  if (error) {
+    napi_throw(env, error);
+    return NULL;
+  }
+  return result;
+}
+
+static napi_value inflate_blocks(napi_env env, napi_callback_info info) {
+  napi_value argv[4], promise, name;
+  Job *job = new_job(env, info, argv);
+  if (!job) return NULL;
+  Inflater *inflater = job->inflater;
   inflater->busy = 1;
   CHECK(napi_create_reference(env, argv[0], 1, &job->handle_ref));
   CHECK(napi_create_reference(env, argv[1], 1, &job->input_ref));
@@ -243,6 +281,7 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor properties[] = {
       {"createInflater", NULL, create_inflater, NULL, NULL, NULL, napi_default, NULL},
       {"inflateBlocks", NULL, inflate_blocks, NULL, NULL, NULL, napi_default, NULL},
+      {"inflateBlocksSync", NULL, inflate_blocks_sync, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_value version;
   napi_create_string_utf8(env, zlibVersion(), NAPI_AUTO_LENGTH, &version);

@@ -20,12 +20,15 @@ export interface NativeZlib {
   createInflater(dictionary?: Uint8Array): unknown;
   /** Inflates on the thread pool until input or output is used up or the stream ends (see the C file). */
   inflateBlocks(inflater: unknown, input: Uint8Array, output: Uint8Array, primeBits?: number): Promise<InflateResult>;
+  /** The same on this thread: for reads that wait for the result anyway (no thread-pool round trip). */
+  inflateBlocksSync(inflater: unknown, input: Uint8Array, output: Uint8Array, primeBits?: number): InflateResult;
   zlibVersion: string;
 }
 
 interface Binding {
   createInflater(dictionary?: Uint8Array): unknown;
   inflateBlocks(inflater: unknown, input: Uint8Array, output: Uint8Array, primeBits?: number): Promise<[number, number, boolean, Float64Array]>;
+  inflateBlocksSync(inflater: unknown, input: Uint8Array, output: Uint8Array, primeBits?: number): [number, number, boolean, Float64Array];
   zlibVersion: string;
 }
 
@@ -49,6 +52,10 @@ function load(): NativeZlib | null {
       createInflater: (dictionary) => binding.createInflater(dictionary),
       inflateBlocks: async (inflater, input, output, primeBits) => {
         const [inUsed, outUsed, ended, boundaries] = await binding.inflateBlocks(inflater, input, output, primeBits);
+        return { inUsed, outUsed, ended, boundaries };
+      },
+      inflateBlocksSync: (inflater, input, output, primeBits) => {
+        const [inUsed, outUsed, ended, boundaries] = binding.inflateBlocksSync(inflater, input, output, primeBits);
         return { inUsed, outUsed, ended, boundaries };
       },
       zlibVersion: binding.zlibVersion,

@@ -41,8 +41,8 @@ export function memberName(number: number | undefined, offset: number): string {
  * inflateWithWalker), and both feed one memberIndexer, so they give the same index.
  *
  * Nothing unchecked goes into an index: every member's CRC-32 and ISIZE are checked against its
- * trailer as zcat does, and every span records the CRC-32 of each of its granules (about 64 KiB
- * of output between block boundaries), so reads through the index are verified too, and a small
+ * trailer as zcat does, and every span records the CRC-32 of each of its granules (64 KiB of
+ * output), so reads through the index are verified too, and a small
  * read checks only the granules it inflates. Members follow each other as gzip -d reads them: zero padding to
  * the end is ignored, other trailing bytes end the data ("trailing garbage", recorded in `end`).
  *
@@ -68,7 +68,7 @@ export async function buildGzipIndex(source: Source, options: BuildOptions = {})
       checkBgzfData(await source.read(deflateStart, bgzf.end - TRAILER_LENGTH - deflateStart), deflateStart, bgzf, memberName(number, memberStart));
       // Every member is a point: it has no history, so the point costs no window.
       if (bgzf.isize > 0) {
-        const granule = { uEnd: uBase + bgzf.isize, endBit: (bgzf.end - TRAILER_LENGTH) * 8, crc: bgzf.crc };
+        const granule = { uEnd: uBase + bgzf.isize, cEnd: bgzf.end - TRAILER_LENGTH, crc: bgzf.crc };
         points.push({ uOffset: uBase, cOffset: memberStart + header.length, bits: 0, window: new Uint8Array(0), crc: bgzf.crc, granules: [granule] });
       }
       member = { uLength: bgzf.isize, end: bgzf.end, crc: bgzf.crc };
@@ -155,9 +155,9 @@ async function checkedBgzfMember(source: Source, memberStart: number, header: Gz
  * The engine calls `boundary` for every block boundary inside the member, in order, before it
  * hands over (through `output`) the bytes at or past that boundary; `finish` closes the last
  * granule at the member's end. Points are made at the member's start and then at the first
- * boundary `spacing` bytes past the previous point; granules end at every point and at the first
- * boundary GRANULE_SIZE bytes into them. The same decisions on the same boundaries give the same
- * index from either engine (test/gzip-index-engines.test.ts).
+ * boundary `spacing` bytes past the previous point. Granules are every GRANULE_SIZE bytes of a
+ * span, each with the end of the block that holds its last byte. The same boundaries give the
+ * same index from either engine (test/gzip-index-engines.test.ts).
  */
 interface MemberIndexer {
   boundary(bit: number, uRelative: number): void;
@@ -170,22 +170,38 @@ interface MemberIndexer {
 function memberIndexer(deflateStart: number, uBase: number, spacing: number, points: AccessPoint[]): MemberIndexer {
   const first: AccessPoint = { uOffset: uBase, cOffset: deflateStart, bits: 0, window: new Uint8Array(0) };
   points.push(first);
-  // This member's points, for their granules; points waiting for their windows, in order.
+  // This member's points (member-relative starts, for the granules); points waiting for windows.
   const memberPoints: AccessPoint[] = [first];
+  const starts: number[] = [0];
   const waiting: AccessPoint[] = [];
-  // Granule ends known so far (member-relative output offset and file bit), in order.
-  const cuts: { at: number; bit: number }[] = [];
-  const crcs: number[] = [];
   let lastPoint = 0;
+  // Granules summed so far, and those whose block end is not known yet.
+  const granules: Granule[] = [];
+  const open: Granule[] = [];
+  // Boundaries the engine reported ahead of the output summed so far (the walker runs ahead).
+  let ahead: { bit: number; u: number }[] = [];
+  let aheadAt = 0;
+  let span = 0; // memberPoints index of the span being summed
   let granuleStart = 0;
+  let granuleCrc = 0;
 
   let tail = new Uint8Array(0);
   let produced = 0;
-  let granule = 0; // number of the granule being summed
-  let granuleCrc = 0;
-  const closeGranule = () => {
-    crcs.push(granuleCrc);
-    granule++;
+  /** Where the granule being summed ends: GRANULE_SIZE on, or the next point if that comes first. */
+  const granuleEnd = () => Math.min(granuleStart + GRANULE_SIZE, starts[span + 1] ?? Infinity);
+  const closeGranule = (at: number) => {
+    const granule = { uEnd: uBase + at, cEnd: Number.NaN, crc: granuleCrc };
+    granules.push(granule);
+    // Its last byte is in the block that ends at the first boundary at or past its end.
+    while (aheadAt < ahead.length && ahead[aheadAt]!.u < at) aheadAt++;
+    if (aheadAt < ahead.length) granule.cEnd = Math.ceil(ahead[aheadAt]!.bit / 8);
+    else open.push(granule);
+    if (aheadAt > 1024) {
+      ahead = ahead.slice(aheadAt);
+      aheadAt = 0;
+    }
+    if (starts[span + 1] === at) span++;
+    granuleStart = at;
     granuleCrc = 0;
   };
   return {
@@ -193,17 +209,18 @@ function memberIndexer(deflateStart: number, uBase: number, spacing: number, poi
       return produced;
     },
     boundary(bit, uRelative) {
-      if (uRelative === 0) return; // the member's start is its first point already
-      if (uRelative - lastPoint >= spacing) {
-        const cOffset = Math.ceil(bit / 8);
-        const point = { uOffset: uBase + uRelative, cOffset, bits: cOffset * 8 - bit, window: new Uint8Array(0) };
-        points.push(point);
-        memberPoints.push(point);
-        waiting.push(point);
-        lastPoint = uRelative;
-      } else if (uRelative - granuleStart < GRANULE_SIZE) return;
-      cuts.push({ at: uRelative, bit });
-      granuleStart = uRelative;
+      if (uRelative === 0) return; // the member's start: its first point already, and no granule ends there
+      // Granules that end at or before this boundary end in the block that ends here.
+      while (open.length > 0 && open[0]!.uEnd - uBase <= uRelative) open.shift()!.cEnd = Math.ceil(bit / 8);
+      ahead.push({ bit, u: uRelative });
+      if (uRelative - lastPoint < spacing) return;
+      const cOffset = Math.ceil(bit / 8);
+      const point = { uOffset: uBase + uRelative, cOffset, bits: cOffset * 8 - bit, window: new Uint8Array(0) };
+      points.push(point);
+      memberPoints.push(point);
+      starts.push(uRelative);
+      waiting.push(point);
+      lastPoint = uRelative;
     },
     output(chunk) {
       const end = produced + chunk.length;
@@ -214,11 +231,10 @@ function memberIndexer(deflateStart: number, uBase: number, spacing: number, poi
         point.window = history.slice(Math.max(0, history.length - WINDOW_SIZE));
       }
       let from = 0;
-      while (granule < cuts.length && cuts[granule]!.at < end) {
-        const cut = cuts[granule]!.at - produced;
-        granuleCrc = crc32(chunk.subarray(from, cut), granuleCrc);
-        from = cut;
-        closeGranule();
+      for (let at = granuleEnd(); at < end; at = granuleEnd()) {
+        granuleCrc = crc32(chunk.subarray(from, at - produced), granuleCrc);
+        from = at - produced;
+        closeGranule(at);
       }
       granuleCrc = crc32(chunk.subarray(from), granuleCrc);
       // A copy: the native engine fills the same output buffers again.
@@ -230,28 +246,28 @@ function memberIndexer(deflateStart: number, uBase: number, spacing: number, poi
       produced = end;
     },
     finish(endBit) {
-      // Cuts at the very end of the output (a point before an empty last block) close here.
-      while (granule < cuts.length) closeGranule();
-      closeGranule();
-      const ends = [...cuts, { at: produced, bit: endBit }];
+      // The last granule ends with the output; a point right there (before an empty last block)
+      // ends it too, and its empty span gets one empty granule.
+      if (starts[span + 1] === produced) closeGranule(produced);
+      closeGranule(produced);
+      for (const granule of open) granule.cEnd = Math.ceil(endBit / 8);
       let memberCrc = 0;
       let next = 0;
       for (const [number, point] of memberPoints.entries()) {
-        const spanEnd = number + 1 < memberPoints.length ? memberPoints[number + 1]!.uOffset - uBase : produced;
-        const granules: Granule[] = [];
+        const spanEnd = uBase + (starts[number + 1] ?? produced);
+        const own: Granule[] = [];
         let spanCrc = 0;
-        let at = point.uOffset - uBase;
-        while (next < ends.length && ends[next]!.at <= spanEnd && (granules.length === 0 || ends[next]!.at > at)) {
-          const crc = crcs[next]!;
-          const length = ends[next]!.at - at;
-          granules.push({ uEnd: uBase + ends[next]!.at, endBit: ends[next]!.bit, crc });
-          spanCrc = crc32Combine(spanCrc, crc, length);
-          at = ends[next]!.at;
-          next++;
-        }
+        let at = point.uOffset;
+        // Each span's granules run to its end; an empty span has one empty granule.
+        do {
+          const granule = granules[next++]!;
+          own.push(granule);
+          spanCrc = crc32Combine(spanCrc, granule.crc, granule.uEnd - at);
+          at = granule.uEnd;
+        } while (at < spanEnd);
         point.crc = spanCrc;
-        point.granules = granules;
-        memberCrc = crc32Combine(memberCrc, spanCrc, spanEnd - (point.uOffset - uBase));
+        point.granules = own;
+        memberCrc = crc32Combine(memberCrc, spanCrc, spanEnd - point.uOffset);
       }
       return memberCrc;
     },

@@ -1,18 +1,23 @@
-import { inflateRawSync, type ZlibOptions } from 'node:zlib';
+import { constants as zlibConstants, inflateRawSync, type ZlibOptions } from 'node:zlib';
 import { crc32, crc32Combine } from '../../crc/crc32.js';
 import { fail, hex32 } from '../../errors.js';
 import { createBlockCache } from '../../source/block-cache.js';
 import { clipRead, type Source } from '../../source/source.js';
 import { lastAtOrBefore } from '../../search.js';
 import { parseGzipHeader, readGzipHeader, TRAILER_LENGTH, whatFollowsMember } from '../header.js';
+import { nativeZlib } from '../../native/zlib.js';
 import { memberName } from './build.js';
 import { endWithEmptyFinalBlock, primeCompressed } from './prime.js';
-import { pointBit, WINDOW_SIZE, type GzipEnd, type GzipIndex } from './types.js';
+import { pointBit, type GzipEnd, type GzipIndex } from './types.js';
 
 /** Decoded spans kept: 8 spans of the default 4 MiB spacing. */
 const DEFAULT_CACHE_SIZE = 32 * 2 ** 20;
 /** The most one span may decode to: a larger one needs an index with more points. */
 const MAX_SPAN = 2 ** 30;
+/** Reads up to this long inflate only the granules they need (index version 3); longer ones, whole spans. */
+const PREFIX_READ = 256 * 1024;
+/** node:zlib inflates to the end of the block that holds a granule's end: zlib's deflate makes no block longer than this. */
+const PREFIX_SLACK = 32 * 2 ** 20;
 /** Deflate expands at most 1032:1 (a 258-byte match per 2 bits); with room for headers and windows. */
 const MAX_RATIO = 1100;
 
@@ -35,7 +40,8 @@ type SpanEvent =
 /**
  * Random reads from any gzip file through an index: find the last access point at or before the
  * offset, inflate the whole span from there (with its window) to the next point, with node:zlib's
- * native inflate. A point inside a byte gets a preface of empty blocks (prime.ts).
+ * native inflate. A point inside a byte gets a preface of empty blocks (prime.ts). With granules
+ * (seekz index v3), a small read inflates only to the end of the granule it needs (decodePrefix).
  *
  * Invariant: no byte leaves this reader unchecked beyond what the index can prove.
  * - Every span inflates to exactly its expected length and ends exactly at the next point's bit:
@@ -43,7 +49,8 @@ type SpanEvent =
  *   of the stream with all input used (if the point were not a block boundary, the inserted bits
  *   would decode as data). A span may cross members (gztool puts no point at a member's start):
  *   each member's deflate data must end at its trailer, followed by the next member's header.
- * - With a span CRC-32 (seekz's own index), the output must also match it.
+ * - With a span CRC-32 (seekz's own index), the output must also match it. A prefix of a span
+ *   (decodePrefix) is whole granules, each matching its CRC-32; nothing past them is returned.
  * - Members: whenever the spans of a whole member are decoded in order from its start (cat,
  *   extract, a read reaching a member's end), its CRC-32 and ISIZE are checked against its
  *   trailer, so a damaged window in a GZIDX or gztool index cannot pass a sequential read.
@@ -76,89 +83,118 @@ export function openIndexedGzip(source: Source, index: GzipIndex, options: { cac
   };
   const mismatch = (number: number, what: string) => fail('INDEX_BAD_DATA', `${describePoint(number)}: ${what}; the index does not match this file, or the file is damaged (check with gzip -t; rebuild the index with seekz index)`);
 
-  /**
-   * Where granule `at` of span `number` starts and ends: seekz's v3 indexes cut spans into
-   * granules; any other span is one granule, from its point to the next.
-   */
-  const granulesOf = (number: number) => points[number]!.granules ?? [];
-  const lastGranule = (number: number) => Math.max(0, granulesOf(number).length - 1);
-  const granuleStart = (number: number, at: number) => {
-    const point = points[number]!;
-    if (at === 0) return { u: point.uOffset, bit: pointBit(point) };
-    const before = granulesOf(number)[at - 1]!;
-    return { u: before.uEnd, bit: before.endBit };
-  };
-  const granuleEnd = (number: number, at: number) => {
-    const next = points[number + 1];
-    if (at >= lastGranule(number)) return { u: next ? next.uOffset : size, bit: next ? pointBit(next) : undefined };
-    const granule = granulesOf(number)[at]!;
-    return { u: granule.uEnd, bit: granule.endBit as number | undefined };
+  /** Point 0 must be the first member's deflate start: then a member check can start there. */
+  const checkFirstPoint = async () => {
+    const header = await readGzipHeader((offset, length) => source.read(offset, length), source.size, 0);
+    if (points[0]!.cOffset !== header.length || points[0]!.bits !== 0) throw mismatch(0, `the first member's deflate data starts at file offset ${header.length}`);
+    memberStarts.set(0, { offset: 0, number: 1 });
   };
 
   /**
-   * Inflates granules `from` to `to` of span `number` (its whole span when it has no granules),
-   * starting with `history` as the window (the point's own for granule 0).
+   * Prefixes whose first bytes (granules before the read's) were inflated for their history only
+   * and not checked: no read may take bytes from there.
    */
-  const decodeGranules = async (number: number, from: number, to: number, history: Uint8Array, readAll = false): Promise<Uint8Array> => {
+  const uncheckedBefore = new WeakMap<Uint8Array, number>();
+
+  /**
+   * The start of span `number` up to the end of granule `to` (not its last): inflated from the
+   * point with its window, with the compressed data cut where the index says that granule's block
+   * ends, and granules `from` to `to` (those a read returns bytes from) checked against their
+   * CRC-32s; the bytes before granule `from` are marked unchecked. The addon stops zlib exactly at the
+   * granule's end; node:zlib inflates to the end of the block and the rest is dropped unread.
+   */
+  const decodePrefix = async (number: number, from: number, to: number): Promise<Uint8Array | undefined> => {
     const point = points[number]!;
-    const start = granuleStart(number, from);
-    const stop = granuleEnd(number, to);
-    const uLength = stop.u - start.u;
+    const granules = point.granules!;
+    if (number === 0) await checkFirstPoint();
+    const uLength = granules[to]!.uEnd - point.uOffset;
+    const first = Math.floor(pointBit(point) / 8);
+    const last = granules[to]!.cEnd;
+    if (last <= first) throw mismatch(number, `granule ${to} ends at file offset ${last}, before its point`);
+    const bytes = await source.read(first, last - first);
+    if (bytes.length !== last - first) throw fail('GZIP_TRUNCATED', `the compressed data of ${describePoint(number)}`, first, source.size);
+    let out: Uint8Array;
+    const native = nativeZlib();
+    try {
+      if (native) {
+        out = new Uint8Array(uLength);
+        const inflater = native.createInflater(point.window.length > 0 ? point.window : undefined);
+        const result = native.inflateBlocksSync(inflater, bytes, out, point.bits);
+        if (result.outUsed !== uLength) throw mismatch(number, `its data up to file offset ${last} inflates to ${result.outUsed} bytes, the index's granules need ${uLength}`);
+      } else {
+        const input = point.bits > 0 ? primeCompressed(bytes, point.bits) : bytes;
+        const options = { dictionary: point.window.length > 0 ? point.window : undefined, finishFlush: zlibConstants.Z_SYNC_FLUSH, maxOutputLength: uLength + PREFIX_SLACK, chunkSize: inflateChunk(uLength) };
+        out = inflateRawSync(input, options);
+        if (out.length < uLength) throw mismatch(number, `its data up to file offset ${last} inflates to ${out.length} bytes, the index's granules need ${uLength}`);
+        out = out.subarray(0, uLength);
+      }
+    } catch (error) {
+      // A block longer than node:zlib is allowed to overrun (not from zlib's deflate): decode the span.
+      if ((error as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') return undefined;
+      if (error instanceof Error && !(error as { code?: string }).code?.startsWith('INDEX_')) {
+        throw mismatch(number, `inflating from uncompressed ${point.uOffset} fails (${error.message})`);
+      }
+      throw error;
+    }
+    const checkedFrom = from > 0 ? granules[from - 1]!.uEnd - point.uOffset : 0;
+    for (let at = from, offset = checkedFrom; at <= to; at++) {
+      const granule = granules[at]!;
+      const length = granule.uEnd - point.uOffset - offset;
+      const crc = crc32(out.subarray(offset, offset + length));
+      if (crc !== granule.crc) {
+        throw mismatch(number, `granule ${at} (uncompressed ${point.uOffset + offset} to ${granule.uEnd}) has crc-32 ${hex32(crc)}, the index recorded ${hex32(granule.crc)}`);
+      }
+      offset += length;
+    }
+    if (checkedFrom > 0) uncheckedBefore.set(out, checkedFrom);
+    return out;
+  };
+
+  const decodeSpan = async (number: number, readAll = false): Promise<Uint8Array> => {
+    const point = points[number]!;
+    const next = points[number + 1];
+    const uLength = (next ? next.uOffset : size) - point.uOffset;
     if (number === points.length - 1 && closingPoint) {
       if (uLength !== 0) throw mismatch(number, `a point at the end of the file must end the data, but ${uLength} bytes follow it`);
       return new Uint8Array(0);
     }
-    if (number === 0 && from === 0) {
-      // Point 0 must be the first member's deflate start: then a member check can start there.
-      const header = await readGzipHeader((offset, length) => source.read(offset, length), source.size, 0);
-      if (point.cOffset !== header.length || point.bits !== 0) throw mismatch(0, `the first member's deflate data starts at file offset ${header.length}`);
-      memberStarts.set(0, { offset: 0, number: 1 });
-    }
-    const first = Math.floor(start.bit / 8);
-    const last = stop.bit !== undefined ? Math.ceil(stop.bit / 8) : source.size;
+    if (number === 0) await checkFirstPoint();
+    const startBit = pointBit(point);
+    const stopBit = next ? pointBit(next) : undefined;
+    const first = Math.floor(startBit / 8);
+    const last = stopBit !== undefined ? Math.ceil(stopBit / 8) : source.size;
     // Where the last span's data ends is unknown (trailing bytes may follow): read what its output
     // can come from (stored blocks add 5 bytes per 64 KiB; with room for member headers), and the
     // whole rest only when that falls short.
-    const readTo = stop.bit !== undefined || readAll ? last : Math.min(last, first + uLength + Math.ceil(uLength / 8192) + 65536);
+    const readTo = stopBit !== undefined || readAll ? last : Math.min(last, first + uLength + Math.ceil(uLength / 8192) + 65536);
     if (readTo - first > 2 * MAX_SPAN) {
       throw fail('INDEX_UNSUPPORTED', 'gzip', `${describePoint(number)} spans ${readTo - first} compressed bytes, more than one read decodes`, 'rebuild the index with more points (seekz index --spacing 4M)');
     }
     const bytes = await source.read(first, readTo - first);
     if (bytes.length !== readTo - first) throw fail('GZIP_TRUNCATED', `the compressed span of ${describePoint(number)}`, first, source.size);
     try {
-      return await decodeFrom({ number, from, to, start, stop, history }, bytes, first, last);
+      return await decodeFrom(number, bytes, first, last);
     } catch (error) {
       // Only what the short read can explain is retried with the whole rest; a bad CRC is final.
       const code = (error as { code?: string }).code;
-      if (readTo < last && (code === 'INDEX_BAD_DATA' || code === 'GZIP_TRUNCATED')) return decodeGranules(number, from, to, history, true);
+      if (readTo < last && (code === 'INDEX_BAD_DATA' || code === 'GZIP_TRUNCATED')) return decodeSpan(number, true);
       throw error;
     }
   };
 
-  interface Piece {
-    number: number;
-    from: number;
-    to: number;
-    start: { u: number; bit: number };
-    stop: { u: number; bit: number | undefined };
-    history: Uint8Array;
-  }
-
-  /** decodeGranules' work on the compressed bytes from `first` (to `last`, or fewer for the last span). */
-  const decodeFrom = async (piece: Piece, bytes: Uint8Array, first: number, last: number): Promise<Uint8Array> => {
-    const { number, from, to, start, stop } = piece;
+  /** decodeSpan's work on the compressed bytes from `first` (to `last`, or fewer for the last span). */
+  const decodeFrom = async (number: number, bytes: Uint8Array, first: number, last: number): Promise<Uint8Array> => {
     const point = points[number]!;
-    const uLength = stop.u - start.u;
-    const stopBit = stop.bit;
-    // The decode reaches the end of the span: the member and end-of-data checks apply.
-    const toSpanEnd = to >= lastGranule(number);
-    const atDataEnd = stopBit === undefined || (closingPoint && number === endSpan && toSpanEnd);
+    const next = points[number + 1];
+    const uLength = (next ? next.uOffset : size) - point.uOffset;
+    const startBit = pointBit(point);
+    const stopBit = next ? pointBit(next) : undefined;
 
     const out = new Uint8Array(uLength);
     const events: SpanEvent[] = [];
     let produced = 0;
-    let bit = start.bit;
-    let dictionary: Uint8Array | undefined = piece.history.length > 0 ? piece.history : undefined;
+    let bit = startBit;
+    let dictionary: Uint8Array | undefined = point.window.length > 0 ? point.window : undefined;
     let spanEnd: GzipEnd | undefined;
     for (;;) {
       if (stopBit !== undefined && bit === stopBit) break;
@@ -168,24 +204,24 @@ export function openIndexedGzip(source: Source, index: GzipIndex, options: { cac
       const before = input.length;
       if (bit % 8 !== 0) input = primeCompressed(input, 8 - (bit % 8));
       const preface = input.length - before;
-      let inflated: Uint8Array;
+      let piece: Uint8Array;
       let used: number;
       try {
         const result = inflateRawSync(input, { dictionary, maxOutputLength: uLength - produced + 1, chunkSize: inflateChunk(uLength - produced), info: true } as ZlibOptions) as unknown as { buffer: Buffer; engine: { bytesWritten: number } };
-        inflated = result.buffer;
+        piece = result.buffer;
         used = result.engine.bytesWritten - preface;
       } catch (error) {
         if ((error as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') throw mismatch(number, `the span inflates to more than the ${uLength} bytes the index gives it`);
-        throw mismatch(number, `inflating from uncompressed ${start.u + produced} fails (${(error as Error).message})`);
+        throw mismatch(number, `inflating from uncompressed ${point.uOffset + produced} fails (${(error as Error).message})`);
       }
-      if (produced + inflated.length > uLength) throw mismatch(number, `the span inflates to more than the ${uLength} bytes the index gives it`);
-      out.set(inflated, produced);
-      events.push({ kind: 'data', uOffset: start.u + produced, length: inflated.length, crc: crc32(inflated) });
-      produced += inflated.length;
-      // All input used: the stream ended in the inserted final block, exactly at the stop bit.
+      if (produced + piece.length > uLength) throw mismatch(number, `the span inflates to more than the ${uLength} bytes the index gives it`);
+      out.set(piece, produced);
+      events.push({ kind: 'data', uOffset: point.uOffset + produced, length: piece.length, crc: crc32(piece) });
+      produced += piece.length;
+      // All input used: the stream ended in the inserted final block, exactly at the next point.
       if (stopBit !== undefined && used === input.length - preface) {
         // A point at the end of the file is no block boundary: the member's trailer must come first.
-        if (atDataEnd) throw mismatch(number, 'the deflate data runs to the end of the file, with no trailer');
+        if (closingPoint && number === endSpan) throw mismatch(number, 'the deflate data runs to the end of the file, with no trailer');
         break;
       }
 
@@ -194,15 +230,16 @@ export function openIndexedGzip(source: Source, index: GzipIndex, options: { cac
       const trailerAt = memberEnd - first;
       if (trailerAt + TRAILER_LENGTH > bytes.length) throw mismatch(number, `a member's deflate data ends at file offset ${memberEnd}, with no room for its trailer before the next point`);
       const trailer = new DataView(bytes.buffer, bytes.byteOffset + trailerAt, TRAILER_LENGTH);
-      events.push({ kind: 'member-end', uOffset: start.u + produced, crc: trailer.getUint32(0, true), isize: trailer.getUint32(4, true) });
+      events.push({ kind: 'member-end', uOffset: point.uOffset + produced, crc: trailer.getUint32(0, true), isize: trailer.getUint32(4, true) });
       const after = memberEnd + TRAILER_LENGTH;
-      if (toSpanEnd && stopBit === after * 8 && after === source.size) break; // indexed_gzip's closing point
+      if (stopBit === after * 8 && after === source.size) break; // indexed_gzip's closing point
       const read = async (offset: number, length: number) =>
         offset + length <= first + bytes.length ? bytes.subarray(offset - first, offset - first + length) : source.read(offset, length);
       // The span before indexed_gzip's closing point runs to the end of the file, like the last.
-      const follows = !atDataEnd && after + 2 > last ? 'nothing' : await whatFollowsMember(read, last, after);
+      const toEnd = stopBit === undefined || (closingPoint && number === endSpan);
+      const follows = !toEnd && after + 2 > last ? 'nothing' : await whatFollowsMember(read, last, after);
       if (follows !== 'member') {
-        if (!atDataEnd) {
+        if (!toEnd) {
           const why = { garbage: 'trailing garbage', zeros: 'zero padding', nothing: 'no member header' }[follows];
           throw mismatch(number + 1, `gzip -d stops at file offset ${after} (${why} after a member), but the index goes on past it`);
         }
@@ -216,51 +253,34 @@ export function openIndexedGzip(source: Source, index: GzipIndex, options: { cac
         if ((error as { code?: string }).code === 'GZIP_TRUNCATED' && stopBit !== undefined) throw mismatch(number + 1, `the member header at file offset ${after} runs past the next point`);
         throw error;
       }
-      events.push({ kind: 'member-start', uOffset: start.u + produced, offset: after });
+      events.push({ kind: 'member-start', uOffset: point.uOffset + produced, offset: after });
       bit = (after + header.length) * 8;
       if (stopBit !== undefined && bit > stopBit) throw mismatch(number + 1, `it lies inside the member header at file offset ${after}`);
-      if (bit === stopBit && toSpanEnd) memberStarts.set(number + 1, { offset: after, number: undefined });
+      if (bit === stopBit) memberStarts.set(number + 1, { offset: after, number: undefined });
       dictionary = undefined;
     }
     if (produced !== uLength) throw mismatch(number, `the span inflates to ${produced} bytes, the index expects ${uLength}`);
-    checkCrcs(piece, out, events);
-    if (atDataEnd) {
+    if (point.crc !== undefined) {
+      const spanCrc = events.reduce((crc, event) => (event.kind === 'data' ? crc32Combine(crc, event.crc, event.length) : crc), 0);
+      if (spanCrc !== point.crc) throw mismatch(number, `the span's crc-32 is ${hex32(spanCrc)}, the index recorded ${hex32(point.crc)}`);
+    }
+    if (stopBit === undefined || (closingPoint && number === endSpan)) {
       const found = spanEnd ?? { offset: source.size, after: 'nothing' as const };
       if (index.end && (index.end.offset !== found.offset || index.end.after !== found.after)) {
         throw fail('INDEX_MISMATCH', `it says the gzip data ends at offset ${index.end.offset} (${index.end.after} after it), the file's ends at ${found.offset} (${found.after} after it)`);
       }
       end = found;
     }
-    followMembers(number, start.u, from === 0, events);
+    followMembers(number, events);
     return out;
   };
 
-  /** Every granule decoded must match its CRC-32; a span without granules, its span CRC-32. */
-  const checkCrcs = (piece: Piece, out: Uint8Array, events: SpanEvent[]) => {
-    const { number, from, to, start } = piece;
-    const point = points[number]!;
-    const granules = granulesOf(number);
-    if (granules.length > 1) {
-      for (let at = from, offset = 0; at <= to; at++) {
-        const granule = granules[at]!;
-        const length = granuleEnd(number, at).u - granuleStart(number, at).u;
-        const crc = crc32(out.subarray(offset, offset + length));
-        if (crc !== granule.crc) {
-          throw mismatch(number, `granule ${at} (uncompressed ${start.u + offset} to ${start.u + offset + length}) has crc-32 ${hex32(crc)}, the index recorded ${hex32(granule.crc)}`);
-        }
-        offset += length;
-      }
-    } else if (point.crc !== undefined) {
-      const spanCrc = events.reduce((crc, event) => (event.kind === 'data' ? crc32Combine(crc, event.crc, event.length) : crc), 0);
-      if (spanCrc !== point.crc) throw mismatch(number, `the span's crc-32 is ${hex32(spanCrc)}, the index recorded ${hex32(point.crc)}`);
-    }
-  };
-
   /** The member check across spans: see the invariant above. Runs synchronously per decoded span. */
-  const followMembers = (number: number, uStart: number, atPoint: boolean, events: SpanEvent[]) => {
-    const start = atPoint ? memberStarts.get(number) : undefined;
-    if (start) chain = { uOffset: uStart, crc: 0, length: 0, offset: start.offset, number: start.number };
-    else if (chain?.uOffset !== uStart) chain = undefined;
+  const followMembers = (number: number, events: SpanEvent[]) => {
+    const start = memberStarts.get(number);
+    const point = points[number]!;
+    if (start) chain = { uOffset: point.uOffset, crc: 0, length: 0, offset: start.offset, number: start.number };
+    else if (chain?.uOffset !== point.uOffset) chain = undefined;
     let lastNumber = chain?.number;
     for (const event of events) {
       if (event.kind === 'data') {
@@ -287,35 +307,25 @@ export function openIndexedGzip(source: Source, index: GzipIndex, options: { cac
   };
 
   /**
-   * The decoded start of span `number`, at least `need` bytes of it: whole granules from the point
-   * on. A prefix decoded for an earlier read is extended from its end (its last 32 KiB are the
-   * window there), and to the end of the span, since reads that come back to a span tend to go on.
+   * At least the first `need` bytes of span `number`. A small read in a span with granules gets
+   * just the granules up to its end; a larger one, or a second read that needs more of the span
+   * than is decoded (reads that come back to a span tend to go on), gets the whole span.
    */
-  const span = (number: number, need: number) => {
-    let earlier: Uint8Array | undefined;
-    const isEnough = (data: Uint8Array) => {
-      if (data.length >= need) return true;
-      earlier = data;
-      return false;
-    };
-    return cache.get(number, () => extend(number, need, earlier), isEnough);
-  };
-
-  const extend = async (number: number, need: number, earlier: Uint8Array | undefined): Promise<Uint8Array> => {
+  const span = (number: number, within: number, need: number, readLength: number) => {
     const point = points[number]!;
-    const granules = granulesOf(number);
-    let from = 0;
-    let history = point.window;
-    if (earlier && earlier.length > 0) {
-      from = granules.findIndex((granule) => granule.uEnd - point.uOffset === earlier!.length) + 1;
-      if (from === 0) earlier = undefined; // not a granule boundary (cannot happen): decode afresh
-      else history = earlier.length >= WINDOW_SIZE ? earlier.subarray(earlier.length - WINDOW_SIZE) : concatBytes(point.window, earlier).subarray(-WINDOW_SIZE);
-    }
-    if (!earlier) from = 0;
-    let to = lastGranule(number);
-    if (!earlier) while (to > 0 && granuleStart(number, to).u - point.uOffset >= need) to--;
-    const decoded = await decodeGranules(number, from, to, history);
-    return earlier && from > 0 ? concatBytes(earlier, decoded) : decoded;
+    const granules = point.granules ?? [];
+    const to = granules.findIndex((granule) => granule.uEnd - point.uOffset >= need);
+    const from = granules.findIndex((granule) => granule.uEnd - point.uOffset > within);
+    let again = false;
+    const isEnough = (data: Uint8Array) => (data.length >= need && (uncheckedBefore.get(data) ?? 0) <= within) || !(again = true);
+    const load = async () => {
+      if (!again && readLength <= PREFIX_READ && to >= 0 && to < granules.length - 1) {
+        const prefix = await decodePrefix(number, from, to);
+        if (prefix) return prefix;
+      }
+      return decodeSpan(number);
+    };
+    return cache.get(number, load, isEnough);
   };
 
   return {
@@ -336,7 +346,7 @@ export function openIndexedGzip(source: Source, index: GzipIndex, options: { cac
       while (done < count) {
         const point = points[number]!;
         const within = offset + done - point.uOffset;
-        const bytes = await span(number, Math.min(within + count - done, spanLength(number)));
+        const bytes = await span(number, within, Math.min(within + count - done, spanLength(number)), count);
         const take = Math.min(count - done, bytes.length - within);
         if (take > 0) {
           out.set(bytes.subarray(within, within + take), done);
@@ -346,7 +356,7 @@ export function openIndexedGzip(source: Source, index: GzipIndex, options: { cac
         if (number >= points.length && done < count) throw fail('INDEX_BAD_DATA', `the index ends before uncompressed offset ${offset + done}`);
       }
       // A read that reaches the end proves the end: the data stops where gzip -d stops.
-      if (offset + count >= size) await span(endSpan, spanLength(endSpan));
+      if (offset + count >= size) await span(endSpan, 0, spanLength(endSpan), count);
       return out;
     },
     close: source.close?.bind(source),
@@ -387,13 +397,6 @@ function checkIndexAgainst(index: GzipIndex, fileSize: number): void {
       throw fail('INDEX_UNSUPPORTED', 'gzip', `access point ${number} spans ${uLength} bytes, more than the ${MAX_SPAN} one read decodes`, 'rebuild the index with more points (seekz index --spacing 4M)');
     }
   });
-}
-
-function concatBytes(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a, 0);
-  out.set(b, a.length);
-  return out;
 }
 
 /** node:zlib's output piece size: the whole expected output at once (no joining of 16 KiB pieces), within reason. */

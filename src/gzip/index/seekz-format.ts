@@ -3,7 +3,7 @@ import { crc32, crc32Combine } from '../../crc/crc32.js';
 import { ByteReader, ByteWriter } from '../../cursor.js';
 import { fail } from '../../errors.js';
 import type { AfterMember } from '../header.js';
-import { pointBit, WINDOW_SIZE, type AccessPoint, type Granule, type GzipIndex } from './types.js';
+import { WINDOW_SIZE, type AccessPoint, type Granule, type GzipIndex } from './types.js';
 
 /**
  * seekz's own index file (`FILE.gz.idx`): the points delta-coded as varints, each window
@@ -18,15 +18,15 @@ import { pointBit, WINDOW_SIZE, type AccessPoint, type Granule, type GzipIndex }
  *                  varint window length, varint deflated window length, deflated window,
  *                  v2: u32 CRC-32 of the span's output (this point to the next, or to the end)
  *                  v3 instead: varint granule count n, then for each granule but the last a
- *                  varint uncompressed length and a varint bit length (its end as deltas from
- *                  the point or the granule before; the last ends where the span does), then n
- *                  u32 CRC-32s of the granules' output
+ *                  varint uncompressed length and a varint compressed end (types.ts Granule:
+ *                  cEnd), as deltas from the point or the granule before (the last ends where
+ *                  the span does), then n u32 CRC-32s of the granules' output
  *   v2: varint end offset (just after the last member's trailer), u8 what follows it
  *       (0 nothing, 1 zero bytes, 2 garbage, as gzip -d sees them)
  *   end u32  CRC-32 of all bytes before it
  *
- * Version 3 cuts each span into granules at block boundaries (types.ts: Granule), so that a
- * small read inflates and checks about GRANULE_SIZE bytes past its offset, not the whole span.
+ * Version 3 cuts each span into granules of 64 KiB of output (types.ts: Granule), so that a small
+ * read inflates from its point to the end of its granule and checks that, not the whole span.
  * Version 2 has one CRC-32 per span. Version 1 has no span CRCs: reads through it are checked for length and block boundaries
  * only, as for GZIDX and gztool files.
  */
@@ -51,12 +51,12 @@ export function serializeSeekzIndex(index: GzipIndex): Uint8Array {
     writer.varint(point.uOffset - uAt).varint(point.cOffset - cAt).u8(point.bits);
     const packed = point.window.length > 0 ? deflateRawSync(point.window, { level: 9 }) : new Uint8Array(0);
     writer.varint(point.window.length).varint(packed.length).bytes(packed);
-    const granules = point.granules ?? [{ uEnd: 0, endBit: 0, crc: point.crc }];
+    const granules = point.granules ?? [{ uEnd: 0, cEnd: 0, crc: point.crc }];
     writer.varint(granules.length);
-    let [granuleU, granuleBit] = [point.uOffset, pointBit(point)];
+    let [granuleU, granuleC] = [point.uOffset, point.cOffset];
     for (const granule of granules.slice(0, -1)) {
-      writer.varint(granule.uEnd - granuleU).varint(granule.endBit - granuleBit);
-      [granuleU, granuleBit] = [granule.uEnd, granule.endBit];
+      writer.varint(granule.uEnd - granuleU).varint(granule.cEnd - granuleC);
+      [granuleU, granuleC] = [granule.uEnd, granule.cEnd];
     }
     for (const granule of granules) writer.u32le(granule.crc);
     uAt = point.uOffset;
@@ -128,18 +128,17 @@ function readGranules(reader: ByteReader, point: AccessPoint, number: number, un
   // Each granule takes at least 4 bytes (its CRC-32): a hostile count cannot make us allocate.
   if (count > reader.remaining / 4) throw fail('INDEX_BAD_DATA', `point ${number} claims ${count} granules, more than the index holds`);
   const granules: Granule[] = [];
-  let [uEnd, endBit] = [point.uOffset, pointBit(point)];
+  let [uEnd, cEnd] = [point.uOffset, point.cOffset];
   for (let at = 0; at + 1 < count; at++) {
     const uLength = reader.varint('granule length');
-    const bitLength = reader.varint('granule bit length');
+    cEnd += reader.varint('granule compressed end');
     uEnd += uLength;
-    endBit += bitLength;
-    if (uLength === 0 || bitLength === 0 || uEnd > uncompressedSize || endBit > compressedSize * 8) {
-      throw fail('INDEX_BAD_DATA', `granule ${at} of point ${number} is impossible (ends at uncompressed ${uEnd}, bit ${endBit})`);
+    if (uLength === 0 || uEnd > uncompressedSize || cEnd > compressedSize) {
+      throw fail('INDEX_BAD_DATA', `granule ${at} of point ${number} is impossible (ends at uncompressed ${uEnd}, file offset ${cEnd})`);
     }
-    granules.push({ uEnd, endBit, crc: 0 });
+    granules.push({ uEnd, cEnd, crc: 0 });
   }
-  if (count > 0) granules.push({ uEnd: Number.NaN, endBit: Number.NaN, crc: 0 });
+  if (count > 0) granules.push({ uEnd: Number.NaN, cEnd: Number.NaN, crc: 0 });
   for (const granule of granules) granule.crc = reader.u32le('granule CRC-32');
   return granules;
 }
@@ -150,11 +149,11 @@ function closeGranules(points: AccessPoint[], uncompressedSize: number, compress
     const next = points[number + 1];
     const granules = point.granules!;
     const last = granules[granules.length - 1];
-    if (last) [last.uEnd, last.endBit] = next ? [next.uOffset, pointBit(next)] : [uncompressedSize, compressedSize * 8];
+    if (last) [last.uEnd, last.cEnd] = next ? [next.uOffset, next.cOffset] : [uncompressedSize, compressedSize];
     let crc = 0;
     let at = point.uOffset;
     for (const granule of granules) {
-      if (granule.uEnd < at || (granule !== last && (granule.uEnd >= last!.uEnd || granule.endBit >= last!.endBit))) {
+      if (granule.uEnd < at || (granule !== last && granule.uEnd >= last!.uEnd)) {
         throw fail('INDEX_BAD_DATA', `point ${number} has a granule ending at uncompressed ${granule.uEnd}, outside its span`);
       }
       crc = crc32Combine(crc, granule.crc, granule.uEnd - at);
