@@ -68,6 +68,7 @@ afterEach(() => {
 
 describe('index builder engines', () => {
   it('the addon is built and loads (npm test builds it); SEEKZ_NATIVE=0 turns it off', () => {
+    process.env.SEEKZ_NATIVE = '1';
     expect(nativeZlib(), 'build/Release/seekz_zlib.node: run node scripts/ensure-deps.mjs').toBeDefined();
     process.env.SEEKZ_NATIVE = '0';
     expect(nativeZlib()).toBeUndefined();

@@ -18,6 +18,8 @@ const MAX_SPAN = 2 ** 30;
 const PREFIX_READ = 256 * 1024;
 /** node:zlib inflates to the end of the block that holds a granule's end: zlib's deflate makes no block longer than this. */
 const PREFIX_SLACK = 32 * 2 ** 20;
+/** Where prefix decodes put the history they do not return (one per process: decodes are synchronous). */
+const scratch = new Uint8Array(256 * 1024);
 /** Deflate expands at most 1032:1 (a 258-byte match per 2 bits); with room for headers and windows. */
 const MAX_RATIO = 1100;
 
@@ -113,14 +115,28 @@ export function openIndexedGzip(source: Source, index: GzipIndex, options: { cac
     if (last <= first) throw mismatch(number, `granule ${to} ends at file offset ${last}, before its point`);
     const bytes = await source.read(first, last - first);
     if (bytes.length !== last - first) throw fail('GZIP_TRUNCATED', `the compressed data of ${describePoint(number)}`, first, source.size);
+    const checkedFrom = from > 0 ? granules[from - 1]!.uEnd - point.uOffset : 0;
     let out: Uint8Array;
     const native = nativeZlib();
     try {
       if (native) {
+        // Pages of `out` that nothing writes are never touched: the history before the granules
+        // the read returns goes through a small scratch buffer (zlib keeps its own window).
         out = new Uint8Array(uLength);
         const inflater = native.createInflater(point.window.length > 0 ? point.window : undefined);
-        const result = native.inflateBlocksSync(inflater, bytes, out, point.bits);
-        if (result.outUsed !== uLength) throw mismatch(number, `its data up to file offset ${last} inflates to ${result.outUsed} bytes, the index's granules need ${uLength}`);
+        let input = bytes;
+        let produced = 0;
+        let primeBits = point.bits;
+        const step = (output: Uint8Array) => {
+          const result = native.inflateBlocksSync(inflater, input, output, primeBits);
+          primeBits = 0;
+          input = input.subarray(result.inUsed);
+          produced += result.outUsed;
+          return result.outUsed === output.length;
+        };
+        while (produced < checkedFrom && step(scratch.subarray(0, Math.min(scratch.length, checkedFrom - produced))));
+        if (produced === checkedFrom) step(out.subarray(checkedFrom));
+        if (produced !== uLength) throw mismatch(number, `its data up to file offset ${last} inflates to ${produced} bytes, the index's granules need ${uLength}`);
       } else {
         const input = point.bits > 0 ? primeCompressed(bytes, point.bits) : bytes;
         const options = { dictionary: point.window.length > 0 ? point.window : undefined, finishFlush: zlibConstants.Z_SYNC_FLUSH, maxOutputLength: uLength + PREFIX_SLACK, chunkSize: inflateChunk(uLength) };
@@ -136,7 +152,6 @@ export function openIndexedGzip(source: Source, index: GzipIndex, options: { cac
       }
       throw error;
     }
-    const checkedFrom = from > 0 ? granules[from - 1]!.uEnd - point.uOffset : 0;
     for (let at = from, offset = checkedFrom; at <= to; at++) {
       const granule = granules[at]!;
       const length = granule.uEnd - point.uOffset - offset;
