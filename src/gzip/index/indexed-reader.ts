@@ -93,17 +93,18 @@ export function openIndexedGzip(source: Source, index: GzipIndex, options: { cac
   };
 
   /**
-   * Prefixes whose first bytes (granules before the read's) were inflated for their history only
-   * and not checked: no read may take bytes from there.
+   * Where decoded bytes start in their span, when not at its point: a prefix decode keeps only
+   * the granules it checked (those a read returns bytes from), not the history before them.
    */
-  const uncheckedBefore = new WeakMap<Uint8Array, number>();
+  const startsAt = new WeakMap<Uint8Array, number>();
 
   /**
    * The start of span `number` up to the end of granule `to` (not its last): inflated from the
    * point with its window, with the compressed data cut where the index says that granule's block
    * ends, and granules `from` to `to` (those a read returns bytes from) checked against their
-   * CRC-32s; the bytes before granule `from` are marked unchecked. The addon stops zlib exactly at the
-   * granule's end; node:zlib inflates to the end of the block and the rest is dropped unread.
+   * CRC-32s. Only those granules are returned (startsAt says where they start); the history before
+   * them goes through a scratch buffer with the addon, and is dropped unread with node:zlib. The
+   * addon stops zlib exactly at the granule's end; node:zlib inflates to the end of its block.
    */
   const decodePrefix = async (number: number, from: number, to: number): Promise<Uint8Array | undefined> => {
     const point = points[number]!;
@@ -120,9 +121,8 @@ export function openIndexedGzip(source: Source, index: GzipIndex, options: { cac
     const native = nativeZlib();
     try {
       if (native) {
-        // Pages of `out` that nothing writes are never touched: the history before the granules
-        // the read returns goes through a small scratch buffer (zlib keeps its own window).
-        out = new Uint8Array(uLength);
+        // zlib keeps its own window, so the history can go through a small scratch buffer.
+        out = new Uint8Array(uLength - checkedFrom);
         const inflater = native.createInflater(point.window.length > 0 ? point.window : undefined);
         let input = bytes;
         let produced = 0;
@@ -135,14 +135,14 @@ export function openIndexedGzip(source: Source, index: GzipIndex, options: { cac
           return result.outUsed === output.length;
         };
         while (produced < checkedFrom && step(scratch.subarray(0, Math.min(scratch.length, checkedFrom - produced))));
-        if (produced === checkedFrom) step(out.subarray(checkedFrom));
+        if (produced === checkedFrom) step(out);
         if (produced !== uLength) throw mismatch(number, `its data up to file offset ${last} inflates to ${produced} bytes, the index's granules need ${uLength}`);
       } else {
         const input = point.bits > 0 ? primeCompressed(bytes, point.bits) : bytes;
         const options = { dictionary: point.window.length > 0 ? point.window : undefined, finishFlush: zlibConstants.Z_SYNC_FLUSH, maxOutputLength: uLength + PREFIX_SLACK, chunkSize: inflateChunk(uLength) };
         out = inflateRawSync(input, options);
         if (out.length < uLength) throw mismatch(number, `its data up to file offset ${last} inflates to ${out.length} bytes, the index's granules need ${uLength}`);
-        out = out.subarray(0, uLength);
+        out = out.subarray(checkedFrom, uLength);
       }
     } catch (error) {
       // A block longer than node:zlib is allowed to overrun (not from zlib's deflate): decode the span.
@@ -155,13 +155,13 @@ export function openIndexedGzip(source: Source, index: GzipIndex, options: { cac
     for (let at = from, offset = checkedFrom; at <= to; at++) {
       const granule = granules[at]!;
       const length = granule.uEnd - point.uOffset - offset;
-      const crc = crc32(out.subarray(offset, offset + length));
+      const crc = crc32(out.subarray(offset - checkedFrom, offset - checkedFrom + length));
       if (crc !== granule.crc) {
         throw mismatch(number, `granule ${at} (uncompressed ${point.uOffset + offset} to ${granule.uEnd}) has crc-32 ${hex32(crc)}, the index recorded ${hex32(granule.crc)}`);
       }
       offset += length;
     }
-    if (checkedFrom > 0) uncheckedBefore.set(out, checkedFrom);
+    if (checkedFrom > 0) startsAt.set(out, checkedFrom);
     return out;
   };
 
@@ -332,7 +332,10 @@ export function openIndexedGzip(source: Source, index: GzipIndex, options: { cac
     const to = granules.findIndex((granule) => granule.uEnd - point.uOffset >= need);
     const from = granules.findIndex((granule) => granule.uEnd - point.uOffset > within);
     let again = false;
-    const isEnough = (data: Uint8Array) => (data.length >= need && (uncheckedBefore.get(data) ?? 0) <= within) || !(again = true);
+    const isEnough = (data: Uint8Array) => {
+      const start = startsAt.get(data) ?? 0;
+      return (start <= within && start + data.length >= need) || !(again = true);
+    };
     const load = async () => {
       if (!again && readLength <= PREFIX_READ && to >= 0 && to < granules.length - 1) {
         const prefix = await decodePrefix(number, from, to);
@@ -362,9 +365,10 @@ export function openIndexedGzip(source: Source, index: GzipIndex, options: { cac
         const point = points[number]!;
         const within = offset + done - point.uOffset;
         const bytes = await span(number, within, Math.min(within + count - done, spanLength(number)), count);
-        const take = Math.min(count - done, bytes.length - within);
+        const start = startsAt.get(bytes) ?? 0;
+        const take = Math.min(count - done, start + bytes.length - within);
         if (take > 0) {
-          out.set(bytes.subarray(within, within + take), done);
+          out.set(bytes.subarray(within - start, within - start + take), done);
           done += take;
         }
         number++;
