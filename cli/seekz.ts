@@ -13,6 +13,7 @@ import type { GzipEnd } from '../src/gzip/index/types.js';
 import { readGzipHeader } from '../src/gzip/header.js';
 import { parseIndex } from '../src/gzip/index/formats.js';
 import { serializeIndex, type IndexFormat } from '../src/gzip/index/formats.js';
+import { packWindow } from '../src/gzip/index/seekz-format.js';
 import { listing } from './xz-listing.js';
 import { addServeCommand } from './serve.js';
 import { createAtomicFile, streamSink, writeStdout } from '../src/io/atomic-file.js';
@@ -108,7 +109,9 @@ program
     const progress = progressLine(file.size, !options.quiet);
     const started = Date.now();
     try {
-      const index = await buildGzipIndex(file, { spacing: parseSize(options.spacing), onProgress: progress.update });
+      // Windows are packed for a seekz index while zlib works (packWindow remembers them).
+      const onWindow = format === 'seekz' ? packWindow : undefined;
+      const index = await buildGzipIndex(file, { spacing: parseSize(options.spacing), onProgress: progress.update, onWindow });
       progress.finish();
       warnTrailing(path, index.end, file.size);
       const bytes = serializeIndex(index, format);

@@ -13,6 +13,8 @@ const READ_PIECE = 1 << 20;
 export interface BuildOptions {
   spacing?: number;
   onProgress?: (compressedDone: number) => void;
+  /** Told of each point's window as soon as it is captured (the CLI packs them for the index file meanwhile). */
+  onWindow?: (window: Uint8Array) => void;
   /** Told of each member once its trailer checks out (seekz info lists them). */
   onMember?: (member: GzipMember) => void;
 }
@@ -73,7 +75,7 @@ export async function buildGzipIndex(source: Source, options: BuildOptions = {})
       }
       member = { uLength: bgzf.isize, end: bgzf.end, crc: bgzf.crc };
     } else {
-      const inflated = await indexMember(source, memberStart + header.length, uBase, spacing, points, options.onProgress);
+      const inflated = await indexMember(source, memberStart + header.length, uBase, spacing, points, options);
       const where = memberName(number, memberStart);
       const trailer = await source.read(inflated.deflateEnd, TRAILER_LENGTH);
       if (trailer.length < TRAILER_LENGTH) throw fail('GZIP_TRUNCATED', `the trailer of ${where}`, inflated.deflateEnd, source.size);
@@ -167,7 +169,7 @@ interface MemberIndexer {
   finish(endBit: number): number;
 }
 
-function memberIndexer(deflateStart: number, uBase: number, spacing: number, points: AccessPoint[]): MemberIndexer {
+function memberIndexer(deflateStart: number, uBase: number, spacing: number, points: AccessPoint[], onWindow?: (window: Uint8Array) => void): MemberIndexer {
   const first: AccessPoint = { uOffset: uBase, cOffset: deflateStart, bits: 0, window: new Uint8Array(0) };
   points.push(first);
   // This member's points (member-relative starts, for the granules); points waiting for windows.
@@ -229,6 +231,7 @@ function memberIndexer(deflateStart: number, uBase: number, spacing: number, poi
         const cut = point.uOffset - uBase - produced; // bytes of this chunk before the point
         const history = concat(tail, chunk.subarray(0, cut));
         point.window = history.slice(Math.max(0, history.length - WINDOW_SIZE));
+        onWindow?.(point.window);
       }
       let from = 0;
       for (let at = granuleEnd(); at < end; at = granuleEnd()) {
@@ -280,9 +283,9 @@ async function indexMember(
   uBase: number,
   spacing: number,
   points: AccessPoint[],
-  onProgress: ((done: number) => void) | undefined,
+  { onProgress, onWindow }: BuildOptions,
 ): Promise<{ uLength: number; deflateEnd: number; crc: number }> {
-  const indexer = memberIndexer(deflateStart, uBase, spacing, points);
+  const indexer = memberIndexer(deflateStart, uBase, spacing, points, onWindow);
   const native = nativeZlib();
   const { deflateEnd, endBit } = native
     ? await inflateNative(native, source, deflateStart, indexer, onProgress)

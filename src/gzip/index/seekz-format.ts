@@ -39,6 +39,23 @@ export function isSeekzIndex(bytes: Uint8Array): boolean {
   return bytes.length >= MAGIC_V1.length && MAGIC_V1.every((byte, index) => index === VERSION_AT || bytes[index] === byte) && [1, 2, VERSION].includes(bytes[VERSION_AT]!);
 }
 
+const packed = new WeakMap<Uint8Array, Uint8Array>();
+
+/**
+ * A window as the index file stores it (raw deflate, level 9). Remembered per window, so that an
+ * index builder can pack each window while it waits for zlib (BuildOptions.onWindow), instead of
+ * all of them after the pass.
+ */
+export function packWindow(window: Uint8Array): Uint8Array {
+  if (window.length === 0) return window;
+  let bytes = packed.get(window);
+  if (!bytes) {
+    bytes = deflateRawSync(window, { level: 9 });
+    packed.set(window, bytes);
+  }
+  return bytes;
+}
+
 export function serializeSeekzIndex(index: GzipIndex): Uint8Array {
   const magic = Uint8Array.from(MAGIC_V1);
   magic[VERSION_AT] = VERSION;
@@ -49,7 +66,7 @@ export function serializeSeekzIndex(index: GzipIndex): Uint8Array {
   for (const [number, point] of index.points.entries()) {
     if (point.crc === undefined) throw fail('BAD_ARGUMENT', `seekz index: point ${number} has no span CRC-32; build the index with buildGzipIndex`);
     writer.varint(point.uOffset - uAt).varint(point.cOffset - cAt).u8(point.bits);
-    const packed = point.window.length > 0 ? deflateRawSync(point.window, { level: 9 }) : new Uint8Array(0);
+    const packed = packWindow(point.window);
     writer.varint(point.window.length).varint(packed.length).bytes(packed);
     const granules = point.granules ?? [{ uEnd: 0, cEnd: 0, crc: point.crc }];
     writer.varint(granules.length);
