@@ -295,7 +295,7 @@ async function indexMember(
 }
 
 /** Output buffers the native engine fills in turn: one is summed while zlib fills the other. */
-const NATIVE_OUTPUT = 1 << 20;
+const NATIVE_OUTPUT = 4 << 20;
 
 /**
  * The native engine: zlib's own inflate (Z_BLOCK) on libuv's thread pool stops at every block

@@ -113,7 +113,9 @@ export function openIndexedGzip(source: Source, index: GzipIndex, options: { cac
     const uLength = granules[to]!.uEnd - point.uOffset;
     const first = Math.floor(pointBit(point) / 8);
     const last = granules[to]!.cEnd;
-    if (last <= first) throw mismatch(number, `granule ${to} ends at file offset ${last}, before its point`);
+    // The granule's block ends at or before the next point's block starts.
+    const limit = points[number + 1]?.cOffset ?? source.size;
+    if (last <= first || last > limit) throw mismatch(number, `granule ${to} ends at file offset ${last}, outside its span's compressed data [${first}, ${limit}]`);
     const bytes = await source.read(first, last - first);
     if (bytes.length !== last - first) throw fail('GZIP_TRUNCATED', `the compressed data of ${describePoint(number)}`, first, source.size);
     const checkedFrom = from > 0 ? granules[from - 1]!.uEnd - point.uOffset : 0;

@@ -42,15 +42,16 @@ export function isSeekzIndex(bytes: Uint8Array): boolean {
 const packed = new WeakMap<Uint8Array, Uint8Array>();
 
 /**
- * A window as the index file stores it (raw deflate, level 9). Remembered per window, so that an
- * index builder can pack each window while it waits for zlib (BuildOptions.onWindow), instead of
- * all of them after the pass.
+ * A window as the index file stores it (raw deflate). Remembered per window, so that an index
+ * builder can pack each window while it waits for zlib (BuildOptions.onWindow), instead of all of
+ * them after the pass. Level 1: on the bench's 1 GiB pigz file the 256 windows took 101 ms at
+ * level 1 and 249 ms at level 9, for a file 5 % larger (1.54 against 1.46 MB; GZIDX: 8.4 MB).
  */
 export function packWindow(window: Uint8Array): Uint8Array {
   if (window.length === 0) return window;
   let bytes = packed.get(window);
   if (!bytes) {
-    bytes = deflateRawSync(window, { level: 9 });
+    bytes = deflateRawSync(window, { level: 1 });
     packed.set(window, bytes);
   }
   return bytes;
@@ -170,7 +171,7 @@ function closeGranules(points: AccessPoint[], uncompressedSize: number, compress
     let crc = 0;
     let at = point.uOffset;
     for (const granule of granules) {
-      if (granule.uEnd < at || (granule !== last && granule.uEnd >= last!.uEnd)) {
+      if (granule.uEnd < at || (granule !== last && (granule.uEnd >= last!.uEnd || granule.cEnd > last!.cEnd))) {
         throw fail('INDEX_BAD_DATA', `point ${number} has a granule ending at uncompressed ${granule.uEnd}, outside its span`);
       }
       crc = crc32Combine(crc, granule.crc, granule.uEnd - at);
