@@ -181,17 +181,29 @@ async function randomReadsPart(bench: Bench, image: Image, gz: string, ours: Gzi
     `\nrandom ${READ_SIZE}-byte reads at ${reads} uniform 4 KiB-aligned offsets${reads < wanted ? ` (only ${reads} fresh ones exist; ${wanted} wanted)` : ''},\n` +
       `each in a span (point to next point) that no earlier read touched, by our points and by indexed_gzip's, and never in the\n` +
       `${formatSize(INDEXED_GZIP_BUFFER)} that indexed_gzip's read-ahead holds after the previous read: every read decodes.\n` +
-      `openIndexedGzip with cacheSize 1 in this process; indexed_gzip in ${PYTHON}, timed inside Python; the first read of each is untimed.`,
+      `openIndexedGzip with cacheSize 1 in a node process, indexed_gzip in ${PYTHON}, each timed inside; the first read of each is untimed;\n` +
+      `${bench.repeat} round(s), alternating, times pooled.`,
   );
-  const library = ourReadsInChild(gz, offsets);
-  const python = JSON.parse(
-    execFileSync(PYTHON, ['-c', INDEXED_GZIP_READS, gz, theirIndexFile, String(SPACING)], {
-      encoding: 'utf8',
-      env: { ...process.env, SEEKZ_BENCH_OFFSETS: JSON.stringify(offsets) },
-      stdio: ['ignore', 'pipe', 'inherit'],
-      maxBuffer: 64 * MIB,
-    }),
-  ) as Record<'default' | 'buffer4k', Reads> & { maxRss: number };
+  // Rounds alternate between the two processes, so that a change in the machine's load falls on both.
+  const rounds = Array.from({ length: bench.repeat }, () => {
+    const ours = ourReadsInChild(gz, offsets);
+    const theirs = JSON.parse(
+      execFileSync(PYTHON, ['-c', INDEXED_GZIP_READS, gz, theirIndexFile, String(SPACING)], {
+        encoding: 'utf8',
+        env: { ...process.env, SEEKZ_BENCH_OFFSETS: JSON.stringify(offsets) },
+        stdio: ['ignore', 'pipe', 'inherit'],
+        maxBuffer: 64 * MIB,
+      }),
+    ) as Record<'default' | 'buffer4k', Reads> & { maxRss: number };
+    return { ours, theirs };
+  });
+  const pool = <T extends Reads>(all: T[]): T => ({ ...all[0]!, times: all.flatMap((reads) => reads.times) });
+  const library = { ...pool(rounds.map((round) => round.ours)), maxRss: Math.max(...rounds.map((round) => round.ours.maxRss)) };
+  const python = {
+    default: pool(rounds.map((round) => round.theirs.default)),
+    buffer4k: pool(rounds.map((round) => round.theirs.buffer4k)),
+    maxRss: Math.max(...rounds.map((round) => round.theirs.maxRss)),
+  };
   const rows = [
     ['openIndexedGzip (cacheSize 1)', library],
     [`indexed_gzip, default read-ahead (${formatSize(INDEXED_GZIP_BUFFER)})`, python.default],

@@ -229,7 +229,7 @@ function memberIndexer(deflateStart: number, uBase: number, spacing: number, poi
       while (waiting.length > 0 && waiting[0]!.uOffset - uBase <= end) {
         const point = waiting.shift()!;
         const cut = point.uOffset - uBase - produced; // bytes of this chunk before the point
-        const history = concat(tail, chunk.subarray(0, cut));
+        const history = concat(tail, chunk.subarray(Math.max(0, cut - WINDOW_SIZE), cut));
         point.window = history.slice(Math.max(0, history.length - WINDOW_SIZE));
         onWindow?.(point.window);
       }
@@ -295,7 +295,7 @@ async function indexMember(
 }
 
 /** Output buffers the native engine fills in turn: one is summed while zlib fills the other. */
-const NATIVE_OUTPUT = 4 << 20;
+const NATIVE_OUTPUT = 1 << 20;
 
 /**
  * The native engine: zlib's own inflate (Z_BLOCK) on libuv's thread pool stops at every block
