@@ -26,6 +26,6 @@ if (mtime(addon) < Math.max(...sources.map(mtime))) {
   try {
     execSync(`${gyp} rebuild --loglevel=error${nodedir}`, { stdio: ['ignore', 'ignore', 'inherit'], cwd: root });
   } catch {
-    console.error('seekz: the seekz_zlib addon did not build; the pure-Node path will be used (slower index builds)');
+    console.error('seekz: the seekz_zlib addon did not build (it needs gcc, make, zlib1g-dev, libdeflate-dev); the pure-Node path will be used (slower index builds)');
   }
 }

@@ -20,8 +20,9 @@ done
 # Debian's Python modules load in /usr/bin/python3, not in a pyenv python3 earlier on PATH.
 /usr/bin/python3 -c 'import indexed_gzip' 2>/dev/null || missing+=(python3-indexed-gzip)
 /usr/bin/python3 -c 'import nbd' 2>/dev/null || missing+=(python3-libnbd)
-# The seekz_zlib addon (scripts/ensure-deps.mjs builds it) compiles against Debian's zlib headers.
+# The seekz_zlib addon (scripts/ensure-deps.mjs builds it) compiles against Debian's zlib and libdeflate.
 [ -f /usr/include/zlib.h ] || missing+=(zlib1g-dev)
+[ -f /usr/include/libdeflate.h ] || missing+=(libdeflate-dev)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 packages=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')

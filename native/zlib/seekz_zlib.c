@@ -5,6 +5,7 @@
  *   createInflater(dictionary?) -> handle        a raw inflate stream (windowBits -15)
  *   inflateBlocks(handle, input, output, bits?) -> Promise<[inUsed, outUsed, ended, boundaries]>
  *   inflateBlocksSync(...)                        the same on the calling thread
+ *   crc32(data, previous?) -> number              libdeflate's CRC-32 (PCLMUL), zlib's semantics
  *
  * inflateBlocks runs on libuv's thread pool. It inflates `input` into `output` until one of them
  * is used up or the deflate stream ends, and returns, for every block boundary it passed (not
@@ -23,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
+#include <libdeflate.h>
 
 typedef struct {
   z_stream strm;
@@ -277,11 +279,30 @@ static napi_value inflate_blocks(napi_env env, napi_callback_info info) {
   return promise;
 }
 
+/* crc32(data, previous): libdeflate folds with PCLMUL/VPCLMULQDQ, several times zlib's speed. */
+static napi_value crc32_of(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2], result;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  unsigned char *data;
+  size_t length;
+  uint32_t previous = 0;
+  if (argc < 1 || !bytes_of(env, argv[0], &data, &length)) {
+    napi_throw_type_error(env, NULL, "seekz_zlib: crc32(data: Uint8Array, previous?: number)");
+    return NULL;
+  }
+  if (argc >= 2) napi_get_value_uint32(env, argv[1], &previous);
+  /* An empty array may have no data pointer, and libdeflate_crc32 answers 0 for NULL. */
+  CHECK(napi_create_uint32(env, length == 0 ? previous : libdeflate_crc32(previous, data, length), &result));
+  return result;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor properties[] = {
       {"createInflater", NULL, create_inflater, NULL, NULL, NULL, napi_default, NULL},
       {"inflateBlocks", NULL, inflate_blocks, NULL, NULL, NULL, napi_default, NULL},
       {"inflateBlocksSync", NULL, inflate_blocks_sync, NULL, NULL, NULL, napi_default, NULL},
+      {"crc32", NULL, crc32_of, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_value version;
   napi_create_string_utf8(env, zlibVersion(), NAPI_AUTO_LENGTH, &version);

@@ -4,7 +4,7 @@ import { fail } from '../../errors.js';
 import type { Source } from '../../source/source.js';
 import { crc32, crc32Combine } from '../../crc/crc32.js';
 import { GZIP_MAGIC_1, GZIP_MAGIC_2, readGzipHeader, TRAILER_LENGTH, whatFollowsMember, type GzipHeader } from '../header.js';
-import { nativeZlib, type NativeZlib } from '../../native/zlib.js';
+import { fastCrc32, nativeZlib, type NativeZlib } from '../../native/zlib.js';
 import { GRANULE_SIZE, WINDOW_SIZE, type AccessPoint, type Granule, type GzipIndex } from './types.js';
 
 export const DEFAULT_SPACING = 4 * 2 ** 20;
@@ -189,6 +189,7 @@ function memberIndexer(deflateStart: number, uBase: number, spacing: number, poi
 
   let tail = new Uint8Array(0);
   let produced = 0;
+  const crc32 = fastCrc32();
   /** Where the granule being summed ends: GRANULE_SIZE on, or the next point if that comes first. */
   const granuleEnd = () => Math.min(granuleStart + GRANULE_SIZE, starts[span + 1] ?? Infinity);
   const closeGranule = (at: number) => {

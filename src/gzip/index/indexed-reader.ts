@@ -5,7 +5,7 @@ import { createBlockCache } from '../../source/block-cache.js';
 import { clipRead, type Source } from '../../source/source.js';
 import { lastAtOrBefore } from '../../search.js';
 import { parseGzipHeader, readGzipHeader, TRAILER_LENGTH, whatFollowsMember } from '../header.js';
-import { nativeZlib } from '../../native/zlib.js';
+import { fastCrc32, nativeZlib } from '../../native/zlib.js';
 import { memberName } from './build.js';
 import { endWithEmptyFinalBlock, primeCompressed } from './prime.js';
 import { pointBit, type GzipEnd, type GzipIndex } from './types.js';
@@ -154,6 +154,7 @@ export function openIndexedGzip(source: Source, index: GzipIndex, options: { cac
       }
       throw error;
     }
+    const crc32 = fastCrc32();
     for (let at = from, offset = checkedFrom; at <= to; at++) {
       const granule = granules[at]!;
       const length = granule.uEnd - point.uOffset - offset;
