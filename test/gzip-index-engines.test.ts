@@ -74,6 +74,15 @@ describe('index builder engines', () => {
     expect(nativeZlib()).toBeUndefined();
   });
 
+  it("the addon's CRC-32 (libdeflate) is zlib's, continued and empty too", () => {
+    const native = nativeZlib()!;
+    for (const bytes of [new Uint8Array(0), data.subarray(0, 1), data.subarray(3, 100_003), data]) {
+      expect(native.crc32(bytes)).toBe(crc32(bytes));
+      expect(native.crc32(bytes, 0xdeadbeef)).toBe(crc32(bytes, 0xdeadbeef));
+    }
+    expect(native.crc32(data.subarray(7), native.crc32(data.subarray(0, 7)))).toBe(crc32(data));
+  });
+
   for (const name of ['gzip -6', 'gzip -1', 'pigz', 'pigz -0 (stored blocks)', 'bgzip', 'multi-member']) {
     it(`${name}: both engines write the same index, with granules, and reads through it equal zcat`, async () => {
       const file = files[name]!;
