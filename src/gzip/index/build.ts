@@ -44,9 +44,9 @@ export function memberName(number: number | undefined, offset: number): string {
  *
  * Nothing unchecked goes into an index: every member's CRC-32 and ISIZE are checked against its
  * trailer as zcat does, and every span records the CRC-32 of each of its granules (64 KiB of
- * output), so reads through the index are verified too, and a small
- * read checks only the granules it inflates. Members follow each other as gzip -d reads them: zero padding to
- * the end is ignored, other trailing bytes end the data ("trailing garbage", recorded in `end`).
+ * output), so reads through the index are verified too, and a small read checks only the granules
+ * it returns. Members follow each other as gzip -d reads them: zero padding to the end is
+ * ignored, other trailing bytes end the data ("trailing garbage", recorded in `end`).
  *
  * BGZF files (bgzip, every member ≤ 64 KiB and sized in its header) need no walk: every member
  * starts with no history, so it is a point without a window. A BSIZE is used only when the next
