@@ -116,7 +116,9 @@ program
     const progress = progressLine(file.size, !options.quiet);
     const started = Date.now();
     try {
-      const index = await buildGzipIndex(file, { spacing, onProgress: progress.update });
+      // Windows are packed for a seekz index while zlib works (packWindow remembers them).
+      const onWindow = format === 'seekz' ? (await import('../src/gzip/index/seekz-format.js')).packWindow : undefined;
+      const index = await buildGzipIndex(file, { spacing, onProgress: progress.update, onWindow });
       progress.finish();
       warnTrailing(path, index.end, file.size);
       const bytes = serializeIndex(index, format);

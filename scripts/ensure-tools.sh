@@ -12,6 +12,7 @@ declare -A tools=(
   [sfdisk]=fdisk [sgdisk]=gdisk [mkfs.ext4]=e2fsprogs [debugfs]=e2fsprogs [e2fsck]=e2fsprogs
   [mkfs.vfat]=dosfstools [mcopy]=mtools [nginx]=nginx [hyperfine]=hyperfine [python3]=python3
   [nbdsh]=python3-libnbd [fusermount3]=fuse3 [nbdfuse]=nbdfuse
+  [gcc]=gcc [make]=make
 )
 missing=()
 for command in "${!tools[@]}"; do
@@ -20,6 +21,9 @@ done
 # Debian's Python modules load in /usr/bin/python3, not in a pyenv python3 earlier on PATH.
 /usr/bin/python3 -c 'import indexed_gzip' 2>/dev/null || missing+=(python3-indexed-gzip)
 /usr/bin/python3 -c 'import nbd' 2>/dev/null || missing+=(python3-libnbd)
+# The seekz_zlib addon (scripts/ensure-deps.mjs builds it) compiles against Debian's zlib and libdeflate.
+[ -f /usr/include/zlib.h ] || missing+=(zlib1g-dev)
+[ -f /usr/include/libdeflate.h ] || missing+=(libdeflate-dev)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 packages=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')

@@ -1,5 +1,6 @@
 import { buildGzipIndex } from './gzip/index/build.js';
 import { serializeIndex, type IndexFormat } from './gzip/index/formats.js';
+import { packWindow } from './gzip/index/seekz-format.js';
 import type { GzipEnd } from './gzip/index/types.js';
 import { abortableSource, abortReason, throwIfAborted } from './io/abort.js';
 import { createAtomicFile } from './io/atomic-file.js';
@@ -55,7 +56,9 @@ export async function buildIndex(path: string, options: BuildIndexOptions = {}):
   if (recovered !== 'none') options.onRecovered?.(recovered);
   const file = await fileSource(path);
   try {
-    const index = await buildGzipIndex(abortableSource(file, signal), { spacing: options.spacing, onProgress: options.onProgress });
+    // Windows are packed for a seekz index while zlib works (packWindow remembers them).
+    const onWindow = format === 'seekz' ? packWindow : undefined;
+    const index = await buildGzipIndex(abortableSource(file, signal), { spacing: options.spacing, onProgress: options.onProgress, onWindow });
     const bytes = serializeIndex(index, format);
     const out = await createAtomicFile(output, { force: options.force });
     try {

@@ -41,6 +41,8 @@ const nativeCrc32: NativeCrc32 | undefined =
  * `crc32(b, crc32(a)) === crc32(a‖b)`. Uses zlib's native code when Node has it.
  */
 export function crc32(data: Uint8Array, previous = 0): number {
+  // An empty array may have no data pointer, and zlib's crc32 answers 0 for a null buffer.
+  if (data.length === 0) return previous >>> 0;
   if (nativeCrc32 !== undefined) return nativeCrc32(data, previous >>> 0) >>> 0;
   return crc32Table(data, previous);
 }

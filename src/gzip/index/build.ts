@@ -4,7 +4,8 @@ import { fail } from '../../errors.js';
 import type { Source } from '../../source/source.js';
 import { crc32, crc32Combine } from '../../crc/crc32.js';
 import { GZIP_MAGIC_1, GZIP_MAGIC_2, readGzipHeader, TRAILER_LENGTH, whatFollowsMember, type GzipHeader } from '../header.js';
-import { WINDOW_SIZE, type AccessPoint, type GzipIndex } from './types.js';
+import { fastCrc32, nativeZlib, type NativeZlib } from '../../native/zlib.js';
+import { GRANULE_SIZE, WINDOW_SIZE, type AccessPoint, type Granule, type GzipIndex } from './types.js';
 
 export const DEFAULT_SPACING = 4 * 2 ** 20;
 const READ_PIECE = 1 << 20;
@@ -12,6 +13,8 @@ const READ_PIECE = 1 << 20;
 export interface BuildOptions {
   spacing?: number;
   onProgress?: (compressedDone: number) => void;
+  /** Told of each point's window as soon as it is captured (the CLI packs them for the index file meanwhile). */
+  onWindow?: (window: Uint8Array) => void;
   /** Told of each member once its trailer checks out (seekz info lists them). */
   onMember?: (member: GzipMember) => void;
 }
@@ -34,16 +37,16 @@ export function memberName(number: number | undefined, offset: number): string {
 }
 
 /**
- * Builds access points in one pass over any gzip file (multi-member too). Two things run side by
- * side: the deflate block walker (JavaScript, on this thread) finds block boundaries and picks
- * the points, while node:zlib inflates the same bytes on libuv's thread pool to capture the
- * 32 KiB window before each point. The consumer of inflated output waits for the walker, so no
- * window is passed by before its point is known.
+ * Builds access points in one pass over any gzip file (multi-member too). Block boundaries come
+ * from zlib itself (Z_BLOCK, through the seekz_zlib addon) or, without the addon, from the
+ * JavaScript walker running beside node:zlib; both run on two cores (see inflateNative and
+ * inflateWithWalker), and both feed one memberIndexer, so they give the same index.
  *
  * Nothing unchecked goes into an index: every member's CRC-32 and ISIZE are checked against its
- * trailer as zcat does, and every point records the CRC-32 of its span's output, so reads through
- * the index are verified too. Members follow each other as gzip -d reads them: zero padding to
- * the end is ignored, other trailing bytes end the data ("trailing garbage", recorded in `end`).
+ * trailer as zcat does, and every span records the CRC-32 of each of its granules (64 KiB of
+ * output), so reads through the index are verified too, and a small read checks only the granules
+ * it returns. Members follow each other as gzip -d reads them: zero padding to the end is
+ * ignored, other trailing bytes end the data ("trailing garbage", recorded in `end`).
  *
  * BGZF files (bgzip, every member ≤ 64 KiB and sized in its header) need no walk: every member
  * starts with no history, so it is a point without a window. A BSIZE is used only when the next
@@ -66,10 +69,13 @@ export async function buildGzipIndex(source: Source, options: BuildOptions = {})
       const deflateStart = memberStart + header.length;
       checkBgzfData(await source.read(deflateStart, bgzf.end - TRAILER_LENGTH - deflateStart), deflateStart, bgzf, memberName(number, memberStart));
       // Every member is a point: it has no history, so the point costs no window.
-      if (bgzf.isize > 0) points.push({ uOffset: uBase, cOffset: memberStart + header.length, bits: 0, window: new Uint8Array(0), crc: bgzf.crc });
+      if (bgzf.isize > 0) {
+        const granule = { uEnd: uBase + bgzf.isize, cEnd: bgzf.end - TRAILER_LENGTH, crc: bgzf.crc };
+        points.push({ uOffset: uBase, cOffset: memberStart + header.length, bits: 0, window: new Uint8Array(0), crc: bgzf.crc, granules: [granule] });
+      }
       member = { uLength: bgzf.isize, end: bgzf.end, crc: bgzf.crc };
     } else {
-      const inflated = await indexMember(source, memberStart + header.length, uBase, spacing, points, options.onProgress);
+      const inflated = await indexMember(source, memberStart + header.length, uBase, spacing, points, options);
       const where = memberName(number, memberStart);
       const trailer = await source.read(inflated.deflateEnd, TRAILER_LENGTH);
       if (trailer.length < TRAILER_LENGTH) throw fail('GZIP_TRUNCATED', `the trailer of ${where}`, inflated.deflateEnd, source.size);
@@ -144,19 +150,224 @@ async function checkedBgzfMember(source: Source, memberStart: number, header: Gz
   return { end, crc, isize };
 }
 
+/**
+ * What one member's pass produces, whichever engine finds the block boundaries: points (with
+ * their windows) and granules (with their CRC-32s), and the member's CRC-32.
+ *
+ * The engine calls `boundary` for every block boundary inside the member, in order, before it
+ * hands over (through `output`) the bytes at or past that boundary; `finish` closes the last
+ * granule at the member's end. Points are made at the member's start and then at the first
+ * boundary `spacing` bytes past the previous point. Granules are every GRANULE_SIZE bytes of a
+ * span, each with the end of the block that holds its last byte. The same boundaries give the
+ * same index from either engine (test/gzip-index-engines.test.ts).
+ */
+interface MemberIndexer {
+  boundary(bit: number, uRelative: number): void;
+  output(chunk: Uint8Array): void;
+  /** Bytes of output handed over so far. */
+  readonly produced: number;
+  finish(endBit: number): number;
+}
+
+function memberIndexer(deflateStart: number, uBase: number, spacing: number, points: AccessPoint[], onWindow?: (window: Uint8Array) => void): MemberIndexer {
+  const first: AccessPoint = { uOffset: uBase, cOffset: deflateStart, bits: 0, window: new Uint8Array(0) };
+  points.push(first);
+  // This member's points (member-relative starts, for the granules); points waiting for windows.
+  const memberPoints: AccessPoint[] = [first];
+  const starts: number[] = [0];
+  const waiting: AccessPoint[] = [];
+  let lastPoint = 0;
+  // Granules summed so far, and those whose block end is not known yet.
+  const granules: Granule[] = [];
+  const open: Granule[] = [];
+  // Boundaries the engine reported ahead of the output summed so far (the walker runs ahead).
+  let ahead: { bit: number; u: number }[] = [];
+  let aheadAt = 0;
+  let span = 0; // memberPoints index of the span being summed
+  let granuleStart = 0;
+  let granuleCrc = 0;
+
+  let tail = new Uint8Array(0);
+  let produced = 0;
+  const crc32 = fastCrc32();
+  /** Where the granule being summed ends: GRANULE_SIZE on, or the next point if that comes first. */
+  const granuleEnd = () => Math.min(granuleStart + GRANULE_SIZE, starts[span + 1] ?? Infinity);
+  const closeGranule = (at: number) => {
+    const granule = { uEnd: uBase + at, cEnd: Number.NaN, crc: granuleCrc };
+    granules.push(granule);
+    // Its last byte is in the block that ends at the first boundary at or past its end.
+    while (aheadAt < ahead.length && ahead[aheadAt]!.u < at) aheadAt++;
+    if (aheadAt < ahead.length) granule.cEnd = Math.ceil(ahead[aheadAt]!.bit / 8);
+    else open.push(granule);
+    if (aheadAt > 1024) {
+      ahead = ahead.slice(aheadAt);
+      aheadAt = 0;
+    }
+    if (starts[span + 1] === at) span++;
+    granuleStart = at;
+    granuleCrc = 0;
+  };
+  return {
+    get produced() {
+      return produced;
+    },
+    boundary(bit, uRelative) {
+      if (uRelative === 0) return; // the member's start: its first point already, and no granule ends there
+      // Granules that end at or before this boundary end in the block that ends here.
+      while (open.length > 0 && open[0]!.uEnd - uBase <= uRelative) open.shift()!.cEnd = Math.ceil(bit / 8);
+      ahead.push({ bit, u: uRelative });
+      if (uRelative - lastPoint < spacing) return;
+      const cOffset = Math.ceil(bit / 8);
+      const point = { uOffset: uBase + uRelative, cOffset, bits: cOffset * 8 - bit, window: new Uint8Array(0) };
+      points.push(point);
+      memberPoints.push(point);
+      starts.push(uRelative);
+      waiting.push(point);
+      lastPoint = uRelative;
+    },
+    output(chunk) {
+      const end = produced + chunk.length;
+      while (waiting.length > 0 && waiting[0]!.uOffset - uBase <= end) {
+        const point = waiting.shift()!;
+        const cut = point.uOffset - uBase - produced; // bytes of this chunk before the point
+        const history = concat(tail, chunk.subarray(Math.max(0, cut - WINDOW_SIZE), cut));
+        point.window = history.slice(Math.max(0, history.length - WINDOW_SIZE));
+        onWindow?.(point.window);
+      }
+      let from = 0;
+      for (let at = granuleEnd(); at < end; at = granuleEnd()) {
+        granuleCrc = crc32(chunk.subarray(from, at - produced), granuleCrc);
+        from = at - produced;
+        closeGranule(at);
+      }
+      granuleCrc = crc32(chunk.subarray(from), granuleCrc);
+      // A copy: the native engine fills the same output buffers again.
+      if (chunk.length >= WINDOW_SIZE) tail = chunk.slice(chunk.length - WINDOW_SIZE);
+      else {
+        const recent = concat(tail, chunk);
+        tail = recent.slice(Math.max(0, recent.length - WINDOW_SIZE));
+      }
+      produced = end;
+    },
+    finish(endBit) {
+      // The last granule ends with the output; a point right there (before an empty last block)
+      // ends it too, and its empty span gets one empty granule.
+      if (starts[span + 1] === produced) closeGranule(produced);
+      closeGranule(produced);
+      for (const granule of open) granule.cEnd = Math.ceil(endBit / 8);
+      let memberCrc = 0;
+      let next = 0;
+      for (const [number, point] of memberPoints.entries()) {
+        const spanEnd = uBase + (starts[number + 1] ?? produced);
+        const own: Granule[] = [];
+        let spanCrc = 0;
+        let at = point.uOffset;
+        // Each span's granules run to its end; an empty span has one empty granule.
+        do {
+          const granule = granules[next++]!;
+          own.push(granule);
+          spanCrc = crc32Combine(spanCrc, granule.crc, granule.uEnd - at);
+          at = granule.uEnd;
+        } while (at < spanEnd);
+        point.crc = spanCrc;
+        point.granules = own;
+        memberCrc = crc32Combine(memberCrc, spanCrc, spanEnd - point.uOffset);
+      }
+      return memberCrc;
+    },
+  };
+}
+
 async function indexMember(
   source: Source,
   deflateStart: number,
   uBase: number,
   spacing: number,
   points: AccessPoint[],
-  onProgress: ((done: number) => void) | undefined,
+  { onProgress, onWindow }: BuildOptions,
 ): Promise<{ uLength: number; deflateEnd: number; crc: number }> {
-  // Points chosen by the walker and waiting for their windows, in order.
-  const waiting: AccessPoint[] = [];
-  // All of this member's points, for their span CRCs.
-  const memberPoints: AccessPoint[] = [];
-  let lastPoint = uBase;
+  const indexer = memberIndexer(deflateStart, uBase, spacing, points, onWindow);
+  const native = nativeZlib();
+  const { deflateEnd, endBit } = native
+    ? await inflateNative(native, source, deflateStart, indexer, onProgress)
+    : await inflateWithWalker(source, deflateStart, indexer, onProgress);
+  const crc = indexer.finish(endBit);
+  return { uLength: indexer.produced, deflateEnd, crc };
+}
+
+/** Output buffers the native engine fills in turn: one is summed while zlib fills the other. */
+const NATIVE_OUTPUT = 1 << 20;
+
+/**
+ * The native engine: zlib's own inflate (Z_BLOCK) on libuv's thread pool stops at every block
+ * boundary and says at which bit (as zran.c and gztool use it), so no walker runs. While it
+ * fills one output buffer, this thread sums the CRC-32s and copies windows from the other.
+ */
+async function inflateNative(
+  native: NativeZlib,
+  source: Source,
+  deflateStart: number,
+  indexer: MemberIndexer,
+  onProgress: ((done: number) => void) | undefined,
+): Promise<{ deflateEnd: number; endBit: number }> {
+  const inflater = native.createInflater();
+  const outputs = [new Uint8Array(NATIVE_OUTPUT), new Uint8Array(NATIVE_OUTPUT)];
+  let readAt = deflateStart;
+  const readPiece = () => {
+    const length = Math.min(READ_PIECE, source.size - readAt);
+    const reading = length > 0 ? source.read(readAt, length) : Promise.resolve(new Uint8Array(0));
+    readAt += length;
+    return reading;
+  };
+  let nextInput = readPiece();
+  let input: Uint8Array = new Uint8Array(0);
+  let inputAt = deflateStart; // file offset of input[0]
+  const run = async (output: Uint8Array) => {
+    if (input.length === 0) {
+      input = await nextInput;
+      if (input.length === 0) throw fail('DEFLATE_TRUNCATED', source.size * 8);
+      nextInput = readPiece();
+      onProgress?.(inputAt + input.length);
+    }
+    const result = await native.inflateBlocks(inflater, input, output);
+    input = input.subarray(result.inUsed);
+    inputAt += result.inUsed;
+    return result;
+  };
+  const fail_ = (error: unknown, at: number) => (error as { code?: string }).code === 'Z_DATA_ERROR' ? fail('DEFLATE_BAD_DATA', (error as Error).message, at * 8) : error;
+  let turn = 0;
+  let running = run(outputs[0]!);
+  try {
+    for (;;) {
+      const result = await running;
+      const output = outputs[turn]!;
+      turn ^= 1;
+      // zlib fills the other buffer while this one is summed.
+      if (!result.ended) running = run(outputs[turn]!);
+      for (let at = 0; at < result.boundaries.length; at += 2) indexer.boundary(deflateStart * 8 + result.boundaries[at]!, result.boundaries[at + 1]!);
+      indexer.output(output.subarray(0, result.outUsed));
+      if (result.ended) return { deflateEnd: inputAt, endBit: inputAt * 8 };
+    }
+  } catch (error) {
+    await running.catch(() => {});
+    throw fail_(error, inputAt);
+  } finally {
+    await nextInput.catch(() => {});
+  }
+}
+
+/**
+ * The pure JavaScript engine (no addon, or SEEKZ_NATIVE=0). Two things run side by side: the
+ * deflate block walker (on this thread) finds block boundaries, while node:zlib inflates the
+ * same bytes on libuv's thread pool. The consumer of inflated output waits for the walker, so no
+ * window is passed by before its point is known.
+ */
+async function inflateWithWalker(
+  source: Source,
+  deflateStart: number,
+  indexer: MemberIndexer,
+  onProgress: ((done: number) => void) | undefined,
+): Promise<{ deflateEnd: number; endBit: number }> {
   let walked = 0; // member-relative output the walker has passed
   let walkDone = false;
   let wake: (() => void) | undefined;
@@ -168,25 +379,14 @@ async function indexMember(
   const walking = (async () => {
     let endBit = deflateStart * 8;
     for await (const block of walkDeflate(source, deflateStart)) {
-      const uOffset = uBase + block.outStart;
-      // A point at every member's start (no history, so it costs no window; reads then never
-      // cross a member boundary), and inside a member every `spacing` bytes.
-      const atMemberStart = block.headerBit === deflateStart * 8;
-      if (atMemberStart || uOffset - lastPoint >= spacing) {
-        const cOffset = Math.ceil(block.headerBit / 8);
-        const point = { uOffset, cOffset, bits: cOffset * 8 - block.headerBit, window: new Uint8Array(0) };
-        points.push(point);
-        memberPoints.push(point);
-        if (!atMemberStart) waiting.push(point);
-        lastPoint = uOffset;
-      }
+      indexer.boundary(block.headerBit, block.outStart);
       walked = block.outStart + block.outLength;
       endBit = block.endBit;
       notify();
     }
     walkDone = true;
     notify();
-    return Math.ceil(endBit / 8);
+    return endBit;
   })();
   let walkError: unknown;
   walking.catch((error: unknown) => {
@@ -200,7 +400,7 @@ async function indexMember(
   // when the walker does; then the feed stops at the member's last byte.
   let deflateEndByte = source.size;
   const walkFinished = walking.then(
-    (end) => void (deflateEndByte = end),
+    (end) => void (deflateEndByte = Math.ceil(end / 8)),
     () => undefined,
   );
   const feeding = (async () => {
@@ -217,50 +417,15 @@ async function indexMember(
   })();
   feeding.catch((error) => inflater.destroy(error));
 
-  // Output consumer: keeps the last 32 KiB, hands windows to points as output reaches them, and
-  // takes the CRC-32 of each span (point to next point) and of the whole member.
-  let tail = new Uint8Array(0);
-  let produced = 0;
-  let span = 0; // memberPoints index of the span being summed
-  let spanCrc = 0;
-  let spanLength = 0;
-  let memberCrc = 0;
-  const closeSpan = () => {
-    memberPoints[span]!.crc = spanCrc;
-    memberCrc = crc32Combine(memberCrc, spanCrc, spanLength);
-    span++;
-    spanCrc = 0;
-    spanLength = 0;
-  };
-  const sum = (bytes: Uint8Array) => {
-    spanCrc = crc32(bytes, spanCrc);
-    spanLength += bytes.length;
-  };
   try {
     for await (const chunk of inflater as AsyncIterable<Buffer>) {
-      const end = produced + chunk.length;
+      const end = indexer.produced + chunk.length;
       while (!walkDone && walked < end) {
         if (walkError) throw walkError;
         await new Promise<void>((resolve) => (wake = resolve));
         if (walkError) throw walkError;
       }
-      while (waiting.length > 0 && waiting[0]!.uOffset - uBase <= end) {
-        const point = waiting.shift()!;
-        const cut = point.uOffset - uBase - produced; // bytes of this chunk before the point
-        const history = concat(tail, chunk.subarray(0, cut));
-        point.window = history.slice(Math.max(0, history.length - WINDOW_SIZE));
-      }
-      let from = 0;
-      while (span + 1 < memberPoints.length && memberPoints[span + 1]!.uOffset - uBase < end) {
-        const cut = memberPoints[span + 1]!.uOffset - uBase - produced;
-        sum(chunk.subarray(from, cut));
-        from = cut;
-        closeSpan();
-      }
-      sum(chunk.subarray(from));
-      const recent = concat(tail, chunk);
-      tail = recent.slice(Math.max(0, recent.length - WINDOW_SIZE));
-      produced = end;
+      indexer.output(chunk);
     }
   } catch (error) {
     inflater.destroy();
@@ -268,12 +433,10 @@ async function indexMember(
     await feeding.catch(() => {});
     throw (error as { code?: string }).code?.startsWith('Z_') ? fail('DEFLATE_BAD_DATA', (error as Error).message, deflateStart * 8) : error;
   }
-  const deflateEnd = await walking;
+  const endBit = await walking;
   await feeding.catch(() => {});
-  if (produced !== walked) throw fail('DEFLATE_BAD_DATA', `walker counted ${walked} bytes, zlib produced ${produced}`, deflateStart * 8);
-  // The last span ends with the member; points at its very end have empty spans.
-  while (span < memberPoints.length) closeSpan();
-  return { uLength: produced, deflateEnd, crc: memberCrc };
+  if (indexer.produced !== walked) throw fail('DEFLATE_BAD_DATA', `walker counted ${walked} bytes, zlib produced ${indexer.produced}`, deflateStart * 8);
+  return { deflateEnd: Math.ceil(endBit / 8), endBit };
 }
 
 function concat(a: Uint8Array, b: Uint8Array): Uint8Array {

@@ -1,10 +1,11 @@
-import { inflateRawSync, type ZlibOptions } from 'node:zlib';
-import { crc32, crc32Combine } from '../../crc/crc32.js';
+import { constants as zlibConstants, inflateRawSync, type ZlibOptions } from 'node:zlib';
+import { crc32Combine } from '../../crc/crc32.js';
 import { fail, hex32 } from '../../errors.js';
 import { createBlockCache } from '../../source/block-cache.js';
 import { clipRead, type Source } from '../../source/source.js';
 import { lastAtOrBefore } from '../../search.js';
 import { parseGzipHeader, readGzipHeader, TRAILER_LENGTH, whatFollowsMember } from '../header.js';
+import { fastCrc32, nativeZlib } from '../../native/zlib.js';
 import { memberName } from './build.js';
 import { endWithEmptyFinalBlock, primeCompressed } from './prime.js';
 import { pointBit, type GzipEnd, type GzipIndex } from './types.js';
@@ -13,6 +14,12 @@ import { pointBit, type GzipEnd, type GzipIndex } from './types.js';
 const DEFAULT_CACHE_SIZE = 32 * 2 ** 20;
 /** The most one span may decode to: a larger one needs an index with more points. */
 const MAX_SPAN = 2 ** 30;
+/** Reads up to this long inflate only the granules they need (index version 3); longer ones, whole spans. */
+const PREFIX_READ = 256 * 1024;
+/** node:zlib inflates to the end of the block that holds a granule's end: zlib's deflate makes no block longer than this. */
+const PREFIX_SLACK = 32 * 2 ** 20;
+/** Where prefix decodes put the history they do not return (one per process: decodes are synchronous). */
+const scratch = new Uint8Array(256 * 1024);
 /** Deflate expands at most 1032:1 (a 258-byte match per 2 bits); with room for headers and windows. */
 const MAX_RATIO = 1100;
 
@@ -35,7 +42,8 @@ type SpanEvent =
 /**
  * Random reads from any gzip file through an index: find the last access point at or before the
  * offset, inflate the whole span from there (with its window) to the next point, with node:zlib's
- * native inflate. A point inside a byte gets a preface of empty blocks (prime.ts).
+ * native inflate. A point inside a byte gets a preface of empty blocks (prime.ts). With granules
+ * (seekz index v3), a small read inflates only to the end of the granule it needs (decodePrefix).
  *
  * Invariant: no byte leaves this reader unchecked beyond what the index can prove.
  * - Every span inflates to exactly its expected length and ends exactly at the next point's bit:
@@ -43,7 +51,8 @@ type SpanEvent =
  *   of the stream with all input used (if the point were not a block boundary, the inserted bits
  *   would decode as data). A span may cross members (gztool puts no point at a member's start):
  *   each member's deflate data must end at its trailer, followed by the next member's header.
- * - With a span CRC-32 (seekz's own index), the output must also match it.
+ * - With a span CRC-32 (seekz's own index), the output must also match it. A prefix of a span
+ *   (decodePrefix) is whole granules, each matching its CRC-32; nothing past them is returned.
  * - Members: whenever the spans of a whole member are decoded in order from its start (cat,
  *   extract, a read reaching a member's end), its CRC-32 and ISIZE are checked against its
  *   trailer, so a damaged window in a GZIDX or gztool index cannot pass a sequential read.
@@ -69,11 +78,95 @@ export function openIndexedGzip(source: Source, index: GzipIndex, options: { cac
   /** A member being summed across spans decoded in order. */
   let chain: { uOffset: number; crc: number; length: number; offset: number; number: number | undefined } | undefined;
 
+  const spanLength = (number: number) => (points[number + 1]?.uOffset ?? size) - points[number]!.uOffset;
   const describePoint = (number: number) => {
     const point = points[number]!;
     return `access point ${number} (uncompressed ${point.uOffset}, file offset ${point.cOffset}, bit ${pointBit(point) % 8})`;
   };
   const mismatch = (number: number, what: string) => fail('INDEX_BAD_DATA', `${describePoint(number)}: ${what}; the index does not match this file, or the file is damaged (check with gzip -t; rebuild the index with seekz index)`);
+
+  /** Point 0 must be the first member's deflate start: then a member check can start there. */
+  const checkFirstPoint = async () => {
+    const header = await readGzipHeader((offset, length) => source.read(offset, length), source.size, 0);
+    if (points[0]!.cOffset !== header.length || points[0]!.bits !== 0) throw mismatch(0, `the first member's deflate data starts at file offset ${header.length}`);
+    memberStarts.set(0, { offset: 0, number: 1 });
+  };
+
+  /**
+   * Where decoded bytes start in their span, when not at its point: a prefix decode keeps only
+   * the granules it checked (those a read returns bytes from), not the history before them.
+   */
+  const startsAt = new WeakMap<Uint8Array, number>();
+
+  /**
+   * The start of span `number` up to the end of granule `to` (not its last): inflated from the
+   * point with its window, with the compressed data cut where the index says that granule's block
+   * ends, and granules `from` to `to` (those a read returns bytes from) checked against their
+   * CRC-32s. Only those granules are returned (startsAt says where they start); the history before
+   * them goes through a scratch buffer with the addon, and is dropped unread with node:zlib. The
+   * addon stops zlib exactly at the granule's end; node:zlib inflates to the end of its block.
+   */
+  const decodePrefix = async (number: number, from: number, to: number): Promise<Uint8Array | undefined> => {
+    const point = points[number]!;
+    const granules = point.granules!;
+    if (number === 0) await checkFirstPoint();
+    const uLength = granules[to]!.uEnd - point.uOffset;
+    const first = Math.floor(pointBit(point) / 8);
+    const last = granules[to]!.cEnd;
+    // The granule's block ends at or before the next point's block starts.
+    const limit = points[number + 1]?.cOffset ?? source.size;
+    if (last <= first || last > limit) throw mismatch(number, `granule ${to} ends at file offset ${last}, outside its span's compressed data [${first}, ${limit}]`);
+    const bytes = await source.read(first, last - first);
+    if (bytes.length !== last - first) throw fail('GZIP_TRUNCATED', `the compressed data of ${describePoint(number)}`, first, source.size);
+    const checkedFrom = from > 0 ? granules[from - 1]!.uEnd - point.uOffset : 0;
+    let out: Uint8Array;
+    const native = nativeZlib();
+    try {
+      if (native) {
+        // zlib keeps its own window, so the history can go through a small scratch buffer.
+        out = new Uint8Array(uLength - checkedFrom);
+        const inflater = native.createInflater(point.window.length > 0 ? point.window : undefined);
+        let input = bytes;
+        let produced = 0;
+        let primeBits = point.bits;
+        const step = (output: Uint8Array) => {
+          const result = native.inflateBlocksSync(inflater, input, output, primeBits);
+          primeBits = 0;
+          input = input.subarray(result.inUsed);
+          produced += result.outUsed;
+          return result.outUsed === output.length;
+        };
+        while (produced < checkedFrom && step(scratch.subarray(0, Math.min(scratch.length, checkedFrom - produced))));
+        if (produced === checkedFrom) step(out);
+        if (produced !== uLength) throw mismatch(number, `its data up to file offset ${last} inflates to ${produced} bytes, the index's granules need ${uLength}`);
+      } else {
+        const input = point.bits > 0 ? primeCompressed(bytes, point.bits) : bytes;
+        const options = { dictionary: point.window.length > 0 ? point.window : undefined, finishFlush: zlibConstants.Z_SYNC_FLUSH, maxOutputLength: uLength + PREFIX_SLACK, chunkSize: inflateChunk(uLength) };
+        out = inflateRawSync(input, options);
+        if (out.length < uLength) throw mismatch(number, `its data up to file offset ${last} inflates to ${out.length} bytes, the index's granules need ${uLength}`);
+        out = out.subarray(checkedFrom, uLength);
+      }
+    } catch (error) {
+      // A block longer than node:zlib is allowed to overrun (not from zlib's deflate): decode the span.
+      if ((error as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') return undefined;
+      if (error instanceof Error && !(error as { code?: string }).code?.startsWith('INDEX_')) {
+        throw mismatch(number, `inflating from uncompressed ${point.uOffset} fails (${error.message})`);
+      }
+      throw error;
+    }
+    const crc32 = fastCrc32();
+    for (let at = from, offset = checkedFrom; at <= to; at++) {
+      const granule = granules[at]!;
+      const length = granule.uEnd - point.uOffset - offset;
+      const found = crc32(out.subarray(offset - checkedFrom, offset - checkedFrom + length));
+      if (found !== granule.crc) {
+        throw mismatch(number, `granule ${at} (uncompressed ${point.uOffset + offset} to ${granule.uEnd}) has crc-32 ${hex32(found)}, the index recorded ${hex32(granule.crc)}`);
+      }
+      offset += length;
+    }
+    if (checkedFrom > 0) startsAt.set(out, checkedFrom);
+    return out;
+  };
 
   const decodeSpan = async (number: number, readAll = false): Promise<Uint8Array> => {
     const point = points[number]!;
@@ -83,12 +176,7 @@ export function openIndexedGzip(source: Source, index: GzipIndex, options: { cac
       if (uLength !== 0) throw mismatch(number, `a point at the end of the file must end the data, but ${uLength} bytes follow it`);
       return new Uint8Array(0);
     }
-    if (number === 0) {
-      // Point 0 must be the first member's deflate start: then a member check can start there.
-      const header = await readGzipHeader((offset, length) => source.read(offset, length), source.size, 0);
-      if (point.cOffset !== header.length || point.bits !== 0) throw mismatch(0, `the first member's deflate data starts at file offset ${header.length}`);
-      memberStarts.set(0, { offset: 0, number: 1 });
-    }
+    if (number === 0) await checkFirstPoint();
     const startBit = pointBit(point);
     const stopBit = next ? pointBit(next) : undefined;
     const first = Math.floor(startBit / 8);
@@ -137,7 +225,7 @@ export function openIndexedGzip(source: Source, index: GzipIndex, options: { cac
       let piece: Uint8Array;
       let used: number;
       try {
-        const result = inflateRawSync(input, { dictionary, maxOutputLength: uLength - produced + 1, info: true } as ZlibOptions) as unknown as { buffer: Buffer; engine: { bytesWritten: number } };
+        const result = inflateRawSync(input, { dictionary, maxOutputLength: uLength - produced + 1, chunkSize: inflateChunk(uLength - produced), info: true } as ZlibOptions) as unknown as { buffer: Buffer; engine: { bytesWritten: number } };
         piece = result.buffer;
         used = result.engine.bytesWritten - preface;
       } catch (error) {
@@ -146,7 +234,7 @@ export function openIndexedGzip(source: Source, index: GzipIndex, options: { cac
       }
       if (produced + piece.length > uLength) throw mismatch(number, `the span inflates to more than the ${uLength} bytes the index gives it`);
       out.set(piece, produced);
-      events.push({ kind: 'data', uOffset: point.uOffset + produced, length: piece.length, crc: crc32(piece) });
+      events.push({ kind: 'data', uOffset: point.uOffset + produced, length: piece.length, crc: fastCrc32()(piece) });
       produced += piece.length;
       // All input used: the stream ended in the inserted final block, exactly at the next point.
       if (stopBit !== undefined && used === input.length - preface) {
@@ -236,7 +324,30 @@ export function openIndexedGzip(source: Source, index: GzipIndex, options: { cac
     }
   };
 
-  const span = (number: number) => cache.get(number, () => decodeSpan(number));
+  /**
+   * At least the first `need` bytes of span `number`. A small read in a span with granules gets
+   * just the granules up to its end; a larger one, or a second read that needs more of the span
+   * than is decoded (reads that come back to a span tend to go on), gets the whole span.
+   */
+  const span = (number: number, within: number, need: number, readLength: number) => {
+    const point = points[number]!;
+    const granules = point.granules ?? [];
+    const to = granules.findIndex((granule) => granule.uEnd - point.uOffset >= need);
+    const from = granules.findIndex((granule) => granule.uEnd - point.uOffset > within);
+    let again = false;
+    const isEnough = (data: Uint8Array) => {
+      const start = startsAt.get(data) ?? 0;
+      return (start <= within && start + data.length >= need) || !(again = true);
+    };
+    const load = async () => {
+      if (!again && readLength <= PREFIX_READ && to >= 0 && to < granules.length - 1) {
+        const prefix = await decodePrefix(number, from, to);
+        if (prefix) return prefix;
+      }
+      return decodeSpan(number);
+    };
+    return cache.get(number, load, isEnough);
+  };
 
   return {
     size,
@@ -256,17 +367,18 @@ export function openIndexedGzip(source: Source, index: GzipIndex, options: { cac
       while (done < count) {
         const point = points[number]!;
         const within = offset + done - point.uOffset;
-        const bytes = await span(number);
-        const take = Math.min(count - done, bytes.length - within);
+        const bytes = await span(number, within, Math.min(within + count - done, spanLength(number)), count);
+        const start = startsAt.get(bytes) ?? 0;
+        const take = Math.min(count - done, start + bytes.length - within);
         if (take > 0) {
-          out.set(bytes.subarray(within, within + take), done);
+          out.set(bytes.subarray(within - start, within - start + take), done);
           done += take;
         }
         number++;
         if (number >= points.length && done < count) throw fail('INDEX_BAD_DATA', `the index ends before uncompressed offset ${offset + done}`);
       }
       // A read that reaches the end proves the end: the data stops where gzip -d stops.
-      if (offset + count >= size) await span(endSpan);
+      if (offset + count >= size) await span(endSpan, 0, spanLength(endSpan), count);
       return out;
     },
     close: source.close?.bind(source),
@@ -307,4 +419,9 @@ function checkIndexAgainst(index: GzipIndex, fileSize: number): void {
       throw fail('INDEX_UNSUPPORTED', 'gzip', `access point ${number} spans ${uLength} bytes, more than the ${MAX_SPAN} one read decodes`, 'rebuild the index with more points (seekz index --spacing 4M)');
     }
   });
+}
+
+/** node:zlib's output piece size: the whole expected output at once (no joining of 16 KiB pieces), within reason. */
+function inflateChunk(expected: number): number {
+  return Math.min(Math.max(expected + 1, 64), 64 * 2 ** 20);
 }

@@ -27,7 +27,31 @@ export interface AccessPoint {
    * is verified; GZIDX and gztool files cannot hold it.
    */
   crc?: number;
+  /**
+   * The span cut into granules of GRANULE_SIZE bytes of output (the last one shorter), each with
+   * the CRC-32 of its output (seekz index version 3). A small read inflates from the point only
+   * to the end of the granule it needs and checks every granule it inflated, instead of the whole
+   * span. The last granule ends where the span does. Absent (or one granule) for other formats
+   * and older seekz indexes: the whole span is decoded.
+   */
+  granules?: Granule[];
 }
+
+/** A stretch of a span's output with its own CRC-32; it has no window, so reads start at the point. */
+export interface Granule {
+  /** Uncompressed offset just past the granule's last byte. */
+  uEnd: number;
+  /**
+   * File offset up to which the compressed data produces the whole granule: the end of the deflate
+   * block holding its last byte (rounded up to a byte). Inflating from the point stops there.
+   */
+  cEnd: number;
+  /** CRC-32 of the granule's output. */
+  crc: number;
+}
+
+/** Output bytes per granule. */
+export const GRANULE_SIZE = 64 * 1024;
 
 /** Where the gzip data ends (just after the last member's trailer) and what follows, as gzip -d sees it. */
 export interface GzipEnd {
