@@ -2,7 +2,6 @@ import { fail, type SeekzError } from '../errors.js';
 import { createBlockCache, type BlockCache } from '../source/block-cache.js';
 import { clipRead, type Source } from '../source/source.js';
 import { createWorkerPool, type WorkerPool } from '../workers/pool.js';
-import { singleBlockStream } from './block-codec.js';
 import { lastAtOrBefore } from '../search.js';
 import {
   FOOTER_MAGIC,
@@ -197,9 +196,10 @@ export async function openXz(source: Source, options: XzReaderOptions = {}): Pro
     } catch (error) {
       if ((error as SeekzError).code === 'XZ_INDEX_MISMATCH') throw error;
     }
-    const stream = singleBlockStream(block.checkId, bytes, block.unpaddedSize, block.uSize);
     pool ??= createWorkerPool(options.threads ?? 2);
-    const { data } = await pool.run({ kind: 'xz-decode', stream, expectedSize: block.uSize, block: block.number, offset: block.offset }, [stream.buffer as ArrayBuffer]);
+    // A copy goes to the worker: the source's bytes may be a view of a buffer that is not ours to move.
+    const job = { kind: 'xz-decode', bytes: bytes.slice(), checkId: block.checkId, unpaddedSize: block.unpaddedSize, expectedSize: block.uSize, block: block.number, offset: block.offset } as const;
+    const { data } = await pool.run(job, [job.bytes.buffer as ArrayBuffer]);
     if (data.length !== block.uSize) throw fail('XZ_SIZE_MISMATCH', block.number, block.uSize, data.length);
     confirmed[block.number - 1] = 1;
     return data;

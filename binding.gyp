@@ -1,0 +1,10 @@
+{
+  "targets": [
+    {
+      "target_name": "seekz_xz",
+      "sources": ["native/xz.c"],
+      "libraries": ["-llzma"],
+      "cflags": ["-O2", "-Wall", "-Wextra"]
+    }
+  ]
+}
