@@ -31,7 +31,8 @@
 #define SEEKZ_INPUT_LEFT 103
 
 typedef struct {
-  lzma_stream stream;
+  lzma_stream stream;  /* the block decoder */
+  lzma_stream encoder; /* the block encoder: its match finder (94 MiB at -6) is kept, not freed and page-faulted again per block */
 } thread_state;
 
 static void free_state(napi_env env, void *data, void *hint) {
@@ -39,6 +40,7 @@ static void free_state(napi_env env, void *data, void *hint) {
   (void)hint;
   thread_state *state = data;
   lzma_end(&state->stream);
+  lzma_end(&state->encoder);
   free(state);
 }
 
@@ -63,6 +65,19 @@ static int bytes_of(napi_env env, napi_value value, uint8_t **data, size_t *leng
 }
 
 static int stop_requested(const int32_t *flag) { return flag != NULL && __atomic_load_n(flag, __ATOMIC_SEQ_CST) != 0; }
+
+static int get_stop(napi_env env, napi_value value, const int32_t **stop) {
+  napi_valuetype type;
+  *stop = NULL;
+  napi_typeof(env, value, &type);
+  if (type == napi_null || type == napi_undefined) return 1;
+  napi_typedarray_type array_type;
+  size_t count;
+  void *pointer;
+  if (napi_get_typedarray_info(env, value, &array_type, &count, &pointer, NULL, NULL) != napi_ok || array_type != napi_int32_array || count < 1) return 0;
+  *stop = pointer;
+  return 1;
+}
 
 /* The decode itself; returns 0 or an lzma_ret / SEEKZ_* code. */
 static int decode_block(thread_state *state, const uint8_t *input, size_t input_length, uint32_t check, uint64_t unpadded_size,
@@ -138,18 +153,10 @@ static napi_value decode_block_js(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, NULL, "seekz_xz.decodeBlock(input, checkId, unpaddedSize, output, stop): bad arguments");
     return NULL;
   }
-  const int32_t *stop = NULL;
-  napi_valuetype stop_type;
-  napi_typeof(env, argv[4], &stop_type);
-  if (stop_type != napi_null && stop_type != napi_undefined) {
-    napi_typedarray_type type;
-    size_t count;
-    void *pointer;
-    if (napi_get_typedarray_info(env, argv[4], &type, &count, &pointer, NULL, NULL) != napi_ok || type != napi_int32_array || count < 1) {
-      napi_throw_type_error(env, NULL, "seekz_xz.decodeBlock: stop must be an Int32Array");
-      return NULL;
-    }
-    stop = pointer;
+  const int32_t *stop;
+  if (!get_stop(env, argv[4], &stop)) {
+    napi_throw_type_error(env, NULL, "seekz_xz.decodeBlock: stop must be an Int32Array");
+    return NULL;
   }
   thread_state *state;
   if (napi_get_instance_data(env, (void **)&state) != napi_ok || state == NULL) {
@@ -159,6 +166,92 @@ static napi_value decode_block_js(napi_env env, napi_callback_info info) {
   int code = decode_block(state, input, input_length, check, (uint64_t)unpadded, output, output_length, stop);
   napi_create_int32(env, code, &result);
   return result;
+}
+
+/*
+ * Encodes `input` as one block's data with the LZMA2 preset: writes compressed data, block padding
+ * and check into `output` (at least lzma_block_buffer_bound(input.length) bytes) and returns the
+ * compressed size, or -(lzma_ret / SEEKZ_* code). The filter chain is xz's for the preset, so the
+ * bytes are those a liblzma stream encoder gives (node-liblzma's path): the output does not depend
+ * on the engine. Interruptible like decode_block.
+ */
+static int64_t encode_block(thread_state *state, const uint8_t *input, size_t input_length, uint32_t preset, uint32_t check,
+                            uint8_t *output, size_t output_length, const int32_t *stop) {
+  lzma_options_lzma options;
+  if (lzma_lzma_preset(&options, preset)) return -LZMA_OPTIONS_ERROR;
+  lzma_filter filters[2] = {{LZMA_FILTER_LZMA2, &options}, {LZMA_VLI_UNKNOWN, NULL}};
+  lzma_block block;
+  memset(&block, 0, sizeof block);
+  block.version = 1;
+  block.check = (lzma_check)check;
+  block.filters = filters;
+  block.compressed_size = LZMA_VLI_UNKNOWN;
+  block.uncompressed_size = LZMA_VLI_UNKNOWN;
+  lzma_ret ret = lzma_block_encoder(&state->encoder, &block);
+  if (ret != LZMA_OK) return -ret;
+  lzma_stream *stream = &state->encoder;
+  size_t in_at = 0;
+  stream->next_out = output;
+  stream->avail_out = output_length;
+  for (;;) {
+    if (stop_requested(stop)) return -SEEKZ_INTERRUPTED;
+    size_t in_take = input_length - in_at < SLICE_IN ? input_length - in_at : SLICE_IN;
+    stream->next_in = input + in_at;
+    stream->avail_in = in_take;
+    ret = lzma_code(stream, in_at + in_take == input_length ? LZMA_FINISH : LZMA_RUN);
+    in_at += in_take - stream->avail_in;
+    if (ret == LZMA_STREAM_END) break;
+    if (ret != LZMA_OK) return -ret;
+    if (stream->avail_out == 0) return -LZMA_BUF_ERROR;
+  }
+  return (int64_t)block.compressed_size;
+}
+
+/* encodeBlock(input: Uint8Array, preset: number, checkId: number, output: Uint8Array, stop: Int32Array | null): number */
+static napi_value encode_block_js(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  napi_value result;
+  uint8_t *input, *output;
+  size_t input_length, output_length;
+  uint32_t preset, check;
+  const int32_t *stop;
+  thread_state *state;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 5 || !bytes_of(env, argv[0], &input, &input_length) ||
+      napi_get_value_uint32(env, argv[1], &preset) != napi_ok || napi_get_value_uint32(env, argv[2], &check) != napi_ok ||
+      !bytes_of(env, argv[3], &output, &output_length) || !get_stop(env, argv[4], &stop)) {
+    napi_throw_type_error(env, NULL, "seekz_xz.encodeBlock(input, preset, checkId, output, stop): bad arguments");
+    return NULL;
+  }
+  if (napi_get_instance_data(env, (void **)&state) != napi_ok || state == NULL) {
+    napi_throw_error(env, NULL, "seekz_xz: no thread state");
+    return NULL;
+  }
+  napi_create_int64(env, encode_block(state, input, input_length, preset, check, output, output_length, stop), &result);
+  return result;
+}
+
+/* filterFlags(preset: number): Uint8Array — the block header's Filter Flags for encodeBlock's chain. */
+static napi_value filter_flags_js(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  uint32_t preset;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 1 || napi_get_value_uint32(env, argv[0], &preset) != napi_ok) {
+    napi_throw_type_error(env, NULL, "seekz_xz.filterFlags(preset): bad arguments");
+    return NULL;
+  }
+  lzma_options_lzma options;
+  lzma_filter filter = {LZMA_FILTER_LZMA2, &options};
+  uint8_t bytes[16];
+  size_t length = 0;
+  if (lzma_lzma_preset(&options, preset) || lzma_filter_flags_encode(&filter, bytes, &length, sizeof bytes) != LZMA_OK) {
+    napi_throw_error(env, NULL, "seekz_xz.filterFlags: liblzma refused the preset");
+    return NULL;
+  }
+  void *data;
+  napi_value buffer;
+  napi_create_buffer_copy(env, length, bytes, &data, &buffer);
+  return buffer;
 }
 
 static napi_value version_js(napi_env env, napi_callback_info info) {
@@ -173,9 +266,12 @@ NAPI_MODULE_INIT() {
   if (state == NULL) return NULL;
   lzma_stream blank = LZMA_STREAM_INIT;
   state->stream = blank;
+  state->encoder = blank;
   napi_set_instance_data(env, state, free_state, NULL);
   napi_property_descriptor properties[] = {
       {"decodeBlock", NULL, decode_block_js, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"encodeBlock", NULL, encode_block_js, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"filterFlags", NULL, filter_flags_js, NULL, NULL, NULL, napi_enumerable, NULL},
       {"liblzmaVersion", NULL, version_js, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof properties / sizeof properties[0], properties);

@@ -16,6 +16,14 @@ export interface NativeXz {
    * between slices and gives up when it is nonzero.
    */
   decodeBlock(input: Uint8Array, checkId: number, unpaddedSize: number, output: Uint8Array, stop: Int32Array | null): number;
+  /**
+   * Encodes `input` as one block's LZMA2 data at `preset` (extreme flag included): writes the
+   * compressed data, block padding and check into `output`; returns the compressed size, or minus
+   * an lzma_ret or NATIVE_CODES code. The encoder is kept per thread between blocks.
+   */
+  encodeBlock(input: Uint8Array, preset: number, checkId: number, output: Uint8Array, stop: Int32Array | null): number;
+  /** The block header's Filter Flags for encodeBlock's filter chain at `preset`. */
+  filterFlags(preset: number): Uint8Array;
   liblzmaVersion(): string;
 }
 

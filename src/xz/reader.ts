@@ -4,7 +4,7 @@ import { clipRead, type Source } from '../source/source.js';
 import { createWorkerPool, type WorkerPool } from '../workers/pool.js';
 import { lastAtOrBefore } from '../search.js';
 import { isAllZero } from '../zeros.js';
-import { isVerifiedZero, mayBeZeroBlock, rememberZero } from './zero-blocks.js';
+import { announceDecode, identicalDecode, isVerifiedZero, mayBeZeroBlock, rememberZero } from './zero-blocks.js';
 import {
   FOOTER_MAGIC,
   HEADER_MAGIC,
@@ -229,15 +229,21 @@ export async function openXz(source: Source, options: XzReaderOptions = {}): Pro
       if ((error as SeekzError).code === 'XZ_INDEX_MISMATCH') throw error;
     }
     const candidate = mayBeZeroBlock(block);
-    if (candidate && isVerifiedZero(block, bytes)) {
-      confirmed[block.number - 1] = 1;
-      zero[block.number - 1] = ZERO;
-      return new Uint8Array(block.uSize);
+    if (candidate) {
+      await identicalDecode(block, bytes);
+      if (isVerifiedZero(block, bytes)) {
+        confirmed[block.number - 1] = 1;
+        zero[block.number - 1] = ZERO;
+        return new Uint8Array(block.uSize);
+      }
     }
     pool ??= createWorkerPool(options.threads ?? 2);
-    // A copy goes to the worker: the source's bytes may be a view of a buffer that is not ours to move.
-    const job = { kind: 'xz-decode', bytes: bytes.slice(), checkId: block.checkId, unpaddedSize: block.unpaddedSize, expectedSize: block.uSize, block: block.number, offset: block.offset } as const;
-    const { data } = await pool.run(job, [job.bytes.buffer as ArrayBuffer]);
+    // A copy goes to the worker (not slice(): on a Buffer that is a view): the source's bytes may be a
+    // view of a buffer that is not ours to move.
+    const job = { kind: 'xz-decode', bytes: new Uint8Array(bytes), checkId: block.checkId, unpaddedSize: block.unpaddedSize, expectedSize: block.uSize, block: block.number, offset: block.offset } as const;
+    const running = pool.run(job, [job.bytes.buffer as ArrayBuffer]);
+    if (candidate) announceDecode(block, bytes, running);
+    const { data } = await running;
     if (data.length !== block.uSize) throw fail('XZ_SIZE_MISMATCH', block.number, block.uSize, data.length);
     confirmed[block.number - 1] = 1;
     if (candidate) {

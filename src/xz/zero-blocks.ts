@@ -52,6 +52,34 @@ export function rememberZero(block: XzBlock, bytes: Uint8Array): void {
   prints.push(Buffer.from(bytes));
 }
 
+/** Candidate blocks being decoded now, anywhere in the process. */
+const decoding = new Map<string, { bytes: Buffer; done: Promise<unknown> }[]>();
+
+const sameBytes = (bytes: Uint8Array, other: Buffer) => other.equals(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length));
+
+/**
+ * Waits for the decode of an identical block (same bytes and record) that is under way, so that a
+ * run of zero blocks in flight at once costs one decode, not one each. Then `isVerifiedZero` says
+ * whether it proved to be zeros. Returns at once when there is none.
+ */
+export async function identicalDecode(block: XzBlock, bytes: Uint8Array): Promise<void> {
+  const twin = decoding.get(shapeOf(block))?.find((entry) => sameBytes(bytes, entry.bytes));
+  await twin?.done.catch(() => {});
+}
+
+/** Announces the decode of a candidate block until `done` settles (see identicalDecode). */
+export function announceDecode(block: XzBlock, bytes: Uint8Array, done: Promise<unknown>): void {
+  const shape = shapeOf(block);
+  const entry = { bytes: Buffer.from(bytes), done };
+  decoding.set(shape, [...(decoding.get(shape) ?? []), entry]);
+  const remove = () => {
+    const rest = decoding.get(shape)?.filter((other) => other !== entry) ?? [];
+    if (rest.length > 0) decoding.set(shape, rest);
+    else decoding.delete(shape);
+  };
+  done.then(remove, remove);
+}
+
 /** Forgets every verified encoding: for tests that must see the first decode. */
 export function forgetZeroBlocks(): void {
   verified.clear();
