@@ -147,29 +147,24 @@ export function runXzEncode(job: XzEncodeJob, stop?: StopFlag): Done<XzEncodeRep
 }
 
 /**
- * The thread's output buffer for native encodes, reused block after block: only the compressed
- * bytes are copied out, so a block costs no fresh 16 MiB buffer and leaves no garbage behind.
- */
-let encodeScratch = new Uint8Array(0);
-
-/**
  * native/xz.c's encodeBlock: the same filter chain and so the same bytes as the stream path below,
  * but with the thread's encoder kept from block to block (its match finder, 94 MiB at -6, is
- * allocated once, not freed into the heap and page-faulted in again for every block).
+ * allocated once, not freed into the heap and page-faulted in again for every block). The output
+ * buffer is fresh and goes to the writer whole, uncopied: its pages past the compressed size are
+ * never touched, so they take no memory.
  */
 function nativeEncode(native: NativeXz, job: XzEncodeJob, preset: number, stop: StopFlag): Done<XzEncodeReply> {
   // LZMA2 adds at most 3 bytes per 64 KiB of incompressible input, plus its end marker and the check.
-  const bound = job.data.length + (job.data.length >> 10) + 1024;
-  if (encodeScratch.length < bound) encodeScratch = new Uint8Array(bound);
-  const result = native.encodeBlock(job.data, preset >>> 0, job.checkId, encodeScratch, stop ?? null);
+  const output = new Uint8Array(job.data.length + (job.data.length >> 10) + 1024);
+  const result = native.encodeBlock(job.data, preset >>> 0, job.checkId, output, stop ?? null);
   if (result === -NATIVE_CODES.interrupted) throw fail('INTERRUPTED', 'a signal');
   if (result < 0) throw new Error(`liblzma could not compress: ${LZMA_MESSAGES[-result] ?? `liblzma error ${-result}`}`);
-  const compressed = encodeScratch.slice(0, result);
+  const compressed = output.subarray(0, result);
   const checkAt = result + padding4(result);
-  const check = encodeScratch.slice(checkAt, checkAt + checkSize(job.checkId));
+  const check = output.slice(checkAt, checkAt + checkSize(job.checkId));
   return {
     reply: { filterCount: 1, filterFlags: native.filterFlags(preset >>> 0), compressed, check, data: job.data },
-    transfer: [compressed.buffer, job.data.buffer as ArrayBuffer],
+    transfer: [output.buffer, job.data.buffer as ArrayBuffer],
   };
 }
 
