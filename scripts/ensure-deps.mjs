@@ -3,7 +3,7 @@
 // when it is missing or older than its sources. `--native` (the npm install hook) does only the
 // second part. An addon that does not build is not an error: seekz says so in one line and runs
 // on its pure-Node fallback (node-liblzma), as `seekz info --engines` then shows.
-import { existsSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, statSync, writeFileSync } from 'node:fs';
 import { execFileSync, execSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,7 +17,7 @@ buildNative();
 
 function buildNative() {
   const addons = [join(root, 'build/Release/seekz_xz.node')];
-  const sources = [join(root, 'binding.gyp'), ...readdirSync(join(root, 'native')).map((name) => join(root, 'native', name))];
+  const sources = ['binding.gyp', 'native/xz/seekz_xz.c'].map((file) => join(root, file));
   const newest = Math.max(...sources.map((path) => statSync(path).mtimeMs));
   if (addons.every((path) => existsSync(path) && statSync(path).mtimeMs >= newest)) return;
   // npm's own node-gyp (npm sets npm_config_node_gyp in scripts), found next to node otherwise.

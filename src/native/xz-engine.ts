@@ -1,5 +1,5 @@
 /**
- * Which engine decodes xz blocks: seekz's own addon (native/xz.c, built by node-gyp against
+ * Which engine decodes xz blocks: seekz's own addon (native/xz/seekz_xz.c, built by node-gyp against
  * Debian's liblzma when `npm ci`, `npm test` or `npm run build` runs scripts/ensure-deps.mjs),
  * or node-liblzma when the addon is missing or SEEKZ_NATIVE=0 asks for it. Both verify the same
  * things (block header CRC, sizes against the index, the block's check); the addon decodes into the
@@ -8,7 +8,7 @@
  */
 import { createRequire } from 'node:module';
 
-/** The addon's functions (native/xz.c). */
+/** The addon's functions (native/xz/seekz_xz.c). */
 export interface NativeXz {
   /**
    * Decodes one block (header through check, as in the file) into `output`, whose length is the
@@ -27,7 +27,7 @@ export interface NativeXz {
   liblzmaVersion(): string;
 }
 
-/** Codes beyond lzma_ret's that decodeBlock returns (native/xz.c). */
+/** Codes beyond lzma_ret's that decodeBlock returns (native/xz/seekz_xz.c). */
 export const NATIVE_CODES = { interrupted: 100, tooMuchOutput: 101, tooLittleOutput: 102, inputLeft: 103 } as const;
 
 /** The environment variable that forces the fallback: SEEKZ_NATIVE=0. */

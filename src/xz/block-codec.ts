@@ -147,7 +147,7 @@ export function runXzEncode(job: XzEncodeJob, stop?: StopFlag): Done<XzEncodeRep
 }
 
 /**
- * native/xz.c's encodeBlock: the same filter chain and so the same bytes as the stream path below,
+ * native/xz/seekz_xz.c's encodeBlock: the same filter chain and so the same bytes as the stream path below,
  * but with the thread's encoder kept from block to block (its match finder, 94 MiB at -6, is
  * allocated once, not freed into the heap and page-faulted in again for every block). The output
  * buffer is fresh and goes to the writer whole, uncopied: its pages past the compressed size are
@@ -189,7 +189,7 @@ export function runXzDecode(job: XzDecodeJob, stop?: StopFlag): Done<XzDecodeRep
 const tooLittle = (job: XzDecodeJob, length: number) =>
   `it decodes to ${length} bytes, the index says ${job.expectedSize}; the block is damaged or truncated`;
 
-/** native/xz.c's decodeBlock; returns the error text, or undefined when the block checked out. */
+/** native/xz/seekz_xz.c's decodeBlock; returns the error text, or undefined when the block checked out. */
 function nativeDecode(native: NativeXz, job: XzDecodeJob, output: Buffer, stop: StopFlag): string | undefined {
   const code = native.decodeBlock(job.bytes, job.checkId, job.unpaddedSize, output, stop ?? null);
   if (code === 0) return undefined;
