@@ -11,6 +11,7 @@ declare -A tools=(
   [nbdkit]=nbdkit [nbdinfo]=libnbd-bin [nbdcopy]=libnbd-bin [qemu-img]=qemu-utils [qemu-io]=qemu-utils
   [sfdisk]=fdisk [sgdisk]=gdisk [mkfs.ext4]=e2fsprogs [debugfs]=e2fsprogs [e2fsck]=e2fsprogs
   [mkfs.vfat]=dosfstools [mcopy]=mtools [nginx]=nginx [hyperfine]=hyperfine [python3]=python3
+  [gcc]=gcc [make]=make
 )
 missing=()
 for command in "${!tools[@]}"; do
@@ -19,6 +20,8 @@ done
 # Debian's Python modules load in /usr/bin/python3, not in a pyenv python3 earlier on PATH.
 /usr/bin/python3 -c 'import indexed_gzip' 2>/dev/null || missing+=(python3-indexed-gzip)
 /usr/bin/python3 -c 'import nbd' 2>/dev/null || missing+=(python3-libnbd)
+# The seekz_xz addon (scripts/ensure-deps.mjs builds it) compiles against Debian's liblzma.
+[ -f /usr/include/lzma.h ] || missing+=(liblzma-dev)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 packages=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')
