@@ -1,6 +1,12 @@
 {
   "targets": [
     {
+      "target_name": "seekz_xz",
+      "sources": ["native/xz/seekz_xz.c"],
+      "libraries": ["-llzma"],
+      "cflags": ["-O2", "-Wall", "-Wextra"]
+    },
+    {
       "target_name": "seekz_zlib",
       "sources": ["native/zlib/seekz_zlib.c"],
       "libraries": ["-lz", "-ldeflate"],

@@ -28,7 +28,7 @@ export interface DiskImagePlan {
 export interface DiskImageOptions {
   size: number;
   seed?: number;
-  /** Share of the root partition that holds data; the rest stays zero. Default 0.35. */
+  /** Share of the root partition that holds data; the rest stays zero. Default 0.35; 1 leaves no zero MiB outside the partition table. */
   dataFraction?: number;
 }
 
@@ -192,7 +192,9 @@ export async function makeDiskImage(path: string, options: DiskImageOptions): Pr
     // /boot: a boot-loader entry, then a kernel- and initrd-like island.
     const entry = new TextEncoder().encode(BOOT_ENTRY_TEXT);
     await handle.write(entry, 0, entry.length, plan.bootEntryOffset);
-    await writeIsland(plan.boot.start + 2 ** 20, Math.min(island.length, plan.boot.size / 2));
+    // At data fraction 1 (the bench's no-zeros image) /boot is full too.
+    const bootData = (options.dataFraction ?? 0.35) >= 1 ? plan.boot.size - 2 ** 20 : plan.boot.size / 2;
+    for (let at = 0; at < bootData; at += island.length) await writeIsland(plan.boot.start + 2 ** 20 + at, Math.min(island.length, bootData - at));
     // root: islands until the data fraction is reached, placed on a 1 MiB grid.
     const target = (options.dataFraction ?? 0.35) * plan.root.size;
     const slots = Math.floor(plan.root.size / 2 ** 20);

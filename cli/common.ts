@@ -152,10 +152,25 @@ export function shellManners(program: Command): Command {
     .configureOutput({ outputError: (text, write) => write(`${command}: ${text.replace(/^error: /, '')}`) });
 }
 
+/**
+ * `--version -v` (or `-Vv`): the version, then which engine each codec runs on, native addon or
+ * pure-Node fallback, and why (as xz's `--version` names its liblzma). Loads the engines only then.
+ */
+async function printVersionAndEngines(): Promise<void> {
+  const [{ describeEngines }, { zlibEngine }] = await Promise.all([import('../src/native/xz-engine.js'), import('../src/native/zlib.js')]);
+  process.stdout.write(`${command} (seekz) ${version()}\nxz: ${describeEngines().xz}\ngzip index: ${zlibEngine()}\n`);
+}
+
+function versionWithEnginesWanted(argv: string[]): boolean {
+  const flags = argv.slice(2).filter((arg) => /^-[a-zA-Z]+$/.test(arg) || arg.startsWith('--'));
+  const has = (short: string, long: string) => flags.includes(long) || flags.some((flag) => !flag.startsWith('--') && flag.includes(short));
+  return has('V', '--version') && has('v', '--verbose');
+}
+
 export function runCli(name: string, main: () => Promise<void>): void {
   command = name;
   for (const signal of Object.keys(SIGNAL_NUMBERS) as StopSignal[]) process.on(signal, () => void stopForSignal(signal));
-  main().then(
+  (versionWithEnginesWanted(process.argv) ? printVersionAndEngines : main)().then(
     () => {
       if (!interrupted) exitWhenStopped(Number(process.exitCode ?? 0));
     },

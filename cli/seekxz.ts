@@ -42,9 +42,9 @@ const program = shellManners(new Command('seekxz'))
   .addHelpText(
     'after',
     `
-Memory while compressing: about 150 MiB + threads × (encoder + 5 × block size); the encoder takes
+Memory while compressing: about 70 MiB + threads × (encoder + 3 × block size); the encoder takes
 94 MiB at -6 (674 MiB at -9), so ${formatSize(xzWriterMemoryBound(defaultThreads(), DEFAULT_BLOCK_SIZE, DEFAULT_PRESET))} at the defaults (${defaultThreads()} threads, -6, 16 MiB blocks).
-While decompressing: about 250 MiB + (threads + 1) × 2 × block size (measured 355–436 MiB at 2
+While decompressing: about 150 MiB + (threads + 1) × 2 × block size (measured 239–258 MiB at 2
 threads and 16 MiB blocks).
 
 Examples:

@@ -24,6 +24,8 @@ done
 # The seekz_zlib addon (scripts/ensure-deps.mjs builds it) compiles against Debian's zlib and libdeflate.
 [ -f /usr/include/zlib.h ] || missing+=(zlib1g-dev)
 [ -f /usr/include/libdeflate.h ] || missing+=(libdeflate-dev)
+# The seekz_xz addon (scripts/ensure-deps.mjs builds it) compiles against Debian's liblzma.
+[ -f /usr/include/lzma.h ] || missing+=(liblzma-dev)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 packages=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')

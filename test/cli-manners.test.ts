@@ -3,6 +3,7 @@
  * compressed data on a terminal, the input's owner, mode and times on the output, holes for zero
  * blocks, one line per error that starts with the command and the file, and xz's exit statuses.
  */
+import { spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, statSync, utimesSync, writeFileSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -66,6 +67,16 @@ describe('--version and -V', () => {
       expect(result.status, result.stderr).toBe(0);
       expect(result.stdout.toString()).toBe(`${name} (seekz) ${version}\n`);
     }
+  });
+  it('--version -v also names the engine each codec runs on: the addons here, the pure-Node path with SEEKZ_NATIVE=0', () => {
+    const engines = (env: NodeJS.ProcessEnv) => {
+      const result = spawnSync(process.execPath, [cliPath('seekz'), '--version', '-v'], { env: { ...process.env, ...env }, encoding: 'utf8' });
+      expect(result.status, result.stderr).toBe(0);
+      return result.stdout;
+    };
+    expect(engines({ SEEKZ_NATIVE: '1' })).toMatch(new RegExp(`^seekz \\(seekz\\) ${version.replace(/\./g, '\\.')}\nxz: native addon seekz_xz \\(liblzma [\\d.]+\\).*\ngzip index: seekz_zlib addon`));
+    expect(engines({ SEEKZ_NATIVE: '0' })).toMatch(/\nxz: node-liblzma \(fallback: SEEKZ_NATIVE=0\)\ngzip index: node:zlib \+ JavaScript block walker/);
+    expect(runCli('seekxz', ['-Vv']).stdout.toString()).toMatch(/^seekxz \(seekz\) .*\nxz: /);
   });
 });
 

@@ -84,7 +84,7 @@ export function fastCrc32(): (data: Uint8Array, previous?: number) => number {
   return nativeZlib()?.crc32 ?? crc32;
 }
 
-/** Which zlib engine runs, for `seekz info --engines` and the bench. */
+/** Which zlib engine runs, for `--version -v` on every command and the bench. */
 export function zlibEngine(): string {
   if (process.env.SEEKZ_NATIVE === '0') return 'node:zlib + JavaScript block walker (SEEKZ_NATIVE=0)';
   const native = nativeZlib();

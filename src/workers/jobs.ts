@@ -35,8 +35,11 @@ export interface XzEncodeReply {
 
 export interface XzDecodeJob {
   kind: 'xz-decode';
-  /** A complete single-block .xz stream (see xz/block-codec.ts). */
-  stream: Uint8Array;
+  /** The block as it sits in the file: header through check, padding included. */
+  bytes: Uint8Array;
+  /** Its stream's check ID and its index record's unpadded size. */
+  checkId: number;
+  unpaddedSize: number;
   /** What the index says it decodes to; a shorter result is a failed decode. */
   expectedSize: number;
   /** For messages: the block's number and file offset. */

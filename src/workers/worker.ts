@@ -5,7 +5,6 @@ import type { WorkerMessage, WorkerStart } from './pool.js';
 
 // Set by the pool when a signal stops it: long jobs look at it between slices of native work.
 const stopFlag = new Int32Array((workerData as WorkerStart).stop);
-const shouldStop = () => Atomics.load(stopFlag, 0) !== 0;
 
 // The xz codec loads liblzma; only workers that get xz jobs pay for it.
 let xzJobs: typeof import('../xz/block-codec.js') | undefined;
@@ -13,7 +12,7 @@ let xzJobs: typeof import('../xz/block-codec.js') | undefined;
 async function runJob(job: Job): Promise<Done<unknown>> {
   if (job.kind === 'deflate') return runDeflate(job);
   xzJobs ??= await import('../xz/block-codec.js');
-  return job.kind === 'xz-encode' ? xzJobs.runXzEncode(job, shouldStop) : xzJobs.runXzDecode(job, shouldStop);
+  return job.kind === 'xz-encode' ? xzJobs.runXzEncode(job, stopFlag) : xzJobs.runXzDecode(job, stopFlag);
 }
 
 parentPort!.on('message', async ({ id, job }: { id: number; job: Job }) => {

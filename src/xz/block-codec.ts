@@ -15,6 +15,7 @@
  */
 import { createRequire } from 'node:module';
 import { fail } from '../errors.js';
+import { NATIVE_CODES, nativeXz, type NativeXz } from '../native/xz-engine.js';
 import type { Done, XzDecodeJob, XzDecodeReply, XzEncodeJob, XzEncodeReply } from '../workers/jobs.js';
 import {
   STREAM_FOOTER_SIZE,
@@ -67,8 +68,10 @@ const ENCODE_SLICE = 64 * 1024;
 const DECODE_SLICE_IN = 64 * 1024;
 const DECODE_SLICE_OUT = 4 * 2 ** 20;
 
-export type ShouldStop = () => boolean;
-const never: ShouldStop = () => false;
+/** The worker pool's shared stop flag (workers/pool.ts): nonzero once a signal stops the pool. */
+export type StopFlag = Int32Array | undefined;
+type ShouldStop = () => boolean;
+const stopper = (stop: StopFlag): ShouldStop => () => stop !== undefined && Atomics.load(stop, 0) !== 0;
 
 const asBuffer = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 
@@ -111,13 +114,15 @@ function codeInSlices(
   }
 }
 
-export function runXzEncode(job: XzEncodeJob, shouldStop: ShouldStop = never): Done<XzEncodeReply> {
+export function runXzEncode(job: XzEncodeJob, stop?: StopFlag): Done<XzEncodeReply> {
   const preset = job.preset | (job.extreme ? liblzma.preset.EXTREME : 0);
+  const native = nativeXz();
+  if (native) return nativeEncode(native, job, preset, stop);
   const engine = liblzma.createXz({ preset, check: job.checkId });
   let coded: ReturnType<typeof codeInSlices>;
   try {
     const output = Buffer.allocUnsafe(job.data.length + 65536);
-    coded = codeInSlices(engine.lzma, job.data, output, { input: ENCODE_SLICE, output: output.length, fixedOutput: false }, shouldStop);
+    coded = codeInSlices(engine.lzma, job.data, output, { input: ENCODE_SLICE, output: output.length, fixedOutput: false }, stopper(stop));
   } finally {
     engine.close();
   }
@@ -142,28 +147,70 @@ export function runXzEncode(job: XzEncodeJob, shouldStop: ShouldStop = never): D
 }
 
 /**
- * Decodes a one-block stream into exactly `expectedSize` bytes. liblzma checks the block header
- * CRC, the block's sizes against its header and against the one-record index (so a forged index
- * record fails here), and the block's integrity check; a block that decodes to another length
- * than the index says is an error either way.
+ * native/xz/seekz_xz.c's encodeBlock: the same filter chain and so the same bytes as the stream path below,
+ * but with the thread's encoder kept from block to block (its match finder, 94 MiB at -6, is
+ * allocated once, not freed into the heap and page-faulted in again for every block). The output
+ * buffer is fresh and goes to the writer whole, uncopied: its pages past the compressed size are
+ * never touched, so they take no memory.
  */
-export function runXzDecode(job: XzDecodeJob, shouldStop: ShouldStop = never): Done<XzDecodeReply> {
+function nativeEncode(native: NativeXz, job: XzEncodeJob, preset: number, stop: StopFlag): Done<XzEncodeReply> {
+  // LZMA2 adds at most 3 bytes per 64 KiB of incompressible input, plus its end marker and the check.
+  const output = new Uint8Array(job.data.length + (job.data.length >> 10) + 1024);
+  const result = native.encodeBlock(job.data, preset >>> 0, job.checkId, output, stop ?? null);
+  if (result === -NATIVE_CODES.interrupted) throw fail('INTERRUPTED', 'a signal');
+  if (result < 0) throw new Error(`liblzma could not compress: ${LZMA_MESSAGES[-result] ?? `liblzma error ${-result}`}`);
+  const compressed = output.subarray(0, result);
+  const checkAt = result + padding4(result);
+  const check = output.slice(checkAt, checkAt + checkSize(job.checkId));
+  return {
+    reply: { filterCount: 1, filterFlags: native.filterFlags(preset >>> 0), compressed, check, data: job.data },
+    transfer: [output.buffer, job.data.buffer as ArrayBuffer],
+  };
+}
+
+/**
+ * Decodes one block, as it sits in the file, into exactly `expectedSize` bytes. Either engine
+ * checks the block header CRC, the block's sizes against its header and against the index record
+ * (so a forged record fails here), and the block's integrity check; a block that decodes to another
+ * length than the index says is an error either way. The native engine decodes straight into the
+ * reply's buffer; node-liblzma gets the block wrapped back into a one-block stream.
+ */
+export function runXzDecode(job: XzDecodeJob, stop?: StopFlag): Done<XzDecodeReply> {
+  // One output buffer of the block's size; it owns its memory, so it can be transferred, and it
+  // goes out only when the engine has filled all of it.
+  const output = Buffer.allocUnsafeSlow(job.expectedSize);
+  const native = nativeXz();
+  const error = native ? nativeDecode(native, job, output, stop) : fallbackDecode(job, output, stop);
+  if (error !== undefined) throw fail('XZ_DECODE_FAILED', job.block, job.offset, error);
+  const data = new Uint8Array(output.buffer, 0, job.expectedSize);
+  return { reply: { data }, transfer: [data.buffer as ArrayBuffer] };
+}
+
+const tooLittle = (job: XzDecodeJob, length: number) =>
+  `it decodes to ${length} bytes, the index says ${job.expectedSize}; the block is damaged or truncated`;
+
+/** native/xz/seekz_xz.c's decodeBlock; returns the error text, or undefined when the block checked out. */
+function nativeDecode(native: NativeXz, job: XzDecodeJob, output: Buffer, stop: StopFlag): string | undefined {
+  const code = native.decodeBlock(job.bytes, job.checkId, job.unpaddedSize, output, stop ?? null);
+  if (code === 0) return undefined;
+  if (code === NATIVE_CODES.interrupted) throw fail('INTERRUPTED', 'a signal');
+  if (code === NATIVE_CODES.tooMuchOutput) return `it decodes to more than the ${job.expectedSize} bytes the index says`;
+  if (code === NATIVE_CODES.tooLittleOutput) return `it decodes to fewer bytes than the ${job.expectedSize} the index says; the block is damaged or truncated`;
+  if (code === NATIVE_CODES.inputLeft) return `it ends before the ${job.unpaddedSize} bytes the index gives it`;
+  return LZMA_MESSAGES[code] ?? `liblzma error ${code}`;
+}
+
+function fallbackDecode(job: XzDecodeJob, output: Buffer, stop: StopFlag): string | undefined {
+  const stream = singleBlockStream(job.checkId, job.bytes, job.unpaddedSize, job.expectedSize);
   const engine = liblzma.createUnxz();
   let coded: ReturnType<typeof codeInSlices>;
   try {
-    // One output buffer of the block's size, filled in slices; it owns its memory, so it can be
-    // transferred, and it goes out only when liblzma has filled all of it.
-    const output = Buffer.allocUnsafeSlow(job.expectedSize);
-    coded = codeInSlices(engine.lzma, job.stream, output, { input: DECODE_SLICE_IN, output: DECODE_SLICE_OUT, fixedOutput: true }, shouldStop);
+    coded = codeInSlices(engine.lzma, stream, output, { input: DECODE_SLICE_IN, output: DECODE_SLICE_OUT, fixedOutput: true }, stopper(stop));
   } finally {
     engine.close();
   }
-  if ('error' in coded) throw fail('XZ_DECODE_FAILED', job.block, job.offset, coded.error);
-  if (coded.length !== job.expectedSize) {
-    throw fail('XZ_DECODE_FAILED', job.block, job.offset, `it decodes to ${coded.length} bytes, the index says ${job.expectedSize}; the block is damaged or truncated`);
-  }
-  const data = new Uint8Array(coded.output.buffer, 0, coded.length);
-  return { reply: { data }, transfer: [data.buffer as ArrayBuffer] };
+  if ('error' in coded) return coded.error;
+  return coded.length === job.expectedSize ? undefined : tooLittle(job, coded.length);
 }
 
 /**

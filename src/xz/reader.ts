@@ -2,8 +2,9 @@ import { fail, type SeekzError } from '../errors.js';
 import { createBlockCache, type BlockCache } from '../source/block-cache.js';
 import { clipRead, type Source } from '../source/source.js';
 import { createWorkerPool, type WorkerPool } from '../workers/pool.js';
-import { singleBlockStream } from './block-codec.js';
 import { lastAtOrBefore } from '../search.js';
+import { isAllZero } from '../zeros.js';
+import { announceDecode, identicalDecode, isVerifiedZero, mayBeZeroBlock, rememberZero } from './zero-blocks.js';
 import {
   FOOTER_MAGIC,
   HEADER_MAGIC,
@@ -58,6 +59,8 @@ export interface XzSource extends Source {
    * `xz --list -vv` reads them: for `seekz info`, which states the sizes without reading data.
    */
   checkHeaders(): Promise<void>;
+  /** See Source.zeroRanges: answered from the index and compressed-byte comparisons (zero-blocks.ts). */
+  zeroRanges(offset: number, length: number): Promise<Array<{ offset: number; length: number }>>;
   close(): Promise<void>;
 }
 
@@ -153,6 +156,10 @@ async function paddingBefore(source: Source, end: number): Promise<number> {
   }
 }
 
+const UNKNOWN: number = 0;
+const ZERO: number = 1;
+const NOT_ZERO: number = 2;
+
 /** Block headers checked at a time while confirming the blocks before a random read. */
 const CONFIRM_WINDOW = 8;
 /** A block header is at most 1024 bytes (§3.1.1: size byte 0xff). */
@@ -181,6 +188,30 @@ export async function openXz(source: Source, options: XzReaderOptions = {}): Pro
 
   const locate = (offset: number) => lastAtOrBefore(blocks, (block) => block.uStart, offset);
 
+  /** What is known of each block being all zeros (zero-blocks.ts): UNKNOWN, ZERO or NOT_ZERO. */
+  const zero = new Uint8Array(blocks.length);
+
+  /**
+   * True when block `index` is known to be all zeros without decoding it: its bytes equal a verified
+   * zero block's. With `verifyOnce`, a candidate that matches nothing is decoded (it is small, and
+   * zeros decode at memory speed), so the first zero block of a file teaches the rest.
+   */
+  const isZeroBlock = async (index: number, verifyOnce: boolean): Promise<boolean> => {
+    const block = blocks[index]!;
+    if (zero[index] !== UNKNOWN) return zero[index] === ZERO;
+    if (!mayBeZeroBlock(block)) {
+      zero[index] = NOT_ZERO;
+      return false;
+    }
+    if (isVerifiedZero(block, await source.read(block.offset, block.totalSize))) {
+      zero[index] = ZERO;
+      confirmed[index] = 1;
+      return true;
+    }
+    if (verifyOnce) await decode(block);
+    return zero[index] === ZERO;
+  };
+
   /** Blocks whose uncompressed size is confirmed; every block below `confirmedPrefix` is. */
   const confirmed = new Uint8Array(blocks.length);
   let confirmedPrefix = 0;
@@ -197,11 +228,29 @@ export async function openXz(source: Source, options: XzReaderOptions = {}): Pro
     } catch (error) {
       if ((error as SeekzError).code === 'XZ_INDEX_MISMATCH') throw error;
     }
-    const stream = singleBlockStream(block.checkId, bytes, block.unpaddedSize, block.uSize);
+    const candidate = mayBeZeroBlock(block);
+    if (candidate) {
+      await identicalDecode(block, bytes);
+      if (isVerifiedZero(block, bytes)) {
+        confirmed[block.number - 1] = 1;
+        zero[block.number - 1] = ZERO;
+        return new Uint8Array(block.uSize);
+      }
+    }
     pool ??= createWorkerPool(options.threads ?? 2);
-    const { data } = await pool.run({ kind: 'xz-decode', stream, expectedSize: block.uSize, block: block.number, offset: block.offset }, [stream.buffer as ArrayBuffer]);
+    // A copy goes to the worker (not slice(): on a Buffer that is a view): the source's bytes may be a
+    // view of a buffer that is not ours to move.
+    const job = { kind: 'xz-decode', bytes: new Uint8Array(bytes), checkId: block.checkId, unpaddedSize: block.unpaddedSize, expectedSize: block.uSize, block: block.number, offset: block.offset } as const;
+    const running = pool.run(job, [job.bytes.buffer as ArrayBuffer]);
+    if (candidate) announceDecode(block, bytes, running);
+    const { data } = await running;
     if (data.length !== block.uSize) throw fail('XZ_SIZE_MISMATCH', block.number, block.uSize, data.length);
     confirmed[block.number - 1] = 1;
+    if (candidate) {
+      const allZero = isAllZero(data);
+      zero[block.number - 1] = allZero ? ZERO : NOT_ZERO;
+      if (allZero) rememberZero(block, bytes);
+    }
     return data;
   };
 
@@ -286,7 +335,11 @@ export async function openXz(source: Source, options: XzReaderOptions = {}): Pro
         const within = offset + done - block.uStart;
         const take = Math.min(count - done, block.uSize - within);
         const at = done;
-        if (take > 0) pieces.push(cachedDecode(index).then((data) => out.set(data.subarray(within, within + take), at)));
+        // `out` starts as zeros: a zero block has nothing to copy.
+        const copy = async () => {
+          if (!(await isZeroBlock(index, false))) out.set((await cachedDecode(index)).subarray(within, within + take), at);
+        };
+        if (take > 0) pieces.push(copy());
         done += take;
       }
       // Every decode of this read settles before it fails: a failed read leaves no worker busy on
@@ -294,6 +347,24 @@ export async function openXz(source: Source, options: XzReaderOptions = {}): Pro
       const failed = (await Promise.allSettled(pieces)).find((result) => result.status === 'rejected');
       if (failed) throw failed.reason;
       return out;
+    },
+    async zeroRanges(offset, length) {
+      const count = clipRead(size, offset, length);
+      const ranges: { offset: number; length: number }[] = [];
+      if (count === 0) return ranges;
+      const first = locate(offset);
+      // Offsets rest on the records before them, as for read().
+      await confirmBefore(first);
+      for (let index = first; index < blocks.length && blocks[index]!.uStart < offset + count; index++) {
+        const block = blocks[index]!;
+        if (block.uSize === 0 || !(await isZeroBlock(index, true))) continue;
+        const start = Math.max(offset, block.uStart);
+        const end = Math.min(offset + count, block.uStart + block.uSize);
+        const last = ranges[ranges.length - 1];
+        if (last && last.offset + last.length === start) last.length += end - start;
+        else ranges.push({ offset: start, length: end - start });
+      }
+      return ranges;
     },
     async close() {
       if (ownPool && pool) await pool.close();

@@ -38,13 +38,15 @@ export interface XzWriterResult {
 
 /**
  * liblzma's encoder memory per thread at each preset (xz --info-memory / the xz man page), plus
- * the block in, the block out, and one more in flight: what `--help` states.
+ * the block in and its compressed output: what `--help` states.
  */
 const ENCODER_MIB = [2, 4, 7, 12, 24, 94, 94, 186, 370, 674];
 export function xzWriterMemoryBound(threads: number, blockSize: number, preset: number): number {
-  // The 150 MiB and 5 blocks a thread are measured (2 threads, 16 MiB blocks, -6: 371 MiB on a
-  // 256 MiB image, 498 MiB on 2 GiB): the runtime, buffers in flight, and garbage V8 collects late.
-  return 150 * 2 ** 20 + threads * (ENCODER_MIB[preset]! * 2 ** 20 + 5 * blockSize);
+  // 70 MiB is Node with two worker threads and liblzma loaded (measured: 67 MiB). A thread holds
+  // its input block, the native encoder's output buffer (touched as far as the compressed size)
+  // and compressed blocks on their way to the writer, with garbage V8 frees late: about 3 blocks.
+  // Measured at 2 threads, 16 MiB blocks, -6: 307-354 MiB (xz -6 -T2: 232-246 MiB).
+  return 70 * 2 ** 20 + threads * (ENCODER_MIB[preset]! * 2 ** 20 + 3 * blockSize);
 }
 
 /**
@@ -73,9 +75,21 @@ export async function writeXz(input: SequentialInput, sink: Sink, options: XzWri
     compressedSize += bytes.length;
   };
 
-  // One buffer per block in flight: read into it, lend it to a worker, get it back.
-  const maxInFlight = pool.threads + 1;
+  // One input buffer per thread: read into it, lend it to a worker, get it back. A block is read
+  // only when a buffer is back, so inputs never exceed `threads` blocks (xz -T holds as many); the
+  // window behind them holds only compressed blocks waiting for their turn.
+  const maxInFlight = pool.threads + 2;
   const spare: Uint8Array[] = [];
+  let buffersFree = pool.threads;
+  const bufferWaiters: (() => void)[] = [];
+  const takeBuffer = async () => {
+    while (buffersFree === 0) await new Promise<void>((resolve) => bufferWaiters.push(resolve));
+    buffersFree--;
+  };
+  const giveBuffer = () => {
+    buffersFree++;
+    bufferWaiters.shift()?.();
+  };
   const zeroBlocksByLength = new Map<number, Promise<AssembledBlock>>();
   const window = orderedWindow<AssembledBlock>(maxInFlight, async (block) => {
     const offset = compressedSize;
@@ -97,6 +111,7 @@ export async function writeXz(input: SequentialInput, sink: Sink, options: XzWri
   try {
     await write(buildStreamHeader(checkId));
     for (;;) {
+      await takeBuffer();
       const buffer = spare.pop() ?? new Uint8Array(blockSize);
       const data = await input.read(buffer);
       const length = data.length;
@@ -104,6 +119,7 @@ export async function writeXz(input: SequentialInput, sink: Sink, options: XzWri
       if (isAllZero(data)) {
         zeroBlocks++;
         spare.push(buffer);
+        giveBuffer();
         let block = zeroBlocksByLength.get(length);
         if (!block) {
           block = encode(new Uint8Array(length)).then((encoded) => assemble(encoded, length));
@@ -112,10 +128,17 @@ export async function writeXz(input: SequentialInput, sink: Sink, options: XzWri
         await window.push(block);
       } else {
         await window.push(
-          encode(data).then((encoded) => {
-            spare.push(new Uint8Array(encoded.data.buffer));
-            return assemble(encoded, length);
-          }),
+          encode(data).then(
+            (encoded) => {
+              spare.push(new Uint8Array(encoded.data.buffer));
+              giveBuffer();
+              return assemble(encoded, length);
+            },
+            (error: unknown) => {
+              giveBuffer(); // the loop must not wait for a buffer that a failed job will never return
+              throw error;
+            },
+          ),
         );
       }
       if (length < blockSize) break;

@@ -1,0 +1,236 @@
+/**
+ * All-zero xz blocks are known by their bytes (src/xz/zero-blocks.ts): reads, whole passes and
+ * zeroRanges skip a block only when its bytes, check type and record equal those of a block that
+ * was decoded, check verified, and found all zeros. The oracles are xz -t / xz -dc and the data.
+ */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { SeekzError } from '../src/errors.js';
+import { bufferSource } from '../src/source/buffer.js';
+import { sequentialFromSource } from '../src/source/sequential.js';
+import { createWorkerPool, type WorkerPool } from '../src/workers/pool.js';
+import { decompressXz } from '../src/xz/decompress.js';
+import { buildIndex, buildStreamFooter, buildStreamHeader, CHECK_IDS, type CheckName } from '../src/xz/format.js';
+import { openXz, readXzLayout } from '../src/xz/reader.js';
+import { writeXz } from '../src/xz/writer.js';
+import { forgetZeroBlocks } from '../src/xz/zero-blocks.js';
+import { diskLikeData, requireTool, run, sha256, tempDir } from './helpers/tools.js';
+
+const BLOCK = 256 * 1024;
+const zeros = (length: number) => new Uint8Array(length);
+
+/** data | zeros | zeros | data | zeros | a short zero block at the end */
+function sparseData(): Uint8Array {
+  const parts = [diskLikeData(BLOCK, 5), zeros(2 * BLOCK), diskLikeData(BLOCK, 6), zeros(BLOCK), zeros(BLOCK / 4)];
+  return new Uint8Array(Buffer.concat(parts));
+}
+
+async function compress(data: Uint8Array, check: CheckName = 'crc64'): Promise<Uint8Array> {
+  const parts: Uint8Array[] = [];
+  await writeXz(sequentialFromSource(bufferSource(data)), { write: async (bytes) => void parts.push(new Uint8Array(bytes)) }, { blockSize: BLOCK, threads: 2, preset: 1, check });
+  return new Uint8Array(Buffer.concat(parts));
+}
+
+/** A pool that counts the blocks it is asked to decode: the I/O plan of the zero path. */
+function countingPool(inner: WorkerPool) {
+  const counter = { decodes: 0 };
+  const pool: WorkerPool = {
+    threads: inner.threads,
+    run(job, transfer) {
+      if (job.kind === 'xz-decode') counter.decodes++;
+      return inner.run(job, transfer);
+    },
+    close: async () => {},
+    stop: () => inner.stop(),
+  };
+  return { pool, counter };
+}
+
+let dir: { path: string; remove: () => void };
+let shared: WorkerPool;
+let data: Uint8Array;
+let file: Uint8Array;
+
+beforeAll(async () => {
+  requireTool('xz', 'xz-utils');
+  dir = tempDir('seekz-zero-blocks-');
+  shared = createWorkerPool(2);
+  data = sparseData();
+  file = await compress(data);
+});
+afterAll(async () => {
+  await shared?.close();
+  dir?.remove();
+});
+beforeEach(() => forgetZeroBlocks());
+
+/** The zero ranges of `data` at block granularity: the oracle for zeroRanges. */
+function zeroBlocksOf(bytes: Uint8Array, from: number, to: number) {
+  const ranges: { offset: number; length: number }[] = [];
+  for (let start = 0; start < bytes.length; start += BLOCK) {
+    const end = Math.min(bytes.length, start + BLOCK);
+    if (!bytes.subarray(start, end).every((byte) => byte === 0)) continue;
+    const [clippedStart, clippedEnd] = [Math.max(from, start), Math.min(to, end)];
+    if (clippedStart >= clippedEnd) continue;
+    const last = ranges[ranges.length - 1];
+    if (last && last.offset + last.length === clippedStart) last.length += clippedEnd - clippedStart;
+    else ranges.push({ offset: clippedStart, length: clippedEnd - clippedStart });
+  }
+  return ranges;
+}
+
+describe('zero blocks are decoded once, then known by their bytes', () => {
+  it('the writer reuses one encoding (the premise), and xz -dc agrees with the data', async () => {
+    const path = join(dir.path, 'sparse.xz');
+    writeFileSync(path, file);
+    expect(sha256(run('xz', ['-dc', path]).stdout)).toBe(sha256(data));
+    const blocks = await readXzLayout(bufferSource(file)).then((layout) => layout.blocks);
+    const bytesOf = (index: number) => sha256(file.subarray(blocks[index]!.offset, blocks[index]!.offset + blocks[index]!.totalSize));
+    expect(bytesOf(2)).toBe(bytesOf(1));
+    expect(bytesOf(4)).toBe(bytesOf(1));
+  });
+
+  it('zeroRanges: exact answer; one decode per distinct zero encoding, none the second time', async () => {
+    const { pool, counter } = countingPool(shared);
+    const xz = await openXz(bufferSource(file), { pool });
+    try {
+      expect(await xz.zeroRanges(0, xz.size)).toEqual(zeroBlocksOf(data, 0, data.length));
+      // The full-size zero block and the short last one: two encodings, each verified once.
+      expect(counter.decodes).toBe(2);
+      const [from, to] = [BLOCK + 100, 4 * BLOCK + 7];
+      expect(await xz.zeroRanges(from, to - from)).toEqual(zeroBlocksOf(data, from, to));
+      expect(await xz.zeroRanges(xz.size, 10)).toEqual([]);
+      expect(counter.decodes).toBe(2);
+    } finally {
+      await xz.close();
+    }
+  });
+
+  it('reads of zero blocks decode nothing once an encoding is verified, and give zeros', async () => {
+    const { pool, counter } = countingPool(shared);
+    const xz = await openXz(bufferSource(file), { pool });
+    try {
+      expect(sha256(await xz.read(BLOCK, BLOCK))).toBe(sha256(zeros(BLOCK))); // decodes it: the first
+      expect(counter.decodes).toBe(1);
+      const second = await xz.read(2 * BLOCK + 10, BLOCK - 20);
+      expect(sha256(second)).toBe(sha256(zeros(BLOCK - 20)));
+      expect(sha256(await xz.read(4 * BLOCK, BLOCK))).toBe(sha256(zeros(BLOCK)));
+      expect(counter.decodes).toBe(1);
+      // A read across data and zeros decodes only the data block.
+      expect(sha256(await xz.read(3 * BLOCK - 5, BLOCK + 10))).toBe(sha256(data.subarray(3 * BLOCK - 5, 4 * BLOCK + 5)));
+      expect(counter.decodes).toBe(2);
+    } finally {
+      await xz.close();
+    }
+  });
+
+  it('a whole pass (seekxz -d) decodes the data blocks and one zero block of each encoding', async () => {
+    const { pool, counter } = countingPool(shared);
+    const xz = await openXz(bufferSource(file), { pool });
+    const out: Uint8Array[] = [];
+    try {
+      await decompressXz(xz, { write: async (bytes) => void out.push(new Uint8Array(bytes)) }, { threads: 1, maxBlock: 2 ** 30, streamFile: () => [] as never });
+    } finally {
+      await xz.close();
+    }
+    expect(sha256(Buffer.concat(out))).toBe(sha256(data));
+    // 2 data blocks, the first full zero block, the short zero block; the other 2 zero blocks are known.
+    expect(counter.decodes).toBe(4);
+  });
+});
+
+describe('bytes that only resemble a verified zero block are decoded and checked', () => {
+  /** Where each block of `bytes` starts and how long it is in the file. */
+  const blocksOf = async (bytes: Uint8Array) => (await readXzLayout(bufferSource(bytes))).blocks;
+
+  it('a zero block with one byte of its check changed: not zero, decoded, rejected as xz -t rejects it', async () => {
+    const blocks = await blocksOf(file);
+    const target = blocks[2]!; // the second full zero block, identical to blocks[1] but for this byte
+    const forged = new Uint8Array(file);
+    forged[target.offset + target.unpaddedSize - 1]! ^= 0x01;
+    const path = join(dir.path, 'check-changed.xz');
+    writeFileSync(path, forged);
+    expect(run('xz', ['-t', path]).status).not.toBe(0);
+    const { pool, counter } = countingPool(shared);
+    const xz = await openXz(bufferSource(forged), { pool });
+    try {
+      expect(sha256(await xz.read(BLOCK, 100))).toBe(sha256(zeros(100))); // block 2 verified, its encoding learnt
+      const failed = await xz.read(2 * BLOCK, 100).then(
+        () => 'read',
+        (error: SeekzError) => error.code,
+      );
+      expect(failed).toBe('XZ_DECODE_FAILED');
+      expect(counter.decodes).toBe(2);
+      await expect(xz.zeroRanges(2 * BLOCK, BLOCK)).rejects.toMatchObject({ code: 'XZ_DECODE_FAILED' });
+    } finally {
+      await xz.close();
+    }
+  });
+
+  it('a zero block with one byte of its compressed data changed: never taken for zeros', async () => {
+    const blocks = await blocksOf(file);
+    const target = blocks[4]!;
+    const forged = new Uint8Array(file);
+    forged[target.offset + 20]! ^= 0x40; // past the 12–16-byte block header, inside the LZMA2 data
+    const path = join(dir.path, 'data-changed.xz');
+    writeFileSync(path, forged);
+    const xzSays = run('xz', ['-dc', path]);
+    const { pool } = countingPool(shared);
+    const xz = await openXz(bufferSource(forged), { pool });
+    try {
+      await xz.read(BLOCK, 10); // learn the genuine encoding first
+      const ranges = await xz.zeroRanges(0, xz.size).catch((error: SeekzError) => error.code);
+      const read = await xz.read(4 * BLOCK, BLOCK).then(
+        (bytes) => sha256(bytes),
+        (error: SeekzError) => error.code,
+      );
+      if (xzSays.status === 0) {
+        // Still valid LZMA2 (xz accepts it): then it must read as exactly what xz says it holds.
+        expect(read).toBe(sha256(xzSays.stdout.subarray(4 * BLOCK, 5 * BLOCK)));
+      } else {
+        expect(read).toBe('XZ_DECODE_FAILED');
+        expect(ranges).toBe('XZ_DECODE_FAILED');
+      }
+      if (Array.isArray(ranges)) expect(ranges.some((range) => range.offset <= 4 * BLOCK && range.offset + range.length > 4 * BLOCK)).toBe(false);
+    } finally {
+      await xz.close();
+    }
+  });
+
+  it('the very bytes and record of a verified zero block in a stream of another check type: not zeros, rejected as xz -t rejects them', async () => {
+    const blocks = await blocksOf(file);
+    const zero = blocks[1]!;
+    const blockBytes = file.subarray(zero.offset, zero.offset + zero.totalSize);
+    // The same block bytes and index record, under a stream header and footer that say "no check".
+    const index = buildIndex([{ unpaddedSize: zero.unpaddedSize, uncompressedSize: zero.uSize }]);
+    const forged = new Uint8Array(Buffer.concat([buildStreamHeader(CHECK_IDS.none), blockBytes, index, buildStreamFooter(CHECK_IDS.none, index.length)]));
+    const path = join(dir.path, 'other-check.xz');
+    writeFileSync(path, forged);
+    expect(run('xz', ['-t', path]).status).not.toBe(0);
+    const { pool } = countingPool(shared);
+    const genuine = await openXz(bufferSource(file), { pool });
+    await genuine.read(BLOCK, 10); // verified under CRC64
+    await genuine.close();
+    const xz = await openXz(bufferSource(forged), { pool });
+    try {
+      // The stream says "no check", so the record's size leaves 8 bytes the header does not account for.
+      const rejected = /^XZ_(DECODE_FAILED|INDEX_MISMATCH)$/;
+      expect(await xz.zeroRanges(0, xz.size).then(() => 'zero ranges', (error: SeekzError) => error.code)).toMatch(rejected);
+      expect(await xz.read(0, 10).then(() => 'read', (error: SeekzError) => error.code)).toMatch(rejected);
+    } finally {
+      await xz.close();
+    }
+  });
+
+  it('a zero block whose file has another check type is its own encoding: verified again, not borrowed', async () => {
+    const crc32 = await compress(data, 'crc32');
+    const { pool, counter } = countingPool(shared);
+    for (const bytes of [file, crc32]) {
+      const xz = await openXz(bufferSource(bytes), { pool });
+      expect(await xz.zeroRanges(0, xz.size)).toEqual(zeroBlocksOf(data, 0, data.length));
+      await xz.close();
+    }
+    expect(counter.decodes).toBe(4);
+  });
+});
