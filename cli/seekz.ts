@@ -11,6 +11,7 @@ import { buildGzipIndex } from '../src/gzip/index/build.js';
 import type { GzipEnd } from '../src/gzip/index/types.js';
 import { serializeIndex, type IndexFormat } from '../src/gzip/index/formats.js';
 import { listing } from './xz-listing.js';
+import { zstdListing } from './zstd-listing.js';
 import { addServeCommand } from './serve.js';
 import { createAtomicFile, streamSink, writeStdout } from '../src/io/atomic-file.js';
 import { fileSource } from '../src/source/file.js';
@@ -132,7 +133,7 @@ program
 
 program
   .command('read')
-  .description('Read uncompressed bytes at any offset of a .gz or .xz file, decompressing only what holds them.')
+  .description('Read uncompressed bytes at any offset of a .gz, .xz or .zst file, decompressing only what holds them.')
   .argument('<file>')
   .requiredOption('--offset <n>', 'uncompressed offset')
   .requiredOption('--length <n>', 'bytes to read')
@@ -157,7 +158,7 @@ program
 
 program
   .command('info')
-  .description('Show what a .gz or .xz file says about itself: sizes, blocks or checkpoints, editable ranges.')
+  .description('Show what a .gz, .xz or .zst file says about itself: sizes, blocks, frames or checkpoints, editable ranges.')
   .argument('<file>')
   .action(async (path: string) => {
     const progress = progressLine(undefined, true);
@@ -168,6 +169,7 @@ program
       await writeStdout(listing(path, { fileSize: info.compressedSize, size: info.uncompressedSize, streams: info.streams, blocks: info.blocks }));
       return;
     }
+    if (info.format === 'zstd') return writeStdout(zstdListing(path, info));
     await writeStdout(gzipInfoLines(path, info).join('\n') + '\n');
     warnTrailing(path, info.end, info.compressedSize);
   });

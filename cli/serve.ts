@@ -95,14 +95,15 @@ Examples:
 }
 
 /**
- * What one read holds in memory, for the server's budget: its output, plus for xz every block it
+ * What one read holds in memory, for the server's budget: its output, plus for xz (zstd) every block (frame) it
  * touches (decoded whole, and held until copied out), plus for gzip as much again for inflation.
  */
 function readCostOf(data: Decoder): (offset: number, length: number) => number {
-  if (data.format !== 'xz') return (_offset, length) => 2 * length;
+  if (data.format !== 'xz' && data.format !== 'zstd') return (_offset, length) => 2 * length;
+  const units: { uStart: number; uSize: number }[] = data.format === 'xz' ? data.blocks : data.frames;
   return (offset, length) => {
     let cost = length;
-    for (let index = data.locate(offset); index < data.blocks.length && data.blocks[index]!.uStart < offset + length; index++) cost += data.blocks[index]!.uSize;
+    for (let index = data.locate(offset); index < units.length && units[index]!.uStart < offset + length; index++) cost += units[index]!.uSize;
     return cost;
   };
 }

@@ -24,6 +24,8 @@ import { httpSource, type HttpSourceOptions } from './source/http.js';
 import type { Source } from './source/source.js';
 import { HEADER_MAGIC } from './xz/format.js';
 import { openXz, type XzSource } from './xz/reader.js';
+import { FRAME_MAGIC_BYTES } from './zstd/format.js';
+import { openZstd, type ZstdSource } from './zstd/reader.js';
 
 /** What `open` accepts: a local path, an http(s):// URL (string or URL), or any Source. */
 export type Target = string | URL | Source;
@@ -36,9 +38,9 @@ export interface OpenOptions {
   index?: string | false;
   /** Bytes of decoded data to keep (xz: 128 MiB, gzip: 32 MiB by default). */
   cacheSize?: number;
-  /** xz: the largest block decoded in one piece (default 512 MiB). */
+  /** xz, zstd: the largest block or frame decoded in one piece (default 512 MiB). */
   maxBlock?: number;
-  /** xz: decoder threads (default 2). */
+  /** xz, zstd: decoder threads (default 2). */
   threads?: number;
   /** gzip without an index: uncompressed bytes between the access points built on open (default 4 MiB). */
   spacing?: number;
@@ -54,7 +56,7 @@ export interface OpenOptions {
   onSidecar?: (path: string) => void;
 }
 
-export type FormatName = 'gzip' | 'xz';
+export type FormatName = 'gzip' | 'xz' | 'zstd';
 
 /** A compressed file opened for random reads of its uncompressed bytes. */
 export interface CompressedFile extends Source, AsyncDisposable {
@@ -74,7 +76,7 @@ export interface CompressedFile extends Source, AsyncDisposable {
 }
 
 /** A format's decoder over the compressed source, tagged with its name. */
-export type Decoder = ({ format: 'xz' } & XzSource) | ({ format: 'gzip' } & GzipSource);
+export type Decoder = ({ format: 'xz' } & XzSource) | ({ format: 'gzip' } & GzipSource) | ({ format: 'zstd' } & ZstdSource);
 
 interface DecoderOptions extends OpenOptions {
   /** A sidecar index already parsed (for gzip). */
@@ -97,6 +99,11 @@ const FORMATS: { name: FormatName; magic: Uint8Array; open(source: Source, optio
     name: 'xz',
     magic: HEADER_MAGIC,
     open: async (source, options) => Object.assign(await openXz(source, { cacheSize: options.cacheSize, maxBlock: options.maxBlock, threads: options.threads }), { format: 'xz' as const }),
+  },
+  {
+    name: 'zstd',
+    magic: FRAME_MAGIC_BYTES,
+    open: async (source, options) => Object.assign(await openZstd(source, { cacheSize: options.cacheSize, maxFrame: options.maxBlock, threads: options.threads }), { format: 'zstd' as const }),
   },
 ];
 const MAGIC_LENGTH = Math.max(...FORMATS.map((format) => format.magic.length));
@@ -182,6 +189,7 @@ function compressedFile(decoder: Decoder, source: Source, context: { sidecar?: s
     size: decoder.size,
     compressedSize: source.size,
     read,
+    ...(decoder.zeroRanges ? { zeroRanges: decoder.zeroRanges.bind(decoder) } : {}),
     info: (options) => (infoCache ??= describe(decoder, source, { ...context, ...options })),
     createReadStream(options = {}) {
       const start = options.start ?? 0;

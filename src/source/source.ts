@@ -15,6 +15,13 @@ export interface Source {
    * end). Optional: sources that can, such as files, offer it for writers that recycle buffers.
    */
   readInto?(into: Uint8Array, offset: number): Promise<number>;
+  /**
+   * Optional: the parts of [offset, offset + length) known to be all zero without decoding
+   * anything (from an index, a map, or compressed bytes identical to a block already verified to
+   * decode to zeros). Sorted, non-overlapping, clipped to the request. What it leaves out is merely
+   * unknown, not non-zero. Lets reads fill zeros and NBD BLOCK_STATUS report holes cheaply.
+   */
+  zeroRanges?(offset: number, length: number): Promise<Array<{ offset: number; length: number }>>;
   /** Releases file handles or sockets. Optional: a buffer source has nothing to release. */
   close?(): Promise<void>;
 }

@@ -67,6 +67,8 @@ export interface ZstdDecodeJob {
   /** For messages: the frame's number and file offset. */
   number: number;
   offset: number;
+  /** The seek table's checksum for the frame, checked too. */
+  tableChecksum?: number;
 }
 export interface ZstdDecodeReply {
   data: Uint8Array;

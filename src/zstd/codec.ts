@@ -8,7 +8,7 @@ import { decompress as fzstdDecompress } from 'fzstd';
 import { fail, SeekzError } from '../errors.js';
 import { nativeZstd } from '../native/zstd.js';
 import type { Done, ZstdDecodeJob, ZstdDecodeReply, ZstdEncodeJob, ZstdEncodeReply } from '../workers/jobs.js';
-import { parseFrameHeader, frameChecksum } from './format.js';
+import { frameChecksum, MAX_FRAME_HEADER, parseFrameHeader } from './format.js';
 import { xxh64Low32 } from './xxh64.js';
 
 export function zstdCodecName(): 'libzstd' | 'fzstd' {
@@ -26,9 +26,10 @@ export function compressFrame(data: Uint8Array, level: number): Uint8Array {
  * Decodes one whole frame that must give exactly `expectedSize` bytes; `frame` and `offset` (its
  * number and file offset) name it in errors.
  */
-export function decompressFrame(bytes: Uint8Array, expectedSize: number, frame: number, offset: number): Uint8Array {
+export function decompressFrame(bytes: Uint8Array, expectedSize: number, frame: number, offset: number, tableChecksum?: number): Uint8Array {
   const native = nativeZstd();
   let data: Uint8Array;
+  const header = parseFrameHeader(bytes.subarray(0, MAX_FRAME_HEADER), offset);
   if (native) {
     let result: [ArrayBuffer, number];
     try {
@@ -38,7 +39,6 @@ export function decompressFrame(bytes: Uint8Array, expectedSize: number, frame: 
     }
     data = new Uint8Array(result[0], 0, result[1]);
   } else {
-    const header = parseFrameHeader(bytes.subarray(0, 18), offset);
     try {
       data = fzstdDecompress(bytes, new Uint8Array(expectedSize + 1));
     } catch (error) {
@@ -51,6 +51,12 @@ export function decompressFrame(bytes: Uint8Array, expectedSize: number, frame: 
     }
   }
   if (data.length !== expectedSize) throw fail('ZSTD_SIZE_MISMATCH', frame, offset, expectedSize, data.length);
+  if (tableChecksum !== undefined) {
+    // The frame's own checksum was verified above; the table's must be the same number. A frame
+    // without one (the reference compressor writes none) is hashed here.
+    const found = header.checksum ? frameChecksum(bytes) : xxh64Low32(data);
+    if (found !== tableChecksum) throw fail('ZSTD_CHECKSUM', frame, offset, tableChecksum, found);
+  }
   return data;
 }
 
@@ -91,6 +97,6 @@ export function runZstdJob(job: ZstdEncodeJob | ZstdDecodeJob): Done<ZstdEncodeR
     const compressed = compressFrame(job.data, job.level);
     return { reply: { compressed, data: job.data }, transfer: [compressed.buffer as ArrayBuffer, job.data.buffer as ArrayBuffer] };
   }
-  const data = decompressFrame(job.frame, job.expectedSize, job.number, job.offset);
+  const data = decompressFrame(job.frame, job.expectedSize, job.number, job.offset, job.tableChecksum);
   return { reply: { data }, transfer: [data.buffer as ArrayBuffer] };
 }
