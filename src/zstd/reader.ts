@@ -51,6 +51,10 @@ export interface ZstdSource extends Source {
   locate(offset: number): number;
   /** One frame's bytes, decoded whole and checked (cached). */
   readFrame(index: number): Promise<Uint8Array>;
+  /** The same, bypassing the cache: for whole passes (seekzstd -d, -t). */
+  decodeFrame(index: number): Promise<Uint8Array>;
+  /** Whether frame `index` is read as a stream (too large to decode whole, or no sizes). */
+  isStreamed(index: number): boolean;
   /** The frame header of frame `index` (for seekz info). */
   frameHeader(index: number): Promise<FrameHeader>;
   zeroRanges(offset: number, length: number): Promise<Array<{ offset: number; length: number }>>;
@@ -234,6 +238,8 @@ export async function openZstd(source: Source, options: ZstdReaderOptions = {}):
     cache,
     locate,
     readFrame,
+    decodeFrame: (index) => decode(frames[index]!),
+    isStreamed: (index) => streamed(frames[index]!),
     async frameHeader(index) {
       const frame = frames[index]!;
       const head = await source.read(frame.offset, Math.min(MAX_FRAME_HEADER, frame.compressedSize));
