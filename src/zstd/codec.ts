@@ -40,7 +40,7 @@ export function decompressFrame(bytes: Uint8Array, expectedSize: number, frame: 
     data = new Uint8Array(result[0], 0, result[1]);
   } else {
     try {
-      data = fzstdDecompress(bytes, new Uint8Array(expectedSize + 1));
+      data = fzstdDecompress(bytes); // sized by the frame; a given buffer comes back whole
     } catch (error) {
       throw decodeError(error, frame, offset);
     }

@@ -142,7 +142,8 @@ export async function openZstd(source: Source, options: ZstdReaderOptions = {}):
   const decode = async (frame: ZstdFrame): Promise<Uint8Array> => {
     const bytes = await source.read(frame.offset, frame.compressedSize);
     if (bytes.length !== frame.compressedSize) throw fail('ZSTD_TRUNCATED', `frame ${frame.number}`, frame.offset);
-    const copy = bytes.slice(); // the worker takes it by transfer; a source may share its buffer
+    // The worker takes it by transfer: a copy (not Buffer#slice, a view), as a source may share its buffer.
+    const copy = new Uint8Array(bytes);
     pool ??= createWorkerPool(options.threads ?? 2);
     const { data } = await pool.run({ kind: 'zstd-decode', frame: copy, expectedSize: frame.uSize, number: frame.number, offset: frame.offset, tableChecksum: frame.tableChecksum }, [copy.buffer as ArrayBuffer]);
     return data;
@@ -222,7 +223,7 @@ export async function openZstd(source: Source, options: ZstdReaderOptions = {}):
     if (known) zero = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).equals(known);
     else {
       zero = isAllZero(await readFrame(index));
-      if (zero) zeroFrameBytes.set(key, bytes.slice());
+      if (zero) zeroFrameBytes.set(key, new Uint8Array(bytes));
     }
     zeroState[index] = zero ? 1 : 2;
     return zero;
