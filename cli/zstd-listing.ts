@@ -17,7 +17,7 @@ export function zstdListing(file: string, info: ZstdInfo): string {
   if (info.skippableFrames > 0) lines.push(`# Skippable Frames: ${info.skippableFrames}`);
   lines.push(
     `DictID: ${Math.max(0, ...frames.map((frame) => frame.dictionaryId))}`,
-    `Window Size: ${formatSize(window)} (${window} B)`,
+    `Window Size: ${formatSize(window)} (${window} B)`, // the largest; zstd -lv prints the last frame's
     `Compressed Size: ${formatSize(info.compressedSize)} (${info.compressedSize} B)`,
     `Decompressed Size: ${formatSize(info.uncompressedSize)} (${info.uncompressedSize} B)`,
     `Ratio: ${(info.uncompressedSize / Math.max(1, info.compressedSize)).toFixed(4)}`,

@@ -11,6 +11,7 @@ declare -A tools=(
   [nbdkit]=nbdkit [nbdinfo]=libnbd-bin [nbdcopy]=libnbd-bin [qemu-img]=qemu-utils [qemu-io]=qemu-utils
   [sfdisk]=fdisk [sgdisk]=gdisk [mkfs.ext4]=e2fsprogs [debugfs]=e2fsprogs [e2fsck]=e2fsprogs
   [mkfs.vfat]=dosfstools [mcopy]=mtools [nginx]=nginx [hyperfine]=hyperfine [python3]=python3
+  [pzstd]=zstd [xxhsum]=xxhash [dpkg-source]=dpkg-dev [cc]=gcc
 )
 missing=()
 for command in "${!tools[@]}"; do
@@ -19,7 +20,9 @@ done
 # Debian's Python modules load in /usr/bin/python3, not in a pyenv python3 earlier on PATH.
 /usr/bin/python3 -c 'import indexed_gzip' 2>/dev/null || missing+=(python3-indexed-gzip)
 /usr/bin/python3 -c 'import nbd' 2>/dev/null || missing+=(python3-libnbd)
-[ ${#missing[@]} -eq 0 ] && exit 0
+# zstd's reference seekable tools, the judge of seekzstd's files: built once from Debian's source.
+build_zstd_seekable() { bash "$(dirname "$0")/build-zstd-seekable.sh" >/dev/null; }
+[ ${#missing[@]} -eq 0 ] && { build_zstd_seekable; exit 0; }
 
 packages=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')
 if [ "$(id -u)" != 0 ]; then
@@ -31,3 +34,4 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 # shellcheck disable=SC2086
 apt-get install -y -qq $packages >/dev/null
+build_zstd_seekable

@@ -24,7 +24,7 @@ import { httpSource, type HttpSourceOptions } from './source/http.js';
 import type { Source } from './source/source.js';
 import { HEADER_MAGIC } from './xz/format.js';
 import { openXz, type XzSource } from './xz/reader.js';
-import { FRAME_MAGIC_BYTES } from './zstd/format.js';
+import { FRAME_MAGIC_BYTES, SKIPPABLE_MAGIC_BYTES } from './zstd/format.js';
 import { openZstd, type ZstdSource } from './zstd/reader.js';
 
 /** What `open` accepts: a local path, an http(s):// URL (string or URL), or any Source. */
@@ -85,6 +85,9 @@ interface DecoderOptions extends OpenOptions {
 }
 
 /** Every format seekz reads: its magic bytes at offset 0 and its decoder. One row per format. */
+const openZstdDecoder = async (source: Source, options: DecoderOptions): Promise<Decoder> =>
+  Object.assign(await openZstd(source, { cacheSize: options.cacheSize, maxFrame: options.maxBlock, threads: options.threads }), { format: 'zstd' as const });
+
 const FORMATS: { name: FormatName; magic: Uint8Array; open(source: Source, options: DecoderOptions): Promise<Decoder> }[] = [
   {
     name: 'gzip',
@@ -103,7 +106,13 @@ const FORMATS: { name: FormatName; magic: Uint8Array; open(source: Source, optio
   {
     name: 'zstd',
     magic: FRAME_MAGIC_BYTES,
-    open: async (source, options) => Object.assign(await openZstd(source, { cacheSize: options.cacheSize, maxFrame: options.maxBlock, threads: options.threads }), { format: 'zstd' as const }),
+    open: openZstdDecoder,
+  },
+  {
+    // A .zst may open with a skippable frame: pzstd's, with the first of the 16 skippable magics.
+    name: 'zstd',
+    magic: SKIPPABLE_MAGIC_BYTES,
+    open: openZstdDecoder,
   },
 ];
 const MAGIC_LENGTH = Math.max(...FORMATS.map((format) => format.magic.length));
@@ -115,7 +124,8 @@ async function detectFormat(source: Source): Promise<(typeof FORMATS)[number]> {
   const format = FORMATS.find((candidate) => candidate.magic.every((byte, index) => magic[index] === byte));
   if (format) return format;
   const expected = FORMATS.map((candidate) => `${hexBytes(candidate.magic)} (${candidate.name})`).join(' or ');
-  throw fail('BAD_ARGUMENT', `not a ${FORMATS.map((candidate) => candidate.name).join(' or ')} file: it starts with ${hexBytes(magic) || 'nothing'}; expected ${expected}`);
+  const names = [...new Set(FORMATS.map((candidate) => candidate.name))];
+  throw fail('BAD_ARGUMENT', `not a ${names.join(' or ')} file: it starts with ${hexBytes(magic) || 'nothing'}; expected ${expected}`);
 }
 
 const isUrl = (target: string) => /^https?:\/\//i.test(target);

@@ -14,6 +14,8 @@ export const FRAME_MAGIC_BYTES = Uint8Array.of(0x28, 0xb5, 0x2f, 0xfd);
 /** Skippable frames use 0x184D2A50 to 0x184D2A5F; the seek table uses the last. */
 export const SKIPPABLE_MAGIC_MIN = 0x184d2a50;
 export const SKIPPABLE_MAGIC_MASK = 0xfffffff0;
+/** The first skippable magic as stored: pzstd opens its files with such a frame. */
+export const SKIPPABLE_MAGIC_BYTES = Uint8Array.of(0x50, 0x2a, 0x4d, 0x18);
 export const SEEK_TABLE_MAGIC = 0x184d2a5e;
 export const SEEKABLE_MAGIC = 0x8f92eab1;
 export const SEEK_TABLE_FOOTER_SIZE = 9;

@@ -22,7 +22,7 @@ import { clipRead, type Source } from '../source/source.js';
 import { createWorkerPool, type WorkerPool } from '../workers/pool.js';
 import { isAllZero } from '../zeros.js';
 import { streamDecoder } from './codec.js';
-import { FRAME_MAGIC_BYTES, parseFrameHeader, parseSeekTable, parseSeekTableFooter, SEEK_TABLE_FOOTER_SIZE, seekTableSize, walkFrame, MAX_FRAME_HEADER, type FrameHeader } from './format.js';
+import { FRAME_MAGIC_BYTES, isSkippableMagic, parseFrameHeader, parseSeekTable, parseSeekTableFooter, SEEK_TABLE_FOOTER_SIZE, seekTableSize, walkFrame, MAX_FRAME_HEADER, type FrameHeader } from './format.js';
 import { xxh64Low32 } from './xxh64.js';
 
 export interface ZstdFrame {
@@ -242,9 +242,13 @@ export async function openZstd(source: Source, options: ZstdReaderOptions = {}):
     decodeFrame: (index) => decode(frames[index]!),
     isStreamed: (index) => streamed(frames[index]!),
     async frameHeader(index) {
-      const frame = frames[index]!;
-      const head = await source.read(frame.offset, Math.min(MAX_FRAME_HEADER, frame.compressedSize));
-      return parseFrameHeader(head, frame.offset);
+      let at = frames[index]!.offset;
+      // A file read as a stream is one pseudo-frame from offset 0: its first zstd frame may follow skippable ones.
+      for (;;) {
+        const head = await source.read(at, Math.min(MAX_FRAME_HEADER, source.size - at));
+        if (head.length < 8 || !isSkippableMagic(new DataView(head.buffer, head.byteOffset).getUint32(0, true))) return parseFrameHeader(head, at);
+        at += 8 + new DataView(head.buffer, head.byteOffset).getUint32(4, true);
+      }
     },
     async read(offset, length) {
       const count = clipRead(size, offset, length);
