@@ -3,7 +3,7 @@
  * loads it). Every call is synchronous and meant for worker threads: one frame in, one frame out.
  * Each thread that loads the addon gets its own contexts (instance data), reused across calls.
  *   compress(data, level)            -> ArrayBuffer: one frame with content size and checksum
- *   decompress(frame, expectedSize)  -> [ArrayBuffer, size]: room for expectedSize + 1 bytes, so a
+ *   decompress(frame, expectedSize)  -> [Buffer, size]: room for expectedSize + 1 bytes, so a
  *                                       frame that decodes to more shows; checksum verified
  *   streamCreate()                   -> handle for a stream of frames of unknown size
  *   streamPush(handle, input)        -> [Uint8Array[], status]: output so far (checksums verified
@@ -112,8 +112,9 @@ static napi_value decompress(napi_env env, napi_callback_info info) {
   Contexts *contexts = contextsOf(env);
   void *out;
   napi_value result;
-  // One byte more than expected: a frame that decodes to more is caught, not cut short.
-  CALL(env, napi_create_arraybuffer(env, (size_t)expected + 1, &out, &result));
+  // One byte more than expected: a frame that decodes to more is caught, not cut short. A Buffer,
+  // not an ArrayBuffer: its memory is not zero-filled first (the decoder writes every byte kept).
+  CALL(env, napi_create_buffer(env, (size_t)expected + 1, &out, &result));
   size_t got = ZSTD_decompressDCtx(contexts->dctx, out, (size_t)expected + 1, data, length);
   if (ZSTD_isError(got)) return throwZstd(env, "ZSTD_DECOMPRESS", got);
   napi_value size;

@@ -8,7 +8,7 @@ import { createRequire } from 'node:module';
 
 export interface NativeZstd {
   compress(data: Uint8Array, level: number): ArrayBuffer;
-  decompress(frame: Uint8Array, expectedSize: number): [ArrayBuffer, number];
+  decompress(frame: Uint8Array, expectedSize: number): [Uint8Array, number];
   streamCreate(): unknown;
   streamPush(handle: unknown, input: Uint8Array): [Uint8Array[], number];
   versionNumber(): number;

@@ -4,12 +4,16 @@
  * itself, and after fzstd (which does not) xxh64.ts does. Compressing needs the addon.
  * Pinned by test/zstd.test.ts ("both codec paths").
  */
-import { decompress as fzstdDecompress } from 'fzstd';
+import { createRequire } from 'node:module';
 import { fail, SeekzError } from '../errors.js';
 import { nativeZstd } from '../native/zstd.js';
 import type { Done, ZstdDecodeJob, ZstdDecodeReply, ZstdEncodeJob, ZstdEncodeReply } from '../workers/jobs.js';
 import { frameChecksum, MAX_FRAME_HEADER, parseFrameHeader } from './format.js';
 import { xxh64Low32 } from './xxh64.js';
+
+// fzstd loads only where it is used (no addon): a worker with libzstd does not pay for it.
+let fzstd: typeof import('fzstd') | undefined;
+const fzstdDecompress = (bytes: Uint8Array) => (fzstd ??= createRequire(import.meta.url)('fzstd') as typeof import('fzstd')).decompress(bytes);
 
 export function zstdCodecName(): 'libzstd' | 'fzstd' {
   return nativeZstd() ? 'libzstd' : 'fzstd';
@@ -31,13 +35,13 @@ export function decompressFrame(bytes: Uint8Array, expectedSize: number, frame: 
   let data: Uint8Array;
   const header = parseFrameHeader(bytes.subarray(0, MAX_FRAME_HEADER), offset);
   if (native) {
-    let result: [ArrayBuffer, number];
+    let result: [Uint8Array, number];
     try {
       result = native.decompress(bytes, expectedSize);
     } catch (error) {
       throw decodeError(error, frame, offset);
     }
-    data = new Uint8Array(result[0], 0, result[1]);
+    data = new Uint8Array(result[0].buffer, result[0].byteOffset, result[1]);
   } else {
     try {
       data = fzstdDecompress(bytes); // sized by the frame; a given buffer comes back whole

@@ -16,8 +16,16 @@ export async function decompressZstd(zstd: ZstdSource, sink: Sink | undefined, o
     done += data.length;
     options.onProgress?.(done);
   });
+  const zeros = new Map<number, Uint8Array>();
   for (let index = 0; index < zstd.frames.length; index++) {
     const frame = zstd.frames[index]!;
+    if (await zstd.isZeroFrame(index)) {
+      // Proven zero without decoding (the same bytes as a zero frame decoded and checked before).
+      let zero = zeros.get(frame.uSize);
+      if (!zero) zeros.set(frame.uSize, (zero = new Uint8Array(frame.uSize)));
+      await window.push(Promise.resolve(zero));
+      continue;
+    }
     if (!zstd.isStreamed(index)) {
       await window.push(zstd.decodeFrame(index));
       continue;

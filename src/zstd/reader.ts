@@ -55,6 +55,12 @@ export interface ZstdSource extends Source {
   decodeFrame(index: number): Promise<Uint8Array>;
   /** Whether frame `index` is read as a stream (too large to decode whole, or no sizes). */
   isStreamed(index: number): boolean;
+  /**
+   * Whether frame `index` is proven all zero: the seek table gives it the checksum of zeros, and
+   * its compressed bytes are those of a frame already decoded and found all zero (seekzstd writes
+   * every zero frame of a size as the same bytes). False means unknown, not non-zero.
+   */
+  isZeroFrame(index: number): Promise<boolean>;
   /** The frame header of frame `index` (for seekz info). */
   frameHeader(index: number): Promise<FrameHeader>;
   zeroRanges(offset: number, length: number): Promise<Array<{ offset: number; length: number }>>;
@@ -208,11 +214,13 @@ export async function openZstd(source: Source, options: ZstdReaderOptions = {}):
     if (checksum === undefined) zeroChecksums.set(length, (checksum = xxh64Low32(new Uint8Array(length))));
     return checksum;
   };
+  // Only a frame whose table checksum is that of zeros is a candidate; the proof is its bytes.
+  const isZeroCandidate = (frame: ZstdFrame) =>
+    frame.tableChecksum !== undefined && !streamed(frame) && frame.compressedSize <= 65536 && frame.tableChecksum === zeroChecksumOf(frame.uSize);
   const isZeroFrame = async (index: number): Promise<boolean> => {
     const frame = frames[index]!;
     if (zeroState[index]) return zeroState[index] === 1;
-    // Only a frame whose checksum is that of zeros is a candidate; the proof is its bytes.
-    if (frame.tableChecksum === undefined || streamed(frame) || frame.compressedSize > 65536 || frame.tableChecksum !== zeroChecksumOf(frame.uSize)) {
+    if (!isZeroCandidate(frame)) {
       zeroState[index] = 2;
       return false;
     }
@@ -241,6 +249,7 @@ export async function openZstd(source: Source, options: ZstdReaderOptions = {}):
     readFrame,
     decodeFrame: (index) => decode(frames[index]!),
     isStreamed: (index) => streamed(frames[index]!),
+    isZeroFrame,
     async frameHeader(index) {
       let at = frames[index]!.offset;
       // A file read as a stream is one pseudo-frame from offset 0: its first zstd frame may follow skippable ones.
@@ -262,7 +271,7 @@ export async function openZstd(source: Source, options: ZstdReaderOptions = {}):
         const at = done;
         done += take;
         if (take <= 0) continue;
-        if (zeroState[index] === 1) continue; // proven zero: the buffer already is
+        if (zeroState[index] === 1 || (zeroState[index] === 0 && isZeroCandidate(frame) && (await isZeroFrame(index)))) continue; // proven zero: so is the buffer
         if (streamed(frame)) {
           // A stream goes in order: wait for what is before it, then read on.
           await Promise.all(pieces.splice(0));
