@@ -6,7 +6,7 @@
  * x.zst against nbdkit --filter=xz on the .xz; and the frame-size sweep behind the default.
  */
 import { execFileSync } from 'node:child_process';
-import { openSync, rmSync, statSync } from 'node:fs';
+import { closeSync, openSync, readSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { open } from '../src/open.js';
 import { formatSize } from '../src/size.js';
@@ -73,15 +73,20 @@ export async function zstdSection(bench: Bench): Promise<void> {
   const coldCount = bench.quick ? 30 : 100;
   const offsets = randomOffsets(bench.seed, image.plan.size, coldCount + 1);
   console.log(`\nrandom ${READ_SIZE}-byte reads at ${coldCount} uniform 4 KiB-aligned offsets through open() (in-process, cacheSize 0: only the last block is kept), each in another 16 MiB than the read before`);
+  // Most of the image is zeros, which seekz reads without decoding: the data offsets alone are the fair test.
+  const data = [offsets[0]!, ...offsets.slice(1).filter((offset) => !isZeroAt(image.path, offset))];
+  console.log(`  of them ${data.length - 1} hold data (not all zero); the targets use those`);
   const rows: string[][] = [];
   const cold: Record<string, number[]> = {};
+  const coldData: Record<string, number[]> = {};
   for (const [name, path] of [['.zst (seekzstd)', zst], ['.xz (seekxz, 16 MiB blocks)', xz], ['.gz (partial-deflate, map)', gz]] as const) {
     cold[name] = await coldReads(path, offsets);
-    rows.push([name, ms(median(cold[name]!)), ms(percentile(cold[name]!, 0.9)), formatSize(statSync(path).size)]);
+    coldData[name] = await coldReads(path, data);
+    rows.push([name, ms(median(cold[name]!)), ms(percentile(cold[name]!, 0.9)), ms(median(coldData[name]!)), ms(percentile(coldData[name]!, 0.9)), formatSize(statSync(path).size)]);
   }
-  console.log(`\n${formatTable(['file', 'cold p50 ms', 'cold p90 ms', 'file size'], rows)}`);
-  const zstP50 = median(cold['.zst (seekzstd)']!);
-  const vsXz = zstP50 / median(cold['.xz (seekxz, 16 MiB blocks)']!);
+  console.log(`\n${formatTable(['file', 'cold p50 ms', 'cold p90 ms', 'data p50 ms', 'data p90 ms', 'file size'], rows)}`);
+  const zstP50 = median(coldData['.zst (seekzstd)']!);
+  const vsXz = zstP50 / median(coldData['.xz (seekxz, 16 MiB blocks)']!);
 
   console.log(`\nnbdcopy of the whole image: seekz serve x.zst against nbdkit --filter=xz on the .xz (16 MiB blocks)`);
   const out = join(bench.dir, 'zstd-nbdcopy.raw');
@@ -102,14 +107,14 @@ export async function zstdSection(bench: Bench): Promise<void> {
   const copy = median(copies.nbdkit!) / median(copies.serve!);
   console.log(`nbdcopy throughput seekz serve x.zst / nbdkit --filter=xz: ${copy.toFixed(2)}`);
 
-  const sweep = bench.quick ? [] : await frameSizeSweep(bench, image, zstdT1.bytes, offsets);
+  const sweep = bench.quick ? [] : await frameSizeSweep(bench, image, zstdT1.bytes, data);
 
   bench.targets.push(
     { what: `zstd: throughput seekzstd / zstd -${LEVEL} -T${THREADS}`, goal: '≥ 1.00', measured: speed.toFixed(3), pass: speed >= 1 },
     { what: `zstd: size seekzstd / zstd -${LEVEL}`, goal: '≤ 1.03', measured: size.toFixed(4), pass: size <= 1.03 },
     { what: `zstd -d: throughput seekzstd -d -T${THREADS} / zstd -d`, goal: '≥ 1.50', measured: decode.toFixed(3), pass: decode >= 1.5 },
-    { what: 'zstd random 4 KiB: cold p50', goal: '≤ 5 ms', measured: `${ms(zstP50)} ms`, pass: zstP50 <= 0.005 },
-    { what: 'zstd random 4 KiB: cold p50 .zst / 16 MiB-block .xz', goal: '≤ 0.10', measured: vsXz.toFixed(3), pass: vsXz <= 0.1 },
+    { what: 'zstd random 4 KiB: cold p50 (data offsets)', goal: '≤ 5 ms', measured: `${ms(zstP50)} ms`, pass: zstP50 <= 0.005 },
+    { what: 'zstd random 4 KiB: cold p50 .zst / 16 MiB-block .xz (data)', goal: '≤ 0.10', measured: vsXz.toFixed(3), pass: vsXz <= 0.1 },
     { what: 'zstd nbdcopy: seekz serve x.zst / nbdkit --filter=xz', goal: '≥ 3.00', measured: copy.toFixed(2), pass: copy >= 3 },
   );
   bench.report.zstd = {
@@ -117,12 +122,24 @@ export async function zstdSection(bench: Bench): Promise<void> {
     decompression: [ourD, zstdD],
     ratios: { speed, size, decode, coldVsXz: vsXz, nbdcopy: copy },
     coldReads: cold,
+    coldDataReads: coldData,
     nbdcopy: copies,
     frameSizeSweep: sweep,
   };
 }
 
 const openWrite = (path: string) => openSync(path, 'w');
+
+function isZeroAt(path: string, offset: number): boolean {
+  const fd = openSync(path, 'r');
+  try {
+    const bytes = Buffer.alloc(READ_SIZE);
+    readSync(fd, bytes, 0, READ_SIZE, offset);
+    return bytes.every((byte) => byte === 0);
+  } finally {
+    closeSync(fd);
+  }
+}
 
 /** Offsets 4 KiB-aligned, uniform, each in another 16 MiB than the one before it. */
 function randomOffsets(seed: number, size: number, count: number): number[] {
@@ -151,7 +168,7 @@ async function coldReads(path: string, offsets: number[]): Promise<number[]> {
 
 /** Size against plain zstd and cold read latency at each frame size: the evidence for the default. */
 async function frameSizeSweep(bench: Bench, image: Image, plainBytes: number, offsets: number[]) {
-  console.log(`\nframe size sweep (the default is ${formatSize(DEFAULT_FRAME_SIZE)}): size against zstd -${LEVEL} and cold 4 KiB p50`);
+  console.log(`\nframe size sweep (the default is ${formatSize(DEFAULT_FRAME_SIZE)}): size against zstd -${LEVEL} and cold 4 KiB reads at the data offsets`);
   const rows: string[][] = [];
   const sweep = [];
   for (const frameSize of [256 * 1024, 512 * 1024, MIB, 2 * MIB, 4 * MIB]) {

@@ -88,7 +88,7 @@ interface DecoderOptions extends OpenOptions {
 const openZstdDecoder = async (source: Source, options: DecoderOptions): Promise<Decoder> =>
   Object.assign(await openZstd(source, { cacheSize: options.cacheSize, maxFrame: options.maxBlock, threads: options.threads }), { format: 'zstd' as const });
 
-const FORMATS: { name: FormatName; magic: Uint8Array; open(source: Source, options: DecoderOptions): Promise<Decoder> }[] = [
+const FORMATS: { name: FormatName; magic: Uint8Array; mask?: Uint8Array; open(source: Source, options: DecoderOptions): Promise<Decoder> }[] = [
   {
     name: 'gzip',
     magic: Uint8Array.of(GZIP_MAGIC_1, GZIP_MAGIC_2),
@@ -109,9 +109,11 @@ const FORMATS: { name: FormatName; magic: Uint8Array; open(source: Source, optio
     open: openZstdDecoder,
   },
   {
-    // A .zst may open with a skippable frame: pzstd's, with the first of the 16 skippable magics.
+    // A .zst may open with a skippable frame (any of the 16 magics 0x184D2A50-5F): pzstd's, or
+    // the seek table alone of an empty seekable file.
     name: 'zstd',
     magic: SKIPPABLE_MAGIC_BYTES,
+    mask: Uint8Array.of(0xf0, 0xff, 0xff, 0xff),
     open: openZstdDecoder,
   },
 ];
@@ -121,7 +123,7 @@ const MAGIC_LENGTH = Math.max(...FORMATS.map((format) => format.magic.length));
 async function detectFormat(source: Source): Promise<(typeof FORMATS)[number]> {
   const magic = await source.read(0, MAGIC_LENGTH);
   if (source.size === 0) throw fail('GZIP_EMPTY'); // gzip -d: unexpected end of file, exit 1
-  const format = FORMATS.find((candidate) => candidate.magic.every((byte, index) => magic[index] === byte));
+  const format = FORMATS.find((candidate) => candidate.magic.every((byte, index) => (magic[index]! & (candidate.mask?.[index] ?? 0xff)) === byte));
   if (format) return format;
   const expected = FORMATS.map((candidate) => `${hexBytes(candidate.magic)} (${candidate.name})`).join(' or ');
   const names = [...new Set(FORMATS.map((candidate) => candidate.name))];

@@ -58,6 +58,16 @@ describe('the reference tools read seekzstd output', () => {
     }
   });
 
+  it('an empty input gives a seek table alone, which zstd -t, zstd -dc and seekz cat take as empty', () => {
+    writeFileSync(path('empty'), '');
+    expect(runCli('seekzstd', ['-q', path('empty')]).status).toBe(0);
+    expect(run('zstd', ['-t', path('empty.zst')]).status).toBe(0);
+    expect(run('zstd', ['-dc', path('empty.zst')]).stdout.length).toBe(0);
+    const cat = runCli('seekz', ['cat', path('empty.zst')]);
+    expect(cat.status, cat.stderr).toBe(0);
+    expect(cat.stdout.length).toBe(0);
+  });
+
   it('seekzstd -d and -t agree with zstd; a damaged frame fails both, never giving other bytes', () => {
     const out = runCli('seekzstd', ['-dc', '-T2', path('disk.img.zst')]);
     expect(out.status, out.stderr).toBe(0);

@@ -23,7 +23,6 @@ import { createWorkerPool, type WorkerPool } from '../workers/pool.js';
 import { isAllZero } from '../zeros.js';
 import { streamDecoder } from './codec.js';
 import { FRAME_MAGIC_BYTES, isSkippableMagic, parseFrameHeader, parseSeekTable, parseSeekTableFooter, SEEK_TABLE_FOOTER_SIZE, seekTableSize, walkFrame, MAX_FRAME_HEADER, type FrameHeader } from './format.js';
-import { xxh64Low32 } from './xxh64.js';
 
 export interface ZstdFrame {
   /** 1-based, counting data frames only (as zstd -lv). */
@@ -56,9 +55,9 @@ export interface ZstdSource extends Source {
   /** Whether frame `index` is read as a stream (too large to decode whole, or no sizes). */
   isStreamed(index: number): boolean;
   /**
-   * Whether frame `index` is proven all zero: the seek table gives it the checksum of zeros, and
-   * its compressed bytes are those of a frame already decoded and found all zero (seekzstd writes
-   * every zero frame of a size as the same bytes). False means unknown, not non-zero.
+   * Whether frame `index` is proven all zero: its compressed bytes (and table entry) are those of a
+   * frame already decoded, checked and found all zero (seekzstd writes every zero frame of a size
+   * as the same bytes). False means unknown, not non-zero.
    */
   isZeroFrame(index: number): Promise<boolean>;
   /** The frame header of frame `index` (for seekz info). */
@@ -205,18 +204,14 @@ export async function openZstd(source: Source, options: ZstdReaderOptions = {}):
     return out;
   };
 
-  // Zero frames: 0 unknown, 1 all zero (bytes identical to a frame decoded and found all zero), 2 not.
+  // Zero frames: 0 unknown, 1 all zero (bytes identical to a frame decoded, checked and found all
+  // zero), 2 not or not known. seekzstd writes every zero frame of a size as the same bytes.
   const zeroState = new Uint8Array(frames.length);
-  const zeroChecksums = new Map<number, number>();
   const zeroFrameBytes = new Map<string, Uint8Array>();
-  const zeroChecksumOf = (length: number) => {
-    let checksum = zeroChecksums.get(length);
-    if (checksum === undefined) zeroChecksums.set(length, (checksum = xxh64Low32(new Uint8Array(length))));
-    return checksum;
-  };
-  // Only a frame whose table checksum is that of zeros is a candidate; the proof is its bytes.
+  const zeroKey = (frame: ZstdFrame) => `${frame.compressedSize}/${frame.uSize}/${frame.tableChecksum}`;
+  // Candidates: in a seek table with checksums, compressed at least 32 to 1, small enough to compare.
   const isZeroCandidate = (frame: ZstdFrame) =>
-    frame.tableChecksum !== undefined && !streamed(frame) && frame.compressedSize <= 65536 && frame.tableChecksum === zeroChecksumOf(frame.uSize);
+    frame.tableChecksum !== undefined && !streamed(frame) && frame.compressedSize <= 65536 && frame.compressedSize * 32 <= frame.uSize;
   const isZeroFrame = async (index: number): Promise<boolean> => {
     const frame = frames[index]!;
     if (zeroState[index]) return zeroState[index] === 1;
@@ -224,12 +219,13 @@ export async function openZstd(source: Source, options: ZstdReaderOptions = {}):
       zeroState[index] = 2;
       return false;
     }
-    const key = `${frame.compressedSize}/${frame.uSize}`;
-    const bytes = await source.read(frame.offset, frame.compressedSize);
+    const key = zeroKey(frame);
     const known = zeroFrameBytes.get(key);
+    const bytes = await source.read(frame.offset, frame.compressedSize);
     let zero: boolean;
     if (known) zero = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).equals(known);
     else {
+      // The first of its kind is decoded (its checksums checked) and looked at.
       zero = isAllZero(await readFrame(index));
       if (zero) zeroFrameBytes.set(key, new Uint8Array(bytes));
     }
