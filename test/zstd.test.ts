@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SeekzError } from '../src/errors.js';
+import { compressZstd } from '../src/compress.js';
 import { open } from '../src/open.js';
 import { bufferSource } from '../src/source/buffer.js';
 import { createWorkerPool } from '../src/workers/pool.js';
@@ -184,5 +185,14 @@ describe('the reader', () => {
     expect(sha256(await opened.read(123_456, 300_000))).toBe(sha256(data.subarray(123_456, 423_456)));
     const info = await opened.info();
     expect(info.format === 'zstd' && info.layout).toBe('seekable');
+  });
+
+  it('compressZstd writes a file that only appears whole, which zstd -dc reads back', async () => {
+    const input = join(dir.path, 'lib.img');
+    writeFileSync(input, data);
+    const result = await compressZstd(input, join(dir.path, 'lib.img.zst'), { frameSize: 256 * 1024, threads: 2 });
+    expect(result.entries.length).toBe(Math.ceil(data.length / (256 * 1024)));
+    expect(sha256(run('zstd', ['-dc', join(dir.path, 'lib.img.zst')]).stdout)).toBe(sha256(data));
+    await expect(compressZstd(input, join(dir.path, 'lib.img.zst'))).rejects.toMatchObject({ code: 'OUTPUT_EXISTS' });
   });
 });
