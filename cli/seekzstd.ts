@@ -43,10 +43,10 @@ const program = new Command('seekzstd')
   .addHelpText(
     'after',
     `
-Memory while compressing: about 100 MiB + threads × (encoder + 3 × frame size) + frame size; the
+Memory while compressing: about 100 MiB + threads × (encoder + 5 × frame size) + 2 × frame size; the
 encoder takes ~8 MiB at -3, ~200 MiB at -19 and ~700 MiB at -22 (less when frames are smaller than
 its window): ${formatSize(zstdWriterMemoryBound(2, DEFAULT_FRAME_SIZE, DEFAULT_LEVEL))} at -T2 with the defaults (-${DEFAULT_LEVEL}, ${formatSize(DEFAULT_FRAME_SIZE)} frames).
-While decompressing: about 100 MiB + (threads + 2) × frame size (frames above --max-frame stream).
+While decompressing: about 100 MiB + (2 × threads + 3) × frame size (frames above --max-frame stream).
 Codec: ${zstdCodecName()}${zstdCodecName() === 'fzstd' ? ' (the seekz_zstd addon is not built: decoding only)' : ''}.
 
 Examples:
