@@ -83,6 +83,44 @@ describe('the reference tools read seekzstd output', () => {
   });
 });
 
+describe('seekzstd speaks like zstd', () => {
+  it('keeps the input by default, refuses to overwrite without -f, --rm removes the input, -d restores it', () => {
+    writeFileSync(path('cli.img'), truth.subarray(0, 700_000));
+    expect(runCli('seekzstd', ['-q', path('cli.img')]).status).toBe(0);
+    expect(statSync(path('cli.img')).size).toBe(700_000); // kept, as zstd keeps it
+    const again = runCli('seekzstd', ['-q', path('cli.img')]);
+    expect(again.status).toBe(1);
+    expect(again.stderr).toMatch(/already exists; use -f/);
+    expect(runCli('seekzstd', ['-q', '-f', '--rm', path('cli.img')]).status).toBe(0);
+    expect(() => statSync(path('cli.img'))).toThrow();
+    expect(runCli('seekzstd', ['-q', '-d', path('cli.img.zst')]).status).toBe(0);
+    expect(sha256(readFileSync(path('cli.img')))).toBe(sha256(truth.subarray(0, 700_000)));
+    expect(statSync(path('cli.img.zst')).size).toBeGreaterThan(0);
+  });
+
+  it('levels above 19 need --ultra (usage error, exit 2); stdin to stdout gives the bytes a file gives', () => {
+    const refused = runCli('seekzstd', ['-22', '-c', path('disk.img')]);
+    expect(refused.status).toBe(2);
+    expect(refused.stderr).toMatch(/--ultra/);
+    const piped = runCli('seekzstd', ['-T2', '--frame-size=256K'], { input: truth });
+    expect(piped.status, piped.stderr).toBe(0);
+    expect(sha256(piped.stdout)).toBe(sha256(readFileSync(path('disk.img.zst'))));
+    const back = runCli('seekzstd', ['-d'], { input: piped.stdout });
+    expect(back.status, back.stderr).toBe(0);
+    expect(sha256(back.stdout)).toBe(sha256(truth));
+  });
+
+  it('-l lists one line per frame; several files go on past a bad one and exit 1', () => {
+    const list = runCli('seekzstd', ['-l', path('disk.img.zst')]);
+    expect(list.status, list.stderr).toBe(0);
+    expect(list.stdout.toString()).toMatch(/# Zstandard Frames: 13\n/);
+    writeFileSync(path('bad.zst'), 'not zstd at all');
+    const several = runCli('seekzstd', ['-t', path('bad.zst'), path('disk.img.zst')]);
+    expect(several.status).toBe(1);
+    expect(several.stderr).toMatch(/bad\.zst: /);
+  });
+});
+
 describe('seekz reads .zst files the real tools made', () => {
   // name, shell line writing the file, and the layout seekz must find
   const fixtures: [string, string, 'seekable' | 'frames' | 'stream'][] = [

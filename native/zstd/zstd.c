@@ -63,17 +63,24 @@ static napi_value throwZstd(napi_env env, const char *code, size_t result) {
   return NULL;
 }
 
-static napi_value compress(napi_env env, napi_callback_info info) {
+/* The (bytes, number) arguments both calls take; false (with a TypeError thrown) when they are not. */
+static int bytesAndNumber(napi_env env, napi_callback_info info, void **data, size_t *length, double *number, const char *usage) {
   size_t argc = 2;
   napi_value argv[2];
-  CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 2 || !bytesOf(env, argv[0], data, length) ||
+      napi_get_value_double(env, argv[1], number) != napi_ok || *number < 0) {
+    napi_throw_type_error(env, NULL, usage);
+    return 0;
+  }
+  return 1;
+}
+
+static napi_value compress(napi_env env, napi_callback_info info) {
   void *data;
   size_t length;
-  int32_t level;
-  if (argc < 2 || !bytesOf(env, argv[0], &data, &length) || napi_get_value_int32(env, argv[1], &level) != napi_ok) {
-    napi_throw_type_error(env, NULL, "compress(data: Uint8Array, level: number)");
-    return NULL;
-  }
+  double levelNumber;
+  if (!bytesAndNumber(env, info, &data, &length, &levelNumber, "compress(data: Uint8Array, level: number)")) return NULL;
+  int level = (int)levelNumber;
   Contexts *contexts = contextsOf(env);
   size_t bound = ZSTD_compressBound(length);
   if (contexts->scratchSize < bound) {
@@ -99,16 +106,10 @@ static napi_value compress(napi_env env, napi_callback_info info) {
 }
 
 static napi_value decompress(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   void *data;
   size_t length;
   double expected;
-  if (argc < 2 || !bytesOf(env, argv[0], &data, &length) || napi_get_value_double(env, argv[1], &expected) != napi_ok || expected < 0) {
-    napi_throw_type_error(env, NULL, "decompress(frame: Uint8Array, expectedSize: number)");
-    return NULL;
-  }
+  if (!bytesAndNumber(env, info, &data, &length, &expected, "decompress(frame: Uint8Array, expectedSize: number)")) return NULL;
   Contexts *contexts = contextsOf(env);
   void *out;
   napi_value result;
