@@ -88,7 +88,7 @@ interface DecoderOptions extends OpenOptions {
 const openZstdDecoder = async (source: Source, options: DecoderOptions): Promise<Decoder> =>
   Object.assign(await openZstd(source, { cacheSize: options.cacheSize, maxFrame: options.maxBlock, threads: options.threads }), { format: 'zstd' as const });
 
-const FORMATS: { name: FormatName; magic: Uint8Array; mask?: Uint8Array; open(source: Source, options: DecoderOptions): Promise<Decoder> }[] = [
+const FORMATS: { name: FormatName; magic: Uint8Array; mask?: Uint8Array; shown?: string; open(source: Source, options: DecoderOptions): Promise<Decoder> }[] = [
   {
     name: 'gzip',
     magic: Uint8Array.of(GZIP_MAGIC_1, GZIP_MAGIC_2),
@@ -114,6 +114,7 @@ const FORMATS: { name: FormatName; magic: Uint8Array; mask?: Uint8Array; open(so
     name: 'zstd',
     magic: SKIPPABLE_MAGIC_BYTES,
     mask: Uint8Array.of(0xf0, 0xff, 0xff, 0xff),
+    shown: '5x 2a 4d 18 (zstd skippable frame)',
     open: openZstdDecoder,
   },
 ];
@@ -125,9 +126,10 @@ async function detectFormat(source: Source): Promise<(typeof FORMATS)[number]> {
   if (source.size === 0) throw fail('GZIP_EMPTY'); // gzip -d: unexpected end of file, exit 1
   const format = FORMATS.find((candidate) => candidate.magic.every((byte, index) => (magic[index]! & (candidate.mask?.[index] ?? 0xff)) === byte));
   if (format) return format;
-  const expected = FORMATS.map((candidate) => `${hexBytes(candidate.magic)} (${candidate.name})`).join(' or ');
+  const expected = FORMATS.map((candidate) => candidate.shown ?? `${hexBytes(candidate.magic)} (${candidate.name})`).join(' or ');
   const names = [...new Set(FORMATS.map((candidate) => candidate.name))];
-  throw fail('BAD_ARGUMENT', `not a ${names.join(' or ')} file: it starts with ${hexBytes(magic) || 'nothing'}; expected ${expected}`);
+  const listed = `${names.slice(0, -1).join(', ')} or ${names[names.length - 1]}`;
+  throw fail('BAD_ARGUMENT', `not a ${listed} file: it starts with ${hexBytes(magic) || 'nothing'}; expected ${expected}`);
 }
 
 const isUrl = (target: string) => /^https?:\/\//i.test(target);
