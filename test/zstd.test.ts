@@ -195,4 +195,15 @@ describe('the reader', () => {
     expect(sha256(run('zstd', ['-dc', join(dir.path, 'lib.img.zst')]).stdout)).toBe(sha256(data));
     await expect(compressZstd(input, join(dir.path, 'lib.img.zst'))).rejects.toMatchObject({ code: 'OUTPUT_EXISTS' });
   });
+
+  it('a frame above maxFrame streams front to back; a read elsewhere in it names the limit and seekzstd', async () => {
+    const input = join(dir.path, 'big.img');
+    writeFileSync(input, data);
+    writeFileSync(join(dir.path, 'big.zst'), run('zstd', ['-q', '-c', input]).stdout);
+    await using whole = await open(join(dir.path, 'big.zst'), { maxBlock: 256 * 1024 });
+    const pieces: Buffer[] = [];
+    for (let at = 0; at < whole.size; at += 300_000) pieces.push(await whole.read(at, 300_000));
+    expect(sha256(Buffer.concat(pieces))).toBe(sha256(data));
+    await expect(whole.read(5000, 10)).rejects.toMatchObject({ code: 'ZSTD_NOT_SEEKABLE', message: expect.stringMatching(/limit for one decode.*seekzstd/) });
+  });
 });
