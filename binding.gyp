@@ -11,6 +11,12 @@
       "sources": ["native/zlib/seekz_zlib.c"],
       "libraries": ["-lz", "-ldeflate"],
       "cflags": ["-O2", "-Wall", "-Wextra"]
+    },
+    {
+      "target_name": "seekz_zstd",
+      "sources": ["native/zstd/zstd.c"],
+      "libraries": ["-lzstd"],
+      "cflags": ["-O2", "-Wall", "-Wextra"]
     }
   ]
 }

@@ -157,8 +157,19 @@ export function shellManners(program: Command): Command {
  * pure-Node fallback, and why (as xz's `--version` names its liblzma). Loads the engines only then.
  */
 async function printVersionAndEngines(): Promise<void> {
-  const [{ describeEngines }, { zlibEngine }] = await Promise.all([import('../src/native/xz-engine.js'), import('../src/native/zlib.js')]);
-  process.stdout.write(`${command} (seekz) ${version()}\nxz: ${describeEngines().xz}\ngzip index: ${zlibEngine()}\n`);
+  const [{ describeEngines }, { zlibEngine }, { nativeZstd }] = await Promise.all([
+    import('../src/native/xz-engine.js'),
+    import('../src/native/zlib.js'),
+    import('../src/native/zstd.js'),
+  ]);
+  const zstd = nativeZstd();
+  const zstdEngine = zstd ? `native addon seekz_zstd (libzstd ${zstdVersion(zstd.versionNumber())})` : `fzstd, decoding only (${process.env.SEEKZ_NATIVE === '0' ? 'SEEKZ_NATIVE=0' : 'addon not built'})`;
+  process.stdout.write(`${command} (seekz) ${version()}\nxz: ${describeEngines().xz}\ngzip index: ${zlibEngine()}\nzstd: ${zstdEngine}\n`);
+}
+
+/** libzstd's ZSTD_versionNumber(): major × 10000 + minor × 100 + release. */
+function zstdVersion(number: number): string {
+  return `${Math.floor(number / 10000)}.${Math.floor(number / 100) % 100}.${number % 100}`;
 }
 
 function versionWithEnginesWanted(argv: string[]): boolean {

@@ -145,7 +145,7 @@ program
 
 program
   .command('read')
-  .description('Read uncompressed bytes at any offset of a .gz or .xz file, decompressing only what holds them.')
+  .description('Read uncompressed bytes at any offset of a .gz, .xz or .zst file, decompressing only what holds them.')
   .argument('<file>')
   .requiredOption('--offset <n>', 'uncompressed offset')
   .requiredOption('--length <n>', 'bytes to read')
@@ -172,7 +172,7 @@ program
 
 program
   .command('info')
-  .description('Show what a .gz or .xz file says about itself: sizes, blocks or checkpoints, editable ranges.')
+  .description('Show what a .gz, .xz or .zst file says about itself: sizes, blocks, frames or checkpoints, editable ranges.')
   .argument('<file>')
   .action(async (path: string) => {
     workingOn(path);
@@ -185,6 +185,7 @@ program
       await writeStdout(listing(path, { fileSize: info.compressedSize, size: info.uncompressedSize, streams: info.streams, blocks: info.blocks }));
       return;
     }
+    if (info.format === 'zstd') return writeStdout((await import('./zstd-listing.js')).zstdListing(path, info));
     await writeStdout(gzipInfoLines(path, info).join('\n') + '\n');
     warnTrailing(path, info.end, info.compressedSize);
   });

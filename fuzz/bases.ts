@@ -1,7 +1,7 @@
 /**
  * The good files every case starts from, made at the start of a run with the real tools: our
  * writers (partial-deflate with and without a stored range, seekxz with small blocks), gzip,
- * pigz, a two-member file, bgzip, xz -T2 with several blocks, and sidecar indexes in every
+ * pigz, a two-member file, bgzip, xz -T2 with several blocks, seekzstd and a two-frame zstd file, and sidecar indexes in every
  * format (seekz's three and gztool's own). Small (tens to hundreds of KiB) so a case is cheap;
  * the sizes come from the seed, so the same seed gives the same files.
  */
@@ -18,7 +18,7 @@ export type IndexKind = 'seekz' | 'gzidx' | 'gztool' | 'gztool-native';
 
 export interface Base {
   name: string;
-  format: 'gz' | 'xz';
+  format: 'gz' | 'xz' | 'zst';
   path: string;
   bytes: Uint8Array;
   /** The uncompressed bytes: the truth for every read of the good file. */
@@ -72,14 +72,16 @@ export async function buildBases(dir: string, seed: number): Promise<Bases> {
     'bgzip.gz': 'bgzip -c a.img > bgzip.gz',
     'seekxz.xz': `${node} ${distCli('seekxz')} -q -T 1 --block-size 32KiB -c a.img > seekxz.xz`,
     'xz-T2.xz': 'xz -T2 -6 --block-size=48KiB -c a.img > xz-T2.xz',
+    'seekzstd.zst': `${node} ${distCli('seekzstd')} -q -T 1 --frame-size 32KiB -c a.img > seekzstd.zst`,
+    'zstd-frames.zst': 'zstd -q -3 -c a.img > zstd-frames.zst && zstd -q -19 -c b.img >> zstd-frames.zst',
   };
   await Promise.all(Object.values(commands).map((command) => sh(command, dir)));
   const files: Base[] = Object.keys(commands).map((file) => {
     const bytes = new Uint8Array(readFileSync(join(dir, file)));
-    const name = file.replace(/\.(gz|xz)$/, '');
+    const name = file.replace(/\.(gz|xz|zst)$/, '');
     const members = name === 'multi' ? [readFileSync(join(dir, 'multi-a.gz')).length, bytes.length] : [bytes.length];
-    const original = name === 'multi' ? new Uint8Array(Buffer.concat([a, b])) : a;
-    return { name, format: file.endsWith('.xz') ? 'xz' : 'gz', path: join(dir, file), bytes, original, members };
+    const original = name === 'multi' || name === 'zstd-frames' ? new Uint8Array(Buffer.concat([a, b])) : a;
+    return { name, format: file.endsWith('.xz') ? 'xz' : file.endsWith('.zst') ? 'zst' : 'gz', path: join(dir, file), bytes, original, members };
   });
 
   const seekz = `${node} ${distCli('seekz')}`;

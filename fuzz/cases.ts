@@ -3,7 +3,7 @@
  * damaged file holds, then run a few seekz commands on it and judge each against that truth.
  *
  * The oracle, decided once for every command:
- * - the real tool (`gzip -dc`, `xz -dc`) accepts (exit 0, or 2 for gzip's "trailing garbage"
+ * - the real tool (`gzip -dc`, `xz -dc`, `zstd -dc`) accepts (exit 0, or 2 for gzip's "trailing garbage"
  *   warning) and prints B: B is the truth. Every byte seekz prints with exit 0 must be B's.
  * - the real tool refuses (exit 1): `cat` and `index` must fail. A random read may still
  *   succeed, but only with the original bytes at that range: damage elsewhere does not make
@@ -20,7 +20,7 @@ import { mutateCompressed, mutateIndex, type Mutation } from './mutate.js';
 import type { Random } from './random.js';
 import { distCli, distFile, judge, type Outcome, type Verdict, runMeasured, warnedComplete } from './run.js';
 
-export type Group = 'gz' | 'xz' | 'index';
+export type Group = 'gz' | 'xz' | 'zst' | 'index';
 export type Command = 'cat' | 'read' | 'info' | 'index' | 'extract' | 'lib';
 
 export interface CommandResult {
@@ -50,7 +50,7 @@ export interface CaseContext {
 const KIB = 1024;
 
 /** The real tool's view of a compressed file: its exit status and what it printed. */
-function oracle(tool: 'gzip' | 'xz', path: string): Promise<{ status: number; stdout: Buffer }> {
+function oracle(tool: 'gzip' | 'xz' | 'zstd', path: string): Promise<{ status: number; stdout: Buffer }> {
   return new Promise((resolve, reject) => {
     const child = spawn(tool, ['-dc', path], { stdio: ['ignore', 'pipe', 'ignore'] });
     const parts: Buffer[] = [];
@@ -106,7 +106,7 @@ export async function runFileCase(group: Group, random: Random, dir: string, con
   let oracleStatus = 0;
   let truth: Uint8Array = original;
   if (group !== 'index') {
-    const real = await oracle(group === 'gz' ? 'gzip' : 'xz', join(dir, dataName));
+    const real = await oracle(group === 'gz' ? 'gzip' : group === 'xz' ? 'xz' : 'zstd', join(dir, dataName));
     oracleStatus = real.status;
     if (real.status === 0 || real.status === 2) truth = real.stdout;
   }

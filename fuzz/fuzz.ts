@@ -5,7 +5,7 @@
  *   --cases N      file and NBD cases to run (default 200)
  *   --seed S       the run's seed (default: random, printed); same seed, same cases
  *   --case K       run only case K (a repro line names it); with --only patch, kill K
- *   --only LIST    groups: gz,xz,index,nbd,enospc (the default), and patch (kill -9 campaign)
+ *   --only LIST    groups: gz,xz,zst,index,nbd,enospc (the default), and patch (kill -9 campaign)
  *   --jobs J       cases at once (default 2)
  *   --kills N      SIGKILLs that land mid-patch in the patch campaign (default 100)
  *   --timeout MS   per command, before the verdict is "hang" (default 15000)
@@ -27,11 +27,11 @@ import { runNbdCase, startServer, type NbdServer } from './nbd.js';
 import { createRandom } from './random.js';
 import { BAD_VERDICTS, largest, VERDICTS, type Verdict } from './run.js';
 
-const ALL_GROUPS = ['gz', 'xz', 'index', 'nbd', 'enospc', 'patch'] as const;
+const ALL_GROUPS = ['gz', 'xz', 'zst', 'index', 'nbd', 'enospc', 'patch'] as const;
 type AnyGroup = (typeof ALL_GROUPS)[number];
-const DEFAULT_GROUPS: AnyGroup[] = ['gz', 'xz', 'index', 'nbd', 'enospc'];
+const DEFAULT_GROUPS: AnyGroup[] = ['gz', 'xz', 'zst', 'index', 'nbd', 'enospc'];
 /** How often each kind of case comes up: NBD cases are few, as the issue asks. */
-const GROUP_WEIGHTS: Partial<Record<AnyGroup, number>> = { gz: 40, xz: 25, index: 25, nbd: 4 };
+const GROUP_WEIGHTS: Partial<Record<AnyGroup, number>> = { gz: 40, xz: 25, zst: 20, index: 25, nbd: 4 };
 
 const { values } = parseArgs({
   options: {

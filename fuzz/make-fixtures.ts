@@ -37,14 +37,14 @@ function make(command: string): Uint8Array {
   execFileSync('sh', ['-c', command], { cwd: work });
   return new Uint8Array(readFileSync(join(work, 'out')));
 }
-const tool = (name: 'gzip' | 'xz', bytes: Uint8Array) => {
+const tool = (name: 'gzip' | 'xz' | 'zstd', bytes: Uint8Array) => {
   writeFileSync(join(work, 'probe'), bytes);
   const result = spawnSync(name, ['-dc', 'probe'], { cwd: work });
   return { status: result.status ?? 1, stdout: result.stdout, stderr: result.stderr.toString() };
 };
 
 /** The first single-bit flip in [from, to), from the middle outwards, that the real tool reports with `message`. */
-function flipFound(file: Uint8Array, name: 'gzip' | 'xz', message: RegExp, from: number, to: number): Uint8Array {
+function flipFound(file: Uint8Array, name: 'gzip' | 'xz' | 'zstd', message: RegExp, from: number, to: number): Uint8Array {
   const middle = (from + to) >> 1;
   for (let step = 0; step < to - from; step++) {
     const at = middle + (step % 2 ? -(step + 1) / 2 : step / 2);
@@ -72,7 +72,7 @@ const fixtures: Fixture[] = [];
 
 /** A damaged compressed file: every command that outputs data must refuse it; info may answer, with the true size. */
 function damaged(file: string, bytes: Uint8Array, size: number, message: string, why: string): void {
-  const format = file.endsWith('.xz') ? 'xz' : 'gzip';
+  const format = file.endsWith('.xz') ? 'xz' : file.endsWith('.zst') ? 'zstd' : 'gzip';
   const real = tool(format, bytes);
   if (real.status !== 1) throw new Error(`${file}: ${format} accepts it`);
   writeFileSync(join(out, file), bytes);
@@ -200,6 +200,32 @@ const flipWindow = (index: ReturnType<typeof parseIndex>) => {
 withSidecar('index-forged-offset.seekz.gz', gzip6, 'index-forged-offset.seekz.gz.idx', editedIndex('seekz', shiftOffset), a, "seekz .idx: point 1's uncompressed offset +1, the index's CRC-32 recomputed");
 withSidecar('index-forged-window.seekz.gz', gzip6, 'index-forged-window.seekz.gz.idx', editedIndex('seekz', flipWindow), a, "seekz .idx: one flipped bit in point 1's window, the index's CRC-32 recomputed");
 withSidecar('index-forged-offset.gzidx.gz', gzip6, 'index-forged-offset.gzidx.gz.gzidx', editedIndex('gzidx', shiftOffset), a, "GZIDX (no checksum): point 1's uncompressed offset +1");
+
+// ---------------------------------------------------------------- zstd
+const seekzstd = make(`${process.execPath} ${distCli('seekzstd')} -q -T 1 --frame-size 8KiB -c a.img > out`);
+// The seek table ends the file: its footer (9 bytes) after 3 entries of 12 (compressed size, size, checksum).
+const entry1 = seekzstd.length - 9 - 3 * 12;
+const firstFrame = new DataView(seekzstd.buffer).getUint32(entry1, true);
+damaged('zstd-checksum.seekzstd-flipped-bit.zst', flipFound(seekzstd, 'zstd', /checksum|corrupt/i, 12, firstFrame - 4), a.length, 'checksum', 'seekzstd, 3 frames: one flipped bit in the first frame');
+damaged('zstd-truncated.seekzstd-half.zst', seekzstd.slice(0, seekzstd.length >> 1), a.length, 'truncat', 'seekzstd cut in half (no seek table left, the last frame cut)');
+
+/** A seekable file whose seek table was edited: zstd -dc skips the table and accepts it; seekz must refuse every read. */
+function forgedTable(file: string, bytes: Uint8Array, message: string, why: string): void {
+  const real = tool('zstd', bytes);
+  if (real.status !== 0) throw new Error(`${file}: zstd rejects it`);
+  writeFileSync(join(out, file), bytes);
+  const error = { error: message };
+  fixtures.push({ file, why, tool: 'zstd -dc exit 0 (it skips the seek table)', size: a.length, expect: { cat: error, read: error, extract: error, lib: error, info: { safe: true, size: a.length } } });
+}
+const tableChecksum = seekzstd.slice();
+tableChecksum[entry1 + 8] ^= 0x01; // entry 1's Checksum field, low byte
+forgedTable('zstd-checksum.seek-table-entry.zst', tableChecksum, 'checksum', "seekzstd, 3 frames: the seek table's checksum of frame 1 changed");
+const swapped = seekzstd.slice();
+const view = new DataView(swapped.buffer);
+// Frame 1 one byte longer, frame 2 one shorter: the sum still fits the file.
+view.setUint32(entry1, view.getUint32(entry1, true) + 1, true);
+view.setUint32(entry1 + 12, view.getUint32(entry1 + 12, true) - 1, true);
+forgedTable('zstd-decode-failed.seek-table-sizes.zst', swapped, 'does not decode', "seekzstd, 3 frames: the seek table moves one byte from frame 2's compressed size to frame 1's (the sizes still add up)");
 
 writeFileSync(join(out, 'expected.json'), JSON.stringify({ about: 'Written by fuzz/make-fixtures.ts; run by test/fixtures.test.ts. See fixtures/README.md.', fixtures }, null, 2) + '\n');
 const cell = (text: string) => text.replace(/\|/g, '\\|');

@@ -14,7 +14,7 @@ export const BAD_VERDICTS: ReadonlySet<Verdict> = new Set(['crash', 'hang', 'wro
 export const RSS_LIMIT = 1 << 30;
 
 /** dist/cli/NAME.js, next to this file's dist/fuzz/. */
-export function distCli(name: 'seekz' | 'partial-deflate' | 'seekxz'): string {
+export function distCli(name: 'seekz' | 'partial-deflate' | 'seekxz' | 'seekzstd'): string {
   return fileURLToPath(new URL(`../cli/${name}.js`, import.meta.url));
 }
 

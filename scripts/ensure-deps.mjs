@@ -1,9 +1,10 @@
 // Lets `npm run demo` and `npm test` work as the first command on a fresh clone: installs the
 // locked dependencies when node_modules is missing, then builds the native addons of binding.gyp
-// (seekz_xz over Debian's liblzma, seekz_zlib over zlib and libdeflate) when one is missing or
+// (seekz_xz over Debian's liblzma, seekz_zlib over zlib and libdeflate, seekz_zstd over libzstd) when one is missing or
 // older than its sources. `--native` (the npm install hook) does only the second part.
 // An addon that does not build is not an error: seekz says so in one line and runs on its
-// pure-Node path (node-liblzma for xz blocks, node:zlib and the deflate walker for gzip indexes),
+// pure-Node path (node-liblzma for xz blocks, node:zlib and the deflate walker for gzip indexes,
+// fzstd to decode zstd),
 // as `seekz --version -v` then shows. SEEKZ_NATIVE=0 forces that path; CI tests both.
 import { existsSync, statSync, writeFileSync } from 'node:fs';
 import { execFileSync, execSync } from 'node:child_process';
@@ -21,6 +22,7 @@ function buildNative() {
   const addons = {
     seekz_xz: { sources: ['native/xz/seekz_xz.c'], fallback: 'xz blocks decode through node-liblzma', needs: 'liblzma-dev' },
     seekz_zlib: { sources: ['native/zlib/seekz_zlib.c'], fallback: 'gzip indexes are built by the slower pure-Node walker', needs: 'zlib1g-dev, libdeflate-dev' },
+    seekz_zstd: { sources: ['native/zstd/zstd.c'], fallback: 'zstd files decode through fzstd and cannot be written', needs: 'libzstd-dev' },
   };
   const mtime = (path) => (existsSync(path) ? statSync(path).mtimeMs : 0);
   const stale = Object.entries(addons).filter(([name, addon]) => {
@@ -54,3 +56,4 @@ function buildNative() {
     fallback(`node-gyp failed; see ${log}`);
   }
 }
+

@@ -13,6 +13,7 @@ declare -A tools=(
   [mkfs.vfat]=dosfstools [mcopy]=mtools [nginx]=nginx [hyperfine]=hyperfine [python3]=python3
   [nbdsh]=python3-libnbd [fusermount3]=fuse3 [nbdfuse]=nbdfuse
   [gcc]=gcc [make]=make
+  [pzstd]=zstd [xxhsum]=xxhash [dpkg-source]=dpkg-dev [cc]=gcc
 )
 missing=()
 for command in "${!tools[@]}"; do
@@ -26,7 +27,11 @@ done
 [ -f /usr/include/libdeflate.h ] || missing+=(libdeflate-dev)
 # The seekz_xz addon (scripts/ensure-deps.mjs builds it) compiles against Debian's liblzma.
 [ -f /usr/include/lzma.h ] || missing+=(liblzma-dev)
-[ ${#missing[@]} -eq 0 ] && exit 0
+# The seekz_zstd addon compiles against Debian's libzstd.
+[ -f /usr/include/zstd.h ] || missing+=(libzstd-dev)
+# zstd's reference seekable tools, the judge of seekzstd's files: built once from Debian's source.
+build_zstd_seekable() { bash "$(dirname "$0")/build-zstd-seekable.sh" >/dev/null; }
+[ ${#missing[@]} -eq 0 ] && { build_zstd_seekable; exit 0; }
 
 packages=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')
 if [ "$(id -u)" != 0 ]; then
@@ -42,3 +47,4 @@ if [[ " $packages " == *" nbdfuse "* ]] && ! apt-cache policy nbdfuse | grep -q 
 fi
 # shellcheck disable=SC2086
 apt-get install -y -qq $packages >/dev/null
+build_zstd_seekable

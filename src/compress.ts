@@ -1,6 +1,6 @@
 /**
  * The writers as one call each, file to file or stream to stream: `compressGzip` (what
- * partial-deflate does) and `compressXz` (what seekxz does). An output file appears only when it
+ * partial-deflate does), `compressXz` (what seekxz does) and `compressZstd` (what seekzstd does). An output file appears only when it
  * is complete; an error or an aborted `signal` leaves none, and the worker threads stop at once.
  */
 import type { Readable, Writable } from 'node:stream';
@@ -14,6 +14,7 @@ import { sequentialFromSource, sequentialFromStream, type SequentialInput } from
 import type { Source } from './source/source.js';
 import type { CheckName } from './xz/format.js';
 import { writeXz, type XzWriterResult } from './xz/writer.js';
+import { writeZstd, type ZstdWriterResult } from './zstd/writer.js';
 
 /** Where a writer reads from: a file path, or a stream of bytes (a Readable, stdin, any async iterable). */
 export type CompressInput = string | Readable | AsyncIterable<Uint8Array>;
@@ -80,6 +81,20 @@ export async function compressXz(input: CompressInput, output: CompressOutput, o
       onProgress: options.onProgress,
       signal: options.signal,
     }),
+  );
+}
+
+export interface CompressZstdOptions extends CommonCompressOptions {
+  /** Uncompressed bytes per frame; default 1 MiB. */
+  frameSize?: number;
+  /** 1 to 22; default 3, as zstd. */
+  level?: number;
+}
+
+/** Compresses to the zstd seekable format (frames of `frameSize`, a seek table at the end); needs the seekz_zstd addon. */
+export async function compressZstd(input: CompressInput, output: CompressOutput, options: CompressZstdOptions = {}): Promise<ZstdWriterResult> {
+  return withWriter(input, output, options, (_source, sequential, sink) =>
+    writeZstd(sequential, sink, { frameSize: options.frameSize, level: options.level, threads: options.threads, onProgress: options.onProgress, signal: options.signal }),
   );
 }
 

@@ -92,6 +92,24 @@ const messages = {
   XZ_SIZE_MISMATCH: (block: number, expected: number, found: number) =>
     `xz: block ${block} decodes to ${found} bytes, the index says ${expected}`,
 
+  // zstd
+  ZSTD_BAD_MAGIC: (offset: number, found: number) =>
+    `zstd: not a zstd frame: expected the magic 28 b5 2f fd at offset ${offset}, found ${hex32(found)} (little-endian)`,
+  ZSTD_TRUNCATED: (what: string, offset: number) => `zstd: file truncated: ${what} at offset ${offset} runs past the end`,
+  ZSTD_BAD_FRAME: (offset: number, what: string) => `zstd: bad frame at offset ${offset}: ${what}`,
+  ZSTD_BAD_SEEK_TABLE: (offset: number, what: string) =>
+    `zstd: bad seek table at offset ${offset}: ${what}; the file is damaged (recompress it with seekzstd)`,
+  ZSTD_DECODE_FAILED: (frame: number, offset: number, why: string) => `zstd: frame ${frame} at offset ${offset} does not decode: ${why}`,
+  ZSTD_SIZE_MISMATCH: (frame: number, offset: number, expected: number, found: number) =>
+    `zstd: frame ${frame} at offset ${offset} decodes to ${found} bytes, the index says ${expected}; the file is damaged`,
+  ZSTD_CHECKSUM: (frame: number, offset: number, expected: number, found: number) =>
+    `zstd: frame ${frame} at offset ${offset} fails its checksum: expected ${hex32(expected)}, the data gives ${hex32(found)}; the file is damaged (zstd -t agrees)`,
+  ZSTD_NOT_SEEKABLE: (why: string) =>
+    `zstd: this file cannot be read at random: ${why}; recompress it with seekzstd (seekz cat still streams it)`,
+  ZSTD_FRAME_TOO_LARGE: (frame: number, size: number, max: number) =>
+    `zstd: frame ${frame} holds ${size} bytes, more than the ${max}-byte limit for one decode; recompress with seekzstd --frame-size=1M, or raise --max-block`,
+  ZSTD_UNSUPPORTED: (what: string) => `zstd: unsupported: ${what}`,
+
   // gzip index files (seekz, indexed_gzip's GZIDX, gztool)
   INDEX_BAD_MAGIC: (what: string) => `index: not an index file this seekz reads: ${what}`,
   INDEX_BAD_DATA: (what: string) => `index: ${what}`,

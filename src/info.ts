@@ -6,9 +6,23 @@ import type { GzipEnd } from './gzip/index/types.js';
 import { readGzipLayout } from './gzip/layout.js';
 import type { Decoder } from './open.js';
 import type { Source } from './source/source.js';
+import type { ZstdFrame, ZstdLayout } from './zstd/reader.js';
 
 /** What `seekz info` prints, as data: `(await file.info()).format` tells which shape. */
-export type FileInfo = XzInfo | GzipInfo;
+export type FileInfo = XzInfo | GzipInfo | ZstdInfo;
+
+export interface ZstdInfo {
+  format: 'zstd';
+  compressedSize: number;
+  uncompressedSize: number;
+  /** How frames are found: the seek table, the frame headers, or none (read as a stream). */
+  layout: ZstdLayout;
+  /** Every data frame, with what its header says (as `zstd -lv`, one line each). */
+  frames: (ZstdFrame & { windowSize: number; dictionaryId: number; checksum: boolean })[];
+  skippableFrames: number;
+  /** Whether the seek table carries a checksum per frame. */
+  tableChecksums: boolean;
+}
 
 export interface XzInfo {
   format: 'xz';
@@ -59,6 +73,23 @@ export async function describe(
   source: Source,
   context: InfoOptions & { sidecar?: string; members: GzipMember[] },
 ): Promise<FileInfo> {
+  if (decoder.format === 'zstd') {
+    // Frame headers are small reads; a file read as a stream has one pseudo-frame, the whole file.
+    const frames = [];
+    for (let index = 0; index < decoder.frames.length; index++) {
+      const header = await decoder.frameHeader(index);
+      frames.push({ ...decoder.frames[index]!, windowSize: header.windowSize, dictionaryId: header.dictionaryId, checksum: header.checksum });
+    }
+    return {
+      format: 'zstd',
+      compressedSize: decoder.fileSize,
+      uncompressedSize: decoder.size,
+      layout: decoder.layout,
+      frames,
+      skippableFrames: decoder.skippableFrames,
+      tableChecksums: decoder.tableChecksums,
+    };
+  }
   if (decoder.format === 'xz') {
     await decoder.checkHeaders();
     return {

@@ -25,6 +25,8 @@ import type { HttpSourceOptions } from './source/http.js';
 import type { Source } from './source/source.js';
 import { HEADER_MAGIC } from './xz/format.js';
 import type { XzSource } from './xz/reader.js';
+import { FRAME_MAGIC_BYTES, SKIPPABLE_MAGIC_BYTES } from './zstd/format.js';
+import type { ZstdSource } from './zstd/reader.js';
 
 /** What `open` accepts: a local path, an http(s):// URL (string or URL), or any Source. */
 export type Target = string | URL | Source;
@@ -37,9 +39,9 @@ export interface OpenOptions {
   index?: string | false;
   /** Bytes of decoded data to keep (xz: 128 MiB, gzip: 32 MiB by default). */
   cacheSize?: number;
-  /** xz: the largest block decoded in one piece (default 512 MiB). */
+  /** xz, zstd: the largest block or frame decoded in one piece (default 512 MiB). */
   maxBlock?: number;
-  /** xz: decoder threads (default 2). */
+  /** xz, zstd: decoder threads (default 2). */
   threads?: number;
   /** gzip without an index: uncompressed bytes between the access points built on open (default 4 MiB). */
   spacing?: number;
@@ -55,7 +57,7 @@ export interface OpenOptions {
   onSidecar?: (path: string) => void;
 }
 
-export type FormatName = 'gzip' | 'xz';
+export type FormatName = 'gzip' | 'xz' | 'zstd';
 
 /** A compressed file opened for random reads of its uncompressed bytes. */
 export interface CompressedFile extends Source, AsyncDisposable {
@@ -75,7 +77,7 @@ export interface CompressedFile extends Source, AsyncDisposable {
 }
 
 /** A format's decoder over the compressed source, tagged with its name. */
-export type Decoder = ({ format: 'xz' } & XzSource) | ({ format: 'gzip' } & GzipSource);
+export type Decoder = ({ format: 'xz' } & XzSource) | ({ format: 'gzip' } & GzipSource) | ({ format: 'zstd' } & ZstdSource);
 
 interface DecoderOptions extends OpenOptions {
   /** A sidecar index already parsed (for gzip). */
@@ -84,7 +86,10 @@ interface DecoderOptions extends OpenOptions {
 }
 
 /** Every format seekz reads: its magic bytes at offset 0 and its decoder. One row per format. */
-const FORMATS: { name: FormatName; magic: Uint8Array; open(source: Source, options: DecoderOptions): Promise<Decoder> }[] = [
+const openZstdDecoder = async (source: Source, options: DecoderOptions): Promise<Decoder> =>
+  Object.assign(await (await import('./zstd/reader.js')).openZstd(source, { cacheSize: options.cacheSize, maxFrame: options.maxBlock, threads: options.threads }), { format: 'zstd' as const });
+
+const FORMATS: { name: FormatName; magic: Uint8Array; mask?: Uint8Array; shown?: string; open(source: Source, options: DecoderOptions): Promise<Decoder> }[] = [
   {
     name: 'gzip',
     magic: Uint8Array.of(GZIP_MAGIC_1, GZIP_MAGIC_2),
@@ -99,6 +104,20 @@ const FORMATS: { name: FormatName; magic: Uint8Array; open(source: Source, optio
     magic: HEADER_MAGIC,
     open: async (source, options) => Object.assign(await (await import('./xz/reader.js')).openXz(source, { cacheSize: options.cacheSize, maxBlock: options.maxBlock, threads: options.threads }), { format: 'xz' as const }),
   },
+  {
+    name: 'zstd',
+    magic: FRAME_MAGIC_BYTES,
+    open: openZstdDecoder,
+  },
+  {
+    // A .zst may open with a skippable frame (any of the 16 magics 0x184D2A50-5F): pzstd's, or
+    // the seek table alone of an empty seekable file.
+    name: 'zstd',
+    magic: SKIPPABLE_MAGIC_BYTES,
+    mask: Uint8Array.of(0xf0, 0xff, 0xff, 0xff),
+    shown: '5x 2a 4d 18 (zstd skippable frame)',
+    open: openZstdDecoder,
+  },
 ];
 const MAGIC_LENGTH = Math.max(...FORMATS.map((format) => format.magic.length));
 
@@ -106,10 +125,12 @@ const MAGIC_LENGTH = Math.max(...FORMATS.map((format) => format.magic.length));
 async function detectFormat(source: Source): Promise<(typeof FORMATS)[number]> {
   const magic = await source.read(0, MAGIC_LENGTH);
   if (source.size === 0) throw fail('GZIP_EMPTY'); // gzip -d: unexpected end of file, exit 1
-  const format = FORMATS.find((candidate) => candidate.magic.every((byte, index) => magic[index] === byte));
+  const format = FORMATS.find((candidate) => candidate.magic.every((byte, index) => (magic[index]! & (candidate.mask?.[index] ?? 0xff)) === byte));
   if (format) return format;
-  const expected = FORMATS.map((candidate) => `${hexBytes(candidate.magic)} (${candidate.name})`).join(' or ');
-  throw fail('BAD_ARGUMENT', `not a ${FORMATS.map((candidate) => candidate.name).join(' or ')} file: it starts with ${hexBytes(magic) || 'nothing'}; expected ${expected}`);
+  const expected = FORMATS.map((candidate) => candidate.shown ?? `${hexBytes(candidate.magic)} (${candidate.name})`).join(' or ');
+  const names = [...new Set(FORMATS.map((candidate) => candidate.name))];
+  const listed = `${names.slice(0, -1).join(', ')} or ${names[names.length - 1]}`;
+  throw fail('BAD_ARGUMENT', `not a ${listed} file: it starts with ${hexBytes(magic) || 'nothing'}; expected ${expected}`);
 }
 
 const isUrl = (target: string) => /^https?:\/\//i.test(target);
@@ -184,6 +205,7 @@ function compressedFile(decoder: Decoder, source: Source, context: { sidecar?: s
     size: decoder.size,
     compressedSize: source.size,
     read,
+    ...(decoder.zeroRanges ? { zeroRanges: decoder.zeroRanges.bind(decoder) } : {}),
     info: (options) => (infoCache ??= describe(decoder, source, { ...context, ...options })),
     createReadStream(options = {}) {
       const start = options.start ?? 0;

@@ -74,8 +74,8 @@ describe('--version and -V', () => {
       expect(result.status, result.stderr).toBe(0);
       return result.stdout;
     };
-    expect(engines({ SEEKZ_NATIVE: '1' })).toMatch(new RegExp(`^seekz \\(seekz\\) ${version.replace(/\./g, '\\.')}\nxz: native addon seekz_xz \\(liblzma [\\d.]+\\).*\ngzip index: seekz_zlib addon`));
-    expect(engines({ SEEKZ_NATIVE: '0' })).toMatch(/\nxz: node-liblzma \(fallback: SEEKZ_NATIVE=0\)\ngzip index: node:zlib \+ JavaScript block walker/);
+    expect(engines({ SEEKZ_NATIVE: '1' })).toMatch(new RegExp(`^seekz \\(seekz\\) ${version.replace(/\./g, '\\.')}\nxz: native addon seekz_xz \\(liblzma [\\d.]+\\).*\ngzip index: seekz_zlib addon.*\nzstd: native addon seekz_zstd \\(libzstd 1\\.`));
+    expect(engines({ SEEKZ_NATIVE: '0' })).toMatch(/\nxz: node-liblzma \(fallback: SEEKZ_NATIVE=0\)\ngzip index: node:zlib \+ JavaScript block walker.*\nzstd: fzstd, decoding only \(SEEKZ_NATIVE=0\)/);
     expect(runCli('seekxz', ['-Vv']).stdout.toString()).toMatch(/^seekxz \(seekz\) .*\nxz: /);
   });
 });
@@ -247,7 +247,7 @@ describe('messages: COMMAND: FILE: detail, and xz exit statuses', () => {
     const notXz = at('not.xz');
     writeFileSync(notXz, 'no xz here\n');
     expectOneLine(runCli('seekxz', ['-t', notXz]), 1, new RegExp(`^seekxz: ${notXz}: xz: `));
-    expectOneLine(runCli('seekz', ['cat', notXz]), 1, new RegExp(`^seekz: ${notXz}: not a gzip or xz file`));
+    expectOneLine(runCli('seekz', ['cat', notXz]), 1, new RegExp(`^seekz: ${notXz}: not a gzip, xz or zstd file`));
     expectOneLine(runCli('seekxz', ['-d'], { input: 'no xz here\n' }), 1, /^seekxz: \(stdin\): xz: /);
   });
 

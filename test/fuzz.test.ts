@@ -1,6 +1,6 @@
 /**
  * A seeded slice of the fuzz campaign (fuzz/fuzz.ts) in every `npm test`: a few hundred damaged
- * .gz, .xz and sidecar-index cases, a few NBD request streams and the ENOSPC runs, judged by the
+ * .gz, .xz, .zst and sidecar-index cases, a few NBD request streams and the ENOSPC runs, judged by the
  * real tools. None may crash, hang, print wrong data with exit 0, or pass 1 GiB of RSS. The
  * table is printed either way, and each bad verdict comes with its one-line repro.
  */

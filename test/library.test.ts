@@ -121,8 +121,8 @@ describe('open(): one way in for every format and source', () => {
     await expectDisk(bufferSource(readFileSync(file('disk.img.gz'))), 'gzip');
   });
 
-  it('refuses a file of neither format with one line naming both magics', async () => {
-    await expect(open(file('disk.img'))).rejects.toThrow(/not a gzip or xz file: it starts with .*expected 1f 8b \(gzip\) or fd 37 7a 58 5a 00 \(xz\)/);
+  it('refuses a file of no format it knows with one line naming every magic', async () => {
+    await expect(open(file('disk.img'))).rejects.toThrow(/not a gzip, xz or zstd file: it starts with .*expected 1f 8b \(gzip\) or fd 37 7a 58 5a 00 \(xz\) or 28 b5 2f fd \(zstd\) or 5x 2a 4d 18 \(zstd skippable frame\)/);
   });
 
   it('await using closes the file: the decoder threads end, and reads after it fail', async () => {

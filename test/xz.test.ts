@@ -633,7 +633,7 @@ describe('damaged files give the error named after them', () => {
       writeFileSync(path, text);
       const read = runCli('seekz', ['read', path, '--offset', '0', '--length', '10']);
       expect(read.status).toBe(1);
-      expect(read.stderr).toMatch(/^seekz: \S+text\.xz: not a gzip or xz file/);
+      expect(read.stderr).toMatch(/^seekz: \S+text\.xz: not a gzip, xz or zstd file/);
       const decompressed = runCli('seekxz', ['-dc', path]);
       expect(decompressed.status).toBe(1);
       expect(decompressed.stderr).toMatch(/^seekxz: \S+text\.xz: xz: /);

@@ -7,12 +7,14 @@ import type { NbdExport } from './server.js';
  * decoding. The server itself knows no format; this is the glue between it and the decoders.
  */
 export function nbdExportOf(name: string, data: Decoder): NbdExport {
-  if (data.format !== 'xz') {
+  if (data.format !== 'xz' && data.format !== 'zstd') {
     // A gzip read inflates on the main thread, into as much again as it returns; decoding ahead
     // would only move that work earlier on the same core.
     return { name, source: data, readCost: (_offset, length) => 2 * length };
   }
-  const largest = data.blocks.reduce((most, block) => Math.max(most, block.uSize), 0);
+  // xz blocks and zstd frames: units decoded whole on the worker threads, each cached whole.
+  const units: readonly { uStart: number; uSize: number }[] = data.format === 'xz' ? data.blocks : data.frames;
+  const largest = units.reduce((most, unit) => Math.max(most, unit.uSize), 0);
   return {
     name,
     source: data,
@@ -24,8 +26,8 @@ export function nbdExportOf(name: string, data: Decoder): NbdExport {
      */
     readCost: (offset, length) => {
       let cost = length;
-      for (let index = data.locate(offset); index < data.blocks.length && data.blocks[index]!.uStart < offset + length; index++) {
-        if (!data.cache.has(index)) cost += data.blocks[index]!.uSize;
+      for (let index = data.locate(offset); index < units.length && units[index]!.uStart < offset + length; index++) {
+        if (!data.cache.has(index)) cost += units[index]!.uSize;
       }
       return cost;
     },

@@ -50,11 +50,40 @@ export interface XzDecodeReply {
   data: Uint8Array;
 }
 
-export type Job = DeflateJob | XzEncodeJob | XzDecodeJob;
+export interface ZstdEncodeJob {
+  kind: 'zstd-encode';
+  data: Uint8Array;
+  level: number;
+}
+export interface ZstdEncodeReply {
+  /** One frame with content size and checksum. */
+  compressed: Uint8Array;
+  data: Uint8Array;
+}
+
+export interface ZstdDecodeJob {
+  kind: 'zstd-decode';
+  /** One whole frame. */
+  frame: Uint8Array;
+  /** What the index says it decodes to; any other length is a failed decode. */
+  expectedSize: number;
+  /** For messages: the frame's number and file offset. */
+  number: number;
+  offset: number;
+  /** The seek table's checksum for the frame, checked too. */
+  tableChecksum?: number;
+}
+export interface ZstdDecodeReply {
+  data: Uint8Array;
+}
+
+export type Job = DeflateJob | XzEncodeJob | XzDecodeJob | ZstdEncodeJob | ZstdDecodeJob;
 export interface ReplyOf {
   deflate: DeflateReply;
   'xz-encode': XzEncodeReply;
   'xz-decode': XzDecodeReply;
+  'zstd-encode': ZstdEncodeReply;
+  'zstd-decode': ZstdDecodeReply;
 }
 
 export interface Done<R> {

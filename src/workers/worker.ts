@@ -8,9 +8,14 @@ const stopFlag = new Int32Array((workerData as WorkerStart).stop);
 
 // The xz codec loads liblzma; only workers that get xz jobs pay for it.
 let xzJobs: typeof import('../xz/block-codec.js') | undefined;
+let zstdJobs: typeof import('../zstd/codec.js') | undefined;
 
 async function runJob(job: Job): Promise<Done<unknown>> {
   if (job.kind === 'deflate') return runDeflate(job);
+  if (job.kind === 'zstd-encode' || job.kind === 'zstd-decode') {
+    zstdJobs ??= await import('../zstd/codec.js');
+    return zstdJobs.runZstdJob(job);
+  }
   xzJobs ??= await import('../xz/block-codec.js');
   return job.kind === 'xz-encode' ? xzJobs.runXzEncode(job, stopFlag) : xzJobs.runXzDecode(job, stopFlag);
 }

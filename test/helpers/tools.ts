@@ -6,7 +6,7 @@ import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Source } from '../../src/source/source.js';
 
-export type CliName = 'seekz' | 'partial-deflate' | 'seekxz';
+export type CliName = 'seekz' | 'partial-deflate' | 'seekxz' | 'seekzstd';
 
 /** Absolute path of a built CLI: tests run after `npm run build`. */
 export function cliPath(name: CliName): string {

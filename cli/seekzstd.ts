@@ -1,0 +1,198 @@
+#!/usr/bin/env node
+import { stat, unlink } from 'node:fs/promises';
+import type { Stats } from 'node:fs';
+import { Command, Option } from 'commander';
+import { fail } from '../src/errors.js';
+import type { Sink } from '../src/gzip/partial-deflate.js';
+import { describe } from '../src/info.js';
+import { createAtomicFile, streamSink, writeStdout, type AtomicFile } from '../src/io/atomic-file.js';
+import { fileSource } from '../src/source/file.js';
+import { sequentialFromSource, sequentialFromStream } from '../src/source/sequential.js';
+import { formatSize, parseSize } from '../src/size.js';
+import { createWorkerPool, defaultThreads } from '../src/workers/pool.js';
+import { zstdCodecName } from '../src/zstd/codec.js';
+import { decompressZstd, streamDecompressZstd } from '../src/zstd/decompress.js';
+import { DEFAULT_MAX_FRAME, openZstd } from '../src/zstd/reader.js';
+import { DEFAULT_FRAME_SIZE, DEFAULT_LEVEL, writeZstd, zstdWriterMemoryBound } from '../src/zstd/writer.js';
+import { parseInteger, progressLine, refuseTerminalOutput, reportAndContinue, runCli, shellManners, workingOn } from './common.js';
+import { zstdListing } from './zstd-listing.js';
+
+const program = shellManners(new Command('seekzstd'))
+  .description(
+    'Compress or decompress .zst files like zstd, but always in the zstd seekable format: independent\n' +
+      'frames of --frame-size bytes, each with its checksum, and a seek table at the end, so any byte\n' +
+      'can be read without decompressing the rest (seekz read, seekz serve). zstd -d reads the files\n' +
+      'as they are. Frames are compressed and decompressed in parallel; the output is the same for any -T.',
+  )
+  .argument('[file...]', "files; none or '-' means stdin to stdout")
+  .option('-z, --compress', 'compress (the default)')
+  .option('-d, --decompress', 'decompress')
+  .option('-t, --test', 'test the integrity of compressed files')
+  .option('-l, --list', 'list frames, like zstd -lv, one line per frame')
+  .option('-k, --keep', 'keep input files (the default, as in zstd)')
+  .option('--rm', 'remove input files after a successful (de)compression')
+  .option('-c, --stdout', 'write to standard output')
+  .option('-o, --output <file>', 'write to this file (one input only)')
+  .option('-f, --force', 'overwrite existing output files; write compressed data to a terminal')
+  .addOption(new Option('--frame-size <size>', 'uncompressed bytes per frame (K/M/G, KiB/MiB/GiB)').default(`${DEFAULT_FRAME_SIZE / 2 ** 20}MiB`))
+  .addOption(new Option('--level <n>', 'level 1 to 19 (20 to 22 with --ultra); -1 … -19 work too').default(String(DEFAULT_LEVEL)))
+  .option('--ultra', 'allow levels 20 to 22 (much more memory)')
+  .addOption(new Option('-T, --threads <n>', 'worker threads (0 = all cores; zstd defaults to 1, seekz to all)').default('0'))
+  .option('--max-frame <size>', `largest frame decoded in one piece (default ${formatSize(DEFAULT_MAX_FRAME)}); larger ones stream`)
+  .option('-q, --quiet', 'no progress line, no summary')
+  .option('-v, --verbose', 'a summary per file')
+  .addHelpText(
+    'after',
+    `
+Memory while compressing: about 100 MiB + threads × (encoder + 5 × frame size) + 2 × frame size; the
+encoder takes ~8 MiB at -3, ~200 MiB at -19 and ~700 MiB at -22 (less when frames are smaller than
+its window): ${formatSize(zstdWriterMemoryBound(2, DEFAULT_FRAME_SIZE, DEFAULT_LEVEL))} at -T2 with the defaults (-${DEFAULT_LEVEL}, ${formatSize(DEFAULT_FRAME_SIZE)} frames).
+While decompressing: about 100 MiB + (2 × threads + 3) × frame size (frames above --max-frame stream).
+Codec: ${zstdCodecName()}${zstdCodecName() === 'fzstd' ? ' (the seekz_zstd addon is not built: decoding only)' : ''}.
+
+Examples:
+  seekzstd -T0 disk.img                    # disk.img -> disk.img.zst, frames of ${formatSize(DEFAULT_FRAME_SIZE)}
+  seekzstd -d disk.img.zst -o copy.img
+  seekzstd -l disk.img.zst
+  seekz read disk.img.zst --offset 1G --length 4096
+  seekz serve disk.img.zst                 # NBD, zero frames reported as holes`,
+  );
+
+/** zstd-style flags: `-19`, `-3v` become `--level N` plus the rest; `-T2` is commander's own. */
+function expandZstdFlags(argv: string[]): string[] {
+  return argv.flatMap((arg) => {
+    const match = /^-(\d{1,2})([a-zA-Z]*)$/.exec(arg);
+    if (!match) return [arg];
+    return ['--level', match[1]!, ...(match[2] ? [`-${match[2]}`] : [])];
+  });
+}
+
+runCli('seekzstd', async () => {
+  program.parse(expandZstdFlags(process.argv));
+  const options = program.opts();
+  const files = program.args.length > 0 ? program.args : ['-'];
+  const mode = options.list ? 'list' : options.test ? 'test' : options.decompress ? 'decompress' : 'compress';
+  const threadsOption = parseInteger(options.threads, 'threads', 0, 256);
+  const threads = threadsOption === 0 ? defaultThreads() : threadsOption;
+  const frameSize = parseSize(options.frameSize);
+  const level = parseInteger(options.level, 'level', 1, 22);
+  if (level > 19 && !options.ultra) throw fail('BAD_ARGUMENT', `level ${level} needs --ultra (levels above 19 take much more memory)`);
+  const maxFrame = options.maxFrame ? parseSize(options.maxFrame) : DEFAULT_MAX_FRAME;
+  if (options.output && files.length > 1) throw fail('BAD_ARGUMENT', '-o takes one input file');
+  const toStdout = options.stdout || (files.length === 1 && files[0] === '-' && !options.output);
+  // As zstd (and xz, gzip): no compressed data to a terminal, nor read from one, unless -f.
+  if (mode === 'compress' && toStdout && !options.output) refuseTerminalOutput(options.force);
+  if ((mode === 'decompress' || mode === 'test') && files.includes('-') && process.stdin.isTTY && !options.force) throw fail('TERMINAL', 'read from');
+
+  for (const file of files) {
+    workingOn(file);
+    try {
+      if (mode === 'list') await listFile(file);
+      else if (mode === 'test') await decompressFile(file, undefined);
+      else if (mode === 'decompress') await decompressFile(file, outputName(file, 'decompress'));
+      else await compressFile(file, outputName(file, 'compress'));
+    } catch (error) {
+      if (files.length === 1) throw error;
+      reportAndContinue(error);
+    }
+  }
+
+  function outputName(file: string, direction: 'compress' | 'decompress'): string | undefined {
+    if (toStdout || file === '-') return options.output;
+    if (options.output) return options.output;
+    if (direction === 'compress') {
+      if (file.endsWith('.zst') && !options.force) throw fail('BAD_ARGUMENT', 'already has the .zst suffix; use -f to compress it again');
+      return `${file}.zst`;
+    }
+    if (file.endsWith('.zst')) return file.slice(0, -4);
+    if (file.endsWith('.tzst')) return `${file.slice(0, -5)}.tar`;
+    throw fail('BAD_ARGUMENT', 'unknown suffix; expected .zst or .tzst (use -c or -o)');
+  }
+
+  /** The output: stdout, or a file that takes the input's owner, mode and times (`like`), sparse when decompressed. */
+  async function openOutput(path: string | undefined, like: Stats | undefined): Promise<{ sink: Sink; file?: AtomicFile }> {
+    if (path === undefined) return { sink: streamSink(process.stdout) };
+    const file = await createAtomicFile(path, { force: options.force, like, sparse: mode === 'decompress' });
+    return { sink: file.sink, file };
+  }
+
+  async function finish(input: string, output: AtomicFile | undefined) {
+    await output?.commit();
+    // Like zstd: the input stays unless --rm asks otherwise.
+    if (output && input !== '-' && options.rm && !options.stdout) await unlink(input);
+  }
+
+  async function compressFile(file: string, outPath: string | undefined) {
+    const like = file === '-' ? undefined : await stat(file); // before the first read moves its atime
+    const source = file === '-' ? undefined : await fileSource(file);
+    const input = source ? sequentialFromSource(source) : sequentialFromStream(process.stdin);
+    const progress = progressLine(input.size, !options.quiet);
+    let output: { sink: Sink; file?: AtomicFile } | undefined;
+    try {
+      output = await openOutput(outPath, like);
+      const started = Date.now();
+      const result = await writeZstd(input, output.sink, { frameSize, level, threads, onProgress: progress.update });
+      progress.finish();
+      await finish(file, output.file);
+      if (options.verbose && !options.quiet) {
+        const seconds = (Date.now() - started) / 1000;
+        process.stderr.write(
+          `${file}: ${formatSize(result.uncompressedSize)} -> ${formatSize(result.compressedSize)} ` +
+            `(${(result.compressedSize / Math.max(1, result.uncompressedSize)).toFixed(3)}), ${result.entries.length} frames ` +
+            `(${result.zeroFrames} all zero), ${formatSize(result.uncompressedSize / Math.max(seconds, 1e-3))}/s\n`,
+        );
+      }
+    } catch (error) {
+      progress.finish();
+      await output?.file?.abort();
+      throw error;
+    } finally {
+      await source?.close();
+    }
+  }
+
+  async function decompressFile(file: string, outPath: string | undefined) {
+    if (file === '-') {
+      // A pipe cannot be read from its end: stream it through libzstd.
+      const output = mode === 'test' ? undefined : await openOutput(outPath, undefined);
+      try {
+        await streamDecompressZstd(process.stdin, async (bytes) => output?.sink.write(bytes));
+        await output?.file?.commit();
+      } catch (error) {
+        await output?.file?.abort();
+        throw error;
+      }
+      return;
+    }
+    const like = await stat(file); // before the first read moves its atime
+    const pool = createWorkerPool(threads);
+    const zstd = await openZstd(await fileSource(file), { pool, maxFrame });
+    const progress = progressLine(zstd.size, !options.quiet);
+    let output: { sink: Sink; file?: AtomicFile } | undefined;
+    try {
+      output = mode === 'test' ? undefined : await openOutput(outPath, like);
+      await decompressZstd(zstd, output?.sink, { threads, onProgress: progress.update });
+      progress.finish();
+      if (output) await finish(file, output.file);
+      if (options.verbose && !options.quiet) process.stderr.write(`${file}: ${mode === 'test' ? 'OK' : formatSize(zstd.size)}\n`);
+    } catch (error) {
+      progress.finish();
+      await output?.file?.abort();
+      throw error;
+    } finally {
+      await zstd.close();
+      await pool.close();
+    }
+  }
+
+  async function listFile(file: string) {
+    const source = await fileSource(file);
+    const zstd = Object.assign(await openZstd(source), { format: 'zstd' as const });
+    try {
+      const info = await describe(zstd, source, { members: [] });
+      if (info.format === 'zstd') await writeStdout(zstdListing(file, info));
+    } finally {
+      await zstd.close();
+    }
+  }
+});

@@ -1,0 +1,106 @@
+/**
+ * One zstd frame in, one out: libzstd through the seekz_zstd addon when it is built, else fzstd
+ * (pure JavaScript, decode only). Both paths check every frame's content checksum: libzstd does it
+ * itself, and after fzstd (which does not) xxh64.ts does. Compressing needs the addon.
+ * Pinned by test/zstd.test.ts ("both codec paths").
+ */
+import { createRequire } from 'node:module';
+import { fail, SeekzError } from '../errors.js';
+import { nativeZstd } from '../native/zstd.js';
+import type { Done, ZstdDecodeJob, ZstdDecodeReply, ZstdEncodeJob, ZstdEncodeReply } from '../workers/jobs.js';
+import { frameChecksum, MAX_FRAME_HEADER, parseFrameHeader } from './format.js';
+import { xxh64Low32 } from './xxh64.js';
+
+// fzstd loads only where it is used (no addon): a worker with libzstd does not pay for it.
+let fzstd: typeof import('fzstd') | undefined;
+const fzstdDecompress = (bytes: Uint8Array) => (fzstd ??= createRequire(import.meta.url)('fzstd') as typeof import('fzstd')).decompress(bytes);
+
+export function zstdCodecName(): 'libzstd' | 'fzstd' {
+  return nativeZstd() ? 'libzstd' : 'fzstd';
+}
+
+/** One frame with content size and checksum at `level` (1 to 22). */
+export function compressFrame(data: Uint8Array, level: number): Uint8Array {
+  const native = nativeZstd();
+  if (!native) throw fail('ZSTD_UNSUPPORTED', 'compressing needs the seekz_zstd addon over libzstd (apt-get install libzstd-dev, then npm run build)');
+  return new Uint8Array(native.compress(data, level));
+}
+
+/**
+ * Decodes one whole frame that must give exactly `expectedSize` bytes; `frame` and `offset` (its
+ * number and file offset) name it in errors.
+ */
+export function decompressFrame(bytes: Uint8Array, expectedSize: number, frame: number, offset: number, tableChecksum?: number): Uint8Array {
+  const native = nativeZstd();
+  let data: Uint8Array;
+  const header = parseFrameHeader(bytes.subarray(0, MAX_FRAME_HEADER), offset);
+  if (native) {
+    let result: [Uint8Array, number];
+    try {
+      result = native.decompress(bytes, expectedSize);
+    } catch (error) {
+      throw decodeError(error, frame, offset);
+    }
+    data = new Uint8Array(result[0].buffer, result[0].byteOffset, result[1]);
+  } else {
+    try {
+      data = fzstdDecompress(bytes); // sized by the frame; a given buffer comes back whole
+    } catch (error) {
+      throw decodeError(error, frame, offset);
+    }
+    // fzstd skips the content checksum: hold it against the frame's last four bytes here.
+    if (data.length === expectedSize && header.checksum) {
+      const found = xxh64Low32(data);
+      if (found !== frameChecksum(bytes)) throw fail('ZSTD_CHECKSUM', frame, offset, frameChecksum(bytes), found);
+    }
+  }
+  if (data.length !== expectedSize) throw fail('ZSTD_SIZE_MISMATCH', frame, offset, expectedSize, data.length);
+  if (tableChecksum !== undefined) {
+    // The frame's own checksum was verified above; the table's must be the same number. A frame
+    // without one (the reference compressor writes none) is hashed here.
+    const found = header.checksum ? frameChecksum(bytes) : xxh64Low32(data);
+    if (found !== tableChecksum) throw fail('ZSTD_CHECKSUM', frame, offset, tableChecksum, found);
+  }
+  return data;
+}
+
+function decodeError(error: unknown, frame: number, offset: number): SeekzError {
+  if (error instanceof SeekzError) return error;
+  const message = (error as Error).message;
+  if (/checksum/i.test(message)) return fail('ZSTD_DECODE_FAILED', frame, offset, `${message.toLowerCase()}; the file is damaged`);
+  return fail('ZSTD_DECODE_FAILED', frame, offset, message.toLowerCase());
+}
+
+/**
+ * Decodes a stream of frames of unknown sizes (a single-frame file without a usable index, stdin):
+ * each call returns what it decoded so far. Needs the addon: fzstd's stream decoder does not check
+ * the content checksum, and no byte goes out unchecked.
+ */
+export function streamDecoder(): { push(input: Uint8Array): Uint8Array[]; ended(): boolean } {
+  const native = nativeZstd();
+  if (!native) throw fail('ZSTD_UNSUPPORTED', 'streaming a .zst without content sizes needs the seekz_zstd addon over libzstd (npm run build), or recompress it with seekzstd');
+  const handle = native.streamCreate();
+  let status = 0;
+  return {
+    push(input) {
+      try {
+        const [chunks, last] = native.streamPush(handle, input);
+        status = last;
+        return chunks;
+      } catch (error) {
+        throw fail('ZSTD_DECODE_FAILED', 0, 0, (error as Error).message.toLowerCase());
+      }
+    },
+    ended: () => status === 0,
+  };
+}
+
+/** The worker side of the zstd job kinds: buffers go back by transfer, the input for reuse. */
+export function runZstdJob(job: ZstdEncodeJob | ZstdDecodeJob): Done<ZstdEncodeReply | ZstdDecodeReply> {
+  if (job.kind === 'zstd-encode') {
+    const compressed = compressFrame(job.data, job.level);
+    return { reply: { compressed, data: job.data }, transfer: [compressed.buffer as ArrayBuffer, job.data.buffer as ArrayBuffer] };
+  }
+  const data = decompressFrame(job.frame, job.expectedSize, job.number, job.offset, job.tableChecksum);
+  return { reply: { data }, transfer: [data.buffer as ArrayBuffer] };
+}
