@@ -10,7 +10,7 @@ import { createServer, connect } from 'node:net';
 import { once } from 'node:events';
 import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bufferSource, compressGzip, compressXz, extract, open, SeekzError, type Source } from '../src/index.js';
 import { httpSource } from '../src/source/http.js';
@@ -119,6 +119,11 @@ describe('open(): one way in for every format and source', () => {
     writeFileSync(file('misnamed.gz'), readFileSync(file('disk.img.xz')));
     await expectDisk(file('misnamed.gz'), 'xz');
     await expectDisk(bufferSource(readFileSync(file('disk.img.gz'))), 'gzip');
+  });
+
+  it('takes a file: URL as the path it names', async () => {
+    await expectDisk(pathToFileURL(file('disk.img.xz')), 'xz');
+    await expectDisk(pathToFileURL(file('disk.img.gz')), 'gzip');
   });
 
   it('refuses a file of neither format with one line naming both magics', async () => {
