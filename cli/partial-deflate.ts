@@ -14,8 +14,8 @@ import { expandLevelFlags, parseInteger, progressLine, refuseTerminalOutput, run
 
 const program = shellManners(new Command('partial-deflate'))
   .description(
-    'Compress IN to a gzip file in which [START, END) and every --store range are deflate stored blocks,\n' +
-      'so `seekz patch` can change those bytes in place later. Everything else is compressed in parallel.\n' +
+    'Compress IN to a gzip file in which [START, END) and every --store range are deflate stored blocks, ' +
+      'so `seekz patch` can change those bytes in place later. Everything else is compressed in parallel. ' +
       'The output is one standard gzip member: gzip, zcat, pigz and Python read it.',
   )
   .argument('<in>', "input file ('-' for stdin)")

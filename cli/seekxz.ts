@@ -18,8 +18,8 @@ import { listing } from './xz-listing.js';
 
 const program = shellManners(new Command('seekxz'))
   .description(
-    'Compress or decompress .xz files like xz, but always as one stream cut into fixed-size blocks\n' +
-      'with sizes in every block header, so any byte can be read without decompressing the rest\n' +
+    'Compress or decompress .xz files like xz, but always as one stream cut into fixed-size blocks ' +
+      'with sizes in every block header, so any byte can be read without decompressing the rest ' +
       '(seekz read, nbdkit --filter=xz). Blocks are compressed and decompressed in parallel.',
   )
   .argument('[file...]', "files; none or '-' means stdin to stdout")

@@ -26,8 +26,8 @@ const program = shellManners(new Command('seekz')).description('Seekable, editab
 program
   .command('patch')
   .description(
-    'Overwrite bytes of a gzip file in place, without recompressing. The bytes must lie in stored\n' +
-      'blocks (see partial-deflate). Only the changed bytes and the trailer are written; an undo\n' +
+    'Overwrite bytes of a gzip file in place, without recompressing. The bytes must lie in stored ' +
+      'blocks (see partial-deflate). Only the changed bytes and the trailer are written; an undo ' +
       'journal makes the edit all-or-nothing even if the process is killed.',
   )
   .argument('<file.gz>')
@@ -95,7 +95,7 @@ program
 program
   .command('index')
   .description(
-    'Build an index of access points for any gzip file, so reads start near their offset.\n' +
+    'Build an index of access points for any gzip file, so reads start near their offset. ' +
       'seekz read/cat/extract/serve find it beside the file. Files written by partial-deflate need none.',
   )
   .argument('<file.gz>')

@@ -69,6 +69,22 @@ describe('--version and -V', () => {
   });
 });
 
+describe('--help', () => {
+  // Commander wraps descriptions itself; a hard newline in one gave ragged lines ("nbdinfo,\nnbdfuse.").
+  it.each([
+    ['seekz', ['serve', '--help']],
+    ['seekz', ['patch', '--help']],
+    ['seekz', ['index', '--help']],
+    ['seekxz', ['--help']],
+    ['partial-deflate', ['--help']],
+  ] as [CliName, string[]][])('%s %s: the description is one paragraph, filled to the width', (name, args) => {
+    const result = runCli(name, args);
+    expect(result.status, result.stderr).toBe(0);
+    const paragraph = result.stdout.toString().split('\n\n')[1]!.split('\n');
+    for (const line of paragraph.slice(0, -1)) expect(line.length, paragraph.join('\n')).toBeGreaterThan(60);
+  });
+});
+
 describe('compressed data and terminals', () => {
   it('xz, the oracle, refuses to write compressed data to a terminal', () => {
     const xz = runOnTerminal(['/usr/bin/xz', '-c', at('small.img')]);
