@@ -12,9 +12,9 @@ import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bufferSource, compressGzip, compressXz, extract, open, SeekzError, type Source } from '../src/index.js';
+import { bufferSource, compressGzip, compressXz, extract, open, SeekzError, serve, type Source } from '../src/index.js';
 import { httpSource } from '../src/source/http.js';
-import { countingSource, diskLikeData, requireTool, run, runCli, sha256, tempDir } from './helpers/tools.js';
+import { countingSource, diskLikeData, requireTool, run, runAsync, runCli, sha256, tempDir } from './helpers/tools.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const MIB = 2 ** 20;
@@ -231,6 +231,23 @@ describe('open() costs what the CLI costs', () => {
       expect(source.stats.requests).toBe(2);
       expect(data.size).toBe(disk.length);
     });
+  });
+});
+
+describe('serve()', () => {
+  it('takes a file: URL as its path (stored ranges writable), and await using closes it', async () => {
+    requireTool('qemu-io', 'qemu-utils');
+    await compressGzip(file('disk.img'), file('served.gz'), { store: [{ start: 0, end: MIB }], threads: 2, force: true });
+    {
+      await using server = await serve(pathToFileURL(file('served.gz')), { unix: file('served.sock') });
+      expect(server.writable).toBe(true);
+      const result = await runAsync('qemu-io', ['-f', 'raw', '-c', 'write -P 0x5a 4096 4096', server.uri!]);
+      expect(result.status, result.stderr).toBe(0);
+    }
+    expect(existsSync(file('served.sock'))).toBe(false); // closed at the end of the block
+    const after = run('gzip', ['-dc', file('served.gz')]).stdout; // gzip -d checks the CRC-32 the flush fixed
+    expect(after.subarray(4096, 8192).every((byte) => byte === 0x5a)).toBe(true);
+    expect(sha256(Buffer.concat([after.subarray(0, 4096), after.subarray(8192)]))).toBe(sha256(Buffer.concat([disk.subarray(0, 4096), disk.subarray(8192)])));
   });
 });
 
