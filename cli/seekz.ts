@@ -19,7 +19,7 @@ import { createAtomicFile, streamSink, writeStdout } from '../src/io/atomic-file
 import { fileSource } from '../src/source/file.js';
 import type { Source } from '../src/source/source.js';
 import { formatSize, parseRange, parseSize } from '../src/size.js';
-import { parseInteger, progressLine, runCli, shellManners, warn, workingOn } from './common.js';
+import { parseInteger, progressLine, runCli, shellManners, warn, workingOn, workingOnSeekable } from './common.js';
 
 const program = shellManners(new Command('seekz')).description('Seekable, editable compressed files: read, extract and patch in place.');
 
@@ -110,7 +110,7 @@ program
     const format = options.format as IndexFormat;
     const output = options.output ?? (format === 'gztool' && path.endsWith('.gz') ? `${path.slice(0, -3)}.gzi` : `${path}.idx`);
     const spacing = parseSize(options.spacing);
-    workingOn(path);
+    workingOnSeekable(path);
     await recoverFirst(path);
     const file = await fileSource(path);
     const progress = progressLine(file.size, !options.quiet);
@@ -173,7 +173,7 @@ program
   .description('Show what a .gz or .xz file says about itself: sizes, blocks or checkpoints, editable ranges.')
   .argument('<file>')
   .action(async (path: string) => {
-    workingOn(path);
+    workingOnSeekable(path);
     const progress = progressLine(undefined, true);
     await using file = await open(path, { onRecovered: (outcome) => saidRecovered(path, outcome), onProgress: progress.update });
     const info = await file.info({ onProgress: progress.update, onWalk: () => process.stderr.write(`seekz: ${path} has no seekz map; walking its deflate stream\n`) });
@@ -232,7 +232,7 @@ async function withCompressed(path: string, work: (data: Decoder) => Promise<voi
   const onBuildIndex = () => {
     if (!quiet) process.stderr.write(`seekz: ${path} has no index; building one in memory (one pass; 'seekz index ${path}' keeps one)\n`);
   };
-  workingOn(path);
+  workingOnSeekable(path);
   const file = await open(path, { onBuildIndex, onRecovered: (outcome) => saidRecovered(path, outcome) });
   const data = decoderOf(file);
   try {

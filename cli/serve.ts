@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { onShutdown, workingOn } from './common.js';
+import { onShutdown, workingOnSeekable } from './common.js';
 import { fail } from '../src/errors.js';
 import { serve, socketActivationFds, type NbdServerHandle, type ServeOptions } from '../src/nbd/serve.js';
 import { parseSize } from '../src/size.js';
@@ -61,7 +61,7 @@ Examples:
   qemu-img info 'nbd+unix:///?socket=disk.sock'; kill "$(cat disk.pid)"`,
     )
     .action(async (target: string, options) => {
-      workingOn(target);
+      workingOnSeekable(target);
       const foreign = process.env.LISTEN_FDS !== undefined && process.env.LISTEN_PID !== undefined && Number(process.env.LISTEN_PID) !== process.pid;
       const activated = socketActivationFds();
       // systemd's rule: sockets for another pid are not ours. Most often that pid is a wrapper in

@@ -274,6 +274,13 @@ describe('messages: COMMAND: FILE: detail, and xz exit statuses', () => {
     expectOneLine(runCli('partial-deflate', [at('small.img'), at('x.gz'), '1M']), 1, /^partial-deflate: give both START and END, or neither$/m);
   });
 
+  it.each([['cat', '-'], ['read', '-', '--offset', '0', '--length', '1'], ['info', '-'], ['index', '-'], ['serve', '-', '-s']])(
+    "seekz %s - says stdin cannot be read at random offsets (it tried a file named '-')",
+    (...args) => {
+      expectOneLine(runCli('seekz', args, { input: readFileSync(at('sparse.img.xz')).subarray(0, 4096) }), 1, /^seekz: \(stdin\): stdin cannot be read at random offsets; give a file or a URL/);
+    },
+  );
+
   it('seekxz -T -1 speaks of threads, seekxz -10 of the level', () => {
     expectOneLine(runCli('seekxz', ['-T', '-1', at('small.img')]), 1, /^seekxz: -T\/--threads must be a whole number from 0 to 256, got '-1'$/m);
     expectOneLine(runCli('seekxz', ['-10', at('small.img')]), 1, /^seekxz: level must be a whole number from 0 to 9, got '10'$/m);
