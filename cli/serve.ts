@@ -61,7 +61,6 @@ Examples:
   qemu-img info 'nbd+unix:///?socket=disk.sock'; kill "$(cat disk.pid)"`,
     )
     .action(async (target: string, options) => {
-      workingOnSeekable(target);
       const foreign = process.env.LISTEN_FDS !== undefined && process.env.LISTEN_PID !== undefined && Number(process.env.LISTEN_PID) !== process.pid;
       const activated = socketActivationFds();
       // systemd's rule: sockets for another pid are not ours. Most often that pid is a wrapper in
@@ -82,6 +81,8 @@ Examples:
         onRecovered: (outcome) =>
           process.stderr.write(`seekz serve: ${outcome === 'rolled-back' ? 'rolled back an interrupted edit of' : 'removed the unfinished journal of'} ${target} first\n`),
       };
+      const port = options.port !== undefined ? parsePort(options.port) : 10809;
+      workingOnSeekable(target); // after the checks of the command line: a mistake there names no file
       if (options.exitWithParent) watchParent();
       // --run serves on a private Unix socket while its command runs (nbdkit's captive mode).
       const captive = options.run !== undefined ? mkdtempSync(join(tmpdir(), 'seekz-serve-')) : undefined;
@@ -93,7 +94,7 @@ Examples:
             ? { fd: activated }
             : options.unix !== undefined
               ? { unix: options.unix }
-              : { port: parsePort(options.port ?? '10809'), host: options.host };
+              : { port, host: options.host };
       // A signal closes the listener (removing a Unix socket file it bound), cuts clients after a
       // short grace, flushes writes and removes the pidfile: within the second a signal allows.
       // One that lands while the server starts aborts the start, which undoes itself.

@@ -281,6 +281,12 @@ describe('messages: COMMAND: FILE: detail, and xz exit statuses', () => {
     },
   );
 
+  it('a mistake in the serve command line names no file', () => {
+    expectOneLine(runCli('seekz', ['serve', at('sparse.img.xz'), '-s', '--unix', at('never.sock')]), 1, /^seekz: serve: -s and --unix cannot go together/);
+    expectOneLine(runCli('seekz', ['serve', at('sparse.img.xz'), '--port', '99999']), 1, /^seekz: serve: --port must be a whole number from 0 to 65535, got '99999'$/m);
+    expectOneLine(runCli('seekz', ['serve', at('sparse.img.xz'), '--cache', '12Q']), 1, /^seekz: cannot parse size '12Q'/);
+  });
+
   it('seekxz -T -1 speaks of threads, seekxz -10 of the level', () => {
     expectOneLine(runCli('seekxz', ['-T', '-1', at('small.img')]), 1, /^seekxz: -T\/--threads must be a whole number from 0 to 256, got '-1'$/m);
     expectOneLine(runCli('seekxz', ['-10', at('small.img')]), 1, /^seekxz: level must be a whole number from 0 to 9, got '10'$/m);
