@@ -68,6 +68,7 @@ runCli('seekxz', async () => {
   const preset = parseInteger(options.level, 'level', 0, 9);
   const maxBlock = options.maxBlock ? parseSize(options.maxBlock) : DEFAULT_MAX_BLOCK;
   if (options.output && files.length > 1) throw fail('BAD_ARGUMENT', '-o takes one input file');
+  if (options.output && options.stdout) throw fail('BAD_ARGUMENT', '-c and -o cannot go together; give one');
   const toStdout = options.stdout || (files.length === 1 && files[0] === '-' && !options.output);
   if (mode === 'compress' && toStdout && !options.output) refuseTerminalOutput(options.force);
   if ((mode === 'decompress' || mode === 'test') && files.includes('-') && process.stdin.isTTY && !options.force) throw fail('TERMINAL', 'read from');

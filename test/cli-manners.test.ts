@@ -287,6 +287,17 @@ describe('messages: COMMAND: FILE: detail, and xz exit statuses', () => {
     expectOneLine(runCli('seekz', ['serve', at('sparse.img.xz'), '--cache', '12Q']), 1, /^seekz: cannot parse size '12Q'/);
   });
 
+  it('seekxz -c with -o is refused, not -o silently winning', () => {
+    expectOneLine(runCli('seekxz', ['-c', '-k', at('small.img'), '-o', at('never.xz')]), 1, /^seekxz: -c and -o cannot go together; give one$/m);
+    expect(existsSync(at('never.xz'))).toBe(false);
+  });
+
+  it('partial-deflate -T 0 is all cores, as seekxz -T 0 and xz -T0', () => {
+    const result = runCli('partial-deflate', ['-T', '0', '-f', at('small.img'), at('all-cores.gz')]);
+    expect(result.status, result.stderr).toBe(0);
+    expect(run('gzip', ['-dc', at('all-cores.gz')]).stdout.equals(readFileSync(at('small.img')))).toBe(true);
+  });
+
   it('seekxz -T -1 speaks of threads, seekxz -10 of the level', () => {
     expectOneLine(runCli('seekxz', ['-T', '-1', at('small.img')]), 1, /^seekxz: -T\/--threads must be a whole number from 0 to 256, got '-1'$/m);
     expectOneLine(runCli('seekxz', ['-10', at('small.img')]), 1, /^seekxz: level must be a whole number from 0 to 9, got '10'$/m);
