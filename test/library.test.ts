@@ -121,6 +121,15 @@ describe('open(): one way in for every format and source', () => {
     await expectDisk(bufferSource(readFileSync(file('disk.img.gz'))), 'gzip');
   });
 
+  it('a read with a bad offset or length is a SeekzError (BAD_ARGUMENT), for every format', async () => {
+    for (const name of ['disk.img.xz', 'disk.img.gz']) {
+      await using data = await open(file(name));
+      for (const [offset, length] of [[-1, 4], [0, -4], [0.5, 4], [Number.NaN, 1]] as const) {
+        await expect(data.read(offset, length)).rejects.toMatchObject({ name: 'SeekzError', code: 'BAD_ARGUMENT', message: expect.stringMatching(/^read\(.*\): offset and length must be whole numbers/) });
+      }
+    }
+  });
+
   it('takes a file: URL as the path it names', async () => {
     await expectDisk(pathToFileURL(file('disk.img.xz')), 'xz');
     await expectDisk(pathToFileURL(file('disk.img.gz')), 'gzip');
