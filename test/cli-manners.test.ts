@@ -85,6 +85,15 @@ describe('--help', () => {
   });
 });
 
+describe('seekz extract', () => {
+  it('takes an .xz as its help says, and writes what xz -d gives', () => {
+    expect(runCli('seekz', ['extract', '--help']).stdout.toString()).toMatch(/^Usage: seekz extract \[options\] <file>$/m);
+    const result = runCli('seekz', ['extract', at('sparse.img.xz'), '--range', '10M:11M', '-o', at('extracted-xz.bin'), '-q']);
+    expect(result.status, result.stderr).toBe(0);
+    expect(readFileSync(at('extracted-xz.bin')).equals(run('xz', ['-dc', at('sparse.img.xz')]).stdout.subarray(10 * MIB, 11 * MIB))).toBe(true);
+  });
+});
+
 describe('compressed data and terminals', () => {
   it('xz, the oracle, refuses to write compressed data to a terminal', () => {
     const xz = runOnTerminal(['/usr/bin/xz', '-c', at('small.img')]);
