@@ -151,7 +151,8 @@ function version(): string {
  * Call it before adding subcommands, which inherit it.
  */
 export function shellManners(program: Command): Command {
-  const versionWanted = process.argv.includes('-V') || process.argv.includes('--version');
+  // Liberal on purpose: -V may sit in a group (`seekxz -dV`); a false hit only costs reading package.json.
+  const versionWanted = process.argv.some((arg) => arg === '--version' || /^-[^-]*V/.test(arg));
   return program
     .version(versionWanted ? `${program.name()} (seekz) ${version()}` : '', '-V, --version', 'print the version and exit')
     .exitOverride()

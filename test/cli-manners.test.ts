@@ -61,8 +61,10 @@ function runOnTerminal(args: string[]): { output: string; status: number } {
 describe('--version and -V', () => {
   const version = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
   it.each(['seekz', 'seekxz', 'partial-deflate'] as CliName[])('%s prints its name and the package version', (name) => {
-    for (const flag of ['--version', '-V']) {
-      const result = runCli(name, [flag]);
+    // -V also inside a group of short flags, as `xz -dV` takes it (seekz has none: after a subcommand)
+    const grouped = { seekz: ['serve', '-V'], seekxz: ['-dV'], 'partial-deflate': ['-qV'] }[name as string]!;
+    for (const args of [['--version'], ['-V'], grouped]) {
+      const result = runCli(name, args);
       expect(result.status, result.stderr).toBe(0);
       expect(result.stdout.toString()).toBe(`${name} (seekz) ${version}\n`);
     }
