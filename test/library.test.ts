@@ -5,7 +5,7 @@
  * xz and gzip give; its I/O plan held against the CLI's; and a signal that stops a writer.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
 import { once } from 'node:events';
 import { join } from 'node:path';
@@ -295,6 +295,18 @@ describe('compressGzip and compressXz', () => {
       expect(readdirSync(dir.path).filter((entry) => entry.includes('aborted.out'))).toEqual([]);
     });
   }
+
+  it('extract leaves all-zero blocks as holes, in no more blocks than xz -d takes', async () => {
+    const image = new Uint8Array(8 * MIB);
+    image.set(disk.subarray(0, MIB), 3 * MIB);
+    writeFileSync(file('mostly-zero.img'), image);
+    await compressXz(file('mostly-zero.img'), file('mostly-zero.img.xz'), { blockSize: MIB, threads: 2, force: true });
+    await extract(file('mostly-zero.img.xz'), { start: 0, end: image.length }, file('mostly-zero.out'), { force: true });
+    expect(sha256(readFileSync(file('mostly-zero.out')))).toBe(sha256(image));
+    run('xz', ['-dkf', file('mostly-zero.img.xz')]); // xz -d writes mostly-zero.img again, with holes
+    expect(statSync(file('mostly-zero.out')).blocks).toBeLessThanOrEqual(statSync(file('mostly-zero.img')).blocks);
+    expect(statSync(file('mostly-zero.out')).blocks * 512).toBeLessThan(2 * MIB);
+  });
 
   it('extract with an aborted signal leaves no output either', async () => {
     const controller = new AbortController();
