@@ -106,38 +106,31 @@ program
   .option('-q, --quiet', 'no progress line')
   .option('-v, --verbose', 'print points, sizes and speed')
   .action(async (path: string, options) => {
-    const [{ buildGzipIndex }, { serializeIndex }] = await Promise.all([import('../src/gzip/index/build.js'), import('../src/gzip/index/formats.js')]);
-    const format = options.format as IndexFormat;
-    const output = options.output ?? (format === 'gztool' && path.endsWith('.gz') ? `${path.slice(0, -3)}.gzi` : `${path}.idx`);
     const spacing = parseSize(options.spacing);
     workingOnSeekable(path);
-    await recoverFirst(path);
-    const file = await fileSource(path);
-    const progress = progressLine(file.size, !options.quiet);
+    const { buildIndex } = await import('../src/build-index.js');
+    const progress = progressLine(statSync(path).size, !options.quiet);
     const started = Date.now();
     try {
-      const index = await buildGzipIndex(file, { spacing, onProgress: progress.update });
+      const built = await buildIndex(path, {
+        spacing,
+        format: options.format as IndexFormat,
+        output: options.output,
+        force: options.force,
+        onProgress: progress.update,
+        onRecovered: (outcome) => saidRecovered(path, outcome),
+      });
       progress.finish();
-      warnTrailing(path, index.end, file.size);
-      const bytes = serializeIndex(index, format);
-      const out = await createAtomicFile(output, { force: options.force });
-      try {
-        await out.sink.write(bytes);
-        await out.commit();
-      } catch (error) {
-        await out.abort();
-        throw error;
-      }
+      warnTrailing(path, built.end, built.compressedSize);
       if (options.verbose && !options.quiet) {
         const seconds = (Date.now() - started) / 1000;
         process.stderr.write(
-          `${output}: ${index.points.length} access points over ${formatSize(index.uncompressedSize)}, ` +
-            `${formatSize(bytes.length)} (${format}), ${formatSize(file.size / Math.max(seconds, 1e-3))}/s of compressed input\n`,
+          `${built.output}: ${built.points} access points over ${formatSize(built.uncompressedSize)}, ` +
+            `${formatSize(built.bytes)} (${built.format}), ${formatSize(built.compressedSize / Math.max(seconds, 1e-3))}/s of compressed input\n`,
         );
       }
     } finally {
       progress.finish();
-      await file.close();
     }
   });
 
@@ -248,12 +241,6 @@ function warnTrailing(path: string, end: GzipEnd | undefined, fileSize?: number)
   if (end?.after !== 'garbage') return;
   const size = fileSize ?? (/^https?:\/\//i.test(path) ? undefined : statSync(path).size);
   warn(fail('GZIP_TRAILING_GARBAGE', end.offset, size !== undefined ? size - end.offset : 0), path);
-}
-
-/** Recovers an interrupted edit of a local file before reading it, and says so. */
-async function recoverFirst(path: string): Promise<void> {
-  const { recoverBeforeReading } = await import('../src/open.js');
-  saidRecovered(path, await recoverBeforeReading(path));
 }
 
 function saidRecovered(path: string, outcome: PatchResult['recovered']): void {
