@@ -2,7 +2,7 @@
  * The serve section: the uncompressed data of an .xz file served over NBD and read over HTTP.
  * On one `xz -6 -T2 --block-size=16MiB` file of the bench image: nbdcopy through `seekz serve`
  * against nbdkit's xz filter (wall time, throughput, our server's peak RSS), then random 4 KiB
- * reads through open(httpSource(url)) from a local nginx, counting what each fetches.
+ * reads through openCompressed(httpSource(url)) from a local nginx, counting what each fetches.
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
@@ -11,7 +11,7 @@ import { request } from 'node:http';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { decoderOf, open } from '../src/open.js';
+import { decoderOf, open as openCompressed } from '../src/open.js';
 import { DEFAULT_MIN_FETCH, httpSource } from '../src/source/http.js';
 import { fileSource } from '../src/source/file.js';
 import { formatSize } from '../src/size.js';
@@ -129,9 +129,9 @@ async function httpPart(bench: Bench, image: Image, xz: string) {
   const imageSource = await fileSource(image.path);
   try {
     const source = await httpSource(nginx.url);
-    const data = decoderOf(await open(source, { cacheSize: 0 }));
+    const data = decoderOf(await openCompressed(source, { cacheSize: 0 }));
     if (data.format !== 'xz') throw new Error(`bench: ${nginx.url} opened as ${data.format}`);
-    const atOpen = { ...source.stats };
+    const open = { ...source.stats };
     const lastBlock = data.blocks[data.blocks.length - 1]!;
     const stream = data.streams[data.streams.length - 1]!;
     const indexBytes = stream.offset + stream.size - STREAM_FOOTER_SIZE - (lastBlock.offset + lastBlock.totalSize);
@@ -161,9 +161,9 @@ async function httpPart(bench: Bench, image: Image, xz: string) {
     const fetching = reads.filter((read) => read.requests > 0);
     const openBound = indexBytes + 2 * DEFAULT_MIN_FETCH;
     console.log(
-      `\nover HTTP: nginx ${nginx.version} on ${nginx.url}; open(httpSource(url)) with a one-block cache (cacheSize 0),\n` +
+      `\nover HTTP: nginx ${nginx.version} on ${nginx.url}; openCompressed(httpSource(url)) with a one-block cache (cacheSize 0),\n` +
         `httpSource at its defaults (its own 64 MiB cache of fetched ranges, ${formatSize(DEFAULT_MIN_FETCH)} smallest fetch)\n` +
-        `open: ${atOpen.requests} requests, ${atOpen.bytesFetched} bytes (the xz index is ${indexBytes} bytes; ${data.blocks.length} blocks)\n` +
+        `open: ${open.requests} requests, ${open.bytesFetched} bytes (the xz index is ${indexBytes} bytes; ${data.blocks.length} blocks)\n` +
         `${HTTP_READS} random ${READ_SIZE}-byte reads, each in another block than the one before (${fromCache} answered by httpSource's cache):\n` +
         formatTable(
           ['per read', 'requests', 'bytes fetched', 'of its block'],
@@ -186,11 +186,11 @@ async function httpPart(bench: Bench, image: Image, xz: string) {
       {
         what: 'serve http: open fetches the index once',
         goal: `≤ 3 requests, ≤ ${formatSize(openBound)}`,
-        measured: `${atOpen.requests} requests, ${formatSize(atOpen.bytesFetched)}`,
-        pass: atOpen.requests <= 3 && atOpen.bytesFetched <= openBound,
+        measured: `${open.requests} requests, ${formatSize(open.bytesFetched)}`,
+        pass: open.requests <= 3 && open.bytesFetched <= openBound,
       },
     );
-    return { url: nginx.url, nginx: nginx.version, open: atOpen, indexBytes, reads, wrongReads: wrong };
+    return { url: nginx.url, nginx: nginx.version, open, indexBytes, reads, wrongReads: wrong };
   } finally {
     await imageSource.close();
     await nginx.stop();
