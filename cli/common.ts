@@ -35,6 +35,12 @@ export function workingOn(file: string | undefined): void {
   subject = file;
 }
 
+/** workingOn for a FILE that seekz reads at random offsets: '-' (stdin, often a pipe) cannot be. */
+export function workingOnSeekable(file: string): void {
+  workingOn(file);
+  if (file === '-') throw fail('BAD_ARGUMENT', 'stdin cannot be read at random offsets; give a file or a URL (xz -dc and gzip -dc read stdin)');
+}
+
 /** Where libuv's wording differs from strerror(3), which xz and gzip print. */
 const STRERROR: Record<string, string> = {
   EISDIR: 'Is a directory',
@@ -145,7 +151,8 @@ function version(): string {
  * Call it before adding subcommands, which inherit it.
  */
 export function shellManners(program: Command): Command {
-  const versionWanted = process.argv.includes('-V') || process.argv.includes('--version');
+  // Liberal on purpose: -V may sit in a group (`seekxz -dV`); a false hit only costs reading package.json.
+  const versionWanted = process.argv.some((arg) => arg === '--version' || /^-[^-]*V/.test(arg));
   return program
     .version(versionWanted ? `${program.name()} (seekz) ${version()}` : '', '-V, --version', 'print the version and exit')
     .exitOverride()

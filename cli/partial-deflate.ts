@@ -14,8 +14,8 @@ import { expandLevelFlags, parseInteger, progressLine, refuseTerminalOutput, run
 
 const program = shellManners(new Command('partial-deflate'))
   .description(
-    'Compress IN to a gzip file in which [START, END) and every --store range are deflate stored blocks,\n' +
-      'so `seekz patch` can change those bytes in place later. Everything else is compressed in parallel.\n' +
+    'Compress IN to a gzip file in which [START, END) and every --store range are deflate stored blocks, ' +
+      'so `seekz patch` can change those bytes in place later. Everything else is compressed in parallel. ' +
       'The output is one standard gzip member: gzip, zcat, pigz and Python read it.',
   )
   .argument('<in>', "input file ('-' for stdin)")
@@ -25,7 +25,7 @@ const program = shellManners(new Command('partial-deflate'))
   .addOption(new Option('-l, --level <n>', 'compression level 1 (fast) to 9 (best); -1 … -9 work too').default(String(DEFAULT_LEVEL)))
   .option('--store <start:end>', 'also store this range (repeatable)', (value: string, all: string[]) => [...all, value], [] as string[])
   .option('--store-partition <n>', "store partition N of the input's MBR or GPT (repeatable)", (value: string, all: string[]) => [...all, value], [] as string[])
-  .addOption(new Option('-T, --threads <n>', 'worker threads').default(String(defaultThreads())))
+  .addOption(new Option('-T, --threads <n>', 'worker threads (0 = all cores)').default(String(defaultThreads())))
   .addOption(new Option('--chunk-size <size>', 'uncompressed bytes per independent chunk (a checkpoint each)').default('1MiB'))
   .option('-f, --force', 'overwrite OUT if it exists; write to a terminal')
   .option('-q, --quiet', 'no progress line, no summary')
@@ -51,7 +51,8 @@ runCli('partial-deflate', async () => {
   const [inPath, outPath, startText, endText] = program.args as [string, string, string?, string?];
   if ((startText === undefined) !== (endText === undefined)) throw fail('BAD_ARGUMENT', 'give both START and END, or neither');
   const level = parseInteger(options.level, 'level', 1, 9);
-  const threads = parseInteger(options.threads, '-T/--threads', 1, 256);
+  const threadsOption = parseInteger(options.threads, '-T/--threads', 0, 256);
+  const threads = threadsOption === 0 ? defaultThreads() : threadsOption; // 0: all cores, as seekxz -T0 and xz -T0
   const chunkSize = parseSize(options.chunkSize);
 
   const stored = [...(options.store as string[]).map(parseRange)];

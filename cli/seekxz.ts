@@ -18,8 +18,8 @@ import { listing } from './xz-listing.js';
 
 const program = shellManners(new Command('seekxz'))
   .description(
-    'Compress or decompress .xz files like xz, but always as one stream cut into fixed-size blocks\n' +
-      'with sizes in every block header, so any byte can be read without decompressing the rest\n' +
+    'Compress or decompress .xz files like xz, but always as one stream cut into fixed-size blocks ' +
+      'with sizes in every block header, so any byte can be read without decompressing the rest ' +
       '(seekz read, nbdkit --filter=xz). Blocks are compressed and decompressed in parallel.',
   )
   .argument('[file...]', "files; none or '-' means stdin to stdout")
@@ -68,6 +68,7 @@ runCli('seekxz', async () => {
   const preset = parseInteger(options.level, 'level', 0, 9);
   const maxBlock = options.maxBlock ? parseSize(options.maxBlock) : DEFAULT_MAX_BLOCK;
   if (options.output && files.length > 1) throw fail('BAD_ARGUMENT', '-o takes one input file');
+  if (options.output && options.stdout) throw fail('BAD_ARGUMENT', '-c and -o cannot go together; give one');
   const toStdout = options.stdout || (files.length === 1 && files[0] === '-' && !options.output);
   if (mode === 'compress' && toStdout && !options.output) refuseTerminalOutput(options.force);
   if ((mode === 'decompress' || mode === 'test') && files.includes('-') && process.stdin.isTTY && !options.force) throw fail('TERMINAL', 'read from');

@@ -19,15 +19,15 @@ import { createAtomicFile, streamSink, writeStdout } from '../src/io/atomic-file
 import { fileSource } from '../src/source/file.js';
 import type { Source } from '../src/source/source.js';
 import { formatSize, parseRange, parseSize } from '../src/size.js';
-import { parseInteger, progressLine, runCli, shellManners, warn, workingOn } from './common.js';
+import { parseInteger, progressLine, runCli, shellManners, warn, workingOn, workingOnSeekable } from './common.js';
 
 const program = shellManners(new Command('seekz')).description('Seekable, editable compressed files: read, extract and patch in place.');
 
 program
   .command('patch')
   .description(
-    'Overwrite bytes of a gzip file in place, without recompressing. The bytes must lie in stored\n' +
-      'blocks (see partial-deflate). Only the changed bytes and the trailer are written; an undo\n' +
+    'Overwrite bytes of a gzip file in place, without recompressing. The bytes must lie in stored ' +
+      'blocks (see partial-deflate). Only the changed bytes and the trailer are written; an undo ' +
       'journal makes the edit all-or-nothing even if the process is killed.',
   )
   .argument('<file.gz>')
@@ -75,8 +75,8 @@ program
 
 program
   .command('extract')
-  .description('Copy a region of the uncompressed data out, e.g. a partition to edit with debugfs or mtools.')
-  .argument('<file.gz>')
+  .description('Copy a region of the uncompressed data of a .gz or .xz file (or URL) out, e.g. a partition to edit with debugfs or mtools.')
+  .argument('<file>')
   .option('--partition <n>', "partition N of the disk image's MBR or GPT")
   .option('--range <start:end>', 'uncompressed byte range, END exclusive')
   .requiredOption('-o, --output <file>', "where to write ('-' for stdout)")
@@ -95,7 +95,7 @@ program
 program
   .command('index')
   .description(
-    'Build an index of access points for any gzip file, so reads start near their offset.\n' +
+    'Build an index of access points for any gzip file, so reads start near their offset. ' +
       'seekz read/cat/extract/serve find it beside the file. Files written by partial-deflate need none.',
   )
   .argument('<file.gz>')
@@ -106,40 +106,31 @@ program
   .option('-q, --quiet', 'no progress line')
   .option('-v, --verbose', 'print points, sizes and speed')
   .action(async (path: string, options) => {
-    const [{ buildGzipIndex }, { serializeIndex }] = await Promise.all([import('../src/gzip/index/build.js'), import('../src/gzip/index/formats.js')]);
-    const format = options.format as IndexFormat;
-    const output = options.output ?? (format === 'gztool' && path.endsWith('.gz') ? `${path.slice(0, -3)}.gzi` : `${path}.idx`);
     const spacing = parseSize(options.spacing);
-    workingOn(path);
-    await recoverFirst(path);
-    const file = await fileSource(path);
-    const progress = progressLine(file.size, !options.quiet);
+    workingOnSeekable(path);
+    const { buildIndex } = await import('../src/build-index.js');
+    const progress = progressLine(statSync(path).size, !options.quiet);
     const started = Date.now();
     try {
-      // Windows are packed for a seekz index while zlib works (packWindow remembers them).
-      const onWindow = format === 'seekz' ? (await import('../src/gzip/index/seekz-format.js')).packWindow : undefined;
-      const index = await buildGzipIndex(file, { spacing, onProgress: progress.update, onWindow });
+      const built = await buildIndex(path, {
+        spacing,
+        format: options.format as IndexFormat,
+        output: options.output,
+        force: options.force,
+        onProgress: progress.update,
+        onRecovered: (outcome) => saidRecovered(path, outcome),
+      });
       progress.finish();
-      warnTrailing(path, index.end, file.size);
-      const bytes = serializeIndex(index, format);
-      const out = await createAtomicFile(output, { force: options.force });
-      try {
-        await out.sink.write(bytes);
-        await out.commit();
-      } catch (error) {
-        await out.abort();
-        throw error;
-      }
+      warnTrailing(path, built.end, built.compressedSize);
       if (options.verbose && !options.quiet) {
         const seconds = (Date.now() - started) / 1000;
         process.stderr.write(
-          `${output}: ${index.points.length} access points over ${formatSize(index.uncompressedSize)}, ` +
-            `${formatSize(bytes.length)} (${format}), ${formatSize(file.size / Math.max(seconds, 1e-3))}/s of compressed input\n`,
+          `${built.output}: ${built.points} access points over ${formatSize(built.uncompressedSize)}, ` +
+            `${formatSize(built.bytes)} (${built.format}), ${formatSize(built.compressedSize / Math.max(seconds, 1e-3))}/s of compressed input\n`,
         );
       }
     } finally {
       progress.finish();
-      await file.close();
     }
   });
 
@@ -175,7 +166,7 @@ program
   .description('Show what a .gz, .xz or .zst file says about itself: sizes, blocks, frames or checkpoints, editable ranges.')
   .argument('<file>')
   .action(async (path: string) => {
-    workingOn(path);
+    workingOnSeekable(path);
     const progress = progressLine(undefined, true);
     await using file = await open(path, { onRecovered: (outcome) => saidRecovered(path, outcome), onProgress: progress.update });
     const info = await file.info({ onProgress: progress.update, onWalk: () => process.stderr.write(`seekz: ${path} has no seekz map; walking its deflate stream\n`) });
@@ -235,7 +226,7 @@ async function withCompressed(path: string, work: (data: Decoder) => Promise<voi
   const onBuildIndex = () => {
     if (!quiet) process.stderr.write(`seekz: ${path} has no index; building one in memory (one pass; 'seekz index ${path}' keeps one)\n`);
   };
-  workingOn(path);
+  workingOnSeekable(path);
   const file = await open(path, { onBuildIndex, onRecovered: (outcome) => saidRecovered(path, outcome) });
   const data = decoderOf(file);
   try {
@@ -251,12 +242,6 @@ function warnTrailing(path: string, end: GzipEnd | undefined, fileSize?: number)
   if (end?.after !== 'garbage') return;
   const size = fileSize ?? (/^https?:\/\//i.test(path) ? undefined : statSync(path).size);
   warn(fail('GZIP_TRAILING_GARBAGE', end.offset, size !== undefined ? size - end.offset : 0), path);
-}
-
-/** Recovers an interrupted edit of a local file before reading it, and says so. */
-async function recoverFirst(path: string): Promise<void> {
-  const { recoverBeforeReading } = await import('../src/open.js');
-  saidRecovered(path, await recoverBeforeReading(path));
 }
 
 function saidRecovered(path: string, outcome: PatchResult['recovered']): void {

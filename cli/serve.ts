@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { onShutdown, workingOn } from './common.js';
+import { onShutdown, workingOnSeekable } from './common.js';
 import { fail } from '../src/errors.js';
 import { serve, socketActivationFds, type NbdServerHandle, type ServeOptions } from '../src/nbd/serve.js';
 import { parseSize } from '../src/size.js';
@@ -18,10 +18,10 @@ export function addServeCommand(program: Command): void {
   program
     .command('serve')
     .description(
-      'Serve the uncompressed data of a .gz or .xz file (or URL) over NBD, for qemu, nbdcopy, nbdinfo,\n' +
-        'nbdfuse. Writes are allowed only into the stored ranges of a partial-deflate .gz; they go\n' +
-        'through the journaled patch, and the CRC-32 is fixed on flush and on disconnect.\n' +
-        'Launched by a client with socket activation (LISTEN_PID/LISTEN_FDS, as nbdinfo, nbdcopy and\n' +
+      'Serve the uncompressed data of a .gz or .xz file (or URL) over NBD, for qemu, nbdcopy, nbdinfo, ' +
+        'nbdfuse. Writes are allowed only into the stored ranges of a partial-deflate .gz; they go ' +
+        'through the journaled patch, and the CRC-32 is fixed on flush and on disconnect. ' +
+        'Launched by a client with socket activation (LISTEN_PID/LISTEN_FDS, as nbdinfo, nbdcopy and ' +
         'nbdfuse do for [ CMD ]), it serves on the socket it is given.',
     )
     .argument('<file|url>')
@@ -61,7 +61,6 @@ Examples:
   qemu-img info 'nbd+unix:///?socket=disk.sock'; kill "$(cat disk.pid)"`,
     )
     .action(async (target: string, options) => {
-      workingOn(target);
       const foreign = process.env.LISTEN_FDS !== undefined && process.env.LISTEN_PID !== undefined && Number(process.env.LISTEN_PID) !== process.pid;
       const activated = socketActivationFds();
       // systemd's rule: sockets for another pid are not ours. Most often that pid is a wrapper in
@@ -82,6 +81,8 @@ Examples:
         onRecovered: (outcome) =>
           process.stderr.write(`seekz serve: ${outcome === 'rolled-back' ? 'rolled back an interrupted edit of' : 'removed the unfinished journal of'} ${target} first\n`),
       };
+      const port = options.port !== undefined ? parsePort(options.port) : 10809;
+      workingOnSeekable(target); // after the checks of the command line: a mistake there names no file
       if (options.exitWithParent) watchParent();
       // --run serves on a private Unix socket while its command runs (nbdkit's captive mode).
       const captive = options.run !== undefined ? mkdtempSync(join(tmpdir(), 'seekz-serve-')) : undefined;
@@ -93,7 +94,7 @@ Examples:
             ? { fd: activated }
             : options.unix !== undefined
               ? { unix: options.unix }
-              : { port: parsePort(options.port ?? '10809'), host: options.host };
+              : { port, host: options.host };
       // A signal closes the listener (removing a Unix socket file it bound), cuts clients after a
       // short grace, flushes writes and removes the pidfile: within the second a signal allows.
       // One that lands while the server starts aborts the start, which undoes itself.

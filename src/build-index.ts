@@ -1,3 +1,7 @@
+/**
+ * `buildIndex`: what `seekz index` does, as a call. One checked pass over any gzip file, written
+ * (whole or not at all) where `open` looks for an index, so that open never builds one again.
+ */
 import { buildGzipIndex } from './gzip/index/build.js';
 import { serializeIndex, type IndexFormat } from './gzip/index/formats.js';
 import { packWindow } from './gzip/index/seekz-format.js';

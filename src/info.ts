@@ -1,3 +1,8 @@
+/**
+ * What a compressed file says about itself, as data (`CompressedFile.info()`); `seekz info` prints
+ * it. An xz file's blocks are listed as its index records, each held against its block header; a
+ * gzip file seekz did not write costs one checked pass to list its members.
+ */
 import { fail } from './errors.js';
 import { checkName } from './xz/format.js';
 import type { XzBlock, XzStream } from './xz/reader.js';

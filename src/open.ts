@@ -1,5 +1,5 @@
 /**
- * The one way in: `open(target)` takes a path, an http(s) URL or any Source, finds the format by
+ * The one way in: `open(target)` takes a path (or file: URL), an http(s) URL or any Source, finds the format by
  * its magic bytes (never by its name), and returns a CompressedFile: a Source of the uncompressed
  * bytes with `info()`, streams and `await using`. A local file is opened as every CLI command
  * opens it: an interrupted edit is rolled back first, and a gzip file without a seekz map uses
@@ -10,6 +10,7 @@
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { Readable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
 import { journalPath } from './edit/journal.js';
 import type { PatchResult } from './edit/patch.js';
 import { fail, hexBytes } from './errors.js';
@@ -28,7 +29,7 @@ import type { XzSource } from './xz/reader.js';
 import { FRAME_MAGIC_BYTES, SKIPPABLE_MAGIC_BYTES } from './zstd/format.js';
 import type { ZstdSource } from './zstd/reader.js';
 
-/** What `open` accepts: a local path, an http(s):// URL (string or URL), or any Source. */
+/** What `open` accepts: a local path, an http(s):// URL (string or URL), a `file:` URL, or any Source. */
 export type Target = string | URL | Source;
 
 export interface OpenOptions {
@@ -136,7 +137,9 @@ async function detectFormat(source: Source): Promise<(typeof FORMATS)[number]> {
 const isUrl = (target: string) => /^https?:\/\//i.test(target);
 
 /** Opens a compressed file for random reads: `await using disk = await open('disk.img.xz')`. */
-export async function open(target: Target, options: OpenOptions = {}): Promise<CompressedFile> {
+export async function open(given: Target, options: OpenOptions = {}): Promise<CompressedFile> {
+  // A file: URL (`new URL('disk.img.xz', import.meta.url)`) is a local path, with its recovery and sidecar index.
+  const target = given instanceof URL && given.protocol === 'file:' ? fileURLToPath(given) : given;
   const local = typeof target === 'string' && !isUrl(target) ? target : undefined;
   if (local !== undefined) {
     const recovered = await recoverBeforeReading(local);

@@ -43,15 +43,16 @@ export async function regionBounds(data: Source, region: Region): Promise<{ star
 const PIECE = 4 << 20;
 
 /**
- * Copies a region of the uncompressed data to a file (written whole or not at all) or a Writable
- * (not ended). Reads go in 4 MiB pieces, each checked before it is written.
+ * Copies a region of the uncompressed data to a file (written whole or not at all, with holes for
+ * all-zero 4 KiB blocks) or a Writable (not ended). Reads go in 4 MiB pieces, each checked before it is written.
  */
 export async function extract(target: Target, region: Region, output: string | Writable, options: ExtractOptions = {}): Promise<{ start: number; end: number }> {
   const { signal } = options;
   throwIfAborted(signal);
   await using data = await open(target, options);
   const bounds = await regionBounds(data, region);
-  const out = typeof output === 'string' ? await createAtomicFile(output, { force: options.force }) : undefined;
+  // All-zero 4 KiB blocks become holes, as `seekz extract` and `xz -d` leave them.
+  const out = typeof output === 'string' ? await createAtomicFile(output, { force: options.force, sparse: true }) : undefined;
   const sink = out ? out.sink : streamSink(output as Writable);
   try {
     for (let at = bounds.start; at < bounds.end; at += PIECE) {

@@ -62,8 +62,10 @@ function runOnTerminal(args: string[]): { output: string; status: number } {
 describe('--version and -V', () => {
   const version = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
   it.each(['seekz', 'seekxz', 'partial-deflate'] as CliName[])('%s prints its name and the package version', (name) => {
-    for (const flag of ['--version', '-V']) {
-      const result = runCli(name, [flag]);
+    // -V also inside a group of short flags, as `xz -dV` takes it (seekz has none: after a subcommand)
+    const grouped = { seekz: ['serve', '-V'], seekxz: ['-dV'], 'partial-deflate': ['-qV'] }[name as string]!;
+    for (const args of [['--version'], ['-V'], grouped]) {
+      const result = runCli(name, args);
       expect(result.status, result.stderr).toBe(0);
       expect(result.stdout.toString()).toBe(`${name} (seekz) ${version}\n`);
     }
@@ -77,6 +79,31 @@ describe('--version and -V', () => {
     expect(engines({ SEEKZ_NATIVE: '1' })).toMatch(new RegExp(`^seekz \\(seekz\\) ${version.replace(/\./g, '\\.')}\nxz: native addon seekz_xz \\(liblzma [\\d.]+\\).*\ngzip index: seekz_zlib addon.*\nzstd: native addon seekz_zstd \\(libzstd 1\\.`));
     expect(engines({ SEEKZ_NATIVE: '0' })).toMatch(/\nxz: node-liblzma \(fallback: SEEKZ_NATIVE=0\)\ngzip index: node:zlib \+ JavaScript block walker.*\nzstd: fzstd, decoding only \(SEEKZ_NATIVE=0\)/);
     expect(runCli('seekxz', ['-Vv']).stdout.toString()).toMatch(/^seekxz \(seekz\) .*\nxz: /);
+  });
+});
+
+describe('--help', () => {
+  // Commander wraps descriptions itself; a hard newline in one gave ragged lines ("nbdinfo,\nnbdfuse.").
+  it.each([
+    ['seekz', ['serve', '--help']],
+    ['seekz', ['patch', '--help']],
+    ['seekz', ['index', '--help']],
+    ['seekxz', ['--help']],
+    ['partial-deflate', ['--help']],
+  ] as [CliName, string[]][])('%s %s: the description is one paragraph, filled to the width', (name, args) => {
+    const result = runCli(name, args);
+    expect(result.status, result.stderr).toBe(0);
+    const paragraph = result.stdout.toString().split('\n\n')[1]!.split('\n');
+    for (const line of paragraph.slice(0, -1)) expect(line.length, paragraph.join('\n')).toBeGreaterThan(60);
+  });
+});
+
+describe('seekz extract', () => {
+  it('takes an .xz as its help says, and writes what xz -d gives', () => {
+    expect(runCli('seekz', ['extract', '--help']).stdout.toString()).toMatch(/^Usage: seekz extract \[options\] <file>$/m);
+    const result = runCli('seekz', ['extract', at('sparse.img.xz'), '--range', '10M:11M', '-o', at('extracted-xz.bin'), '-q']);
+    expect(result.status, result.stderr).toBe(0);
+    expect(readFileSync(at('extracted-xz.bin')).equals(run('xz', ['-dc', at('sparse.img.xz')]).stdout.subarray(10 * MIB, 11 * MIB))).toBe(true);
   });
 });
 
@@ -267,6 +294,30 @@ describe('messages: COMMAND: FILE: detail, and xz exit statuses', () => {
     expectOneLine(runCli('seekz', ['read', 'x', '--offset', '1Q', '--length', '1']), 1, /^seekz: cannot parse size '1Q'/);
     expectOneLine(runCli('seekxz', ['--bogus']), 1, /^seekxz: unknown option '--bogus'$/m);
     expectOneLine(runCli('partial-deflate', [at('small.img'), at('x.gz'), '1M']), 1, /^partial-deflate: give both START and END, or neither$/m);
+  });
+
+  it.each([['cat', '-'], ['read', '-', '--offset', '0', '--length', '1'], ['info', '-'], ['index', '-'], ['serve', '-', '-s']])(
+    "seekz %s - says stdin cannot be read at random offsets (it tried a file named '-')",
+    (...args) => {
+      expectOneLine(runCli('seekz', args, { input: readFileSync(at('sparse.img.xz')).subarray(0, 4096) }), 1, /^seekz: \(stdin\): stdin cannot be read at random offsets; give a file or a URL/);
+    },
+  );
+
+  it('a mistake in the serve command line names no file', () => {
+    expectOneLine(runCli('seekz', ['serve', at('sparse.img.xz'), '-s', '--unix', at('never.sock')]), 1, /^seekz: serve: -s and --unix cannot go together/);
+    expectOneLine(runCli('seekz', ['serve', at('sparse.img.xz'), '--port', '99999']), 1, /^seekz: serve: --port must be a whole number from 0 to 65535, got '99999'$/m);
+    expectOneLine(runCli('seekz', ['serve', at('sparse.img.xz'), '--cache', '12Q']), 1, /^seekz: cannot parse size '12Q'/);
+  });
+
+  it('seekxz -c with -o is refused, not -o silently winning', () => {
+    expectOneLine(runCli('seekxz', ['-c', '-k', at('small.img'), '-o', at('never.xz')]), 1, /^seekxz: -c and -o cannot go together; give one$/m);
+    expect(existsSync(at('never.xz'))).toBe(false);
+  });
+
+  it('partial-deflate -T 0 is all cores, as seekxz -T 0 and xz -T0', () => {
+    const result = runCli('partial-deflate', ['-T', '0', '-f', at('small.img'), at('all-cores.gz')]);
+    expect(result.status, result.stderr).toBe(0);
+    expect(run('gzip', ['-dc', at('all-cores.gz')]).stdout.equals(readFileSync(at('small.img')))).toBe(true);
   });
 
   it('seekxz -T -1 speaks of threads, seekxz -10 of the level', () => {

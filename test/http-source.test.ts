@@ -260,7 +260,7 @@ describe('http source against a real nginx', () => {
       expect(source.stats.requests - opened.requests).toBe(2 + headerFetches);
       logLines = 4 + headerFetches;
     } finally {
-      await xz.close();
+      await xz.close?.();
     }
 
     // Each open has its own cache: a second one fetches the start and the index once more.
@@ -270,7 +270,7 @@ describe('http source against a real nginx', () => {
       expect(again.stats).toEqual(opened);
       expect(await waitForLog('/disk.img.xz', logLines + 2)).toHaveLength(logLines + 2);
     } finally {
-      await xzAgain.close();
+      await xzAgain.close?.();
     }
   });
 
@@ -286,7 +286,7 @@ describe('http source against a real nginx', () => {
       expect(source.stats.requests).toBeLessThanOrEqual(3);
       expect(source.stats.bytesFetched).toBeLessThanOrEqual(3 * 256 * KIB + block.totalSize);
     } finally {
-      await xz.close();
+      await xz.close?.();
     }
   });
 

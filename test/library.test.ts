@@ -5,16 +5,16 @@
  * xz and gzip give; its I/O plan held against the CLI's; and a signal that stops a writer.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
 import { once } from 'node:events';
 import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bufferSource, compressGzip, compressXz, extract, open, SeekzError, type Source } from '../src/index.js';
+import { bufferSource, compressGzip, compressXz, extract, open, SeekzError, serve, type Source } from '../src/index.js';
 import { httpSource } from '../src/source/http.js';
-import { countingSource, diskLikeData, requireTool, run, runCli, sha256, tempDir } from './helpers/tools.js';
+import { countingSource, diskLikeData, requireTool, run, runAsync, runCli, sha256, tempDir } from './helpers/tools.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const MIB = 2 ** 20;
@@ -119,6 +119,20 @@ describe('open(): one way in for every format and source', () => {
     writeFileSync(file('misnamed.gz'), readFileSync(file('disk.img.xz')));
     await expectDisk(file('misnamed.gz'), 'xz');
     await expectDisk(bufferSource(readFileSync(file('disk.img.gz'))), 'gzip');
+  });
+
+  it('a read with a bad offset or length is a SeekzError (BAD_ARGUMENT), for every format', async () => {
+    for (const name of ['disk.img.xz', 'disk.img.gz']) {
+      await using data = await open(file(name));
+      for (const [offset, length] of [[-1, 4], [0, -4], [0.5, 4], [Number.NaN, 1]] as const) {
+        await expect(data.read(offset, length)).rejects.toMatchObject({ name: 'SeekzError', code: 'BAD_ARGUMENT', message: expect.stringMatching(/^read\(.*\): offset and length must be whole numbers/) });
+      }
+    }
+  });
+
+  it('takes a file: URL as the path it names', async () => {
+    await expectDisk(pathToFileURL(file('disk.img.xz')), 'xz');
+    await expectDisk(pathToFileURL(file('disk.img.gz')), 'gzip');
   });
 
   it('refuses a file of no format it knows with one line naming every magic', async () => {
@@ -229,6 +243,23 @@ describe('open() costs what the CLI costs', () => {
   });
 });
 
+describe('serve()', () => {
+  it('takes a file: URL as its path (stored ranges writable), and await using closes it', async () => {
+    requireTool('qemu-io', 'qemu-utils');
+    await compressGzip(file('disk.img'), file('served.gz'), { store: [{ start: 0, end: MIB }], threads: 2, force: true });
+    {
+      await using server = await serve(pathToFileURL(file('served.gz')), { unix: file('served.sock') });
+      expect(server.writable).toBe(true);
+      const result = await runAsync('qemu-io', ['-f', 'raw', '-c', 'write -P 0x5a 4096 4096', server.uri!]);
+      expect(result.status, result.stderr).toBe(0);
+    }
+    expect(existsSync(file('served.sock'))).toBe(false); // closed at the end of the block
+    const after = run('gzip', ['-dc', file('served.gz')]).stdout; // gzip -d checks the CRC-32 the flush fixed
+    expect(after.subarray(4096, 8192).every((byte) => byte === 0x5a)).toBe(true);
+    expect(sha256(Buffer.concat([after.subarray(0, 4096), after.subarray(8192)]))).toBe(sha256(Buffer.concat([disk.subarray(0, 4096), disk.subarray(8192)])));
+  });
+});
+
 describe('compressGzip and compressXz', () => {
   it('stream to stream: stdin-like input, a Writable output, bytes the real tools read back', async () => {
     const gzOut: Buffer[] = [];
@@ -264,6 +295,18 @@ describe('compressGzip and compressXz', () => {
       expect(readdirSync(dir.path).filter((entry) => entry.includes('aborted.out'))).toEqual([]);
     });
   }
+
+  it('extract leaves all-zero blocks as holes, in no more blocks than xz -d takes', async () => {
+    const image = new Uint8Array(8 * MIB);
+    image.set(disk.subarray(0, MIB), 3 * MIB);
+    writeFileSync(file('mostly-zero.img'), image);
+    await compressXz(file('mostly-zero.img'), file('mostly-zero.img.xz'), { blockSize: MIB, threads: 2, force: true });
+    await extract(file('mostly-zero.img.xz'), { start: 0, end: image.length }, file('mostly-zero.out'), { force: true });
+    expect(sha256(readFileSync(file('mostly-zero.out')))).toBe(sha256(image));
+    run('xz', ['-dkf', file('mostly-zero.img.xz')]); // xz -d writes mostly-zero.img again, with holes
+    expect(statSync(file('mostly-zero.out')).blocks).toBeLessThanOrEqual(statSync(file('mostly-zero.img')).blocks);
+    expect(statSync(file('mostly-zero.out')).blocks * 512).toBeLessThan(2 * MIB);
+  });
 
   it('extract with an aborted signal leaves no output either', async () => {
     const controller = new AbortController();

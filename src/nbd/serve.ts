@@ -21,6 +21,7 @@ import { unlink } from 'node:fs/promises';
 import { createServer, Socket, type AddressInfo, type Server } from 'node:net';
 import { Duplex } from 'node:stream';
 import { finished } from 'node:stream/promises';
+import { fileURLToPath } from 'node:url';
 import { writableGzip } from '../edit/write-overlay.js';
 import type { PatchResult } from '../edit/patch.js';
 import { fail } from '../errors.js';
@@ -75,7 +76,8 @@ export interface ServeOptions {
   onRecovered?: (outcome: PatchResult['recovered']) => void;
 }
 
-export interface NbdServerHandle {
+/** `await using server = await serve(…)` closes it at the end of the block. */
+export interface NbdServerHandle extends AsyncDisposable {
   /** Where clients connect (`nbd+unix:///NAME?socket=PATH`, `nbd://HOST:PORT/NAME`); undefined for one connection. */
   readonly uri: string | undefined;
   /** The socket path, or the TCP address and port (the real one for port 0); undefined for one connection. */
@@ -147,16 +149,11 @@ export async function serve(target: Target, options: ServeOptions): Promise<NbdS
       connection.destroy();
       await stopData();
     })();
-    return {
-      ...base,
-      uri: undefined,
-      address: undefined,
-      done,
-      async close() {
-        connection.destroy();
-        await done;
-      },
+    const close = async () => {
+      connection.destroy();
+      await done;
     };
+    return { ...base, uri: undefined, address: undefined, done, close, [Symbol.asyncDispose]: close };
   }
 
   const address = servers[0]!.address() ?? undefined;
@@ -182,7 +179,7 @@ export async function serve(target: Target, options: ServeOptions): Promise<NbdS
       await stopData();
       stopped!();
     })());
-  return { ...base, uri: uriOf(address, exportName), address, done, close };
+  return { ...base, uri: uriOf(address, exportName), address, done, close, [Symbol.asyncDispose]: close };
 }
 
 /** Listens on every place the options name (one, or each inherited fd); a failure names the place. */
@@ -269,7 +266,8 @@ async function exportOf(target: Target, options: ServeOptions): Promise<{ export
     const data = decoderOf(target as CompressedFile);
     return { exported: nbdExportOf(name, data), release: async () => {} };
   }
-  const text = target instanceof URL ? target.href : typeof target === 'string' ? target : undefined;
+  // A file: URL is the local path it names, as open() takes it: writable like the path would be.
+  const text = target instanceof URL ? (target.protocol === 'file:' ? fileURLToPath(target) : target.href) : typeof target === 'string' ? target : undefined;
   const isUrl = text !== undefined && /^https?:\/\//.test(text);
   const file = await open(target, { cacheSize: options.cacheSize, onRecovered: options.onRecovered });
   const data = decoderOf(file);

@@ -1,3 +1,5 @@
+import { fail } from '../errors.js';
+
 /**
  * The one random-access shape that every layer speaks: a file, a buffer, an HTTP URL, a
  * decoder over another source. Decoders take a Source and return a Source, so layers stack.
@@ -29,7 +31,7 @@ export interface Source {
 /** Clips a read request to the source's size and checks the caller's numbers. */
 export function clipRead(size: number, offset: number, length: number): number {
   if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0) {
-    throw new RangeError(`seekz: read(${offset}, ${length}): offset and length must be non-negative integers`);
+    throw fail('BAD_ARGUMENT', `read(${offset}, ${length}): offset and length must be whole numbers, 0 or more`);
   }
   return Math.max(0, Math.min(length, size - offset));
 }
