@@ -2,7 +2,7 @@
 import { statSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { findPartition } from '../src/disk/partitions.js';
-import { patchGzip, patchGzipFromRegion, type PatchResult } from '../src/edit/patch.js';
+import { patchFile, patchFromRegion, type PatchResult } from '../src/edit/patch.js';
 import { fail, hex32 } from '../src/errors.js';
 import { describeRanges } from '../src/gzip/layout.js';
 import type { GzipInfo } from '../src/info.js';
@@ -24,19 +24,20 @@ const program = new Command('seekz').description('Seekable, editable compressed 
 program
   .command('patch')
   .description(
-    'Overwrite bytes of a gzip file in place, without recompressing. The bytes must lie in stored\n' +
-      'blocks (see partial-deflate). Only the changed bytes and the trailer are written; an undo\n' +
-      'journal makes the edit all-or-nothing even if the process is killed.',
+    'Overwrite bytes of a .gz or .xz file in place, without recompressing. The bytes must lie in stored\n' +
+      'blocks (see partial-deflate --store, seekxz --store). Only the changed bytes and the checks they\n' +
+      'change (gzip: the trailer; xz: the blocks\' checks) are written; an undo journal makes the edit\n' +
+      'all-or-nothing even if the process is killed.',
   )
-  .argument('<file.gz>')
+  .argument('<file>')
   .option('--offset <n>', 'uncompressed offset to write --data at')
   .option('--data <file>', "the new bytes ('-' for stdin)")
   .option('--from <region.img>', 'a region to write back (only the bytes that differ are written)')
   .option('--at <n>', 'uncompressed offset of --from')
   .option('--partition <n>', 'with --from: write it back at the start of partition N')
   .option('-q, --quiet', 'say nothing on success')
-  .option('-v, --verbose', 'report bytes written and read, and the CRC-32 change')
-  .addHelpText('after', '\nExamples:\n  seekz patch disk.img.gz --offset 1MiB --data kernel-args.bin\n  seekz patch disk.img.gz --from boot.img --partition 1')
+  .option('-v, --verbose', 'report bytes written and read, and the checks changed')
+  .addHelpText('after', '\nExamples:\n  seekz patch disk.img.gz --offset 1MiB --data kernel-args.bin\n  seekz patch disk.img.gz --from boot.img --partition 1\n  seekz patch disk.img.xz --from boot.img --partition 1')
   .action(async (path: string, options) => {
     const onWalk = () => {
       if (!options.quiet) process.stderr.write(`seekz: ${path} has no seekz map; walking its deflate stream to find stored blocks (slower)\n`);
@@ -47,7 +48,7 @@ program
       const at = options.partition !== undefined ? (await partitionOf(path, options.partition)).start : requireSize(options.at, '--at');
       const region = await fileSource(options.from);
       try {
-        result = await patchGzipFromRegion(path, region, at, { onWalk });
+        result = await patchFromRegion(path, region, at, { onWalk });
       } finally {
         await region.close();
       }
@@ -55,13 +56,13 @@ program
       if (options.data === undefined) throw fail('BAD_ARGUMENT', 'give --data FILE with --offset N, or --from REGION with --at N');
       const offset = requireSize(options.offset, '--offset');
       const data = options.data === '-' ? await readStdin() : await readWhole(options.data);
-      result = await patchGzip(path, [{ offset, data }], { onWalk });
+      result = await patchFile(path, [{ offset, data }], { onWalk });
     }
     if (result.recovered === 'rolled-back' && !options.quiet) process.stderr.write(`seekz: rolled back an interrupted edit of ${path} first\n`);
     if (options.verbose && !options.quiet) {
       process.stderr.write(
         `${path}: wrote ${result.bytesWritten} bytes, read ${result.bytesRead} bytes (${formatSize(result.bytesRead)}) of the file; ` +
-          `crc32 ${hex32(result.oldCrc)} -> ${hex32(result.newCrc)}\n`,
+          `${result.checks}\n`,
       );
     }
   });
@@ -166,6 +167,7 @@ program
     progress.finish();
     if (info.format === 'xz') {
       await writeStdout(listing(path, { fileSize: info.compressedSize, size: info.uncompressedSize, streams: info.streams, blocks: info.blocks }));
+      await writeStdout(`editable: ${describeRanges(info.editable)}\n`);
       return;
     }
     await writeStdout(gzipInfoLines(path, info).join('\n') + '\n');

@@ -5,9 +5,10 @@ import { join } from 'node:path';
 import type { Server } from 'node:net';
 import type { Command } from 'commander';
 import { onShutdown } from './common.js';
-import { writableGzip } from '../src/edit/write-overlay.js';
+import { writableFile } from '../src/edit/write-overlay.js';
 import { fail } from '../src/errors.js';
 import { readGzipLayout } from '../src/gzip/layout.js';
+import { readXzEditable } from '../src/xz/editable.js';
 import { createNbdServer, type NbdExport } from '../src/nbd/server.js';
 import { decoderOf, open, type Decoder } from '../src/open.js';
 import { parseSize } from '../src/size.js';
@@ -20,8 +21,9 @@ export function addServeCommand(program: Command, openUrl: (url: string) => Prom
     .command('serve')
     .description(
       'Serve the uncompressed data of a .gz or .xz file (or URL) over NBD, for qemu, nbdcopy, nbdinfo,\n' +
-        'nbdfuse. Writes are allowed only into the stored ranges of a partial-deflate .gz; they go\n' +
-        'through the journaled patch, and the CRC-32 is fixed on flush and on disconnect.',
+        'nbdfuse. Writes are allowed only into the stored ranges of a partial-deflate .gz or a\n' +
+        'seekxz --store .xz; they go through the journaled patch, and the checks (CRC-32, xz block\n' +
+        'checks) are fixed on flush and on disconnect.',
     )
     .argument('<file|url>')
     .option('-p, --port <port>', 'TCP port on 127.0.0.1 (default 10809)')
@@ -62,7 +64,16 @@ Examples:
         const layout = await readGzipLayout(file, { walk: false });
         await file.close();
         if (layout.editableRanges().length > 0) {
-          const overlay = writableGzip(target, data, layout);
+          const overlay = writableFile(target, data, { format: 'gzip', walked: layout.walked, ranges: layout.editableRanges() });
+          exported = { ...exported, source: overlay.source, writable: { write: overlay.write, flush: overlay.flush } };
+        }
+      }
+      if (!isUrl && data.format === 'xz' && !options.readonly) {
+        const file = await fileSource(target);
+        const ranges = await (await readXzEditable(file)).editableRanges().finally(() => file.close());
+        if (ranges.length > 0) {
+          // After a patch the decoded blocks in the cache are old: forget them.
+          const overlay = writableFile(target, { size: data.size, read: (offset: number, length: number) => data.read(offset, length), reload: async () => data.cache.clear() }, { format: 'xz', walked: false, ranges });
           exported = { ...exported, source: overlay.source, writable: { write: overlay.write, flush: overlay.flush } };
         }
       }

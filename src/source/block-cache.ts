@@ -12,6 +12,8 @@ export interface BlockCache {
   readonly capacity: number;
   /** Decodes started, for tests and the bench: a warm read starts none. */
   readonly loads: number;
+  /** Forgets every decoded block (the file under it was patched in place); decodes in flight are not kept. */
+  clear(): void;
 }
 
 export function createBlockCache(capacity: number): BlockCache {
@@ -35,6 +37,11 @@ export function createBlockCache(capacity: number): BlockCache {
     get loads() {
       return loads;
     },
+    clear() {
+      ready.clear();
+      loading.clear();
+      bytes = 0;
+    },
     get(key, load, isEnough) {
       const hit = ready.get(key);
       if (hit && (!isEnough || isEnough(hit))) {
@@ -54,6 +61,7 @@ export function createBlockCache(capacity: number): BlockCache {
       loads++;
       const promise = load().then(
         (data) => {
+          if (loading.get(key) !== promise) return data; // cleared meanwhile: not kept
           loading.delete(key);
           const previous = ready.get(key);
           if (previous) bytes -= previous.length;
@@ -63,7 +71,7 @@ export function createBlockCache(capacity: number): BlockCache {
           return data;
         },
         (error: unknown) => {
-          loading.delete(key);
+          if (loading.get(key) === promise) loading.delete(key);
           throw error;
         },
       );
