@@ -36,6 +36,7 @@ import { xzSection } from './bench-xz.js';
 import { indexSection } from './bench-index.js';
 import { serveSection } from './bench-serve.js';
 import { librarySection } from './bench-library.js';
+import { editSection } from './bench-edit.js';
 
 const PATCH_SIZE = 4096;
 const PATCH_RUNS = 5;
@@ -66,6 +67,7 @@ const sections: { name: string; needs: string[]; run: (bench: Bench) => Promise<
   { name: 'index', needs: ['image'], run: indexSection },
   { name: 'serve', needs: ['image'], run: serveSection },
   { name: 'library', needs: ['image'], run: librarySection },
+  { name: 'edit', needs: ['image'], run: editSection },
 ];
 
 async function main(): Promise<void> {
