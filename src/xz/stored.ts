@@ -15,6 +15,7 @@
 import { fail } from '../errors.js';
 import { FILTER_LZMA2, buildBlockHeader, checkSize, padding4, parseBlockHeader } from './format.js';
 import { createCheck } from './check.js';
+import type { XzBlock } from './reader.js';
 
 /** Uncompressed bytes in one stored block: a check is recomputed over at most this much. */
 export const STORED_BLOCK_MAX = 1 << 20;
@@ -65,15 +66,7 @@ export function buildStoredBlock(data: Uint8Array, checkId: number): { bytes: Ui
 }
 
 /** Where an xz block is, as the index records it. */
-export interface BlockPlace {
-  number: number;
-  uStart: number;
-  uSize: number;
-  offset: number;
-  unpaddedSize: number;
-  totalSize: number;
-  checkId: number;
-}
+export type BlockPlace = Pick<XzBlock, 'number' | 'uStart' | 'uSize' | 'offset' | 'unpaddedSize' | 'totalSize' | 'checkId'>;
 
 /** A stored block found in a file: its chunks' bytes and where its check is. */
 export interface StoredBlock {
