@@ -40,8 +40,23 @@ export interface PatchOptions {
 /** The editable layout of a gzip or xz file, by its magic bytes. */
 export async function readEditableLayout(source: Source, options: PatchOptions = {}): Promise<EditableLayout> {
   const magic = await source.read(0, HEADER_MAGIC.length);
-  if (HEADER_MAGIC.every((byte, index) => magic[index] === byte)) return readXzEditable(source);
-  return gzipEditable(await readGzipLayout(source, { onWalk: options.onWalk }), source);
+  // The layouts read the file's first bytes again: they get the magic from here, so detecting the
+  // format costs no byte of I/O (test/patch.test.ts pins a gzip patch's reads to the byte).
+  const known: Source = {
+    size: source.size,
+    async read(offset, length) {
+      if (offset >= magic.length || length === 0) return source.read(offset, length);
+      const head = magic.subarray(offset, Math.min(magic.length, offset + length));
+      if (offset + length <= magic.length) return head;
+      const rest = await source.read(magic.length, offset + length - magic.length);
+      const out = new Uint8Array(head.length + rest.length);
+      out.set(head);
+      out.set(rest, head.length);
+      return out;
+    },
+  };
+  if (HEADER_MAGIC.every((byte, index) => magic[index] === byte)) return readXzEditable(known);
+  return gzipEditable(await readGzipLayout(known, { onWalk: options.onWalk }), known);
 }
 
 /** A Source over an open handle that counts what it reads: the cost of an edit is part of its result. */
