@@ -30,7 +30,10 @@ export async function editSection(bench: Bench): Promise<void> {
   const file = stored!.kept!;
   // What storing may cost: the stored bytes themselves, and 0.1 % for block headers, chunk headers, checks, index records.
   const sizeBound = (whole!.bytes + bootSize) * 1.001;
-  const throughputRatio = whole!.wall / stored!.wall; // ≥ 1: storing is no slower
+  // ≥ 1: storing is no slower. Judged on CPU seconds (median), as the library section judges: on
+  // a shared machine one run's wall time swings with the load, its CPU time much less.
+  const cpuRatio = Number.isNaN(stored!.cpu) ? whole!.wall / stored!.wall : whole!.cpu / stored!.cpu;
+  const throughputRatio = whole!.wall / stored!.wall;
 
   const offset = image.plan.bootEntryOffset;
   let bytesRead = 0;
@@ -46,16 +49,16 @@ export async function editSection(bench: Bench): Promise<void> {
   const xzOk = XZ_VERIFY.check(file);
   console.log(
     `\nsizes: stored ${stored!.bytes}, nothing stored ${whole!.bytes} + /boot ${bootSize} = ${whole!.bytes + bootSize} (bound with 0.1 %: ${Math.floor(sizeBound)})\n` +
-      `throughput: stored ${mib(image.plan.size / stored!.wall)} MiB/s, nothing stored ${mib(image.plan.size / whole!.wall)} MiB/s (ratio ${throughputRatio.toFixed(2)})\n` +
+      `throughput: stored ${mib(image.plan.size / stored!.wall)} MiB/s, nothing stored ${mib(image.plan.size / whole!.wall)} MiB/s (wall ratio ${throughputRatio.toFixed(2)}, CPU ratio ${cpuRatio.toFixed(2)})\n` +
       `patchFile of ${PATCH_SIZE} bytes in /boot of the .xz: ${ms(wall)} ms (median of ${PATCH_RUNS}), read ${bytesRead} bytes of the file; xz -t after ${xzOk ? 'ok' : 'FAILED'}`,
   );
   if (!xzOk) process.exitCode = 1;
   bench.targets.push(
     { what: 'xz --store-partition 1: size vs nothing stored + /boot', goal: '≤ +0.1 %', measured: percent(stored!.bytes / (whole!.bytes + bootSize) - 1), pass: stored!.bytes <= sizeBound },
-    { what: 'xz --store-partition 1: throughput vs nothing stored', goal: '≥ 1.0× (3 % noise)', measured: `${throughputRatio.toFixed(2)}×`, pass: throughputRatio >= 0.97 },
+    { what: 'xz --store-partition 1: throughput vs nothing stored (CPU s; wall)', goal: '≥ 1.0× (3 % noise)', measured: `${cpuRatio.toFixed(2)}× (wall ${throughputRatio.toFixed(2)}×)`, pass: cpuRatio >= 0.97 },
     { what: 'xz patch 4 KiB: patchFile in-process', goal: '≤ 50 ms', measured: `${ms(wall)} ms`, pass: wall <= 0.05 },
     { what: 'xz patch 4 KiB: bytes of the file read', goal: '≤ 2 MiB', measured: `${bytesRead} bytes`, pass: bytesRead <= 2 * 2 ** 20 },
     { what: 'xz patch: xz -t after patches', goal: 'ok', measured: xzOk ? 'ok' : 'FAILED', pass: xzOk },
   );
-  bench.report.edit = { storedBytes: stored!.bytes, wholeBytes: whole!.bytes, bootSize, storedWall: stored!.wall, wholeWall: whole!.wall, patchWall: wall, bytesRead, xzOk };
+  bench.report.edit = { storedBytes: stored!.bytes, wholeBytes: whole!.bytes, bootSize, storedWall: stored!.wall, wholeWall: whole!.wall, storedCpu: stored!.cpu, wholeCpu: whole!.cpu, patchWall: wall, bytesRead, xzOk };
 }

@@ -36,6 +36,8 @@ export interface EditableLayout {
   readonly walked: boolean;
   /** Merged half-open ranges of uncompressed bytes that can be overwritten in place. */
   editableRanges(): Promise<Range[]>;
+  /** The same, where they are known without reading the file (gzip's map or walk); xz has to read every candidate block. */
+  knownRanges?(): Range[];
   /**
    * The file extents holding uncompressed [offset, offset + length), or a rejection naming the
    * editable ranges (GZIP_NOT_EDITABLE, GZIP_REFERENCED, XZ_NOT_EDITABLE) when any byte is not.

@@ -29,7 +29,11 @@ export interface PatchResult {
   walked: boolean;
   /** What an earlier, interrupted edit's journal needed. */
   recovered: 'none' | 'discarded-incomplete' | 'rolled-back';
-  editableRanges: { start: number; end: number }[];
+  /**
+   * The editable ranges, where the layout knows them without reading more of the file (gzip);
+   * undefined for xz, where finding them reads every candidate block (`info()` lists them).
+   */
+  editableRanges?: { start: number; end: number }[];
 }
 
 export interface PatchOptions {
@@ -232,7 +236,7 @@ async function applyEdits(
     checks: 'none changed',
     walked: layout.walked,
     recovered,
-    editableRanges: await layout.editableRanges(),
+    editableRanges: layout.knownRanges?.(),
   };
   if (writes.length > 0) {
     const checks = await layout.checkWrites(writes, current);

@@ -22,6 +22,7 @@ export function gzipEditable(layout: GzipLayout, source: Source): EditableLayout
     totalLength: layout.totalLength,
     walked: layout.walked,
     editableRanges: async () => layout.editableRanges(),
+    knownRanges: () => layout.editableRanges(),
     extents: (offset, length) => editableExtents(layout, offset, length),
     reader: () => openGzip(source),
     async checkWrites(writes, current) {
