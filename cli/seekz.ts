@@ -70,7 +70,7 @@ program
 program
   .command('extract')
   .description('Copy a region of the uncompressed data out, e.g. a partition to edit with debugfs or mtools.')
-  .argument('<file.gz>')
+  .argument('<file>')
   .option('--partition <n>', "partition N of the disk image's MBR or GPT")
   .option('--range <start:end>', 'uncompressed byte range, END exclusive')
   .requiredOption('-o, --output <file>', "where to write ('-' for stdout)")
