@@ -14,6 +14,7 @@ import { compressXz } from '../src/compress.js';
 import { open } from '../src/open.js';
 import { bufferSource } from '../src/source/buffer.js';
 import { readXzEditable } from '../src/xz/editable.js';
+import { buildIndex, buildStreamFooter, parseIndex, parseStreamFooter } from '../src/xz/format.js';
 import { fileSource } from '../src/source/file.js';
 import { diskLikeData, noise, requireTool, run, runCli, sha256, SYSTEM_PYTHON, tempDir } from './helpers/tools.js';
 
@@ -117,6 +118,24 @@ describe('seekxz --store and patch', () => {
     await expect(patchFile(path, [{ offset: stored.start + 100, data: Uint8Array.of(1) }])).rejects.toMatchObject({ code: 'XZ_BLOCK_CHECK' });
     expect(readFileSync(path).equals(bytes)).toBe(true);
     expect(run('xz', ['-t', path]).status).not.toBe(0); // still damaged, never given a fresh check
+  });
+
+  it('refuses an index forged to move the edit (two records changed to cancel out, CRC32 recomputed)', async () => {
+    const path = file('forged.xz');
+    const bytes = new Uint8Array(readFileSync(file('stored-crc64.xz')));
+    const size = bytes.length;
+    const footer = parseStreamFooter(bytes.subarray(size - 12), size - 12);
+    const indexAt = size - 12 - footer.indexSize;
+    const records = parseIndex(bytes.subarray(indexAt, size - 12), indexAt);
+    // The first two blocks (compressed, before the stored range) trade 100 bytes: the total stays
+    // right, and every later block, the stored ones too, would seem to start 100 bytes later.
+    records[0]!.uncompressedSize += 100;
+    records[1]!.uncompressedSize -= 100;
+    const index = buildIndex(records);
+    const forged = new Uint8Array([...bytes.subarray(0, indexAt), ...index, ...buildStreamFooter(4, index.length)]);
+    writeFileSync(path, forged);
+    await expect(patchFile(path, [{ offset: stored.start + 5000, data: Uint8Array.of(1) }])).rejects.toMatchObject({ code: 'XZ_INDEX_MISMATCH' });
+    expect(readFileSync(path).equals(forged)).toBe(true);
   });
 
   it('patch --from writes only the bytes that differ, and extract + open read the edit', async () => {

@@ -18,13 +18,17 @@ import { describeRanges } from '../gzip/layout.js';
 import { lastAtOrBefore } from '../search.js';
 import type { Source } from '../source/source.js';
 import { createCheck } from './check.js';
-import { checkName } from './format.js';
+import { checkName, checkSize, parseBlockHeader } from './format.js';
 import { openXz, readXzLayout, type XzBlock } from './reader.js';
 import { bytesReader, couldBeStored, findStoredBlock, storedContents, type StoredBlock } from './stored.js';
 
 const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex');
 /** Candidate blocks walked at once by editableRanges(). */
 const WALK_WINDOW = 8;
+/** Block headers held against their index records at once before an edit. */
+const CONFIRM_WINDOW = 16;
+/** Bytes read of a block header to confirm it: enough for one filter and both sizes. */
+const HEADER_PEEK = 32;
 
 export async function readXzEditable(source: Source): Promise<EditableLayout & { blocks: XzBlock[] }> {
   const { blocks } = await readXzLayout(source);
@@ -54,6 +58,31 @@ export async function readXzEditable(source: Source): Promise<EditableLayout & {
     })());
   const locate = (offset: number) => lastAtOrBefore(blocks, (block) => block.uStart, offset);
 
+  // An edit lands where the index records put it, so every record before the touched block is
+  // held against its block header first, as the reader does before a random read (see openXz): a
+  // pair of records forged to cancel out (their CRC32 recomputed) would otherwise move the edit.
+  // Reads 32 bytes a block (a header with both sizes is 12 to 24), more only for a longer one.
+  let confirmed = 0;
+  const confirmBefore = async (index: number) => {
+    while (confirmed < index) {
+      const batch = blocks.slice(confirmed, Math.min(index, confirmed + CONFIRM_WINDOW));
+      await Promise.all(batch.map(confirmHeader));
+      confirmed += batch.length;
+    }
+  };
+  const confirmHeader = async (block: XzBlock) => {
+    let bytes = await read(block.offset, Math.min(HEADER_PEEK, block.totalSize));
+    const size = (bytes[0]! + 1) * 4;
+    if (bytes[0] !== 0 && size > bytes.length) bytes = await read(block.offset, Math.min(size, block.totalSize));
+    const header = parseBlockHeader(bytes, block.offset);
+    const mismatch = (what: string) => fail('XZ_INDEX_MISMATCH', block.number, block.unpaddedSize, block.uSize, block.offset, what);
+    const check = checkSize(block.checkId);
+    if (header.compressedSize !== undefined && header.size + header.compressedSize + check !== block.unpaddedSize) {
+      throw mismatch(`the block header says header ${header.size} + compressed ${header.compressedSize} + check ${check} bytes`);
+    }
+    if (header.uncompressedSize !== undefined && header.uncompressedSize !== block.uSize) throw mismatch(`the block header says ${header.uncompressedSize} bytes uncompressed`);
+  };
+
   return {
     format: 'xz',
     blocks,
@@ -65,6 +94,7 @@ export async function readXzEditable(source: Source): Promise<EditableLayout & {
     async extents(offset, length) {
       const extents: StoredExtent[] = [];
       const end = offset + length;
+      await confirmBefore(locate(offset));
       for (let index = locate(offset); index < blocks.length && blocks[index]!.uStart < end; index++) {
         const block = blocks[index]!;
         if (block.uSize === 0) continue;
