@@ -2,12 +2,13 @@
 import { createReadStream, type Stats } from 'node:fs';
 import { stat, unlink } from 'node:fs/promises';
 import { Command, Option } from 'commander';
+import { findPartition } from '../src/disk/partitions.js';
 import { fail } from '../src/errors.js';
 import { createAtomicFile, streamSink, writeStdout, type AtomicFile } from '../src/io/atomic-file.js';
 import type { Sink } from '../src/gzip/partial-deflate.js';
 import { fileSource } from '../src/source/file.js';
 import { sequentialFromSource, sequentialFromStream } from '../src/source/sequential.js';
-import { formatSize, parseSize } from '../src/size.js';
+import { formatSize, parseRange, parseSize } from '../src/size.js';
 import { defaultThreads, createWorkerPool } from '../src/workers/pool.js';
 import { decompressXz, streamDecompressXz } from '../src/xz/decompress.js';
 import type { CheckName } from '../src/xz/format.js';
@@ -36,6 +37,8 @@ const program = shellManners(new Command('seekxz'))
   .option('-e, --extreme', 'slower, sometimes smaller (xz -e)')
   .addOption(new Option('-C, --check <check>', 'integrity check').choices(['crc32', 'crc64', 'sha256', 'none']).default('crc64'))
   .addOption(new Option('-T, --threads <n>', 'worker threads (0 = all cores)').default('0'))
+  .option('--store <start:end>', 'write this uncompressed range as stored blocks, editable in place by seekz patch (repeatable)', (value: string, all: string[]) => [...all, value], [] as string[])
+  .option('--store-partition <n>', "store partition N of the input's MBR or GPT (repeatable)", (value: string, all: string[]) => [...all, value], [] as string[])
   .option('--max-block <size>', `largest block decoded in one piece (default ${formatSize(DEFAULT_MAX_BLOCK)}); larger ones stream`)
   .option('-q, --quiet', 'no progress line, no warnings')
   .option('-v, --verbose', 'progress and a summary per file')
@@ -51,6 +54,7 @@ Examples:
   seekxz --block-size=16M disk.img        # disk.img -> disk.img.xz
   seekxz -dk disk.img.xz                   # keep the .xz
   seekxz -l disk.img.xz
+  seekxz --store-partition 1 disk.img     # /boot stays editable: seekz patch disk.img.xz …
   seekz read disk.img.xz --offset 1G --length 4096`,
   );
 
@@ -116,6 +120,12 @@ runCli('seekxz', async () => {
     const like = file === '-' ? undefined : await stat(file); // before the first read moves its atime
     const source = file === '-' ? undefined : await fileSource(file);
     const input = source ? sequentialFromSource(source) : sequentialFromStream(process.stdin);
+    const stored = (options.store as string[]).map(parseRange);
+    if (!source && (options.storePartition as string[]).length > 0) throw fail('BAD_ARGUMENT', '--store-partition needs a file input, not stdin');
+    for (const text of options.storePartition as string[]) {
+      const partition = await findPartition(source!, parseInteger(text, 'partition number', 1, 65536));
+      stored.push({ start: partition.start, end: partition.start + partition.size });
+    }
     const progress = progressLine(input.size, !options.quiet);
     const output = await openOutput(outPath, like).catch(async (error: unknown) => {
       await source?.close();
@@ -124,6 +134,7 @@ runCli('seekxz', async () => {
     try {
       const started = Date.now();
       const result = await writeXz(input, output.sink, {
+        stored,
         blockSize,
         preset,
         extreme: options.extreme,
@@ -138,7 +149,7 @@ runCli('seekxz', async () => {
         process.stderr.write(
           `${file}: ${formatSize(result.uncompressedSize)} -> ${formatSize(result.compressedSize)} ` +
             `(${(result.compressedSize / Math.max(1, result.uncompressedSize)).toFixed(3)}), ${result.records.length} blocks ` +
-            `(${result.zeroBlocks} all zero), ${formatSize(result.uncompressedSize / Math.max(seconds, 1e-3))}/s\n`,
+            `(${result.zeroBlocks} all zero), ${result.storedBytes > 0 ? `${formatSize(result.storedBytes)} stored (editable), ` : ''}${formatSize(result.uncompressedSize / Math.max(seconds, 1e-3))}/s\n`,
         );
       }
     } catch (error) {

@@ -26,24 +26,25 @@ const program = shellManners(new Command('seekz')).description('Seekable, editab
 program
   .command('patch')
   .description(
-    'Overwrite bytes of a gzip file in place, without recompressing. The bytes must lie in stored ' +
-      'blocks (see partial-deflate). Only the changed bytes and the trailer are written; an undo ' +
-      'journal makes the edit all-or-nothing even if the process is killed.',
+    'Overwrite bytes of a .gz or .xz file in place, without recompressing. The bytes must lie in stored ' +
+      'blocks (see partial-deflate --store, seekxz --store). Only the changed bytes and the checks they ' +
+      "change (gzip: the trailer; xz: the blocks' checks) are written; an undo journal makes the edit " +
+      'all-or-nothing even if the process is killed.',
   )
-  .argument('<file.gz>')
+  .argument('<file>')
   .option('--offset <n>', 'uncompressed offset to write --data at')
   .option('--data <file>', "the new bytes ('-' for stdin)")
   .option('--from <region.img>', 'a region to write back (only the bytes that differ are written)')
   .option('--at <n>', 'uncompressed offset of --from')
   .option('--partition <n>', 'with --from: write it back at the start of partition N')
   .option('-q, --quiet', 'say nothing on success')
-  .option('-v, --verbose', 'report bytes written and read, and the CRC-32 change')
-  .addHelpText('after', '\nExamples:\n  seekz patch disk.img.gz --offset 1MiB --data kernel-args.bin\n  seekz patch disk.img.gz --from boot.img --partition 1')
+  .option('-v, --verbose', 'report bytes written and read, and the checks changed')
+  .addHelpText('after', '\nExamples:\n  seekz patch disk.img.gz --offset 1MiB --data kernel-args.bin\n  seekz patch disk.img.gz --from boot.img --partition 1\n  seekz patch disk.img.xz --from boot.img --partition 1')
   .action(async (path: string, options) => {
     const onWalk = () => {
       if (!options.quiet) process.stderr.write(`seekz: ${path} has no seekz map; walking its deflate stream to find stored blocks (slower)\n`);
     };
-    const { patchGzip, patchGzipFromRegion } = await import('../src/edit/patch.js');
+    const { patchFile, patchFromRegion } = await import('../src/edit/patch.js');
     let result: PatchResult;
     if (options.from !== undefined) {
       if (options.data !== undefined || options.offset !== undefined) throw fail('BAD_ARGUMENT', 'use either --from with --at/--partition, or --data with --offset');
@@ -52,7 +53,7 @@ program
       const region = await fileSource(options.from);
       workingOn(path);
       try {
-        result = await patchGzipFromRegion(path, region, at, { onWalk });
+        result = await patchFromRegion(path, region, at, { onWalk });
       } finally {
         await region.close();
       }
@@ -62,13 +63,13 @@ program
       workingOn(options.data);
       const data = options.data === '-' ? await readStdin() : await readWhole(options.data);
       workingOn(path);
-      result = await patchGzip(path, [{ offset, data }], { onWalk });
+      result = await patchFile(path, [{ offset, data }], { onWalk });
     }
     if (result.recovered === 'rolled-back' && !options.quiet) process.stderr.write(`seekz: rolled back an interrupted edit of ${path} first\n`);
     if (options.verbose && !options.quiet) {
       process.stderr.write(
         `${path}: wrote ${result.bytesWritten} bytes, read ${result.bytesRead} bytes (${formatSize(result.bytesRead)}) of the file; ` +
-          `crc32 ${hex32(result.oldCrc)} -> ${hex32(result.newCrc)}\n`,
+          `${result.checks}\n`,
       );
     }
   });
@@ -174,6 +175,7 @@ program
     if (info.format === 'xz') {
       const { listing } = await import('./xz-listing.js');
       await writeStdout(listing(path, { fileSize: info.compressedSize, size: info.uncompressedSize, streams: info.streams, blocks: info.blocks }));
+      await writeStdout(`editable: ${describeRanges(info.editable)}\n`);
       return;
     }
     if (info.format === 'zstd') return writeStdout((await import('./zstd-listing.js')).zstdListing(path, info));

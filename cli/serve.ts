@@ -18,9 +18,10 @@ export function addServeCommand(program: Command): void {
   program
     .command('serve')
     .description(
-      'Serve the uncompressed data of a .gz or .xz file (or URL) over NBD, for qemu, nbdcopy, nbdinfo, ' +
-        'nbdfuse. Writes are allowed only into the stored ranges of a partial-deflate .gz; they go ' +
-        'through the journaled patch, and the CRC-32 is fixed on flush and on disconnect. ' +
+      'Serve the uncompressed data of a .gz, .xz or .zst file (or URL) over NBD, for qemu, nbdcopy, nbdinfo, ' +
+        'nbdfuse. Writes are allowed only into the stored ranges of a partial-deflate .gz or a seekxz --store ' +
+        '.xz; they go through the journaled patch, and the checks (CRC-32, xz block checks) are fixed on ' +
+        'flush and on disconnect. ' +
         'Launched by a client with socket activation (LISTEN_PID/LISTEN_FDS, as nbdinfo, nbdcopy and ' +
         'nbdfuse do for [ CMD ]), it serves on the socket it is given.',
     )

@@ -2,13 +2,15 @@
  * Faults from outside the file: a `seekz patch` killed with SIGKILL at a random moment, and a
  * full disk under `cat`, `read`, `extract` and `index`.
  *
- * Kill -9: each kill starts from a copy of one partial-deflate file with a stored range, runs
+ * Kill -9: each kill starts from a copy of one partial-deflate .gz or one seekxz --store .xz (the
+ * campaign runs both formats, --kills each) with a stored range, runs
  * `seekz patch` over most of that range, and SIGKILLs it after a delay drawn from the seed:
  * counted from the spawn (spread over a whole run, measured first), or from the moment the lock
  * or the undo journal appears (fs.watch), so that most kills land inside the edit itself. Afterwards every reader must see all-old or
  * all-new, the same for all. The first reader (by seed: `cat`, `read`, `info`, `index`, or a
  * read through `seekz serve --readonly`) meets the file as the kill left it, and must recover the
- * edit first or refuse; then `seekz cat`, `seekz read` of the edited range, `zcat` and `gzip -t`.
+ * edit first or refuse; then `seekz cat`, `seekz read` of the edited range, and the real tools:
+ * `zcat` and `gzip -t`, or `xz -dc` and `xz -t`.
  *
  * ENOSPC: output into a tmpfs of a few KiB, by -o and by stdout (mounted when we are root;
  * else only stdout to /dev/full is tried, and the run says so). The verdict must be a clean error, and no output
@@ -33,7 +35,17 @@ export interface FaultResult {
   why: string;
 }
 
+/** The two formats seekz edits in place, and the real tools that judge each. */
+const PATCH_FORMATS = {
+  gz: { decompress: ['zcat', []], test: ['gzip', ['-t']], readers: ['cat', 'read', 'info', 'index', 'serve'] },
+  // `seekz index` is for gzip: an xz file's first reader is one of the others.
+  xz: { decompress: ['xz', ['-dc']], test: ['xz', ['-t']], readers: ['cat', 'read', 'info', 'serve'] },
+} as const;
+export type PatchFormat = keyof typeof PATCH_FORMATS;
+export const PATCH_FORMAT_NAMES = Object.keys(PATCH_FORMATS) as PatchFormat[];
+
 export interface PatchSetup {
+  format: PatchFormat;
   dir: string;
   base: string;
   edit: string;
@@ -46,7 +58,8 @@ export interface PatchSetup {
   runMs: number;
 }
 
-export async function preparePatch(dir: string, seed: number, timeoutMs: number): Promise<PatchSetup> {
+export async function preparePatch(root: string, format: PatchFormat, seed: number, timeoutMs: number): Promise<PatchSetup> {
+  const dir = join(root, format);
   mkdirSync(dir, { recursive: true });
   const random = createRandom(seed, -2);
   const old = diskLikeContent(4 * MIB, random);
@@ -57,22 +70,28 @@ export async function preparePatch(dir: string, seed: number, timeoutMs: number)
   next.set(edit, offset);
   writeFileSync(join(dir, 'a.img'), old);
   writeFileSync(join(dir, 'edit.bin'), edit);
-  execFileSync(process.execPath, [distCli('partial-deflate'), '-q', '-T', '1', '--chunk-size', '256KiB', 'a.img', 'base.gz', String(512 * KIB), String(3584 * KIB)], { cwd: dir });
+  if (format === 'gz') {
+    execFileSync(process.execPath, [distCli('partial-deflate'), '-q', '-T', '1', '--chunk-size', '256KiB', 'a.img', 'base.gz', String(512 * KIB), String(3584 * KIB)], { cwd: dir });
+  } else {
+    execFileSync(process.execPath, [distCli('seekxz'), '-q', '-k', '-T', '1', '--block-size', '256KiB', '--store', `${512 * KIB}:${3584 * KIB}`, 'a.img', '-o', 'base.xz'], { cwd: dir });
+  }
   // One uninterrupted run, to know how long a patch takes and that it works at all.
-  copyFileSync(join(dir, 'base.gz'), join(dir, 'timing.gz'));
+  copyFileSync(join(dir, `base.${format}`), join(dir, `timing.${format}`));
   const started = Date.now();
-  const outcome = await runMeasured(process.execPath, [distCli('seekz'), 'patch', 'timing.gz', '--offset', String(offset), '--data', 'edit.bin', '-q'], { timeoutMs, cwd: dir, rssFile: join(dir, 'timing.rss') });
-  if (outcome.status !== 0) throw new Error(`seekz patch failed without a kill: ${outcome.stderr}`);
-  return { dir, base: join(dir, 'base.gz'), edit: join(dir, 'edit.bin'), offset, length, old, editBytes: edit, shas: { old: sha(old), new: sha(next) }, runMs: Date.now() - started };
+  const outcome = await runMeasured(process.execPath, [distCli('seekz'), 'patch', `timing.${format}`, '--offset', String(offset), '--data', 'edit.bin', '-q'], { timeoutMs, cwd: dir, rssFile: join(dir, 'timing.rss') });
+  if (outcome.status !== 0) throw new Error(`seekz patch of .${format} failed without a kill: ${outcome.stderr}`);
+  return { format, dir, base: join(dir, `base.${format}`), edit: join(dir, 'edit.bin'), offset, length, old, editBytes: edit, shas: { old: sha(old), new: sha(next) }, runMs: Date.now() - started };
 }
 
 /** One kill: returns the verdict and whether the kill landed before the patch finished. */
 export async function runKill(setup: PatchSetup, seed: number, kill: number, timeoutMs: number): Promise<FaultResult & { landed: boolean; trigger: string; midEdit: boolean }> {
-  const random = createRandom(seed, 1_000_000 + kill);
+  const random = createRandom(seed, (setup.format === 'gz' ? 1_000_000 : 2_000_000) + kill);
   const dir = join(setup.dir, `kill-${kill}`);
+  const name = `f.${setup.format}`;
+  const tools = PATCH_FORMATS[setup.format];
   mkdirSync(dir, { recursive: true });
   try {
-    copyFileSync(setup.base, join(dir, 'f.gz'));
+    copyFileSync(setup.base, join(dir, name));
     // The moment: a delay from spawn over the whole run, or a delay after the lock or the undo
     // journal appears (most of a run is node starting up; these land in the edit itself).
     // On a quiet machine the lock is held for about 40 ms and the undo journal lives about 15 ms
@@ -81,32 +100,32 @@ export async function runKill(setup: PatchSetup, seed: number, kill: number, tim
     const delay = random.int(trigger === 'spawn' ? Math.ceil(setup.runMs * 1.1) : trigger === 'lock' ? 50 : 15);
     let timer: NodeJS.Timeout | undefined;
     const arm = () => (timer ??= setTimeout(() => child.kill('SIGKILL'), delay));
-    const watcher = watch(dir, (_event, name) => {
-      if (trigger === 'lock' && name === 'f.gz.seekz-lock') arm();
-      if (trigger === 'journal' && name?.startsWith('f.gz.seekz-journal')) arm();
+    const watcher = watch(dir, (_event, changed) => {
+      if (trigger === 'lock' && changed === `${name}.seekz-lock`) arm();
+      if (trigger === 'journal' && changed?.startsWith(`${name}.seekz-journal`)) arm();
     });
-    const child = spawn(process.execPath, [distCli('seekz'), 'patch', 'f.gz', '--offset', String(setup.offset), '--data', setup.edit, '-q'], { cwd: dir, stdio: 'ignore' });
+    const child = spawn(process.execPath, [distCli('seekz'), 'patch', name, '--offset', String(setup.offset), '--data', setup.edit, '-q'], { cwd: dir, stdio: 'ignore' });
     if (trigger === 'spawn') arm();
     const landed = await new Promise<boolean>((resolve) => child.on('exit', (code, signal) => resolve(signal === 'SIGKILL')));
     watcher.close();
-    const midEdit = existsSync(join(dir, 'f.gz.seekz-journal'));
+    const midEdit = existsSync(join(dir, `${name}.seekz-journal`));
     clearTimeout(timer);
 
     const seekz = (args: string[]) => runMeasured(process.execPath, [distCli('seekz'), ...args], { timeoutMs, cwd: dir, rssFile: join(dir, 'rss') });
-    const readArgs = ['read', 'f.gz', '--offset', String(setup.offset), '--length', String(setup.length)];
-    const done = (command: string, verdict: Verdict, why: string) => ({ command: `patch-kill:${command}`, verdict, why, landed, trigger, midEdit });
+    const readArgs = ['read', name, '--offset', String(setup.offset), '--length', String(setup.length)];
+    const done = (command: string, verdict: Verdict, why: string) => ({ command: `patch-kill-${setup.format}:${command}`, verdict, why, landed, trigger, midEdit });
     // The first reader meets the file as the kill left it: it must recover the edit or refuse.
-    const first = random.pick(['cat', 'read', 'info', 'index', 'serve']);
+    const first = random.pick([...tools.readers]);
     let firstBytes: Uint8Array | undefined; // what `read` or `serve` gave for the edited range
     if (first === 'info' || first === 'index' || first === 'read') {
-      const outcome = await seekz(first === 'info' ? ['info', 'f.gz'] : first === 'index' ? ['index', 'f.gz', '-q', '-f', '-o', 'test-output.idx'] : readArgs);
+      const outcome = await seekz(first === 'info' ? ['info', name] : first === 'index' ? ['index', name, '-q', '-f', '-o', 'test-output.idx'] : readArgs);
       const judged = judge(outcome, { check: () => true });
       if (judged.verdict !== 'exact' && judged.verdict !== 'clean-error') return done(first, judged.verdict, judged.why);
-      if (outcome.status === 0 && existsSync(join(dir, 'f.gz.seekz-journal'))) return done(first, 'wrong', `exit 0 with the undo journal of the killed patch still there (no recovery)`);
+      if (outcome.status === 0 && existsSync(join(dir, `${name}.seekz-journal`))) return done(first, 'wrong', `exit 0 with the undo journal of the killed patch still there (no recovery)`);
       if (first === 'read' && outcome.status === 0) firstBytes = outcome.stdout;
     }
     if (first === 'serve') {
-      const server = await startServer(join(dir, 'f.gz'), 'serve', dir, timeoutMs).catch((error: Error & { stderr?: string; signal?: string }) => error);
+      const server = await startServer(join(dir, name), 'serve', dir, timeoutMs).catch((error: Error & { stderr?: string; signal?: string }) => error);
       if (server instanceof Error) {
         const judged = judge({ status: 1, signal: server.signal ?? null, stdout: Buffer.alloc(0), stderr: server.stderr ?? server.message, timedOut: false, peakRss: 0 }, {});
         if (judged.verdict !== 'clean-error') return done('serve', judged.verdict, judged.why);
@@ -118,10 +137,10 @@ export async function runKill(setup: PatchSetup, seed: number, kill: number, tim
         firstBytes = bytes;
       }
     }
-    const cat = await seekz(['cat', 'f.gz']);
+    const cat = await seekz(['cat', name]);
     const read = first === 'read' && firstBytes ? undefined : await seekz(readArgs);
-    const zcat = await runMeasured('zcat', ['f.gz'], { timeoutMs, cwd: dir, rssFile: join(dir, 'rss') });
-    const test = await runMeasured('gzip', ['-t', 'f.gz'], { timeoutMs, cwd: dir, rssFile: join(dir, 'rss') });
+    const zcat = await runMeasured(tools.decompress[0], [...tools.decompress[1], name], { timeoutMs, cwd: dir, rssFile: join(dir, 'rss') });
+    const test = await runMeasured(tools.test[0], [...tools.test[1], name], { timeoutMs, cwd: dir, rssFile: join(dir, 'rss') });
 
     for (const [command, outcome] of [['cat', cat], ['read', read]] as const) {
       const judged = outcome && judge(outcome, { check: () => true });
@@ -133,9 +152,9 @@ export async function runKill(setup: PatchSetup, seed: number, kill: number, tim
     const wantRead = state === 'old' ? setup.old.subarray(setup.offset, setup.offset + setup.length) : setup.editBytes;
     if (read && Buffer.compare(read.stdout, wantRead) !== 0) return done('read', 'wrong', `seekz read of the edit disagrees with seekz cat (${state})`);
     if (firstBytes && Buffer.compare(firstBytes, wantRead) !== 0) return done(first, 'wrong', `${first} (before any recovery) gave the edited range as neither all-old nor all-new: ${state} is what stayed`);
-    if (zcat.status !== 0 || sha(zcat.stdout) !== catSha) return done('zcat', 'wrong', `zcat exit ${zcat.status}, ${zcat.status === 0 ? 'other content than seekz cat' : zcat.stderr.trim()}`);
-    if (test.status !== 0) return done('gzip-t', 'wrong', `gzip -t: ${test.stderr.trim()}`);
-    return { command: 'patch-kill', verdict: 'exact', why: state, landed, trigger, midEdit };
+    if (zcat.status !== 0 || sha(zcat.stdout) !== catSha) return done(tools.decompress[0], 'wrong', `${tools.decompress.flat().join(' ')} exit ${zcat.status}, ${zcat.status === 0 ? 'other content than seekz cat' : zcat.stderr.trim()}`);
+    if (test.status !== 0) return done(`${tools.test[0]}-t`, 'wrong', `${tools.test.flat().join(' ')}: ${test.stderr.trim()}`);
+    return { command: `patch-kill-${setup.format}`, verdict: 'exact', why: state, landed, trigger, midEdit };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

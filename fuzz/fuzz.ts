@@ -7,7 +7,7 @@
  *   --case K       run only case K (a repro line names it); with --only patch, kill K
  *   --only LIST    groups: gz,xz,zst,index,nbd,enospc (the default), and patch (kill -9 campaign)
  *   --jobs J       cases at once (default 2)
- *   --kills N      SIGKILLs that land mid-patch in the patch campaign (default 100)
+ *   --kills N      SIGKILLs that land mid-patch in the patch campaign, per format (.gz, .xz; default 100)
  *   --timeout MS   per command, before the verdict is "hang" (default 15000)
  *   --save DIR     keep the files of every case with a bad verdict (and of --case K) in DIR
  *   --json FILE    also write the counts and bad verdicts as JSON (for test/fuzz.test.ts)
@@ -22,7 +22,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { buildBases, type Bases } from './bases.js';
 import { runFileCase, type Group } from './cases.js';
-import { preparePatch, runEnospc, runKill, type PatchSetup } from './faults.js';
+import { PATCH_FORMAT_NAMES, preparePatch, runEnospc, runKill, type PatchSetup } from './faults.js';
 import { runNbdCase, startServer, type NbdServer } from './nbd.js';
 import { createRandom } from './random.js';
 import { BAD_VERDICTS, largest, VERDICTS, type Verdict } from './run.js';
@@ -172,30 +172,33 @@ async function main(): Promise<number> {
   }
 
   if (only.includes('patch')) {
-    const setup: PatchSetup = await preparePatch(join(root, 'patch'), seed, timeoutMs);
-    // --kills counts kills that landed before the patch finished; a kill that came too late is
-    // retried as the next attempt (attempt K always draws the same moment), up to 3x as many.
-    const wanted = onlyCase !== undefined ? 1 : Number(values.kills);
-    let landed = 0;
-    let midEdit = 0;
-    let attempts = 0;
-    const states = { old: 0, new: 0 };
-    const triggers: Record<string, number> = {};
-    while (landed < wanted && attempts < 3 * wanted) {
-      const batch = onlyCase !== undefined ? [onlyCase] : Array.from({ length: Math.min(wanted - landed, 3 * wanted - attempts) }, (_, index) => attempts + index + 1);
-      attempts += batch.length;
-      await pool(batch, async (kill) => {
-        const result = await runKill(setup, seed, kill, timeoutMs);
-        if (result.landed) landed++;
-        if (result.midEdit) midEdit++;
-        triggers[result.trigger] = (triggers[result.trigger] ?? 0) + 1;
-        if (result.why === 'old' || result.why === 'new') states[result.why]++;
-        count(result.command.split(':')[0]!, result.verdict);
-        if (BAD_VERDICTS.has(result.verdict)) bad.push({ number: kill, row: result.command, verdict: result.verdict, detail: result.why });
-      });
-      if (onlyCase !== undefined) break;
+    // Both formats seekz edits in place, --kills each.
+    for (const format of PATCH_FORMAT_NAMES) {
+      const setup: PatchSetup = await preparePatch(join(root, 'patch'), format, seed, timeoutMs);
+      // --kills counts kills that landed before the patch finished; a kill that came too late is
+      // retried as the next attempt (attempt K always draws the same moment), up to 3x as many.
+      const wanted = onlyCase !== undefined ? 1 : Number(values.kills);
+      let landed = 0;
+      let midEdit = 0;
+      let attempts = 0;
+      const states = { old: 0, new: 0 };
+      const triggers: Record<string, number> = {};
+      while (landed < wanted && attempts < 3 * wanted) {
+        const batch = onlyCase !== undefined ? [onlyCase] : Array.from({ length: Math.min(wanted - landed, 3 * wanted - attempts) }, (_, index) => attempts + index + 1);
+        attempts += batch.length;
+        await pool(batch, async (kill) => {
+          const result = await runKill(setup, seed, kill, timeoutMs);
+          if (result.landed) landed++;
+          if (result.midEdit) midEdit++;
+          triggers[result.trigger] = (triggers[result.trigger] ?? 0) + 1;
+          if (result.why === 'old' || result.why === 'new') states[result.why]++;
+          count(result.command.split(':')[0]!, result.verdict);
+          if (BAD_VERDICTS.has(result.verdict)) bad.push({ number: kill, row: result.command, verdict: result.verdict, detail: result.why });
+        });
+        if (onlyCase !== undefined) break;
+      }
+      notes.push(`kill -9 (.${format}): ${attempts} runs of seekz patch (${setup.runMs} ms uninterrupted), ${landed} killed before they finished, ${midEdit} of them with an undo journal left behind (kill timed from: ${Object.entries(triggers).map(([name, count]) => `${name} ${count}`).join(', ')}); afterwards ${states.old} all-old, ${states.new} all-new`);
     }
-    notes.push(`kill -9: ${attempts} runs of seekz patch (${setup.runMs} ms uninterrupted), ${landed} killed before they finished, ${midEdit} of them with an undo journal left behind (kill timed from: ${Object.entries(triggers).map(([name, count]) => `${name} ${count}`).join(', ')}); afterwards ${states.old} all-old, ${states.new} all-new`);
   }
 
   printReport({ basesMs, caseSeconds });

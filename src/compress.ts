@@ -22,6 +22,10 @@ export type CompressInput = string | Readable | AsyncIterable<Uint8Array>;
 export type CompressOutput = string | Writable;
 
 export interface CommonCompressOptions {
+  /** Uncompressed ranges [start, end) written as stored blocks, so `patch` can overwrite them in place. */
+  store?: { start: number; end: number }[];
+  /** Partitions of the input disk image (MBR or GPT, numbered from 1) to store; needs a file input. */
+  storePartitions?: number[];
   /** Worker threads (default: one per core). */
   threads?: number;
   /** Overwrite an output file that exists. */
@@ -33,10 +37,6 @@ export interface CommonCompressOptions {
 }
 
 export interface CompressGzipOptions extends CommonCompressOptions {
-  /** Uncompressed ranges [start, end) written as stored blocks, so `patch` can overwrite them in place. */
-  store?: { start: number; end: number }[];
-  /** Partitions of the input disk image (MBR or GPT, numbered from 1) to store; needs a file input. */
-  storePartitions?: number[];
   /** 1 (fast) to 9 (best); default 6. */
   level?: number;
   /** Uncompressed bytes per independently compressed chunk (a checkpoint each); default 1 MiB. */
@@ -58,21 +58,32 @@ export interface CompressXzOptions extends CommonCompressOptions {
  * file (a stream cannot be revisited to fill the map in).
  */
 export async function compressGzip(input: CompressInput, output: CompressOutput, options: CompressGzipOptions = {}): Promise<PartialDeflateResult> {
-  const stored = (options.store ?? []).map((range) => checkedRange(range, 'store'));
   return withWriter(input, output, options, async (source, sequential, sink) => {
-    for (const number of options.storePartitions ?? []) {
-      if (!source) throw fail('BAD_ARGUMENT', 'storePartitions needs a file input, not a stream');
-      const partition = await findPartition(source, number);
-      stored.push({ start: partition.start, end: partition.start + partition.size });
-    }
+    const stored = await storedRanges(source, options);
     return partialDeflate(sequential, sink, { level: options.level, threads: options.threads, chunkSize: options.chunkSize, stored, onProgress: options.onProgress, signal: options.signal });
   });
 }
 
-/** Compresses to one .xz stream cut into blocks of `blockSize`, so any byte can be read without the rest. */
+/** The `store` ranges and the `storePartitions` (looked up in the input's partition table). */
+async function storedRanges(source: Source | undefined, options: CommonCompressOptions): Promise<{ start: number; end: number }[]> {
+  const stored = (options.store ?? []).map((range) => checkedRange(range, 'store'));
+  for (const number of options.storePartitions ?? []) {
+    if (!source) throw fail('BAD_ARGUMENT', 'storePartitions needs a file input, not a stream');
+    const partition = await findPartition(source, number);
+    stored.push({ start: partition.start, end: partition.start + partition.size });
+  }
+  return stored;
+}
+
+/**
+ * Compresses to one .xz stream cut into blocks of `blockSize`, so any byte can be read without the
+ * rest; the `store` ranges and partitions become stored blocks (LZMA2 uncompressed chunks) that
+ * `patch` can overwrite in place.
+ */
 export async function compressXz(input: CompressInput, output: CompressOutput, options: CompressXzOptions = {}): Promise<XzWriterResult> {
-  return withWriter(input, output, options, (_source, sequential, sink) =>
+  return withWriter(input, output, options, async (source, sequential, sink) =>
     writeXz(sequential, sink, {
+      stored: await storedRanges(source, options),
       blockSize: options.blockSize,
       preset: options.level,
       extreme: options.extreme,

@@ -91,6 +91,10 @@ const messages = {
     `xz: block ${block} at offset ${offset} does not decode: ${why}`,
   XZ_SIZE_MISMATCH: (block: number, expected: number, found: number) =>
     `xz: block ${block} decodes to ${found} bytes, the index says ${expected}`,
+  XZ_NOT_EDITABLE: (offset: number, length: number, ranges: string) =>
+    `xz: bytes [${offset}, ${offset + length}) are not all inside stored blocks (blocks made only of LZMA2 uncompressed chunks); editable ranges: ${ranges}. Recompress with seekxz --store START:END to make them editable`,
+  XZ_BLOCK_CHECK: (block: number, offset: number, expected: string, found: string) =>
+    `xz: block ${block} at offset ${offset} fails its integrity check: the file says ${expected}, the data gives ${found}; the file is damaged (xz -t agrees), restore it from a copy`,
 
   // zstd
   ZSTD_BAD_MAGIC: (offset: number, found: number) =>

@@ -39,6 +39,12 @@ export interface XzInfo {
   /** Integrity check names used by the streams: crc32, crc64, sha256, none. */
   checks: string[];
   streamPadding: number;
+  /**
+   * Uncompressed ranges that `patch` can overwrite in place, END exclusive: blocks made only of
+   * LZMA2 uncompressed chunks (seekxz --store; found by reading the header and chunk headers of
+   * every block the index says is big enough to be one).
+   */
+  editable: { start: number; end: number }[];
 }
 
 export interface GzipInfo {
@@ -105,6 +111,7 @@ export async function describe(
       streams: decoder.streams,
       checks: [...new Set(decoder.streams.map((stream) => checkName(stream.checkId)))],
       streamPadding: decoder.streams.reduce((sum, stream) => sum + stream.padding, 0),
+      editable: await (await (await import('./xz/editable.js')).readXzEditable(source)).editableRanges(),
     };
   }
   const base = { format: 'gzip' as const, compressedSize: source.size, uncompressedSize: decoder.size };

@@ -1,11 +1,11 @@
 /**
  * The edit loop of a compressed disk image as two calls: `extract` copies a region (a byte range
  * or a partition) out to a file, ordinary tools edit it, and `patch` writes it back in place into
- * the stored blocks of a partial-deflate .gz, journaled, changing only the bytes that differ.
+ * the stored blocks of a .gz or .xz, journaled, changing only the bytes that differ.
  */
 import type { Writable } from 'node:stream';
 import { findPartition } from './disk/partitions.js';
-import { patchGzip, patchGzipFromRegion, type PatchEdit, type PatchOptions, type PatchResult } from './edit/patch.js';
+import { patchFile, patchFromRegion, type PatchEdit, type PatchOptions, type PatchResult } from './edit/patch.js';
 import { fail } from './errors.js';
 import { abortReason, throwIfAborted } from './io/abort.js';
 import { createAtomicFile, streamSink } from './io/atomic-file.js';
@@ -73,13 +73,14 @@ export async function extract(target: Target, region: Region, output: string | W
 export type PatchInput = PatchEdit[] | { from: string | Source; at: number } | { from: string | Source; partition: number };
 
 /**
- * Overwrites uncompressed bytes of a gzip file in place, without recompressing. Every byte must
- * lie in a stored block (see compressGzip's `store`), or nothing is written. With `from`, only the
+ * Overwrites uncompressed bytes of a gzip or xz file in place, without recompressing. Every byte
+ * must lie in a stored block (see the `store` option of compressGzip and compressXz), or nothing
+ * is written. With `from`, only the
  * bytes that differ from the file's are written. An undo journal makes the edit all or nothing,
  * even if the process is killed; the next open or patch rolls an interrupted one back.
  */
 export async function patch(path: string, edits: PatchInput, options: PatchOptions = {}): Promise<PatchResult> {
-  if (Array.isArray(edits)) return patchGzip(path, edits, options);
+  if (Array.isArray(edits)) return patchFile(path, edits, options);
   let at: number;
   if ('partition' in edits) {
     await using data = await open(path);
@@ -87,7 +88,7 @@ export async function patch(path: string, edits: PatchInput, options: PatchOptio
   } else at = edits.at;
   const region = typeof edits.from === 'string' ? await fileSource(edits.from) : edits.from;
   try {
-    return await patchGzipFromRegion(path, region, at, options);
+    return await patchFromRegion(path, region, at, options);
   } finally {
     if (typeof edits.from === 'string') await region.close?.();
   }

@@ -473,7 +473,7 @@ done(result)
       });
     });
 
-    // Product bug: src/edit/write-overlay.ts flush() empties `pending` before patchGzip has
+    // Product bug: src/edit/write-overlay.ts flush() empties `pending` before patchFile has
     // written the file, so a read already in flight when FLUSH arrives returns the old bytes.
     it('a read sent together with a FLUSH sees the write acknowledged before both', () => {
       copyFileSync(path('disk.pd.gz'), path('pipelined-flush.gz'));

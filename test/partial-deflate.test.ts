@@ -11,7 +11,7 @@ import { combinedCrc, decodeMap, encodeMap, MAX_MAP_PAYLOAD, planRegions, reserv
 import { crc32Combine } from '../src/crc/crc32.js';
 import { partialDeflate, type Boundary } from '../src/gzip/partial-deflate.js';
 import { openGzip } from '../src/gzip/reader.js';
-import { patchGzip } from '../src/edit/patch.js';
+import { patchFile } from '../src/edit/patch.js';
 import { bufferSource } from '../src/source/buffer.js';
 import { fileSource } from '../src/source/file.js';
 import { sequentialFromSource } from '../src/source/sequential.js';
@@ -154,7 +154,7 @@ describe('partial-deflate output is standard gzip', () => {
     writeFileSync(path, file);
     const head = diskLikeData(32 * 1024, 99).map((byte) => byte ^ 0x5a);
     const tail = diskLikeData(32 * 1024, 98).map((byte) => byte ^ 0xa5);
-    await patchGzip(path, [
+    await patchFile(path, [
       { offset: stored.start, data: head },
       { offset: stored.end - tail.length, data: tail },
     ]);

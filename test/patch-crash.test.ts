@@ -12,7 +12,7 @@ import { appendFileSync, copyFileSync, existsSync, readFileSync, utimesSync, wat
 import { basename, dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { patchGzip, recoverIfInterrupted, journalPath } from '../src/edit/patch.js';
+import { patchFile, recoverIfInterrupted, journalPath } from '../src/edit/patch.js';
 import { SeekzError, type ErrorCode } from '../src/errors.js';
 import { cliPath, diskLikeData, requireTool, runCli, tempDir, noise } from './helpers/tools.js';
 
@@ -472,8 +472,8 @@ describe('the lock under contention', () => {
     const first: Edit = { offset: 5 * MIB, data: noise(1, 31) };
     const second: Edit = { offset: 12 * MIB, data: noise(4 * MIB, 32) };
     const results = await Promise.allSettled([
-      patchGzip(path, [{ offset: first.offset, data: first.data }]),
-      patchGzip(path, [{ offset: second.offset, data: second.data }]),
+      patchFile(path, [{ offset: first.offset, data: first.data }]),
+      patchFile(path, [{ offset: second.offset, data: second.data }]),
     ]);
     expect(results.map((result) => result.status)).toEqual(['fulfilled', 'fulfilled']);
     expectNoLeftovers(path);

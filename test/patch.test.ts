@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { patchGzip, patchGzipFromRegion, differingRuns } from '../src/edit/patch.js';
+import { patchFile, patchFromRegion, differingRuns } from '../src/edit/patch.js';
 import { readGzipLayout } from '../src/gzip/layout.js';
 import { bufferSource } from '../src/source/buffer.js';
 import { fileSource } from '../src/source/file.js';
@@ -36,7 +36,7 @@ describe('seekz patch', () => {
     const path = copyOf(original, 'crc.gz');
     const edit = diskLikeData(70_000, 7).map((byte) => byte ^ 0xff); // spans two stored blocks
     const offset = stored.start + 65_000;
-    const result = await patchGzip(path, [{ offset, data: edit }]);
+    const result = await patchFile(path, [{ offset, data: edit }]);
     expect(result.bytesWritten).toBe(edit.length);
     expect(result.walked).toBe(false);
     expect(result.newCrc).not.toBe(result.oldCrc);
@@ -48,7 +48,7 @@ describe('seekz patch', () => {
 
   it('reads only the header, the trailer and the old bytes: not the compressed data', async () => {
     const path = copyOf(original, 'cost.gz');
-    const result = await patchGzip(path, [{ offset: stored.start + 12345, data: new Uint8Array(4096).fill(0x41) }]);
+    const result = await patchFile(path, [{ offset: stored.start + 12345, data: new Uint8Array(4096).fill(0x41) }]);
     // The I/O plan: one bounded header fetch (room for a 64 KiB map), the trailer, the 4 KiB of old bytes.
     expect(result.bytesRead).toBe(65536 + 1024 + 8 + 4096);
   });
@@ -70,7 +70,7 @@ describe('seekz patch', () => {
     region[10] ^= 1;
     region[20] ^= 1; // folded into the same run as byte 10
     region[2_000_000] ^= 0x80;
-    const result = await patchGzipFromRegion(path, bufferSource(region), stored.start);
+    const result = await patchFromRegion(path, bufferSource(region), stored.start);
     expect(result.bytesWritten).toBe(11 + 1);
     const expected = new Uint8Array(data);
     expected.set(region, stored.start);
@@ -153,10 +153,10 @@ describe('patching gzip files that seekz did not write', () => {
     expect(layout.walked).toBe(true);
     expect(layout.totalLength).toBe(data.length);
     const editable = layout.editableRanges();
-    await expect(patchGzip(path, [{ offset: 10, data: new Uint8Array(4) }])).rejects.toMatchObject({ code: 'GZIP_NOT_EDITABLE' });
+    await expect(patchFile(path, [{ offset: 10, data: new Uint8Array(4) }])).rejects.toMatchObject({ code: 'GZIP_NOT_EDITABLE' });
     if (editable.length === 0) throw new Error('expected gzip to store some of the random bytes');
     const target = editable[0]!;
-    await patchGzip(path, [{ offset: target.start, data: new Uint8Array(16).fill(7) }]);
+    await patchFile(path, [{ offset: target.start, data: new Uint8Array(16).fill(7) }]);
     expect(run('gzip', ['-t', path]).status).toBe(0);
     const expected = Buffer.from(data);
     expected.fill(7, target.start, target.start + 16);
@@ -168,6 +168,6 @@ describe('patching gzip files that seekz did not write', () => {
     const two = run('pigz', ['-0', '-c'], { input: 'second' }).stdout;
     const path = join(dir.path, 'multi.gz');
     writeFileSync(path, Buffer.concat([one, two]));
-    await expect(patchGzip(path, [{ offset: 0, data: new Uint8Array(1) }])).rejects.toMatchObject({ code: 'GZIP_BAD_HEADER' });
+    await expect(patchFile(path, [{ offset: 0, data: new Uint8Array(1) }])).rejects.toMatchObject({ code: 'GZIP_BAD_HEADER' });
   });
 });

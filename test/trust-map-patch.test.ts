@@ -14,7 +14,7 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ByteWriter } from '../src/cursor.js';
 import { MAX_REFERENCE_RANGES, walkDeflate } from '../src/deflate/walk.js';
-import { patchGzip } from '../src/edit/patch.js';
+import { patchFile } from '../src/edit/patch.js';
 import { SeekzError } from '../src/errors.js';
 import { parseGzipHeader } from '../src/gzip/header.js';
 import { readGzipLayout } from '../src/gzip/layout.js';
@@ -142,7 +142,7 @@ describe('a map thinned to fit FEXTRA still checks every read', () => {
     expect(parseGzipHeader(file, file.length).length).toBeLessThanOrEqual(65535 + 12);
     const edit = noise(5000, 3);
     const at = stored.start + 3 * 65535 - 2000;
-    await patchGzip(path('thin.gz'), [{ offset: at, data: edit }]);
+    await patchFile(path('thin.gz'), [{ offset: at, data: edit }]);
     big.set(edit, at);
     ok(run('gzip', ['-t', path('thin.gz')]), 'gzip -t');
     for (const offset of [0, 5 << 20, at - 10, stored.end - 50, 50 << 20]) {
@@ -268,7 +268,7 @@ describe('patch updates the segment CRC-32s and the trailer in one journaled tra
     const first = new Uint8Array(4096).fill(0x11);
     const second = new Uint8Array(1024).fill(0x22);
     const at = STORED.start + 5000;
-    await patchGzip(path('overlap.gz'), [
+    await patchFile(path('overlap.gz'), [
       { offset: at, data: first },
       { offset: at + 1000, data: second },
     ]);
@@ -400,7 +400,7 @@ describe('Patching a foreign gzip can corrupt it', () => {
       else expect(ranges.map((range) => range.start)).toEqual(Array.from({ length: count }, (_, k) => 28_500 + k * 100));
       // A patch far from the copies: allowed only where the walk can prove it safe, and then zcat
       // shows exactly that change.
-      const refusal = await patchGzip(file, [{ offset: 100, data: Uint8Array.of(random[100]! ^ 0xff) }]).then(
+      const refusal = await patchFile(file, [{ offset: 100, data: Uint8Array.of(random[100]! ^ 0xff) }]).then(
         () => undefined,
         (error: SeekzError) => error.code,
       );
@@ -483,7 +483,7 @@ describe('Patching a foreign gzip can corrupt it', () => {
           const offset = range ? range.start + (pick % (range.end - range.start)) : pick % size;
           const edit = noise(Math.min(length, size - offset), seed);
           try {
-            await patchGzip(file, [{ offset, data: edit }]);
+            await patchFile(file, [{ offset, data: edit }]);
           } catch (error) {
             expect(error).toBeInstanceOf(SeekzError);
             expect(['GZIP_NOT_EDITABLE', 'GZIP_REFERENCED']).toContain((error as SeekzError).code);

@@ -1,11 +1,9 @@
 import { open, type FileHandle } from 'node:fs/promises';
-import { crc32Patch } from '../crc/crc32.js';
 import { fail } from '../errors.js';
-import { trailerBytes } from '../gzip/header.js';
-import { editableExtents, readGzipLayout, type GzipLayout, type StoredExtent } from '../gzip/layout.js';
-import { findSegment } from '../gzip/map.js';
-import { ByteWriter } from '../cursor.js';
-import { openGzip } from '../gzip/reader.js';
+import { gzipEditable } from '../gzip/editable.js';
+import { readGzipLayout } from '../gzip/layout.js';
+import { HEADER_MAGIC } from '../xz/format.js';
+import type { EditableLayout, PlannedWrite } from './editable.js';
 import { clipRead, type Source } from '../source/source.js';
 import { journalPath, recoverJournal, removeJournal, writeJournal, type JournalEntry } from './journal.js';
 import { acquireLock } from './lock.js';
@@ -16,22 +14,53 @@ export interface PatchEdit {
 }
 
 export interface PatchResult {
+  format: EditableLayout['format'];
   /** Uncompressed bytes written (after dropping unchanged ones with --from). */
   bytesWritten: number;
-  /** Bytes of the gzip file read to do it: header and map, trailer, old bytes. */
+  /** Bytes of the compressed file read to do it: headers, map or index, old bytes, (xz) the touched blocks. */
   bytesRead: number;
-  oldCrc: number;
-  newCrc: number;
+  /** gzip: the trailer's CRC-32 before and after. */
+  oldCrc?: number;
+  newCrc?: number;
+  /** The checks the edit fixed, in words (for --verbose). */
+  checks: string;
   /** The stored blocks were found by walking the deflate stream (a gzip seekz did not write). */
   walked: boolean;
   /** What an earlier, interrupted edit's journal needed. */
   recovered: 'none' | 'discarded-incomplete' | 'rolled-back';
-  editableRanges: { start: number; end: number }[];
+  /**
+   * The editable ranges, where the layout knows them without reading more of the file (gzip);
+   * undefined for xz, where finding them reads every candidate block (`info()` lists them).
+   */
+  editableRanges?: { start: number; end: number }[];
 }
 
 export interface PatchOptions {
   /** Told when the file has no seekz map and its deflate stream must be walked (slower). */
   onWalk?: () => void;
+}
+
+/** The editable layout of a gzip or xz file, by its magic bytes. */
+export async function readEditableLayout(source: Source, options: PatchOptions = {}): Promise<EditableLayout> {
+  const magic = await source.read(0, HEADER_MAGIC.length);
+  // The layouts read the file's first bytes again: they get the magic from here, so detecting the
+  // format costs no byte of I/O (test/patch.test.ts pins a gzip patch's reads to the byte).
+  const known: Source = {
+    size: source.size,
+    async read(offset, length) {
+      if (offset >= magic.length || length === 0) return source.read(offset, length);
+      const head = magic.subarray(offset, Math.min(magic.length, offset + length));
+      if (offset + length <= magic.length) return head;
+      const rest = await source.read(magic.length, offset + length - magic.length);
+      const out = new Uint8Array(head.length + rest.length);
+      out.set(head);
+      out.set(rest, head.length);
+      return out;
+    },
+  };
+  // The xz layout (and the xz reader behind it) loads only for an .xz: a gzip patch never needs it.
+  if (HEADER_MAGIC.every((byte, index) => magic[index] === byte)) return (await import('../xz/editable.js')).readXzEditable(known);
+  return gzipEditable(await readGzipLayout(known, { onWalk: options.onWalk }), known);
 }
 
 /** A Source over an open handle that counts what it reads: the cost of an edit is part of its result. */
@@ -89,14 +118,14 @@ export async function recoverIfInterrupted(path: string): Promise<PatchResult['r
 }
 
 /**
- * Overwrites uncompressed bytes of a gzip file in place. Every target byte must lie in a stored
- * block, or nothing is written. The trailer's CRC-32 is fixed with CRC-32 patch math from the old
- * and new bytes alone, so the cost is O(edit + log size) and the rest of the file is not read.
+ * Overwrites uncompressed bytes of a gzip or xz file in place. Every target byte must lie in a
+ * stored block, or nothing is written. The checks the edit changes are fixed in the same
+ * journaled transaction (see the format's EditableLayout); the rest of the file is not read.
  * Crash-safe through an undo journal; see journal.ts.
  */
-export async function patchGzip(path: string, edits: PatchEdit[], options: PatchOptions = {}): Promise<PatchResult> {
+export async function patchFile(path: string, edits: PatchEdit[], options: PatchOptions = {}): Promise<PatchResult> {
   return withEditSession(path, async ({ handle, source, recovered }) => {
-    const layout = await readGzipLayout(source, { onWalk: options.onWalk });
+    const layout = await readEditableLayout(source, options);
     const planned = await planEdits(layout, edits);
     return applyEdits(path, handle, source, layout, planned, recovered);
   });
@@ -106,21 +135,30 @@ export async function patchGzip(path: string, edits: PatchEdit[], options: Patch
  * Writes REGION back at uncompressed offset `at`, but only the bytes that differ from what the
  * file holds now: the usual loop is extract, edit with ordinary tools, patch back.
  */
-export async function patchGzipFromRegion(path: string, region: Source, at: number, options: PatchOptions = {}): Promise<PatchResult> {
+export async function patchFromRegion(path: string, region: Source, at: number, options: PatchOptions = {}): Promise<PatchResult> {
   return withEditSession(path, async ({ handle, source, recovered }) => {
-    const layout = await readGzipLayout(source, { onWalk: options.onWalk });
+    const layout = await readEditableLayout(source, options);
     if (at + region.size > layout.totalLength) throw fail('OUT_OF_RANGE', 'region', at, region.size, layout.totalLength);
-    const current = await openGzip(source);
+    const current = await layout.reader();
     const edits: PatchEdit[] = [];
-    const piece = 1 << 20;
-    for (let offset = 0; offset < region.size; offset += piece) {
-      const wanted = await region.read(offset, piece);
-      const existing = await current.read(at + offset, wanted.length);
-      edits.push(...differingRuns(existing, wanted, at + offset));
+    try {
+      const piece = 1 << 20;
+      for (let offset = 0; offset < region.size; offset += piece) {
+        const wanted = await region.read(offset, piece);
+        const existing = await current.read(at + offset, wanted.length);
+        edits.push(...differingRuns(existing, wanted, at + offset));
+      }
+    } finally {
+      await closeReader(current);
     }
     const planned = await planEdits(layout, edits);
     return applyEdits(path, handle, source, layout, planned, recovered);
   });
+}
+
+/** Closes a reader over the session's source without closing the file under it (the session owns it). */
+async function closeReader(reader: Source & { close?(): Promise<void> }): Promise<void> {
+  if (reader.close) await reader.close();
 }
 
 /** Runs of bytes that differ, with gaps under 64 bytes folded in to keep the journal short. */
@@ -144,22 +182,18 @@ export function differingRuns(existing: Uint8Array, wanted: Uint8Array, base: nu
   return runs;
 }
 
-interface PlannedWrite extends StoredExtent {
-  data: Uint8Array;
-}
-
 /**
  * Maps every edit to stored extents, refusing before anything is written if any byte is not
  * editable: not stored, or (in a gzip seekz did not write) copied by a later back-reference.
  */
-async function planEdits(layout: GzipLayout, edits: PatchEdit[]): Promise<PlannedWrite[]> {
+async function planEdits(layout: EditableLayout, edits: PatchEdit[]): Promise<PlannedWrite[]> {
   const writes: PlannedWrite[] = [];
   for (const edit of edits) {
     if (edit.data.length === 0) continue;
     if (edit.offset < 0 || edit.offset + edit.data.length > layout.totalLength) {
       throw fail('OUT_OF_RANGE', 'edit', edit.offset, edit.data.length, layout.totalLength);
     }
-    for (const extent of await editableExtents(layout, edit.offset, edit.data.length)) {
+    for (const extent of await layout.extents(edit.offset, edit.data.length)) {
       const from = extent.uStart - edit.offset;
       writes.push({ ...extent, data: edit.data.subarray(from, from + extent.length) });
     }
@@ -174,68 +208,53 @@ function anyOverlap(writes: PlannedWrite[]): boolean {
 }
 
 /**
- * Writes the planned bytes, and in the same journaled transaction the CRC-32s they change: the
- * trailer's and, in a map with CRC-32s, those of the stored segments they touch (4 bytes each in
- * the header). Each CRC is patched from the old and new bytes alone (crc32Patch), so the cost is
- * O(edit + log size): the header fetch, the old bytes, nothing else.
+ * Writes the planned bytes and, in the same journaled transaction, the checks they change (the
+ * layout says which). The journal holds the old bytes of both; only then is the file touched.
  */
 async function applyEdits(
   path: string,
   handle: FileHandle,
   source: Source & { bytesRead: number },
-  layout: GzipLayout,
+  layout: EditableLayout,
   writes: PlannedWrite[],
   recovered: PatchResult['recovered'],
 ): Promise<PatchResult> {
   const journal: JournalEntry[] = [];
-  let crc = layout.crc;
-  const map = layout.map?.verified ? layout.map : undefined;
-  const segmentCrcs = new Map<number, number>(); // segment number -> its new CRC-32
+  const current: Uint8Array[] = [];
   const overlapping = anyOverlap(writes);
   for (const [index, write] of writes.entries()) {
     const old = await source.read(write.fileOffset, write.length);
-    if (old.length !== write.length) throw fail('GZIP_TRUNCATED', 'stored block', write.fileOffset, layout.fileSize);
-    // The journal keeps the file's bytes; the CRCs move from what the earlier writes left there.
+    if (old.length !== write.length) throw fail('OUT_OF_RANGE', 'stored bytes', write.fileOffset, write.length, layout.fileSize);
+    // The journal keeps the file's bytes; the checks move from what the earlier writes left there.
     journal.push({ fileOffset: write.fileOffset, bytes: old });
-    const current = overlapping ? withEarlierWrites(old, write, writes.slice(0, index)) : old;
-    crc = crc32Patch(crc, layout.totalLength, write.uStart, current, write.data);
-    if (map) {
-      // A write lies inside one stored block, and stored segments hold whole blocks.
-      const number = findSegment(map.segments, write.uStart);
-      const segment = map.segments[number]!;
-      const before = segmentCrcs.get(number) ?? segment.crc!;
-      segmentCrcs.set(number, crc32Patch(before, segment.uLength, write.uStart - segment.uStart, current, write.data));
-    }
+    current.push(overlapping ? withEarlierWrites(old, write, writes.slice(0, index)) : old);
   }
-  // The layout checked both trailer fields, so the old trailer is known without reading it again.
-  const oldTrailer = trailerBytes(layout.crc, layout.totalLength);
   const result: PatchResult = {
+    format: layout.format,
     bytesWritten: writes.reduce((sum, write) => sum + write.length, 0),
     bytesRead: 0,
-    oldCrc: layout.crc,
-    newCrc: crc,
+    checks: 'none changed',
     walked: layout.walked,
     recovered,
-    editableRanges: layout.editableRanges(),
+    editableRanges: layout.knownRanges?.(),
   };
   if (writes.length > 0) {
-    const crcWrites = [...segmentCrcs].map(([number, segmentCrc]) => ({
-      fileOffset: layout.mapOffset! + map!.segments[number]!.crcOffset!,
-      old: new ByteWriter().u32le(map!.segments[number]!.crc!).finish(),
-      bytes: new ByteWriter().u32le(segmentCrc).finish(),
-    }));
-    for (const crcWrite of crcWrites) journal.push({ fileOffset: crcWrite.fileOffset, bytes: crcWrite.old });
-    journal.push({ fileOffset: layout.trailerOffset, bytes: oldTrailer });
+    const checks = await layout.checkWrites(writes, current);
+    for (const check of checks.writes) journal.push({ fileOffset: check.fileOffset, bytes: check.old });
     await writeJournal(path, layout.fileSize, journal);
-    for (const write of writes) await handle.write(write.data, 0, write.length, write.fileOffset);
-    for (const crcWrite of crcWrites) await handle.write(crcWrite.bytes, 0, 4, crcWrite.fileOffset);
-    const trailer = trailerBytes(crc, layout.totalLength);
-    await handle.write(trailer, 0, trailer.length, layout.trailerOffset);
+    for (const write of writes) await writeAll(handle, write.data, write.fileOffset);
+    for (const check of checks.writes) await writeAll(handle, check.bytes, check.fileOffset);
     await handle.sync();
     await removeJournal(path);
+    Object.assign(result, { oldCrc: checks.summary.oldCrc, newCrc: checks.summary.newCrc, checks: checks.summary.text });
   }
   result.bytesRead = source.bytesRead;
   return result;
+}
+
+/** A positional write, retried for the rest when the system writes less (never for bytes that exist). */
+async function writeAll(handle: FileHandle, bytes: Uint8Array, fileOffset: number): Promise<void> {
+  for (let done = 0; done < bytes.length; ) done += (await handle.write(bytes, done, bytes.length - done, fileOffset + done)).bytesWritten;
 }
 
 /** `old` as the earlier writes of this patch leave it (later writes win). */

@@ -1,29 +1,32 @@
 import { fail } from '../errors.js';
-import { describeRanges, type GzipLayout } from '../gzip/layout.js';
+import { describeRanges } from '../gzip/layout.js';
 import type { Source } from '../source/source.js';
-import { patchGzip, type PatchEdit } from './patch.js';
+import { insideRanges, type EditableLayout, type Range } from './editable.js';
+import { patchFile, type PatchEdit } from './patch.js';
 
 /** Unflushed writes kept before they are applied on their own. */
 const DEFAULT_PENDING_LIMIT = 64 * 2 ** 20;
 
 /**
- * Writes into the stored ranges of a partial-deflate gzip, for a block-device server: writes are
- * checked at once (outside the stored ranges: GZIP_NOT_EDITABLE, which a server turns into
- * EPERM), kept in memory and visible to reads, and applied by `flush` through the journaled
- * patch, which fixes the trailer's and the map's CRC-32s once for all of them.
+ * Writes into the stored ranges of a partial-deflate gzip or a seekxz --store xz, for a
+ * block-device server: writes are checked at once against the editable ranges found on open
+ * (outside them: GZIP_NOT_EDITABLE or XZ_NOT_EDITABLE, which a server turns into EPERM), kept in memory and visible to reads, and applied by `flush` through the journaled
+ * patch, which fixes the checks (gzip: the trailer's and the map's CRC-32s; xz: the touched
+ * blocks' checks) once for all of them.
  *
  * Invariant (pinned by the write tests of test/nbd.test.ts and test/trust-map-patch.test.ts): a
  * read returns the file's bytes with every accepted write laid over them in write order, whether
  * the write is pending, being patched in, or already in the file; and no read of the file runs
  * while a patch is writing it, so a verified read never sees half an edit.
  */
-export function writableGzip(
+export function writableFile(
   path: string,
   data: Source & { reload?(): Promise<void> },
-  layout: GzipLayout,
+  layout: Pick<EditableLayout, 'format' | 'walked'> & { ranges: Range[] },
   options: { pendingLimit?: number } = {},
 ) {
   if (layout.walked) throw fail('BAD_ARGUMENT', 'writes through a server need a file with a seekz map (written by partial-deflate)');
+  const { ranges } = layout;
   const pendingLimit = options.pendingLimit ?? DEFAULT_PENDING_LIMIT;
   let pending: PatchEdit[] = [];
   let pendingBytes = 0;
@@ -50,7 +53,7 @@ export function writableGzip(
         pending = [];
         pendingBytes = 0;
         try {
-          await patchGzip(path, inPatch);
+          await patchFile(path, inPatch);
         } catch (error) {
           pending = [...inPatch, ...pending]; // nothing was lost: a failed patch rolls back
           pendingBytes = pending.reduce((sum, edit) => sum + edit.data.length, 0);
@@ -103,9 +106,9 @@ export function writableGzip(
     source,
     async write(offset: number, bytes: Uint8Array) {
       // Synchronous, so that writes join `pending` in the order they came. A map layout (the only
-      // kind served writable) has no back-references into stored bytes; patch checks again anyway.
-      if (!layout.storedExtents(offset, offset + bytes.length)) {
-        throw fail('GZIP_NOT_EDITABLE', offset, bytes.length, describeRanges(layout.editableRanges()));
+      // gzip kind served writable) has no back-references into stored bytes; patch checks again anyway.
+      if (!insideRanges(ranges, offset, bytes.length)) {
+        throw fail(layout.format === 'xz' ? 'XZ_NOT_EDITABLE' : 'GZIP_NOT_EDITABLE', offset, bytes.length, describeRanges(ranges));
       }
       pending.push({ offset, data: new Uint8Array(bytes) });
       pendingBytes += bytes.length;

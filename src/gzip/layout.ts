@@ -5,6 +5,7 @@ import type { Source } from '../source/source.js';
 import { readGzipHeader, TRAILER_LENGTH, type GzipHeader } from './header.js';
 import { combinedCrc, decodeMap, findSegment, SEEKZ_SUBFIELD_ID, STORED_BLOCK_HEADER, STORED_BLOCK_MAX, type SeekzMap } from './map.js';
 import { lastAtOrBefore } from '../search.js';
+import { mergeRanges } from '../edit/editable.js';
 
 /** A run of uncompressed bytes that sits verbatim in the file: a stored block's data. */
 export interface StoredExtent {
@@ -218,16 +219,6 @@ async function walkedLayout(source: Source, header: GzipHeader, trailer: { crc: 
   };
 }
 
-/** Sorted ranges with touching neighbours joined. */
-function mergeRanges(ranges: { start: number; end: number }[]): { start: number; end: number }[] {
-  const merged: { start: number; end: number }[] = [];
-  for (const range of ranges) {
-    const last = merged[merged.length - 1];
-    if (last && last.end === range.start) last.end = range.end;
-    else merged.push({ ...range });
-  }
-  return merged;
-}
 
 /** "[1048576, 2097152) [5242880, 6291456)" or "none": for error messages. */
 export function describeRanges(ranges: { start: number; end: number }[]): string {

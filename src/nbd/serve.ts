@@ -22,11 +22,12 @@ import { createServer, Socket, type AddressInfo, type Server } from 'node:net';
 import { Duplex } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
-import { writableGzip } from '../edit/write-overlay.js';
+import { writableFile } from '../edit/write-overlay.js';
 import type { PatchResult } from '../edit/patch.js';
 import { fail } from '../errors.js';
 import { createAtomicFile } from '../io/atomic-file.js';
 import { readGzipLayout } from '../gzip/layout.js';
+import { readXzEditable } from '../xz/editable.js';
 import { decoderOf, open, type CompressedFile, type Decoder } from '../open.js';
 import { fileSource } from '../source/file.js';
 import type { Source } from '../source/source.js';
@@ -258,7 +259,8 @@ function stdioConnection(): Duplex {
 
 /**
  * The export for a target, and how to let go of what was opened for it. A local partial-deflate
- * .gz with stored ranges is writable unless `readonly`: writes go through the journaled patch.
+ * .gz or seekxz --store .xz with stored ranges is writable unless `readonly`: writes go through the
+ * journaled patch.
  */
 async function exportOf(target: Target, options: ServeOptions): Promise<{ exported: NbdExport; release: () => Promise<void> }> {
   const name = options.exportName ?? '';
@@ -273,11 +275,27 @@ async function exportOf(target: Target, options: ServeOptions): Promise<{ export
   const data = decoderOf(file);
   const release = () => file.close();
   const exported = nbdExportOf(name, data);
-  if (text === undefined || isUrl || data.format !== 'gzip' || data.access !== 'map' || options.readonly) return { exported, release };
-  const compressed = await fileSource(text);
-  const layout = await readGzipLayout(compressed, { walk: false }).finally(() => compressed.close());
-  if (layout.editableRanges().length === 0) return { exported, release };
-  const overlay = writableGzip(text, data, layout);
+  if (text === undefined || isUrl || options.readonly) return { exported, release };
+  const overlay = await writableOverlay(text, data);
+  if (!overlay) return { exported, release };
   return { exported: { ...exported, source: overlay.source, writable: { write: overlay.write, flush: overlay.flush } }, release };
 }
 
+/** The write overlay of a local file with editable ranges, or undefined when it has none. */
+async function writableOverlay(path: string, data: Decoder): Promise<ReturnType<typeof writableFile> | undefined> {
+  if (data.format === 'gzip' && data.access === 'map') {
+    const compressed = await fileSource(path);
+    const layout = await readGzipLayout(compressed, { walk: false }).finally(() => compressed.close());
+    const ranges = layout.editableRanges();
+    return ranges.length > 0 ? writableFile(path, data, { format: 'gzip', walked: layout.walked, ranges }) : undefined;
+  }
+  if (data.format === 'xz') {
+    const compressed = await fileSource(path);
+    const ranges = await (await readXzEditable(compressed)).editableRanges().finally(() => compressed.close());
+    if (ranges.length === 0) return undefined;
+    // After a patch the decoded blocks in the cache are old: forget them.
+    const source = { size: data.size, read: (offset: number, length: number) => data.read(offset, length), reload: async () => data.cache.clear() };
+    return writableFile(path, source, { format: 'xz', walked: false, ranges });
+  }
+  return undefined;
+}

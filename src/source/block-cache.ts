@@ -29,6 +29,8 @@ export interface BlockCache {
   readonly capacity: number;
   /** Decodes started, for tests and the bench: a warm read starts none. */
   readonly loads: number;
+  /** Forgets every decoded block (the file under it was patched in place); decodes in flight are not kept. */
+  clear(): void;
 }
 
 /** Granule of sparse blocks: an all-zero run of this size, aligned, is not stored. */
@@ -139,6 +141,11 @@ export function createBlockCache(capacity: number): BlockCache {
     has(key) {
       return ready.has(key) || loading.has(key);
     },
+    clear() {
+      ready.clear();
+      loading.clear();
+      bytes = 0;
+    },
     get(key, load, isEnough) {
       const entry = ready.get(key);
       if (entry) {
@@ -157,13 +164,14 @@ export function createBlockCache(capacity: number): BlockCache {
       loads++;
       const promise = load().then(
         (data) => {
+          if (loading.get(key) !== promise) return data; // cleared meanwhile: not kept
           loading.delete(key);
           put(key, { whole: data });
           evict();
           return data;
         },
         (error: unknown) => {
-          loading.delete(key);
+          if (loading.get(key) === promise) loading.delete(key);
           throw error;
         },
       );

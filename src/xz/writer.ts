@@ -6,6 +6,7 @@ import { orderedWindow } from '../workers/ordered.js';
 import { isAllZero } from '../zeros.js';
 import { createWorkerPool, defaultThreads } from '../workers/pool.js';
 import { buildBlockHeader, buildIndex, buildStreamFooter, buildStreamHeader, CHECK_IDS, padding4, type CheckName, type IndexRecord } from './format.js';
+import { buildStoredBlock, STORED_BLOCK_MAX } from './stored.js';
 
 export const DEFAULT_BLOCK_SIZE = 16 * 2 ** 20;
 export const DEFAULT_PRESET = 6;
@@ -16,8 +17,13 @@ export interface XzWriterOptions {
   extreme?: boolean;
   check?: CheckName;
   threads?: number;
+  /**
+   * Uncompressed ranges [start, end) written as stored blocks (LZMA2 uncompressed chunks only,
+   * at most 1 MiB each, aligned to the range's edges), so `patch` can overwrite them in place.
+   */
+  stored?: { start: number; end: number }[];
   /** Called as each block is written: the same record the index gets. */
-  onBlock?: (block: IndexRecord & { offset: number }) => void;
+  onBlock?: (block: IndexRecord & { offset: number; stored: boolean }) => void;
   onProgress?: (done: number) => void;
   /** Stops the worker threads at once when aborted; the write then fails. */
   signal?: AbortSignal;
@@ -27,6 +33,7 @@ interface AssembledBlock {
   parts: Uint8Array[]; // header, compressed data, padding, check
   uncompressed: number;
   unpadded: number;
+  stored: boolean;
 }
 
 export interface XzWriterResult {
@@ -34,6 +41,8 @@ export interface XzWriterResult {
   uncompressedSize: number;
   compressedSize: number;
   zeroBlocks: number;
+  /** Uncompressed bytes written as stored blocks. */
+  storedBytes: number;
 }
 
 /**
@@ -49,9 +58,33 @@ export function xzWriterMemoryBound(threads: number, blockSize: number, preset: 
   return 70 * 2 ** 20 + threads * (ENCODER_MIB[preset]! * 2 ** 20 + 3 * blockSize);
 }
 
+/** Sorted, merged, non-empty stored ranges. */
+function normaliseRanges(ranges: { start: number; end: number }[]): { start: number; end: number }[] {
+  const merged: { start: number; end: number }[] = [];
+  for (const range of [...ranges].filter((range) => range.end > range.start).sort((a, b) => a.start - b.start)) {
+    const last = merged[merged.length - 1];
+    if (last && range.start <= last.end) last.end = Math.max(last.end, range.end);
+    else merged.push({ ...range });
+  }
+  return merged;
+}
+
 /**
- * Writes one .xz stream cut into blocks of exactly `blockSize` bytes (the last may be shorter),
- * each block header recording its compressed and uncompressed size. Blocks are encoded on worker
+ * Where the block starting at `at` ends and whether it is stored: a stored range is cut into
+ * 1 MiB blocks from its start; elsewhere blocks end at multiples of `blockSize` or at the next
+ * stored range, so a compressed block never holds a stored byte.
+ */
+function nextBlock(at: number, blockSize: number, ranges: { start: number; end: number }[]): { length: number; stored: boolean } {
+  const range = ranges.find((candidate) => candidate.end > at);
+  if (range && range.start <= at) return { length: Math.min(STORED_BLOCK_MAX - ((at - range.start) % STORED_BLOCK_MAX), range.end - at), stored: true };
+  const boundary = (Math.floor(at / blockSize) + 1) * blockSize;
+  return { length: Math.min(boundary, range ? range.start : Infinity) - at, stored: false };
+}
+
+/**
+ * Writes one .xz stream cut into blocks of exactly `blockSize` bytes (the last may be shorter,
+ * and so may those that end at a stored range), each block header recording its compressed and
+ * uncompressed size. Blocks are encoded on worker
  * threads and written in order, so the output is the same for any thread count. All-zero blocks
  * are encoded once and the same bytes reused.
  */
@@ -70,6 +103,8 @@ export async function writeXz(input: SequentialInput, sink: Sink, options: XzWri
   let compressedSize = 0;
   let uncompressedSize = 0;
   let zeroBlocks = 0;
+  let storedBytes = 0;
+  const stored = normaliseRanges(options.stored ?? []);
   const write = async (bytes: Uint8Array) => {
     await sink.write(bytes);
     compressedSize += bytes.length;
@@ -97,25 +132,38 @@ export async function writeXz(input: SequentialInput, sink: Sink, options: XzWri
     const record = { unpaddedSize: block.unpadded, uncompressedSize: block.uncompressed };
     records.push(record);
     uncompressedSize += block.uncompressed;
-    options.onBlock?.({ ...record, offset });
+    options.onBlock?.({ ...record, offset, stored: block.stored });
     options.onProgress?.(uncompressedSize);
   });
   const assemble = (encoded: XzEncodeReply, length: number): AssembledBlock => {
     const header = buildBlockHeader(encoded.filterCount, encoded.filterFlags, encoded.compressed.length, length);
     const parts = [header, encoded.compressed, new Uint8Array(padding4(encoded.compressed.length)), encoded.check];
-    return { parts, uncompressed: length, unpadded: header.length + encoded.compressed.length + encoded.check.length };
+    return { parts, uncompressed: length, unpadded: header.length + encoded.compressed.length + encoded.check.length, stored: false };
   };
   const encode = (data: Uint8Array) =>
     pool.run({ kind: 'xz-encode', data, preset, extreme: options.extreme ?? false, checkId }, [data.buffer as ArrayBuffer]);
 
   try {
     await write(buildStreamHeader(checkId));
-    for (;;) {
+    for (let at = 0; ; ) {
+      const next = nextBlock(at, blockSize, stored);
+      if (next.stored) {
+        // Built here: copying and a check over at most 1 MiB is cheaper than a trip to a worker.
+        const data = await input.read(new Uint8Array(next.length));
+        if (data.length === 0) break;
+        const block = buildStoredBlock(data, checkId);
+        storedBytes += data.length;
+        at += data.length;
+        await window.push(Promise.resolve({ parts: [block.bytes], uncompressed: data.length, unpadded: block.unpadded, stored: true }));
+        if (data.length < next.length) break;
+        continue;
+      }
       await takeBuffer();
       const buffer = spare.pop() ?? new Uint8Array(blockSize);
-      const data = await input.read(buffer);
+      const data = await input.read(buffer.subarray(0, next.length));
       const length = data.length;
       if (length === 0) break;
+      at += length;
       if (isAllZero(data)) {
         zeroBlocks++;
         spare.push(buffer);
@@ -141,7 +189,7 @@ export async function writeXz(input: SequentialInput, sink: Sink, options: XzWri
           ),
         );
       }
-      if (length < blockSize) break;
+      if (length < next.length) break;
     }
     await window.drain();
     const index = buildIndex(records);
@@ -150,6 +198,6 @@ export async function writeXz(input: SequentialInput, sink: Sink, options: XzWri
   } finally {
     await pool.close();
   }
-  return { records, uncompressedSize, compressedSize, zeroBlocks };
+  return { records, uncompressedSize, compressedSize, zeroBlocks, storedBytes };
 }
 

@@ -1,0 +1,89 @@
+/**
+ * What an in-place edit needs from a format, as one small interface: the journaled patch
+ * (patch.ts: lock, recovery, journal, writes, fsync) is the same for every format, and a format
+ * plugs in by giving its editable layout. gzip: src/gzip/editable.ts (stored deflate blocks, the
+ * trailer's and the map's CRC-32s); xz: src/xz/editable.ts (blocks of LZMA2 uncompressed chunks,
+ * each block's check). A third format (zstd raw blocks) adds one more.
+ */
+import type { StoredExtent } from '../gzip/layout.js';
+import type { Source } from '../source/source.js';
+
+export type { StoredExtent };
+
+export interface Range {
+  start: number;
+  end: number;
+}
+
+/** An edit mapped to the file: `data` goes to `fileOffset`, holding uncompressed [uStart, uStart + length). */
+export interface PlannedWrite extends StoredExtent {
+  data: Uint8Array;
+}
+
+/** A check field an edit changes, with its old bytes (for the journal) and its new ones. */
+export interface CheckWrite {
+  fileOffset: number;
+  old: Uint8Array;
+  bytes: Uint8Array;
+}
+
+export interface EditableLayout {
+  readonly format: 'gzip' | 'xz';
+  readonly fileSize: number;
+  /** Uncompressed size. */
+  readonly totalLength: number;
+  /** The editable bytes were found by walking the compressed data (a file seekz did not write): slower. */
+  readonly walked: boolean;
+  /** Merged half-open ranges of uncompressed bytes that can be overwritten in place. */
+  editableRanges(): Promise<Range[]>;
+  /** The same, where they are known without reading the file (gzip's map or walk); xz has to read every candidate block. */
+  knownRanges?(): Range[];
+  /**
+   * The file extents holding uncompressed [offset, offset + length), or a rejection naming the
+   * editable ranges (GZIP_NOT_EDITABLE, GZIP_REFERENCED, XZ_NOT_EDITABLE) when any byte is not.
+   */
+  extents(offset: number, length: number): Promise<StoredExtent[]>;
+  /**
+   * The check fields that must change with `writes`, in the same transaction. `current[i]` holds
+   * the file's bytes under writes[i] as the earlier writes of this patch leave them. Verifies
+   * what it reads: a damaged block or trailer is refused, never given a fresh check.
+   */
+  checkWrites(writes: PlannedWrite[], current: Uint8Array[]): Promise<{ writes: CheckWrite[]; summary: CheckSummary }>;
+  /** A reader of the uncompressed bytes as the file holds them now (patch --from compares with it). */
+  reader(): Promise<Source & { close?(): Promise<void> }>;
+}
+
+/** What changed in the checks, for the CLI's --verbose. */
+export interface CheckSummary {
+  /** gzip: the trailer's CRC-32 before and after. */
+  oldCrc?: number;
+  newCrc?: number;
+  /** xz: block checks recomputed. */
+  blockChecks?: number;
+  /** Words for a human: "crc32 1a2b3c4d -> 5e6f7a8b", "2 block checks (CRC64) recomputed". */
+  text: string;
+}
+
+/** Sorted ranges with touching neighbours joined. */
+export function mergeRanges(ranges: Range[]): Range[] {
+  const merged: Range[] = [];
+  for (const range of ranges) {
+    const last = merged[merged.length - 1];
+    if (last && last.end === range.start) last.end = range.end;
+    else merged.push({ ...range });
+  }
+  return merged;
+}
+
+/** Whether [offset, offset + length) lies inside the sorted `ranges` (for a server's synchronous check). */
+export function insideRanges(ranges: Range[], offset: number, length: number): boolean {
+  let at = offset;
+  const end = offset + length;
+  for (const range of ranges) {
+    if (range.end <= at) continue;
+    if (range.start > at) return false;
+    at = range.end;
+    if (at >= end) return true;
+  }
+  return at >= end;
+}
