@@ -1,11 +1,10 @@
 #!/usr/bin/env node
-import { createReadStream, type Stats } from 'node:fs';
+import { createReadStream } from 'node:fs';
 import { stat, unlink } from 'node:fs/promises';
 import { Command, Option } from 'commander';
 import { findPartition } from '../src/disk/partitions.js';
 import { fail } from '../src/errors.js';
-import { createAtomicFile, streamSink, writeStdout, type AtomicFile } from '../src/io/atomic-file.js';
-import type { Sink } from '../src/gzip/partial-deflate.js';
+import { writeStdout, type AtomicFile } from '../src/io/atomic-file.js';
 import { fileSource } from '../src/source/file.js';
 import { sequentialFromSource, sequentialFromStream } from '../src/source/sequential.js';
 import { formatSize, parseRange, parseSize } from '../src/size.js';
@@ -14,7 +13,8 @@ import { decompressXz, streamDecompressXz } from '../src/xz/decompress.js';
 import type { CheckName } from '../src/xz/format.js';
 import { DEFAULT_MAX_BLOCK, openXz } from '../src/xz/reader.js';
 import { DEFAULT_BLOCK_SIZE, DEFAULT_PRESET, writeXz, xzWriterMemoryBound } from '../src/xz/writer.js';
-import { expandLevelFlags, parseInteger, progressLine, refuseTerminalOutput, reportAndContinue, runCli, shellManners, workingOn } from './common.js';
+import { expandLevelFlags, parseInteger, progressLine, runCli, shellManners } from './common.js';
+import { fileCodec } from './file-codec.js';
 import { listing } from './xz-listing.js';
 
 const program = shellManners(new Command('seekxz'))
@@ -64,50 +64,19 @@ const TAKES_VALUE = ['-o', '--output', '--block-size', '--level', '-C', '--check
 runCli('seekxz', async () => {
   program.parse(expandLevelFlags(process.argv, TAKES_VALUE));
   const options = program.opts();
-  const files = program.args.length > 0 ? program.args : ['-'];
-  const mode = options.list ? 'list' : options.test ? 'test' : options.decompress ? 'decompress' : 'compress';
+  const { mode, outputName, openOutput, forEachFile } = fileCodec(options, program.args, { ext: '.xz', tar: '.txz' });
   const threadsOption = parseInteger(options.threads, '-T/--threads', 0, 256);
   const threads = threadsOption === 0 ? defaultThreads() : threadsOption;
   const blockSize = parseSize(options.blockSize);
   const preset = parseInteger(options.level, 'level', 0, 9);
   const maxBlock = options.maxBlock ? parseSize(options.maxBlock) : DEFAULT_MAX_BLOCK;
-  if (options.output && files.length > 1) throw fail('BAD_ARGUMENT', '-o takes one input file');
-  if (options.output && options.stdout) throw fail('BAD_ARGUMENT', '-c and -o cannot go together; give one');
-  const toStdout = options.stdout || (files.length === 1 && files[0] === '-' && !options.output);
-  if (mode === 'compress' && toStdout && !options.output) refuseTerminalOutput(options.force);
-  if ((mode === 'decompress' || mode === 'test') && files.includes('-') && process.stdin.isTTY && !options.force) throw fail('TERMINAL', 'read from');
 
-  for (const file of files) {
-    workingOn(file);
-    try {
-      if (mode === 'list') await listFile(file);
-      else if (mode === 'test') await decompressFile(file, undefined);
-      else if (mode === 'decompress') await decompressFile(file, outputName(file, 'decompress'));
-      else await compressFile(file, outputName(file, 'compress'));
-    } catch (error) {
-      if (files.length === 1) throw error;
-      reportAndContinue(error);
-    }
-  }
-
-  function outputName(file: string, direction: 'compress' | 'decompress'): string | undefined {
-    if (toStdout || file === '-') return options.output;
-    if (options.output) return options.output;
-    if (direction === 'compress') {
-      if (file.endsWith('.xz') && !options.force) throw fail('BAD_ARGUMENT', 'already has the .xz suffix; use -f to compress it again');
-      return `${file}.xz`;
-    }
-    if (file.endsWith('.xz')) return file.slice(0, -3);
-    if (file.endsWith('.txz')) return `${file.slice(0, -4)}.tar`;
-    throw fail('BAD_ARGUMENT', 'unknown suffix; expected .xz or .txz (use -c or -o)');
-  }
-
-  /** The output: stdout, or a file that takes the input's owner, mode and times (`like`), sparse when decompressed. */
-  async function openOutput(path: string | undefined, like: Stats | undefined): Promise<{ sink: Sink; file?: AtomicFile }> {
-    if (path === undefined) return { sink: streamSink(process.stdout) };
-    const file = await createAtomicFile(path, { force: options.force, like, sparse: mode === 'decompress' });
-    return { sink: file.sink, file };
-  }
+  await forEachFile(async (file) => {
+    if (mode === 'list') await listFile(file);
+    else if (mode === 'test') await decompressFile(file, undefined);
+    else if (mode === 'decompress') await decompressFile(file, outputName(file, 'decompress'));
+    else await compressFile(file, outputName(file, 'compress'));
+  });
 
   async function finish(input: string, output: AtomicFile | undefined) {
     await output?.commit();

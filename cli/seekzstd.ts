@@ -1,11 +1,10 @@
 #!/usr/bin/env node
 import { stat, unlink } from 'node:fs/promises';
-import type { Stats } from 'node:fs';
 import { Command, Option } from 'commander';
 import { fail } from '../src/errors.js';
-import type { Sink } from '../src/gzip/partial-deflate.js';
+import type { Sink } from '../src/io/sink.js';
 import { describe } from '../src/info.js';
-import { createAtomicFile, streamSink, writeStdout, type AtomicFile } from '../src/io/atomic-file.js';
+import { writeStdout, type AtomicFile } from '../src/io/atomic-file.js';
 import { fileSource } from '../src/source/file.js';
 import { sequentialFromSource, sequentialFromStream } from '../src/source/sequential.js';
 import { formatSize, parseSize } from '../src/size.js';
@@ -14,7 +13,8 @@ import { zstdCodecName } from '../src/zstd/codec.js';
 import { decompressZstd, streamDecompressZstd } from '../src/zstd/decompress.js';
 import { DEFAULT_MAX_FRAME, openZstd } from '../src/zstd/reader.js';
 import { DEFAULT_FRAME_SIZE, DEFAULT_LEVEL, writeZstd, zstdWriterMemoryBound } from '../src/zstd/writer.js';
-import { parseInteger, progressLine, refuseTerminalOutput, reportAndContinue, runCli, shellManners, workingOn } from './common.js';
+import { parseInteger, progressLine, runCli, shellManners } from './common.js';
+import { fileCodec } from './file-codec.js';
 import { zstdListing } from './zstd-listing.js';
 
 const program = shellManners(new Command('seekzstd'))
@@ -70,51 +70,20 @@ function expandZstdFlags(argv: string[]): string[] {
 runCli('seekzstd', async () => {
   program.parse(expandZstdFlags(process.argv));
   const options = program.opts();
-  const files = program.args.length > 0 ? program.args : ['-'];
-  const mode = options.list ? 'list' : options.test ? 'test' : options.decompress ? 'decompress' : 'compress';
+  const { mode, outputName, openOutput, forEachFile } = fileCodec(options, program.args, { ext: '.zst', tar: '.tzst' });
   const threadsOption = parseInteger(options.threads, 'threads', 0, 256);
   const threads = threadsOption === 0 ? defaultThreads() : threadsOption;
   const frameSize = parseSize(options.frameSize);
   const level = parseInteger(options.level, 'level', 1, 22);
   if (level > 19 && !options.ultra) throw fail('BAD_ARGUMENT', `level ${level} needs --ultra (levels above 19 take much more memory)`);
   const maxFrame = options.maxFrame ? parseSize(options.maxFrame) : DEFAULT_MAX_FRAME;
-  if (options.output && files.length > 1) throw fail('BAD_ARGUMENT', '-o takes one input file');
-  const toStdout = options.stdout || (files.length === 1 && files[0] === '-' && !options.output);
-  // As zstd (and xz, gzip): no compressed data to a terminal, nor read from one, unless -f.
-  if (mode === 'compress' && toStdout && !options.output) refuseTerminalOutput(options.force);
-  if ((mode === 'decompress' || mode === 'test') && files.includes('-') && process.stdin.isTTY && !options.force) throw fail('TERMINAL', 'read from');
 
-  for (const file of files) {
-    workingOn(file);
-    try {
-      if (mode === 'list') await listFile(file);
-      else if (mode === 'test') await decompressFile(file, undefined);
-      else if (mode === 'decompress') await decompressFile(file, outputName(file, 'decompress'));
-      else await compressFile(file, outputName(file, 'compress'));
-    } catch (error) {
-      if (files.length === 1) throw error;
-      reportAndContinue(error);
-    }
-  }
-
-  function outputName(file: string, direction: 'compress' | 'decompress'): string | undefined {
-    if (toStdout || file === '-') return options.output;
-    if (options.output) return options.output;
-    if (direction === 'compress') {
-      if (file.endsWith('.zst') && !options.force) throw fail('BAD_ARGUMENT', 'already has the .zst suffix; use -f to compress it again');
-      return `${file}.zst`;
-    }
-    if (file.endsWith('.zst')) return file.slice(0, -4);
-    if (file.endsWith('.tzst')) return `${file.slice(0, -5)}.tar`;
-    throw fail('BAD_ARGUMENT', 'unknown suffix; expected .zst or .tzst (use -c or -o)');
-  }
-
-  /** The output: stdout, or a file that takes the input's owner, mode and times (`like`), sparse when decompressed. */
-  async function openOutput(path: string | undefined, like: Stats | undefined): Promise<{ sink: Sink; file?: AtomicFile }> {
-    if (path === undefined) return { sink: streamSink(process.stdout) };
-    const file = await createAtomicFile(path, { force: options.force, like, sparse: mode === 'decompress' });
-    return { sink: file.sink, file };
-  }
+  await forEachFile(async (file) => {
+    if (mode === 'list') await listFile(file);
+    else if (mode === 'test') await decompressFile(file, undefined);
+    else if (mode === 'decompress') await decompressFile(file, outputName(file, 'decompress'));
+    else await compressFile(file, outputName(file, 'compress'));
+  });
 
   async function finish(input: string, output: AtomicFile | undefined) {
     await output?.commit();

@@ -6,7 +6,8 @@
 import type { Readable, Writable } from 'node:stream';
 import { findPartition } from './disk/partitions.js';
 import { fail } from './errors.js';
-import { partialDeflate, type PartialDeflateResult, type Sink } from './gzip/partial-deflate.js';
+import { partialDeflate, type PartialDeflateResult } from './gzip/partial-deflate.js';
+import type { Sink } from './io/sink.js';
 import { abortableInput, abortableSink, abortReason, throwIfAborted } from './io/abort.js';
 import { createAtomicFile, streamSink } from './io/atomic-file.js';
 import { fileSource } from './source/file.js';

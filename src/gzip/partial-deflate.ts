@@ -6,6 +6,7 @@ import type { SequentialInput } from '../source/sequential.js';
 import { orderedWindow } from '../workers/ordered.js';
 import { isAllZero } from '../zeros.js';
 import { buildGzipHeader, trailerBytes } from './header.js';
+import type { Sink } from '../io/sink.js';
 import {
   FINAL_EMPTY_BLOCK,
   SEEKZ_SUBFIELD_ID,
@@ -31,11 +32,6 @@ export const DEFAULT_CHUNK_SIZE = 1 << 20;
  */
 const MAX_STORED_RANGES = 2048;
 
-/** Where the bytes go. With `writeAt` the writer fills the map in at the end; without, it can't. */
-export interface Sink {
-  write(bytes: Uint8Array): Promise<void>;
-  writeAt?(offset: number, bytes: Uint8Array): Promise<void>;
-}
 
 /** One run of the deflate stream that starts with no history: reported as it is written. */
 export interface Boundary {

@@ -1,4 +1,4 @@
-import type { Sink } from '../gzip/partial-deflate.js';
+import type { Sink } from './sink.js';
 import type { SequentialInput } from '../source/sequential.js';
 import type { Source } from '../source/source.js';
 

@@ -6,7 +6,7 @@ import { unlinkSync } from 'node:fs';
 import { isatty } from 'node:tty';
 import { basename, dirname, join } from 'node:path';
 import { fail, SeekzError } from '../errors.js';
-import type { Sink } from '../gzip/partial-deflate.js';
+import type { Sink } from './sink.js';
 
 /** Temp files in progress, removed by `removeTempFilesNow` when a signal ends the process. */
 const liveTempFiles = new Set<string>();

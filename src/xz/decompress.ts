@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module';
 import type { Transform } from 'node:stream';
 import { fail, SeekzError } from '../errors.js';
-import type { Sink } from '../gzip/partial-deflate.js';
+import type { Sink } from '../io/sink.js';
 import { orderedWindow } from '../workers/ordered.js';
 import { FOOTER_MAGIC, STREAM_FOOTER_SIZE, STREAM_HEADER_SIZE, parseStreamFooter, parseStreamHeader } from './format.js';
 import type { XzSource } from './reader.js';

@@ -1,5 +1,5 @@
 import { fail } from '../errors.js';
-import type { Sink } from '../gzip/partial-deflate.js';
+import type { Sink } from '../io/sink.js';
 import type { SequentialInput } from '../source/sequential.js';
 import type { XzEncodeReply } from '../workers/jobs.js';
 import { orderedWindow } from '../workers/ordered.js';

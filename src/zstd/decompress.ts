@@ -1,5 +1,5 @@
 import { fail } from '../errors.js';
-import type { Sink } from '../gzip/partial-deflate.js';
+import type { Sink } from '../io/sink.js';
 import { orderedWindow } from '../workers/ordered.js';
 import { streamDecoder } from './codec.js';
 import type { ZstdSource } from './reader.js';

@@ -9,7 +9,7 @@
  * cannot disagree with the file. Pinned by test/zstd.test.ts ("identical for any -T").
  */
 import { fail } from '../errors.js';
-import type { Sink } from '../gzip/partial-deflate.js';
+import type { Sink } from '../io/sink.js';
 import type { SequentialInput } from '../source/sequential.js';
 import { orderedWindow } from '../workers/ordered.js';
 import { createWorkerPool, defaultThreads } from '../workers/pool.js';

@@ -1,0 +1,71 @@
+import type { Stats } from 'node:fs';
+import { fail } from '../src/errors.js';
+import type { Sink } from '../src/io/sink.js';
+import { createAtomicFile, streamSink, type AtomicFile } from '../src/io/atomic-file.js';
+import { refuseTerminalOutput, reportAndContinue, workingOn } from './common.js';
+
+/** The flags that xz and zstd share and that decide what happens to each file. */
+export interface FileCodecFlags {
+  list?: boolean;
+  test?: boolean;
+  decompress?: boolean;
+  stdout?: boolean;
+  output?: string;
+  force?: boolean;
+}
+
+export type FileCodecMode = 'list' | 'test' | 'decompress' | 'compress';
+
+/**
+ * What seekxz and seekzstd share: xz's and zstd's rules for files. The mode the flags ask for;
+ * where each file's output goes (FILE.ext, the suffix taken off, `-c`, `-o`, stdin to stdout);
+ * no compressed data to a terminal, nor read from one, unless `-f`; the output file takes the
+ * input's owner, mode and times and gets holes when decompressed; and with several files, one
+ * that fails is reported and the rest go on (exit 1 at the end).
+ */
+export function fileCodec(flags: FileCodecFlags, args: string[], suffix: { ext: string; tar: string }) {
+  const files = args.length > 0 ? args : ['-'];
+  const mode: FileCodecMode = flags.list ? 'list' : flags.test ? 'test' : flags.decompress ? 'decompress' : 'compress';
+  if (flags.output && files.length > 1) throw fail('BAD_ARGUMENT', '-o takes one input file');
+  if (flags.output && flags.stdout) throw fail('BAD_ARGUMENT', '-c and -o cannot go together; give one');
+  const toStdout = Boolean(flags.stdout) || (files.length === 1 && files[0] === '-' && !flags.output);
+  if (mode === 'compress' && toStdout && !flags.output) refuseTerminalOutput(flags.force);
+  if ((mode === 'decompress' || mode === 'test') && files.includes('-') && process.stdin.isTTY && !flags.force) throw fail('TERMINAL', 'read from');
+
+  /** The output file for `file`, or undefined for stdout. */
+  const outputName = (file: string, direction: 'compress' | 'decompress'): string | undefined => {
+    if (toStdout || file === '-' || flags.output) return flags.output;
+    if (direction === 'compress') {
+      if (file.endsWith(suffix.ext) && !flags.force) throw fail('BAD_ARGUMENT', `already has the ${suffix.ext} suffix; use -f to compress it again`);
+      return `${file}${suffix.ext}`;
+    }
+    if (file.endsWith(suffix.ext)) return file.slice(0, -suffix.ext.length);
+    if (file.endsWith(suffix.tar)) return `${file.slice(0, -suffix.tar.length)}.tar`;
+    throw fail('BAD_ARGUMENT', `unknown suffix; expected ${suffix.ext} or ${suffix.tar} (use -c or -o)`);
+  };
+
+  return {
+    files,
+    mode,
+    toStdout,
+    outputName,
+    /** The output: stdout, or a file that takes the input's owner, mode and times (`like`), sparse when decompressed. */
+    async openOutput(path: string | undefined, like: Stats | undefined): Promise<{ sink: Sink; file?: AtomicFile }> {
+      if (path === undefined) return { sink: streamSink(process.stdout) };
+      const file = await createAtomicFile(path, { force: flags.force, like, sparse: mode === 'decompress' });
+      return { sink: file.sink, file };
+    },
+    /** Runs `work` on each file in turn, naming it in messages; one file's error ends the run only when it is the only file. */
+    async forEachFile(work: (file: string) => Promise<void>): Promise<void> {
+      for (const file of files) {
+        workingOn(file);
+        try {
+          await work(file);
+        } catch (error) {
+          if (files.length === 1) throw error;
+          reportAndContinue(error);
+        }
+      }
+    },
+  };
+}
