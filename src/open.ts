@@ -86,10 +86,11 @@ interface DecoderOptions extends OpenOptions {
   onMember?: (member: GzipMember) => void;
 }
 
-/** Every format seekz reads: its magic bytes at offset 0 and its decoder. One row per format. */
+/** zstd's decoder, for both of its rows below (a frame first, or a skippable frame first). */
 const openZstdDecoder = async (source: Source, options: DecoderOptions): Promise<Decoder> =>
   Object.assign(await (await import('./zstd/reader.js')).openZstd(source, { cacheSize: options.cacheSize, maxFrame: options.maxBlock, threads: options.threads }), { format: 'zstd' as const });
 
+/** Every format seekz reads: its magic bytes at offset 0 and its decoder. One row per format. */
 const FORMATS: { name: FormatName; magic: Uint8Array; mask?: Uint8Array; shown?: string; open(source: Source, options: DecoderOptions): Promise<Decoder> }[] = [
   {
     name: 'gzip',
