@@ -84,6 +84,15 @@ describe('the reference tools read seekzstd output', () => {
 });
 
 describe('seekzstd speaks like zstd', () => {
+  it('seekz patch refuses a .zst in one line and leaves it as it was (zstd editing is not there yet)', () => {
+    writeFileSync(path('patch.bin'), 'new bytes');
+    const before = sha256(readFileSync(path('disk.img.zst')));
+    const result = runCli('seekz', ['patch', path('disk.img.zst'), '--offset', '4096', '--data', path('patch.bin')]);
+    expect(result.status).toBe(1);
+    expect(result.stderr.toString()).toMatch(/^seekz: \S+disk\.img\.zst: zstd: \.zst files cannot be edited in place yet[^\n]*\n$/);
+    expect(sha256(readFileSync(path('disk.img.zst')))).toBe(before);
+  });
+
   it('keeps the input by default, refuses to overwrite without -f, --rm removes the input, -d restores it', () => {
     writeFileSync(path('cli.img'), truth.subarray(0, 700_000));
     expect(runCli('seekzstd', ['-q', path('cli.img')]).status).toBe(0);

@@ -3,6 +3,7 @@ import { fail } from '../errors.js';
 import { gzipEditable } from '../gzip/editable.js';
 import { readGzipLayout } from '../gzip/layout.js';
 import { HEADER_MAGIC } from '../xz/format.js';
+import { FRAME_MAGIC_BYTES, SKIPPABLE_MAGIC_BYTES } from '../zstd/format.js';
 import type { EditableLayout, PlannedWrite } from './editable.js';
 import { clipRead, type Source } from '../source/source.js';
 import { journalPath, recoverJournal, removeJournal, writeJournal, type JournalEntry } from './journal.js';
@@ -60,6 +61,9 @@ export async function readEditableLayout(source: Source, options: PatchOptions =
   };
   // The xz layout (and the xz reader behind it) loads only for an .xz: a gzip patch never needs it.
   if (HEADER_MAGIC.every((byte, index) => magic[index] === byte)) return (await import('../xz/editable.js')).readXzEditable(known);
+  // zstd (a frame, or a skippable frame first): no editable layout yet; say so rather than "not gzip".
+  const zstd = [FRAME_MAGIC_BYTES, SKIPPABLE_MAGIC_BYTES].some((known) => known.every((byte, index) => (index === 0 && known === SKIPPABLE_MAGIC_BYTES ? magic[0]! & 0xf0 : magic[index]) === byte));
+  if (zstd) throw fail('ZSTD_NOT_EDITABLE');
   return gzipEditable(await readGzipLayout(known, { onWalk: options.onWalk }), known);
 }
 
