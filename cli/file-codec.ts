@@ -2,6 +2,8 @@ import type { Stats } from 'node:fs';
 import { fail } from '../src/errors.js';
 import type { Sink } from '../src/io/sink.js';
 import { createAtomicFile, streamSink, type AtomicFile } from '../src/io/atomic-file.js';
+import { fileSource } from '../src/source/file.js';
+import type { Source } from '../src/source/source.js';
 import { refuseTerminalOutput, reportAndContinue, workingOn } from './common.js';
 
 /** The flags that xz and zstd share and that decide what happens to each file. */
@@ -68,4 +70,23 @@ export function fileCodec(flags: FileCodecFlags, args: string[], suffix: { ext: 
       }
     },
   };
+}
+
+/**
+ * Opens `file` with a format's decoder; when the decoder refuses the file (a damaged footer, a
+ * reserved flag), the file and `cleanup` (a worker pool) are released before the error goes on,
+ * so no handle is left for the garbage collector to close (Node warns on stderr when it does).
+ */
+export async function openFileWith<T>(file: string, decode: (source: Source) => Promise<T>, cleanup?: () => Promise<void>): Promise<T> {
+  const source = await fileSource(file).catch(async (error: unknown) => {
+    await cleanup?.();
+    throw error;
+  });
+  try {
+    return await decode(source);
+  } catch (error) {
+    await source.close();
+    await cleanup?.();
+    throw error;
+  }
 }

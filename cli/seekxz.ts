@@ -14,7 +14,7 @@ import type { CheckName } from '../src/xz/format.js';
 import { DEFAULT_MAX_BLOCK, openXz } from '../src/xz/reader.js';
 import { DEFAULT_BLOCK_SIZE, DEFAULT_PRESET, writeXz, xzWriterMemoryBound } from '../src/xz/writer.js';
 import { expandLevelFlags, parseInteger, progressLine, runCli, shellManners } from './common.js';
-import { fileCodec } from './file-codec.js';
+import { fileCodec, openFileWith } from './file-codec.js';
 import { listing } from './xz-listing.js';
 
 const program = shellManners(new Command('seekxz'))
@@ -145,7 +145,7 @@ runCli('seekxz', async () => {
     }
     const like = await stat(file); // before the first read moves its atime
     const pool = createWorkerPool(threads);
-    const xz = await openXz(await fileSource(file), { pool, maxBlock });
+    const xz = await openFileWith(file, (source) => openXz(source, { pool, maxBlock }), () => pool.close());
     const progress = progressLine(xz.size, !options.quiet);
     let output: Awaited<ReturnType<typeof openOutput>> | undefined;
     try {
@@ -170,7 +170,7 @@ runCli('seekxz', async () => {
   }
 
   async function listFile(file: string) {
-    const xz = await openXz(await fileSource(file));
+    const xz = await openFileWith(file, (source) => openXz(source));
     try {
       await writeStdout(listing(file, xz));
     } finally {

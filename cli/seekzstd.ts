@@ -14,7 +14,7 @@ import { decompressZstd, streamDecompressZstd } from '../src/zstd/decompress.js'
 import { DEFAULT_MAX_FRAME, openZstd } from '../src/zstd/reader.js';
 import { DEFAULT_FRAME_SIZE, DEFAULT_LEVEL, writeZstd, zstdWriterMemoryBound } from '../src/zstd/writer.js';
 import { parseInteger, progressLine, runCli, shellManners } from './common.js';
-import { fileCodec } from './file-codec.js';
+import { fileCodec, openFileWith } from './file-codec.js';
 import { zstdListing } from './zstd-listing.js';
 
 const program = shellManners(new Command('seekzstd'))
@@ -135,7 +135,7 @@ runCli('seekzstd', async () => {
     }
     const like = await stat(file); // before the first read moves its atime
     const pool = createWorkerPool(threads);
-    const zstd = await openZstd(await fileSource(file), { pool, maxFrame });
+    const zstd = await openFileWith(file, (source) => openZstd(source, { pool, maxFrame }), () => pool.close());
     const progress = progressLine(zstd.size, !options.quiet);
     let output: { sink: Sink; file?: AtomicFile } | undefined;
     try {
@@ -156,7 +156,10 @@ runCli('seekzstd', async () => {
 
   async function listFile(file: string) {
     const source = await fileSource(file);
-    const zstd = Object.assign(await openZstd(source), { format: 'zstd' as const });
+    const zstd = Object.assign(await openZstd(source).catch(async (error: unknown) => {
+      await source.close();
+      throw error;
+    }), { format: 'zstd' as const });
     try {
       const info = await describe(zstd, source, { members: [] });
       if (info.format === 'zstd') await writeStdout(zstdListing(file, info));
