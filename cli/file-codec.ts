@@ -46,16 +46,32 @@ export function fileCodec(flags: FileCodecFlags, args: string[], suffix: { ext: 
     throw fail('BAD_ARGUMENT', `unknown suffix; expected ${suffix.ext} or ${suffix.tar} (use -c or -o)`);
   };
 
+  /** The output: stdout, or a file that takes the input's owner, mode and times (`like`), sparse when decompressed. */
+  const openOutput = async (path: string | undefined, like: Stats | undefined): Promise<{ sink: Sink; file?: AtomicFile }> => {
+    if (path === undefined) return { sink: streamSink(process.stdout) };
+    const file = await createAtomicFile(path, { force: flags.force, like, sparse: mode === 'decompress' });
+    return { sink: file.sink, file };
+  };
+
   return {
     files,
     mode,
     toStdout,
     outputName,
-    /** The output: stdout, or a file that takes the input's owner, mode and times (`like`), sparse when decompressed. */
-    async openOutput(path: string | undefined, like: Stats | undefined): Promise<{ sink: Sink; file?: AtomicFile }> {
-      if (path === undefined) return { sink: streamSink(process.stdout) };
-      const file = await createAtomicFile(path, { force: flags.force, like, sparse: mode === 'decompress' });
-      return { sink: file.sink, file };
+    openOutput,
+    /**
+     * Decompresses (or, with -t, tests) stdin: a pipe cannot be read from its end, so `decode`
+     * streams it; the output file, if any, appears only when the stream decoded completely.
+     */
+    async decompressStdin(outPath: string | undefined, decode: (input: AsyncIterable<Uint8Array>, emit: (bytes: Uint8Array) => Promise<void>) => Promise<void>): Promise<void> {
+      const output = mode === 'test' ? undefined : await openOutput(outPath, undefined);
+      try {
+        await decode(process.stdin, async (bytes) => output?.sink.write(bytes));
+        await output?.file?.commit();
+      } catch (error) {
+        await output?.file?.abort();
+        throw error;
+      }
     },
     /** Runs `work` on each file in turn, naming it in messages; one file's error ends the run only when it is the only file. */
     async forEachFile(work: (file: string) => Promise<void>): Promise<void> {

@@ -64,7 +64,7 @@ const TAKES_VALUE = ['-o', '--output', '--block-size', '--level', '-C', '--check
 runCli('seekxz', async () => {
   program.parse(expandLevelFlags(process.argv, TAKES_VALUE));
   const options = program.opts();
-  const { mode, outputName, openOutput, forEachFile } = fileCodec(options, program.args, { ext: '.xz', tar: '.txz' });
+  const { mode, outputName, openOutput, decompressStdin, forEachFile } = fileCodec(options, program.args, { ext: '.xz', tar: '.txz' });
   const threadsOption = parseInteger(options.threads, '-T/--threads', 0, 256);
   const threads = threadsOption === 0 ? defaultThreads() : threadsOption;
   const blockSize = parseSize(options.blockSize);
@@ -131,18 +131,7 @@ runCli('seekxz', async () => {
   }
 
   async function decompressFile(file: string, outPath: string | undefined) {
-    if (file === '-') {
-      // A pipe cannot be read from its end: stream it through liblzma.
-      const output = mode === 'test' ? undefined : await openOutput(outPath, undefined);
-      try {
-        await streamDecompressXz(process.stdin, async (bytes) => output?.sink.write(bytes));
-        await output?.file?.commit();
-      } catch (error) {
-        await output?.file?.abort();
-        throw error;
-      }
-      return;
-    }
+    if (file === '-') return decompressStdin(outPath, streamDecompressXz); // streamed through liblzma
     const like = await stat(file); // before the first read moves its atime
     const pool = createWorkerPool(threads);
     const xz = await openFileWith(file, (source) => openXz(source, { pool, maxBlock }), () => pool.close());

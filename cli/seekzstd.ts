@@ -70,7 +70,7 @@ function expandZstdFlags(argv: string[]): string[] {
 runCli('seekzstd', async () => {
   program.parse(expandZstdFlags(process.argv));
   const options = program.opts();
-  const { mode, outputName, openOutput, forEachFile } = fileCodec(options, program.args, { ext: '.zst', tar: '.tzst' });
+  const { mode, outputName, openOutput, decompressStdin, forEachFile } = fileCodec(options, program.args, { ext: '.zst', tar: '.tzst' });
   const threadsOption = parseInteger(options.threads, 'threads', 0, 256);
   const threads = threadsOption === 0 ? defaultThreads() : threadsOption;
   const frameSize = parseSize(options.frameSize);
@@ -121,18 +121,7 @@ runCli('seekzstd', async () => {
   }
 
   async function decompressFile(file: string, outPath: string | undefined) {
-    if (file === '-') {
-      // A pipe cannot be read from its end: stream it through libzstd.
-      const output = mode === 'test' ? undefined : await openOutput(outPath, undefined);
-      try {
-        await streamDecompressZstd(process.stdin, async (bytes) => output?.sink.write(bytes));
-        await output?.file?.commit();
-      } catch (error) {
-        await output?.file?.abort();
-        throw error;
-      }
-      return;
-    }
+    if (file === '-') return decompressStdin(outPath, streamDecompressZstd); // streamed through libzstd
     const like = await stat(file); // before the first read moves its atime
     const pool = createWorkerPool(threads);
     const zstd = await openFileWith(file, (source) => openZstd(source, { pool, maxFrame }), () => pool.close());
