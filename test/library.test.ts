@@ -139,6 +139,11 @@ describe('open(): one way in for every format and source', () => {
     await expect(open(file('disk.img'))).rejects.toThrow(/not a gzip, xz or zstd file: it starts with .*expected 1f 8b \(gzip\) or fd 37 7a 58 5a 00 \(xz\) or 28 b5 2f fd \(zstd\) or 5x 2a 4d 18 \(zstd skippable frame\)/);
   });
 
+  it("a missing file is Node's own system error, as from node:fs, naming the path", async () => {
+    const missing = file('no-such.img.xz');
+    await expect(open(missing)).rejects.toMatchObject({ code: 'ENOENT', path: missing });
+  });
+
   it('await using closes the file: the decoder threads end, and reads after it fail', async () => {
     let kept: Awaited<ReturnType<typeof open>> | undefined;
     {
