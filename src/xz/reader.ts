@@ -322,8 +322,9 @@ export async function openXz(source: Source, options: XzReaderOptions = {}): Pro
       const out = new Uint8Array(count);
       const first = count > 0 ? locate(offset) : 0;
       // The blocks of this read confirm one another by their decodes: the read fails if any does.
-      await confirmBefore(first);
-      const pieces: Promise<void>[] = [];
+      // The blocks before them are confirmed while these decode (one round trip over HTTP, not
+      // two); no byte is returned before both have settled.
+      const pieces: Promise<void>[] = [confirmBefore(first)];
       // Blocks whose record says 0 bytes give nothing to the read, but a record forged to 0 would
       // shift every later offset, or (at the end) cut the data short: they are confirmed too.
       for (let index = first, done = 0; index < blocks.length && (done < count || blocks[index]!.uSize === 0); index++) {
