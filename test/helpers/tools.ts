@@ -8,9 +8,9 @@ import type { Source } from '../../src/source/source.js';
 
 export type CliName = 'seekz' | 'partial-deflate' | 'seekxz' | 'seekzstd';
 
-/** Absolute path of a built CLI: tests run after `npm run build`. */
+/** Absolute path of a command as it ships: the bundle in dist/bin, which vitest's global setup builds from the sources first. */
 export function cliPath(name: CliName): string {
-  return fileURLToPath(new URL(`../../dist/cli/${name}.js`, import.meta.url));
+  return fileURLToPath(new URL(`../../dist/bin/${name}.js`, import.meta.url));
 }
 
 /**
