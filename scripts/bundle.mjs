@@ -7,6 +7,10 @@
 // `seekz read` would load http, tls and child_process that the sources import only when needed;
 // in CommonJS they stay `require` calls inside esbuild's lazy module wrappers.
 //
+// Each command is two files: NAME.bundle.js, the bundle, and NAME.js, the bin script, which starts
+// the bundle through start.js (scripts/start-bundle.cjs) so that V8's compiled code is cached
+// between runs.
+//
 // The worker is an entry point of its own and lands beside the commands as worker.js, where
 // src/workers/pool.ts finds it: `./worker.js` next to the file that runs, as in tsc's build.
 // dist/bin/package.json says "commonjs", so those .js files are CommonJS in a "module" package.
@@ -31,7 +35,7 @@ const COMMANDS = ['seekz', 'partial-deflate', 'seekxz', 'seekzstd'];
 const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
 const result = await build({
   absWorkingDir: root,
-  entryPoints: Object.fromEntries([...COMMANDS.map((name) => [name, `cli/${name}.ts`]), ['worker', 'src/workers/worker.ts']]),
+  entryPoints: Object.fromEntries([...COMMANDS.map((name) => [`${name}.bundle`, `cli/${name}.ts`]), ['worker', 'src/workers/worker.ts']]),
   bundle: true,
   platform: 'node',
   format: 'cjs',
@@ -45,10 +49,15 @@ const result = await build({
 });
 
 mkdirSync(outdir, { recursive: true });
-const outputs = [...result.outputFiles.map((file) => ({ path: file.path, text: file.text })), { path: join(outdir, 'package.json'), text: '{ "type": "commonjs" }\n' }];
+const outputs = [
+  ...result.outputFiles.map((file) => ({ path: file.path, text: file.text })),
+  ...COMMANDS.map((name) => ({ path: join(outdir, `${name}.js`), text: `#!/usr/bin/env node\nrequire('./start.js')('${name}');\n` })),
+  { path: join(outdir, 'start.js'), text: readFileSync(join(root, 'scripts/start-bundle.cjs'), 'utf8') },
+  { path: join(outdir, 'package.json'), text: '{ "type": "commonjs" }\n' },
+];
 for (const { path, text } of outputs) {
   if (existsSync(path) && readFileSync(path, 'utf8') === text) continue;
   const temp = join(dirname(path), `.${process.pid}.tmp`);
-  writeFileSync(temp, text, { mode: text.startsWith('#!') ? 0o755 : 0o644 });
+  writeFileSync(temp, text, { mode: text.startsWith('#!') && !path.endsWith('.bundle.js') ? 0o755 : 0o644 });
   renameSync(temp, path);
 }

@@ -4,7 +4,7 @@
  * blocks, one line per error that starts with the command and the file, and xz's exit statuses.
  */
 import { spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, statSync, utimesSync, writeFileSync, type Stats } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cliPath, diskLikeData, noise, run, runCli, SYSTEM_PYTHON, tempDir, type CliName, type RunResult } from './helpers/tools.js';
@@ -366,10 +366,44 @@ describe('start-up: each command loads what it uses', () => {
     const patch = modulesLoaded(['patch', '-q', gz, '--offset', '100', '--data', at('startup.bin')]);
     for (const loaded of [read, patch]) {
       expect(loaded, 'the hook sees what the bundle requires').toContain('node:zlib');
-      expect(loaded.filter((request) => request.startsWith('/')), 'one file of ours').toEqual([cliPath('seekz')]);
+      // The bin script and start.js, which compiles the one bundle through node:vm (with V8's code cache).
+      expect(loaded.filter((request) => /^\.?\//.test(request)), 'the bundle is all of ours').toEqual([cliPath('seekz'), './start.js']);
       expect(loaded.filter((request) => /^(node:)?(net|http|https)$|liblzma|seekz_xz|worker\.js$/.test(request))).toEqual([]);
     }
     // --help still lists serve: its definition loads when no other command is named.
     expect(runCli('seekz', ['--help']).stdout.toString()).toMatch(/^ {2}serve /m);
+  });
+
+  it("V8's compiled code is kept between runs, for the bundle it came from, only in a directory closed to others", () => {
+    const gz = at('cached.gz');
+    expect(runCli('partial-deflate', ['-q', at('small.img'), gz, '0', '64K']).status).toBe(0);
+    const expected = readFileSync(at('small.img')).subarray(5000, 5000 + 4096);
+    const cacheHome = at('cache-home');
+    const directory = join(cacheHome, 'seekz');
+    const read = () => {
+      const result = run(process.execPath, [cliPath('seekz'), 'read', gz, '--offset', '5000', '--length', '4096'], { env: { ...process.env, XDG_CACHE_HOME: cacheHome } });
+      expect(result.status, result.stderr).toBe(0);
+      expect(result.stdout.equals(expected)).toBe(true);
+    };
+    const caches = () => (existsSync(directory) ? readdirSync(directory).filter((entry) => entry.endsWith('.v8')) : []);
+
+    read();
+    expect(statSync(directory).mode & 0o777).toBe(0o700);
+    const [cache] = caches();
+    expect(caches()).toEqual([expect.stringMatching(/^seekz-.*\.v8$/)]);
+    const written = readFileSync(join(directory, cache!));
+    read();
+    expect(readFileSync(join(directory, cache!)).equals(written), 'a cache V8 took is left as it is').toBe(true);
+
+    // A cache V8 refuses (here garbage) only costs a compile, and is written again.
+    writeFileSync(join(directory, cache!), 'not a code cache');
+    read();
+    expect(readFileSync(join(directory, cache!)).length).toBeGreaterThan(written.length / 2);
+
+    // Cached code runs as the user: a directory others may write to is neither read nor written.
+    rmSync(join(directory, cache!));
+    chmodSync(directory, 0o777);
+    read();
+    expect(caches()).toEqual([]);
   });
 });

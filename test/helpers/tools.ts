@@ -29,10 +29,11 @@ export interface RunResult {
 }
 
 /** Runs a command to completion; large outputs are allowed. */
-export function run(command: string, args: string[], options: { input?: Uint8Array | string; cwd?: string } = {}): RunResult {
+export function run(command: string, args: string[], options: { input?: Uint8Array | string; cwd?: string; env?: NodeJS.ProcessEnv } = {}): RunResult {
   const result: SpawnSyncReturns<Buffer> = spawnSync(command, args, {
     input: options.input,
     cwd: options.cwd,
+    env: options.env,
     maxBuffer: 1 << 30,
   });
   if (result.error) throw result.error;
