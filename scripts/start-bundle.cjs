@@ -2,17 +2,19 @@
 /**
  * Starts a bundled command (scripts/bundle.mjs copies this file to dist/bin/start.js; each command's
  * bin script is two lines that call it). Compiling the ~450 KB bundle is a good part of a 4 KiB
- * `seekz read`, so the compiled code is kept between runs, as Node 22's module.enableCompileCache()
- * does, which this uses where Node has it. On Node 20 it keeps V8's code cache itself: written once,
- * at the exit of the first run (so it holds the functions that run compiled), read by every later
- * run, and rewritten only when V8 rejects it (another Node or V8 flags).
+ * `seekz read`, so the compiled code is kept between runs. Node 22 does that itself
+ * (module.enableCompileCache, given the directory below). On Node 20 this keeps V8's code cache:
+ * written at the exit of the first run (so it holds the functions that ran, compiled), read by
+ * every later run, and rewritten only when V8 rejects it (another Node, other V8 flags).
  *
- * Invariants: a cache is used only for the exact bundle file it was made from (its name holds the
- * file's size, mtime and inode, and V8 checks its own version and flags), so a rebuilt bundle
- * never runs stale code, and writing one removes the caches of that command's earlier builds; the cache directory must be the user's own and closed to others
- * (0700), or no cache is read or written, since cached code runs as the user; the cache is written
- * to a temp name and renamed, so a run never reads half of one; and any cache failure only means
- * compiling as usual. Pinned by test/cli-manners.test.ts (start-up).
+ * Invariants, pinned by test/cli-manners.test.ts (start-up):
+ * - A cache serves only the exact bundle file it was made from: its name holds the file's size,
+ *   mtime and inode, and V8 checks its own version and flags. A rebuilt bundle never runs stale
+ *   code, and writing a cache removes those of the command's earlier builds.
+ * - Cached code runs as the user, so the directory must be the user's own and writable by no one
+ *   else (it is made 0700); otherwise no cache is read or written.
+ * - A cache is written to a temp name and renamed: no run reads half of one.
+ * - Any failure of the cache only means compiling as usual.
  */
 const { closeSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync } = require('node:fs');
 const Module = require('node:module');
@@ -43,13 +45,13 @@ function placeTag(directory) {
 
 module.exports = function start(name) {
   const file = join(__dirname, `${name}.bundle.js`);
+  const directory = cacheDirectory();
   if (typeof Module.enableCompileCache === 'function') {
-    Module.enableCompileCache();
+    if (directory) Module.enableCompileCache(directory);
     return require(file);
   }
   // The shebang becomes a comment of the same length, so that line numbers stay those of the file.
   const source = readFileSync(file, 'utf8').replace(/^#!/, '//');
-  const directory = cacheDirectory();
   let prefix;
   let cachePath;
   let cachedData;
