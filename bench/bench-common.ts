@@ -71,7 +71,8 @@ export interface Bench {
   scratch: string[];
 }
 
-export const cli = (name: string) => fileURLToPath(new URL(`../cli/${name}.js`, import.meta.url));
+/** A command as it ships: the bundle that package.json `bin` runs. */
+export const cli = (name: string) => fileURLToPath(new URL(`../bin/${name}.js`, import.meta.url));
 
 /**
  * Makes the image, or reuses one a previous run made with the same size, seed and data fraction.

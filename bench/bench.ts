@@ -38,6 +38,7 @@ import { serveSection } from './bench-serve.js';
 import { librarySection } from './bench-library.js';
 import { zstdSection } from './bench-zstd.js';
 import { editSection } from './bench-edit.js';
+import { startupSection } from './bench-startup.js';
 
 const PATCH_SIZE = 4096;
 const PATCH_RUNS = 5;
@@ -64,6 +65,7 @@ const sections: { name: string; needs: string[]; run: (bench: Bench) => Promise<
   { name: 'gzip', needs: ['image'], run: gzipSection },
   { name: 'zeros', needs: ['gzip'], run: zerosSection },
   { name: 'patch', needs: ['gzip'], run: patchSection },
+  { name: 'startup', needs: ['gzip'], run: startupSection },
   { name: 'xz', needs: ['image'], run: xzSection },
   { name: 'index', needs: ['image'], run: indexSection },
   { name: 'serve', needs: ['image'], run: serveSection },

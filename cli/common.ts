@@ -139,7 +139,7 @@ function exitWhenStopped(status: number): void {
   });
 }
 
-/** The version in package.json, read only when asked for (two levels up from dist/cli/). */
+/** The version in package.json, read only when asked for (two levels up from dist/bin/, the bundle, as from dist/cli/). */
 function version(): string {
   const text = readFileSync(new URL('../../package.json', import.meta.url), 'utf8');
   return (JSON.parse(text) as { version: string }).version;

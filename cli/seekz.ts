@@ -4,7 +4,9 @@
  * command line load up front. Each command imports what it uses when it runs: `seekz read` of a
  * .gz loads neither liblzma, the HTTP client nor the NBD server (`seekz serve` alone loads
  * cli/serve.ts), and src/open.ts loads a format's decoder only once its magic bytes are seen.
- * Module lists come from an import hook; see test/cli-manners.test.ts.
+ * The commands ship bundled (scripts/bundle.mjs): these lazy imports keep the bundle's modules
+ * uninitialised, and their Node built-ins unloaded, until a command uses them. What a run requires
+ * comes from a require hook; see test/cli-manners.test.ts.
  */
 import { statSync } from 'node:fs';
 import { Command, Option } from 'commander';

@@ -13,9 +13,9 @@ export const VERDICTS: Verdict[] = ['exact', 'clean-error', 'crash', 'hang', 'wr
 export const BAD_VERDICTS: ReadonlySet<Verdict> = new Set(['crash', 'hang', 'wrong', 'over-rss']);
 export const RSS_LIMIT = 1 << 30;
 
-/** dist/cli/NAME.js, next to this file's dist/fuzz/. */
+/** dist/bin/NAME.js, the command as it ships, next to this file's dist/fuzz/. */
 export function distCli(name: 'seekz' | 'partial-deflate' | 'seekxz' | 'seekzstd'): string {
-  return fileURLToPath(new URL(`../cli/${name}.js`, import.meta.url));
+  return fileURLToPath(new URL(`../bin/${name}.js`, import.meta.url));
 }
 
 export function distFile(path: string): string {

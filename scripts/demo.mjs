@@ -12,7 +12,7 @@ rmSync(dir, { recursive: true, force: true });
 mkdirSync(dir, { recursive: true });
 const cli = (name, args) => {
   console.log(`$ ${name} ${args.join(' ')}`);
-  execFileSync(process.execPath, [new URL(`../dist/cli/${name}.js`, import.meta.url).pathname, ...args], { cwd: dir, stdio: 'inherit' });
+  execFileSync(process.execPath, [new URL(`../dist/bin/${name}.js`, import.meta.url).pathname, ...args], { cwd: dir, stdio: 'inherit' });
 };
 
 console.log('making a 256 MiB GPT disk image (boot + root partitions, mostly sparse)…');

@@ -4,7 +4,7 @@
  * blocks, one line per error that starts with the command and the file, and xz's exit statuses.
  */
 import { spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, statSync, utimesSync, writeFileSync, type Stats } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cliPath, diskLikeData, noise, run, runCli, SYSTEM_PYTHON, tempDir, type CliName, type RunResult } from './helpers/tools.js';
@@ -344,29 +344,66 @@ describe('messages: COMMAND: FILE: detail, and xz exit statuses', () => {
 });
 
 describe('start-up: each command loads what it uses', () => {
-  /** Every module a CLI run loads (ESM through a loader hook, CommonJS through Module._load), by path. */
+  /**
+   * What a run of the shipped command requires, through a Module._load hook: the bundle itself and
+   * every Node built-in or package it asks for. The sources' modules are inside the one bundle file;
+   * those imported lazily stay behind esbuild's lazy wrappers, and what they would bring shows as
+   * the built-ins and packages they require (the NBD server node:net, the HTTP client node:http,
+   * xz node-liblzma and the seekz_xz addon).
+   */
   function modulesLoaded(args: string[]): string[] {
-    writeFileSync(at('load-hook.mjs'), "import { writeSync } from 'node:fs';\nexport async function load(url, context, next) { writeSync(2, `loaded ${url}\\n`); return next(url, context); }\n");
-    writeFileSync(at('register.mjs'), "import { register } from 'node:module';\nregister('./load-hook.mjs', import.meta.url);\n");
     writeFileSync(at('require-hook.cjs'), "const Module = require('node:module');\nconst load = Module._load;\nModule._load = function (request, ...rest) { process._rawDebug(`loaded ${request}`); return load.call(this, request, ...rest); };\n");
-    const result = run(process.execPath, ['--require', at('require-hook.cjs'), '--import', at('register.mjs'), cliPath('seekz'), ...args]);
+    const result = run(process.execPath, ['--require', at('require-hook.cjs'), cliPath('seekz'), ...args]);
     expect(result.status, result.stderr).toBe(0);
     return result.stderr.split('\n').filter((line) => line.startsWith('loaded ')).map((line) => line.slice(7));
   }
 
-  it('seekz read and patch of a .gz load neither the NBD server, the HTTP client nor liblzma', () => {
+  it('seekz read and patch of a .gz are one file that loads neither the NBD server, the HTTP client, liblzma nor a worker thread', () => {
     const gz = at('startup.gz');
     expect(runCli('partial-deflate', ['-q', at('small.img'), gz, '0', '64K']).status).toBe(0);
     writeFileSync(at('startup.bin'), 'patched');
     const read = modulesLoaded(['read', gz, '--offset', '100', '--length', '4096', '-o', at('startup.out')]);
     const patch = modulesLoaded(['patch', '-q', gz, '--offset', '100', '--data', at('startup.bin')]);
     for (const loaded of [read, patch]) {
-      expect(loaded.some((path) => path.endsWith('/dist/src/gzip/reader.js')), 'the hooks see our modules').toBe(true);
-      expect(loaded.filter((path) => /\/cli\/serve\.js|\/src\/nbd\/|\/src\/source\/http\.js|\/src\/edit\/write-overlay\.js/.test(path))).toEqual([]);
-      // A .gz never loads liblzma or the xz decoder; only the small parser that knows xz's magic bytes.
-      expect(loaded.filter((path) => /liblzma|\/src\/xz\/(?!format\.js$)/.test(path))).toEqual([]);
+      expect(loaded, 'the hook sees what the bundle requires').toContain('node:zlib');
+      // The bin script and start.js, which compiles the one bundle through node:vm (with V8's code cache).
+      expect(loaded.filter((request) => /^\.?\//.test(request)), 'the bundle is all of ours').toEqual([cliPath('seekz'), './start.js']);
+      expect(loaded.filter((request) => /^(node:)?(net|http|https)$|liblzma|seekz_xz|worker\.js$/.test(request))).toEqual([]);
     }
     // --help still lists serve: its definition loads when no other command is named.
     expect(runCli('seekz', ['--help']).stdout.toString()).toMatch(/^ {2}serve /m);
+  });
+
+  it("V8's compiled code is kept between runs, for the bundle it came from, only in a directory closed to others", () => {
+    const gz = at('cached.gz');
+    expect(runCli('partial-deflate', ['-q', at('small.img'), gz, '0', '64K']).status).toBe(0);
+    const expected = readFileSync(at('small.img')).subarray(5000, 5000 + 4096);
+    const cacheHome = at('cache-home');
+    const directory = join(cacheHome, 'seekz');
+    const read = () => {
+      const result = run(process.execPath, [cliPath('seekz'), 'read', gz, '--offset', '5000', '--length', '4096'], { env: { ...process.env, XDG_CACHE_HOME: cacheHome } });
+      expect(result.status, result.stderr).toBe(0);
+      expect(result.stdout.equals(expected)).toBe(true);
+    };
+    const caches = () => (existsSync(directory) ? readdirSync(directory).filter((entry) => entry.endsWith('.v8')) : []);
+
+    read();
+    expect(statSync(directory).mode & 0o777).toBe(0o700);
+    const [cache] = caches();
+    expect(caches()).toEqual([expect.stringMatching(/^seekz-.*\.v8$/)]);
+    const written = readFileSync(join(directory, cache!));
+    read();
+    expect(readFileSync(join(directory, cache!)).equals(written), 'a cache V8 took is left as it is').toBe(true);
+
+    // A cache V8 refuses (here garbage) only costs a compile, and is written again.
+    writeFileSync(join(directory, cache!), 'not a code cache');
+    read();
+    expect(readFileSync(join(directory, cache!)).length).toBeGreaterThan(written.length / 2);
+
+    // Cached code runs as the user: a directory others may write to is neither read nor written.
+    rmSync(join(directory, cache!));
+    chmodSync(directory, 0o777);
+    read();
+    expect(caches()).toEqual([]);
   });
 });

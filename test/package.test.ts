@@ -44,8 +44,8 @@ beforeAll(() => {
 afterAll(() => dir?.remove());
 
 describe('npm pack: what the tarball holds', () => {
-  it('ships dist/src and dist/cli with their types, README and LICENSE', () => {
-    for (const path of ['package.json', 'README.md', 'LICENSE', 'dist/src/index.js', 'dist/src/index.d.ts', 'dist/src/open.d.ts', 'dist/src/workers/worker.js', ...Object.values(pkg.bin)]) {
+  it('ships dist/src with its types, the bundled commands with their worker, README and LICENSE', () => {
+    for (const path of ['package.json', 'README.md', 'LICENSE', 'dist/src/index.js', 'dist/src/index.d.ts', 'dist/src/open.d.ts', 'dist/src/workers/worker.js', 'dist/bin/worker.js', 'dist/bin/package.json', ...Object.values(pkg.bin)]) {
       expect(packed, path).toContain(path.replace(/^\.\//, ''));
     }
   });

@@ -183,8 +183,9 @@ async function* walk(
       }
       yield block;
     } else if (blockType === BTYPE_FIXED || blockType === BTYPE_DYNAMIC) {
-      let literal = FIXED_TABLES.literal;
-      let distance = FIXED_TABLES.distance;
+      const fixed = (fixedTables ??= buildFixedTables());
+      let literal = fixed.literal;
+      let distance = fixed.distance;
       if (blockType === BTYPE_DYNAMIC) {
         readDynamicHeader(reader, tables, headerBit);
         literal = tables.literal;
@@ -537,7 +538,8 @@ function reverseBits(code: number, length: number): number {
   return reversed;
 }
 
-const FIXED_TABLES = buildFixedTables();
+/** Built on first use, not at load: every `seekz read` loads this module, and most never walk a block. */
+let fixedTables: { literal: Int32Array; distance: Int32Array } | undefined;
 
 function buildFixedTables(): { literal: Int32Array; distance: Int32Array } {
   // RFC 1951 3.2.6

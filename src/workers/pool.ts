@@ -1,5 +1,5 @@
-import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
+import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { fail, SeekzError, type ErrorCode } from '../errors.js';
 import type { Job, ReplyOf } from './jobs.js';
@@ -9,17 +9,15 @@ export function defaultThreads(): number {
 }
 
 /**
- * Starts a worker thread from a module next to this one. Worker threads load plain JavaScript,
- * so when this module itself runs from TypeScript source (under the test runner) the worker comes
- * from the build in dist/, which `npm test` makes first.
+ * The worker script: worker.js beside the JavaScript that runs this module. That is
+ * dist/src/workers/worker.js in tsc's build (the library) and dist/bin/worker.js beside the bundled
+ * commands (scripts/bundle.mjs makes the worker an entry point of its own). Under vitest this module
+ * is TypeScript, which a worker thread cannot load: vitest.config.ts then names the bundled worker
+ * in SEEKZ_TEST_WORKER, and its global setup bundles it from these sources before any test runs,
+ * so that no test can start a stale worker.
  */
-function startWorker(moduleBaseName: string, workerData: unknown): Worker {
-  const here = import.meta.url;
-  if (!here.endsWith('.ts')) return new Worker(new URL(`./${moduleBaseName}.js`, here), { workerData });
-  const built = new URL(`./${moduleBaseName}.js`, here.replace(/\/src\/(?!.*\/src\/)/, '/dist/src/'));
-  if (!existsSync(built)) throw new Error(`seekz: ${built.pathname} is missing; run npm run build first`);
-  return new Worker(built, { workerData });
-}
+declare const SEEKZ_TEST_WORKER: string | undefined;
+const workerScript = (): URL => (typeof SEEKZ_TEST_WORKER === 'string' ? pathToFileURL(SEEKZ_TEST_WORKER) : new URL('./worker.js', import.meta.url));
 
 /** What each worker gets at start: a shared flag that, once set, makes it drop its job between slices. */
 export interface WorkerStart {
@@ -93,7 +91,7 @@ export function createWorkerPool(threads = defaultThreads(), signal?: AbortSigna
   };
 
   const workers = Array.from({ length: count }, () => {
-    const worker = startWorker('worker', { stop: stopFlag.buffer } satisfies WorkerStart);
+    const worker = new Worker(workerScript(), { workerData: { stop: stopFlag.buffer } satisfies WorkerStart });
     worker.on('message', (message: WorkerMessage) => {
       // After stop() the job was already rejected: the reply is dropped unread.
       const pending = busy.get(worker);

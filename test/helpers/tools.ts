@@ -8,9 +8,9 @@ import type { Source } from '../../src/source/source.js';
 
 export type CliName = 'seekz' | 'partial-deflate' | 'seekxz' | 'seekzstd';
 
-/** Absolute path of a built CLI: tests run after `npm run build`. */
+/** Absolute path of a command as it ships: the bundle in dist/bin, which vitest's global setup builds from the sources first. */
 export function cliPath(name: CliName): string {
-  return fileURLToPath(new URL(`../../dist/cli/${name}.js`, import.meta.url));
+  return fileURLToPath(new URL(`../../dist/bin/${name}.js`, import.meta.url));
 }
 
 /**
@@ -29,10 +29,11 @@ export interface RunResult {
 }
 
 /** Runs a command to completion; large outputs are allowed. */
-export function run(command: string, args: string[], options: { input?: Uint8Array | string; cwd?: string } = {}): RunResult {
+export function run(command: string, args: string[], options: { input?: Uint8Array | string; cwd?: string; env?: NodeJS.ProcessEnv } = {}): RunResult {
   const result: SpawnSyncReturns<Buffer> = spawnSync(command, args, {
     input: options.input,
     cwd: options.cwd,
+    env: options.env,
     maxBuffer: 1 << 30,
   });
   if (result.error) throw result.error;
