@@ -10,7 +10,7 @@ import { statSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import type { PatchResult } from '../src/edit/patch.js';
 import { fail, hex32 } from '../src/errors.js';
-import { describeRanges } from '../src/gzip/layout.js';
+import { describeRanges } from '../src/edit/editable.js';
 import type { GzipInfo } from '../src/info.js';
 import { decoderOf, open, type Decoder } from '../src/open.js';
 import type { GzipEnd } from '../src/gzip/index/types.js';

@@ -5,10 +5,14 @@
  * trailer's and the map's CRC-32s); xz: src/xz/editable.ts (blocks of LZMA2 uncompressed chunks,
  * each block's check). A third format (zstd raw blocks) adds one more.
  */
-import type { StoredExtent } from '../gzip/layout.js';
 import type { Source } from '../source/source.js';
 
-export type { StoredExtent };
+/** A run of uncompressed bytes that sits verbatim in the file: a stored block's (or raw block's) data. */
+export interface StoredExtent {
+  uStart: number;
+  length: number;
+  fileOffset: number;
+}
 
 export interface Range {
   start: number;
@@ -86,4 +90,11 @@ export function insideRanges(ranges: Range[], offset: number, length: number): b
     if (at >= end) return true;
   }
   return at >= end;
+}
+
+/** "[1048576, 2097152) [5242880, 6291456)" or "none": for error messages (the first eight, then how many more). */
+export function describeRanges(ranges: { start: number; end: number }[]): string {
+  if (ranges.length === 0) return 'none';
+  const shown = ranges.slice(0, 8).map((range) => `[${range.start}, ${range.end})`).join(' ');
+  return ranges.length > 8 ? `${shown} and ${ranges.length - 8} more` : shown;
 }

@@ -1,7 +1,6 @@
 import { fail } from '../errors.js';
-import { describeRanges } from '../gzip/layout.js';
 import type { Source } from '../source/source.js';
-import { insideRanges, type EditableLayout, type Range } from './editable.js';
+import { describeRanges, insideRanges, type EditableLayout, type Range } from './editable.js';
 import { patchFile, type PatchEdit } from './patch.js';
 
 /** Unflushed writes kept before they are applied on their own. */

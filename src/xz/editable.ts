@@ -12,9 +12,8 @@
  * keep right than CRC combine math, and the only way for SHA-256.
  */
 import type { CheckWrite, EditableLayout, PlannedWrite, Range, StoredExtent } from '../edit/editable.js';
-import { mergeRanges } from '../edit/editable.js';
 import { fail } from '../errors.js';
-import { describeRanges } from '../gzip/layout.js';
+import { describeRanges, mergeRanges } from '../edit/editable.js';
 import { lastAtOrBefore } from '../search.js';
 import type { Source } from '../source/source.js';
 import { createCheck } from './check.js';
