@@ -3,7 +3,8 @@
  * (patch.ts: lock, recovery, journal, writes, fsync) is the same for every format, and a format
  * plugs in by giving its editable layout. gzip: src/gzip/editable.ts (stored deflate blocks, the
  * trailer's and the map's CRC-32s); xz: src/xz/editable.ts (blocks of LZMA2 uncompressed chunks,
- * each block's check). A third format (zstd raw blocks) adds one more.
+ * each block's check); zstd: src/zstd/editable.ts (frames of raw blocks, each frame's XXH64 in the
+ * frame and in the seek table).
  */
 import type { Source } from '../source/source.js';
 
@@ -32,7 +33,7 @@ export interface CheckWrite {
 }
 
 export interface EditableLayout {
-  readonly format: 'gzip' | 'xz';
+  readonly format: 'gzip' | 'xz' | 'zstd';
   readonly fileSize: number;
   /** Uncompressed size. */
   readonly totalLength: number;
@@ -44,7 +45,7 @@ export interface EditableLayout {
   knownRanges?(): Range[];
   /**
    * The file extents holding uncompressed [offset, offset + length), or a rejection naming the
-   * editable ranges (GZIP_NOT_EDITABLE, GZIP_REFERENCED, XZ_NOT_EDITABLE) when any byte is not.
+   * editable ranges (GZIP_NOT_EDITABLE, GZIP_REFERENCED, XZ_NOT_EDITABLE, ZSTD_NOT_EDITABLE) when any byte is not.
    */
   extents(offset: number, length: number): Promise<StoredExtent[]>;
   /**
@@ -64,6 +65,8 @@ export interface CheckSummary {
   newCrc?: number;
   /** xz: block checks recomputed. */
   blockChecks?: number;
+  /** zstd: frames whose XXH64 was recomputed (Content_Checksum and seek table entry). */
+  frameChecks?: number;
   /** Words for a human: "crc32 1a2b3c4d -> 5e6f7a8b", "2 block checks (CRC64) recomputed". */
   text: string;
 }

@@ -18,6 +18,9 @@ const DEFAULT_PENDING_LIMIT = 64 * 2 ** 20;
  * the write is pending, being patched in, or already in the file; and no read of the file runs
  * while a patch is writing it, so a verified read never sees half an edit.
  */
+/** The refusal of a write outside the editable ranges, per format. */
+const NOT_EDITABLE = { gzip: 'GZIP_NOT_EDITABLE', xz: 'XZ_NOT_EDITABLE', zstd: 'ZSTD_NOT_EDITABLE' } as const;
+
 export function writableFile(
   path: string,
   data: Source & { reload?(): Promise<void> },
@@ -107,7 +110,7 @@ export function writableFile(
       // Synchronous, so that writes join `pending` in the order they came. A map layout (the only
       // gzip kind served writable) has no back-references into stored bytes; patch checks again anyway.
       if (!insideRanges(ranges, offset, bytes.length)) {
-        throw fail(layout.format === 'xz' ? 'XZ_NOT_EDITABLE' : 'GZIP_NOT_EDITABLE', offset, bytes.length, describeRanges(ranges));
+        throw fail(NOT_EDITABLE[layout.format], offset, bytes.length, describeRanges(ranges));
       }
       pending.push({ offset, data: new Uint8Array(bytes) });
       pendingBytes += bytes.length;
