@@ -9,7 +9,7 @@ const DEFAULT_PENDING_LIMIT = 64 * 2 ** 20;
 /**
  * Writes into the stored ranges of a partial-deflate gzip or a seekxz --store xz, for a
  * block-device server: writes are checked at once against the editable ranges found on open
- * (outside them: GZIP_NOT_EDITABLE or XZ_NOT_EDITABLE, which a server turns into EPERM), kept in memory and visible to reads, and applied by `flush` through the journaled
+ * (outside them: GZIP_NOT_EDITABLE, XZ_NOT_EDITABLE or ZSTD_NOT_EDITABLE, which a server turns into EPERM), kept in memory and visible to reads, and applied by `flush` through the journaled
  * patch, which fixes the checks (gzip: the trailer's and the map's CRC-32s; xz: the touched
  * blocks' checks) once for all of them.
  *

@@ -199,3 +199,44 @@ export function editBootEntry(directory: string, image: string, tools: BootTools
 export function debugfsCat(image: string, tools: BootTools): string {
   return ok(run(tools.debugfs, ['-R', `cat ${ENTRY_PATH}`, image]), 'debugfs cat').stdout.toString('utf8');
 }
+
+/**
+ * The patched image is right: `original` (the disk before the edit) outside [boot.start, boot.end)
+ * byte for byte, and inside it the bytes of `editedBoot` (the partition as debugfs left it), which
+ * hold the new entry and a clean file system (debugfs cat, e2fsck -n -f on the partition taken
+ * out of `image`).
+ */
+export function expectEditedImage(image: string, original: string, editedBoot: string, boot: Range, tools: BootTools): void {
+  const size = statSync(original).size;
+  expect(statSync(image).size).toBe(size);
+  const check = join(dirname(image), 'boot-check.img');
+  copyRange(image, boot.start, check, 0, boot.end - boot.start);
+  expect(debugfsCat(check, tools)).toBe(NEW_ENTRY);
+  ok(run(tools.e2fsck, ['-n', '-f', check]), 'e2fsck -n -f');
+  expect(compareRanges(editedBoot, 0, check, 0, boot.end - boot.start).firstDifference).toBeUndefined();
+  expect(compareRanges(original, 0, image, 0, boot.start).firstDifference).toBeUndefined();
+  const after = compareRanges(original, boot.end, image, boot.end, size - boot.end);
+  expect(after.firstDifference === undefined ? undefined : boot.end + after.firstDifference).toBeUndefined();
+}
+
+/**
+ * qemu-io arguments that write every `block`-byte block of `editedBoot` that differs from the
+ * disk `original` at boot.start, each from a file of its bytes (written into `directory`): the
+ * debugfs edit, replayed through an NBD server.
+ */
+export function qemuIoWrites(directory: string, original: string, editedBoot: string, boot: Range, block = 4096): string[] {
+  const commands: string[] = [];
+  const fd = openSync(editedBoot, 'r');
+  try {
+    for (let at = 0; at < boot.end - boot.start; at += block) {
+      if (compareRanges(original, boot.start + at, editedBoot, at, block).differing === 0) continue;
+      const bytes = readExactly(fd, Buffer.alloc(block), block, at);
+      const name = join(directory, `block-${at}.bin`);
+      writeFileSync(name, bytes);
+      commands.push(`-c 'write -s ${name} ${boot.start + at} ${block}'`);
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return commands;
+}
