@@ -76,7 +76,7 @@ program
 
 program
   .command('extract')
-  .description('Copy a region of the uncompressed data of a .gz or .xz file (or URL) out, e.g. a partition to edit with debugfs or mtools.')
+  .description('Copy a region of the uncompressed data of a .gz, .xz or .zst file (or URL) out, e.g. a partition to edit with debugfs or mtools.')
   .argument('<file>')
   .option('--partition <n>', "partition N of the disk image's MBR or GPT")
   .option('--range <start:end>', 'uncompressed byte range, END exclusive')
