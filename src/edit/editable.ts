@@ -101,3 +101,39 @@ export function describeRanges(ranges: { start: number; end: number }[]): string
   const shown = ranges.slice(0, 8).map((range) => `[${range.start}, ${range.end})`).join(' ');
   return ranges.length > 8 ? `${shown} and ${ranges.length - 8} more` : shown;
 }
+
+/** Candidate units (xz blocks, zstd frames) walked at once by editableRanges(). */
+const WALK_WINDOW = 8;
+
+/**
+ * Which units of a file (xz blocks, zstd frames, in order) are stored, each found once and
+ * remembered: `storedAt(index)` walks one unit's headers (or says no from its sizes alone), and
+ * `editableRanges()` walks every candidate, a window at a time, into merged ranges.
+ */
+export function storedUnits<Unit extends { uStart: number; uSize: number }, Stored>(
+  units: Unit[],
+  couldBeStored: (unit: Unit) => boolean,
+  find: (unit: Unit) => Promise<Stored | undefined>,
+): { storedAt(index: number): Promise<Stored | undefined>; editableRanges(): Promise<Range[]> } {
+  const found = new Map<number, Promise<Stored | undefined>>();
+  const storedAt = (index: number) => {
+    let stored = found.get(index);
+    if (!stored) found.set(index, (stored = find(units[index]!)));
+    return stored;
+  };
+  let ranges: Promise<Range[]> | undefined;
+  const editableRanges = () =>
+    (ranges ??= (async () => {
+      const candidates = units.flatMap((unit, index) => (couldBeStored(unit) ? [index] : []));
+      const out: Range[] = [];
+      for (let at = 0; at < candidates.length; at += WALK_WINDOW) {
+        const window = candidates.slice(at, at + WALK_WINDOW);
+        const stored = await Promise.all(window.map(storedAt));
+        window.forEach((index, within) => {
+          if (stored[within]) out.push({ start: units[index]!.uStart, end: units[index]!.uStart + units[index]!.uSize });
+        });
+      }
+      return mergeRanges(out);
+    })());
+  return { storedAt, editableRanges };
+}

@@ -13,9 +13,9 @@
  * a CRC32 or CRC64 check is not read whole: its check moves by combine math over the changed
  * pieces (crc32Patch, crc64Patch), which keeps any error the old check had.
  */
-import type { CheckWrite, EditableLayout, PlannedWrite, Range, StoredExtent } from '../edit/editable.js';
+import type { CheckWrite, EditableLayout, PlannedWrite, StoredExtent } from '../edit/editable.js';
 import { fail } from '../errors.js';
-import { describeRanges, mergeRanges } from '../edit/editable.js';
+import { describeRanges, storedUnits } from '../edit/editable.js';
 import { lastAtOrBefore } from '../search.js';
 import type { Source } from '../source/source.js';
 import { createCheck } from './check.js';
@@ -23,11 +23,9 @@ import { crc32Patch } from '../crc/crc32.js';
 import { crc64Patch } from '../crc/crc64.js';
 import { CHECK_CRC32, CHECK_CRC64, checkName, checkSize, parseBlockHeader } from './format.js';
 import { openXz, readXzLayout, type XzBlock } from './reader.js';
-import { bytesReader, couldBeStored, findStoredBlock, STORED_BLOCK_MAX, storedContents, type StoredBlock } from './stored.js';
+import { bytesReader, couldBeStored, findStoredBlock, STORED_BLOCK_MAX, storedContents } from './stored.js';
 
 const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex');
-/** Candidate blocks walked at once by editableRanges(). */
-const WALK_WINDOW = 8;
 /** Block headers held against their index records at once before an edit. */
 const CONFIRM_WINDOW = 16;
 /** Bytes read of a block header to confirm it: enough for one filter and both sizes. */
@@ -41,24 +39,7 @@ export async function readXzEditable(source: Source): Promise<EditableLayout & {
     if (bytes.length !== length) throw fail('XZ_TRUNCATED', 'block', offset);
     return bytes;
   };
-  const found = new Map<number, Promise<StoredBlock | undefined>>();
-  const storedAt = (index: number) => {
-    let stored = found.get(index);
-    if (!stored) found.set(index, (stored = findStoredBlock(read, blocks[index]!)));
-    return stored;
-  };
-  let ranges: Promise<Range[]> | undefined;
-  const editableRanges = () =>
-    (ranges ??= (async () => {
-      const candidates = blocks.map((block, index) => ({ block, index })).filter(({ block }) => couldBeStored(block));
-      const out: Range[] = [];
-      for (let at = 0; at < candidates.length; at += WALK_WINDOW) {
-        const window = candidates.slice(at, at + WALK_WINDOW);
-        const stored = await Promise.all(window.map(({ index }) => storedAt(index)));
-        for (const block of stored) if (block) out.push({ start: block.block.uStart, end: block.block.uStart + block.block.uSize });
-      }
-      return mergeRanges(out);
-    })());
+  const { storedAt, editableRanges } = storedUnits(blocks, couldBeStored, (block) => findStoredBlock(read, block));
   const locate = (offset: number) => lastAtOrBefore(blocks, (block) => block.uStart, offset);
 
   // An edit lands where the index records put it, so every record before the touched block is

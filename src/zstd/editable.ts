@@ -13,17 +13,15 @@
  * old bytes (a damaged frame is refused, never given a fresh checksum), and the new one computed
  * over the new bytes. Pinned by test/zstd-edit.test.ts.
  */
-import { describeRanges, mergeRanges, type CheckWrite, type EditableLayout, type PlannedWrite, type Range, type StoredExtent } from '../edit/editable.js';
+import { describeRanges, storedUnits, type CheckWrite, type EditableLayout, type PlannedWrite, type StoredExtent } from '../edit/editable.js';
 import { fail } from '../errors.js';
 import { lastAtOrBefore } from '../search.js';
 import type { Source } from '../source/source.js';
 import { seekTableSize, type ReadAt } from './format.js';
 import { openZstd, readZstdLayout, type ZstdFrame } from './reader.js';
-import { couldBeStored, findStoredFrame, type StoredFrame } from './stored.js';
+import { couldBeStored, findStoredFrame } from './stored.js';
 import { xxh64Low32 } from './xxh64.js';
 
-/** Candidate frames walked at once by editableRanges(). */
-const WALK_WINDOW = 8;
 const le32 = (value: number) => {
   const bytes = new Uint8Array(4);
   new DataView(bytes.buffer).setUint32(0, value >>> 0, true);
@@ -44,25 +42,7 @@ export async function readZstdEditable(source: Source): Promise<EditableLayout &
     if (bytes.length !== length) throw fail('ZSTD_TRUNCATED', 'frame', offset);
     return bytes;
   };
-  const stored = new Map<number, Promise<StoredFrame | undefined>>();
-  const storedAt = (index: number) => {
-    let frame = stored.get(index);
-    if (!frame) stored.set(index, (frame = findStoredFrame(read, frames[index]!)));
-    return frame;
-  };
-  let ranges: Promise<Range[]> | undefined;
-  const editableRanges = () =>
-    (ranges ??= (async () => {
-      const candidates = frames.map((frame, index) => ({ frame, index })).filter(({ frame }) => couldBeStored(frame));
-      const out: Range[] = [];
-      for (let at = 0; at < candidates.length; at += WALK_WINDOW) {
-        const window = candidates.slice(at, at + WALK_WINDOW);
-        for (const frame of await Promise.all(window.map(({ index }) => storedAt(index)))) {
-          if (frame) out.push({ start: frame.frame.uStart, end: frame.frame.uStart + frame.frame.uSize });
-        }
-      }
-      return mergeRanges(out);
-    })());
+  const { storedAt, editableRanges } = storedUnits(frames, couldBeStored, (frame) => findStoredFrame(read, frame));
   const refuse = async (offset: number, length: number) => {
     if (found.layout === 'stream') return fail('ZSTD_NOT_EDITABLE', offset, length, 'none (its frames do not state their sizes)');
     return fail('ZSTD_NOT_EDITABLE', offset, length, describeRanges(await editableRanges()));
