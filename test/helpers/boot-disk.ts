@@ -5,10 +5,10 @@
  * piecewise file helpers the tests judge with.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readSync, statSync, writeFileSync, writeSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { expect } from 'vitest';
-import { diskLikeData, findTool, run, type RunResult } from './tools.js';
+import { diskLikeData, findTool, run, runCli, type RunResult } from './tools.js';
 
 export const MIB = 1024 * 1024;
 export const DISK_SIZE = 96 * MIB;
@@ -239,4 +239,29 @@ export function qemuIoWrites(directory: string, original: string, editedBoot: st
     closeSync(fd);
   }
   return commands;
+}
+
+/** `seekz extract --partition 1` of `compressed` into `output` gives exactly /boot of `original`, with the old entry. */
+export function expectBootExtracted(compressed: string, original: string, output: string, boot: Range, tools: BootTools): void {
+  ok(runCli('seekz', ['extract', compressed, '--partition', '1', '-o', output]), 'seekz extract');
+  expect(statSync(output).size).toBe(boot.end - boot.start);
+  expect(compareRanges(original, boot.start, output, 0, boot.end - boot.start).firstDifference).toBeUndefined();
+  expect(debugfsCat(output, tools)).toBe(OLD_ENTRY);
+}
+
+/**
+ * `seekz patch` of bytes in partition 2 (`root`) is refused in one line naming the editable range
+ * (/boot), and leaves `compressed` as it was, with no temp or journal files beside it.
+ */
+export function expectRefusedOutsideBoot(compressed: string, root: Range, boot: Range): void {
+  const before = sha256File(compressed);
+  const data = join(dirname(compressed), 'kernel-args.bin');
+  writeFileSync(data, 'console=ttyAMA0\n');
+  const result = runCli('seekz', ['patch', compressed, '--offset', String(root.start + MIB), '--data', data]);
+  expect(result.status, result.stderr).toBe(1);
+  expect(result.stderr.trimEnd().split('\n')).toHaveLength(1);
+  expect(result.stderr).toContain(`editable ranges: [${boot.start}, ${boot.end})`);
+  expect(sha256File(compressed)).toBe(before);
+  const name = basename(compressed);
+  expect(readdirSync(dirname(compressed)).filter((entry) => entry.startsWith(`${name}.`))).toEqual([]);
 }
