@@ -137,3 +137,23 @@ export function storedUnits<Unit extends { uStart: number; uSize: number }, Stor
     })());
   return { storedAt, editableRanges };
 }
+
+/** A run of a stored unit's bytes in the file: uncompressed offset within the unit, file offset, length. */
+export interface StoredChunk {
+  within: number;
+  fileOffset: number;
+  length: number;
+}
+
+/** The extents of uncompressed [offset, end) that lie in one stored unit starting at `uStart`, from its chunks. */
+export function chunkExtents(uStart: number, uSize: number, chunks: StoredChunk[], offset: number, end: number): StoredExtent[] {
+  const from = Math.max(offset, uStart) - uStart;
+  const to = Math.min(end, uStart + uSize) - uStart;
+  const extents: StoredExtent[] = [];
+  for (const chunk of chunks) {
+    const lo = Math.max(from, chunk.within);
+    const hi = Math.min(to, chunk.within + chunk.length);
+    if (lo < hi) extents.push({ uStart: uStart + lo, length: hi - lo, fileOffset: chunk.fileOffset + (lo - chunk.within) });
+  }
+  return extents;
+}

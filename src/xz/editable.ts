@@ -15,7 +15,7 @@
  */
 import type { CheckWrite, EditableLayout, PlannedWrite, StoredExtent } from '../edit/editable.js';
 import { fail } from '../errors.js';
-import { describeRanges, storedUnits } from '../edit/editable.js';
+import { chunkExtents, describeRanges, storedUnits } from '../edit/editable.js';
 import { lastAtOrBefore } from '../search.js';
 import type { Source } from '../source/source.js';
 import { createCheck } from './check.js';
@@ -84,13 +84,7 @@ export async function readXzEditable(source: Source): Promise<EditableLayout & {
         if (block.uSize === 0) continue;
         const stored = await storedAt(index);
         if (!stored) throw fail('XZ_NOT_EDITABLE', offset, length, describeRanges(await editableRanges()));
-        const from = Math.max(offset, block.uStart) - block.uStart;
-        const to = Math.min(end, block.uStart + block.uSize) - block.uStart;
-        for (const chunk of stored.chunks) {
-          const lo = Math.max(from, chunk.within);
-          const hi = Math.min(to, chunk.within + chunk.length);
-          if (lo < hi) extents.push({ uStart: block.uStart + lo, length: hi - lo, fileOffset: chunk.fileOffset + (lo - chunk.within) });
-        }
+        extents.push(...chunkExtents(block.uStart, block.uSize, stored.chunks, offset, end));
       }
       return extents;
     },

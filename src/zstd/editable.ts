@@ -13,7 +13,7 @@
  * old bytes (a damaged frame is refused, never given a fresh checksum), and the new one computed
  * over the new bytes. Pinned by test/zstd-edit.test.ts.
  */
-import { describeRanges, storedUnits, type CheckWrite, type EditableLayout, type PlannedWrite, type StoredExtent } from '../edit/editable.js';
+import { chunkExtents, describeRanges, storedUnits, type CheckWrite, type EditableLayout, type PlannedWrite, type StoredExtent } from '../edit/editable.js';
 import { fail } from '../errors.js';
 import { lastAtOrBefore } from '../search.js';
 import type { Source } from '../source/source.js';
@@ -66,13 +66,7 @@ export async function readZstdEditable(source: Source): Promise<EditableLayout &
         if (frame.uSize === 0) continue;
         const storedFrame = await storedAt(index);
         if (!storedFrame) throw await refuse(offset, length);
-        const from = Math.max(offset, frame.uStart) - frame.uStart;
-        const to = Math.min(end, frame.uStart + frame.uSize) - frame.uStart;
-        for (const chunk of storedFrame.chunks) {
-          const lo = Math.max(from, chunk.within);
-          const hi = Math.min(to, chunk.within + chunk.length);
-          if (lo < hi) extents.push({ uStart: frame.uStart + lo, length: hi - lo, fileOffset: chunk.fileOffset + (lo - chunk.within) });
-        }
+        extents.push(...chunkExtents(frame.uStart, frame.uSize, storedFrame.chunks, offset, end));
       }
       return extents;
     },

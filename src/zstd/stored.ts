@@ -15,6 +15,7 @@
  * change other bytes' meaning). Zstd frames are independent, so no other frame depends on a
  * stored byte. Pinned by test/zstd-edit.test.ts ("mixed frame", "foreign raw frames").
  */
+import type { StoredChunk } from '../edit/editable.js';
 import { fail } from '../errors.js';
 import { BLOCK_HEADER_SIZE, FRAME_MAGIC, MAX_BLOCK_SIZE, MAX_FRAME_HEADER, parseBlockHeader, parseFrameHeader, type ReadAt } from './format.js';
 import { xxh64Low32 } from './xxh64.js';
@@ -76,7 +77,7 @@ export interface FramePlace {
 export interface StoredFrame {
   frame: FramePlace;
   /** Raw block payloads in order: uncompressed offset within the frame, file offset, length. */
-  chunks: { within: number; fileOffset: number; length: number }[];
+  chunks: StoredChunk[];
   /** File offset of the frame's Content_Checksum, when it has one. */
   checksumOffset?: number;
 }
