@@ -202,6 +202,16 @@ describe('foreign .zst files', () => {
     expectZstdHolds(file('ref.img.zst'), withEdit(random, 262144 - 500, noise(1000, 22)));
   });
 
+  it('a file whose frames state no sizes (zstd from a pipe) is refused in one line naming why and the fix', () => {
+    const made = run('sh', ['-c', `cat '${file('random.img')}' | zstd -q -c > '${file('pipe.zst')}'`]);
+    expect(made.status, made.stderr.toString()).toBe(0);
+    const before = readFileSync(file('pipe.zst'));
+    const refused = runCli('seekz', ['patch', file('pipe.zst'), '--offset', '10', '--data', file('edit.bin')]);
+    expect(refused.status).toBe(1);
+    expect(refused.stderr.toString()).toMatch(/^seekz: \S+pipe\.zst: zstd: bytes \[10, 4106\) are not all inside stored frames .*editable ranges: none \(its frames do not state their sizes, so no byte can be placed\)\. Recompress with seekzstd --store START:END/);
+    expect(readFileSync(file('pipe.zst')).equals(before)).toBe(true);
+  });
+
   it('a frame mixing raw and compressed blocks is not editable, and the refusal is one line naming the fix', async () => {
     const mixed = new Uint8Array(MIB);
     mixed.set(noise(256 * KIB, 13));

@@ -32,7 +32,9 @@ export async function readZstdEditable(source: Source): Promise<EditableLayout &
   const found = await readZstdLayout(source);
   // A file whose frames state no sizes is read as a stream: nothing in it can be placed.
   const frames = found.layout === 'stream' ? [] : found.frames;
-  const totalLength = frames.length > 0 ? frames[frames.length - 1]!.uStart + frames[frames.length - 1]!.uSize : 0;
+  // Its size is unknown without a pass over it, and no edit can land in it: every offset gets as
+  // far as extents(), which refuses it naming why, rather than "outside the data of 0 bytes".
+  const totalLength = found.layout === 'stream' ? Number.MAX_SAFE_INTEGER : frames.length > 0 ? frames[frames.length - 1]!.uStart + frames[frames.length - 1]!.uSize : 0;
   // Seek table entries (12 bytes with checksums): Compressed_Size 4, Decompressed_Size 4, Checksum 4.
   const tableChecksums = found.layout === 'seekable' && found.checksums;
   const tableAt = tableChecksums ? source.size - seekTableSize(frames.length, true) : 0;
@@ -44,7 +46,7 @@ export async function readZstdEditable(source: Source): Promise<EditableLayout &
   };
   const { storedAt, editableRanges } = storedUnits(frames, couldBeStored, (frame) => findStoredFrame(read, frame));
   const refuse = async (offset: number, length: number) => {
-    if (found.layout === 'stream') return fail('ZSTD_NOT_EDITABLE', offset, length, 'none (its frames do not state their sizes)');
+    if (found.layout === 'stream') return fail('ZSTD_NOT_EDITABLE', offset, length, 'none (its frames do not state their sizes, so no byte can be placed)');
     return fail('ZSTD_NOT_EDITABLE', offset, length, describeRanges(await editableRanges()));
   };
   const locate = (offset: number) => lastAtOrBefore(frames, (frame) => frame.uStart, offset);
