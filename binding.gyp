@@ -14,7 +14,7 @@
     },
     {
       "target_name": "seekz_zstd",
-      "sources": ["native/zstd/zstd.c"],
+      "sources": ["native/zstd/zstd.c", "native/zstd/xxh64.c"],
       "libraries": ["-lzstd"],
       "cflags": ["-O2", "-Wall", "-Wextra"]
     }

@@ -3,7 +3,9 @@ import { CommanderError, type Command } from 'commander';
 import { fail, SeekzError } from '../src/errors.js';
 import { stopAllWorkers } from '../src/workers/pool.js';
 import { removeTempFilesNow } from '../src/io/atomic-file.js';
-import { formatSize } from '../src/size.js';
+import { findPartition } from '../src/disk/partitions.js';
+import type { Source } from '../src/source/source.js';
+import { formatSize, parseRange } from '../src/size.js';
 
 /**
  * Runs a CLI's main, and is the one place that turns an error into what the user sees, as xz does:
@@ -266,4 +268,23 @@ export function parseInteger(text: string, what: string, min: number, max: numbe
     throw fail('BAD_ARGUMENT', `${what} must be a whole number from ${min} to ${max}, got '${text}'`);
   }
   return value;
+}
+
+/** `--store START:END` and `--store-partition N`, both repeatable (seekxz, seekzstd). */
+export function storeOptions(program: Command, unit: string): Command {
+  const collect = (value: string, all: string[]) => [...all, value];
+  return program
+    .option('--store <start:end>', `write this uncompressed range as ${unit}, editable in place by seekz patch (repeatable)`, collect, [] as string[])
+    .option('--store-partition <n>', "store partition N of the input's MBR or GPT (repeatable)", collect, [] as string[]);
+}
+
+/** The ranges `--store` and `--store-partition` name; a partition is looked up in the input's table. */
+export async function storedRangesOf(options: { store: string[]; storePartition: string[] }, source: Source | undefined): Promise<{ start: number; end: number }[]> {
+  const stored = options.store.map(parseRange);
+  if (!source && options.storePartition.length > 0) throw fail('BAD_ARGUMENT', '--store-partition needs a file input, not stdin');
+  for (const text of options.storePartition) {
+    const partition = await findPartition(source!, parseInteger(text, 'partition number', 1, 65536));
+    stored.push({ start: partition.start, end: partition.start + partition.size });
+  }
+  return stored;
 }

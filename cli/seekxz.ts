@@ -2,18 +2,17 @@
 import { createReadStream } from 'node:fs';
 import { stat, unlink } from 'node:fs/promises';
 import { Command, Option } from 'commander';
-import { findPartition } from '../src/disk/partitions.js';
 import { fail } from '../src/errors.js';
 import { writeStdout, type AtomicFile } from '../src/io/atomic-file.js';
 import { fileSource } from '../src/source/file.js';
 import { sequentialFromSource, sequentialFromStream } from '../src/source/sequential.js';
-import { formatSize, parseRange, parseSize } from '../src/size.js';
+import { formatSize, parseSize } from '../src/size.js';
 import { defaultThreads, createWorkerPool } from '../src/workers/pool.js';
 import { decompressXz, streamDecompressXz } from '../src/xz/decompress.js';
 import type { CheckName } from '../src/xz/format.js';
 import { DEFAULT_MAX_BLOCK, openXz } from '../src/xz/reader.js';
 import { DEFAULT_BLOCK_SIZE, DEFAULT_PRESET, writeXz, xzWriterMemoryBound } from '../src/xz/writer.js';
-import { expandLevelFlags, parseInteger, progressLine, runCli, shellManners } from './common.js';
+import { expandLevelFlags, parseInteger, progressLine, runCli, shellManners, storedRangesOf, storeOptions } from './common.js';
 import { fileCodec, openFileWith } from './file-codec.js';
 import { listing } from './xz-listing.js';
 
@@ -37,8 +36,6 @@ const program = shellManners(new Command('seekxz'))
   .option('-e, --extreme', 'slower, sometimes smaller (xz -e)')
   .addOption(new Option('-C, --check <check>', 'integrity check').choices(['crc32', 'crc64', 'sha256', 'none']).default('crc64'))
   .addOption(new Option('-T, --threads <n>', 'worker threads (0 = all cores)').default('0'))
-  .option('--store <start:end>', 'write this uncompressed range as stored blocks, editable in place by seekz patch (repeatable)', (value: string, all: string[]) => [...all, value], [] as string[])
-  .option('--store-partition <n>', "store partition N of the input's MBR or GPT (repeatable)", (value: string, all: string[]) => [...all, value], [] as string[])
   .option('--max-block <size>', `largest block decoded in one piece (default ${formatSize(DEFAULT_MAX_BLOCK)}); larger ones stream`)
   .option('-q, --quiet', 'no progress line, no warnings')
   .option('-v, --verbose', 'progress and a summary per file')
@@ -59,6 +56,8 @@ Examples:
   );
 
 /** Options whose next argument is their value, so `-T -1` is not read as level 1. */
+storeOptions(program, 'stored blocks (LZMA2 uncompressed chunks)');
+
 const TAKES_VALUE = ['-o', '--output', '--block-size', '--level', '-C', '--check', '-T', '--threads', '--max-block'];
 
 runCli('seekxz', async () => {
@@ -89,12 +88,7 @@ runCli('seekxz', async () => {
     const like = file === '-' ? undefined : await stat(file); // before the first read moves its atime
     const source = file === '-' ? undefined : await fileSource(file);
     const input = source ? sequentialFromSource(source) : sequentialFromStream(process.stdin);
-    const stored = (options.store as string[]).map(parseRange);
-    if (!source && (options.storePartition as string[]).length > 0) throw fail('BAD_ARGUMENT', '--store-partition needs a file input, not stdin');
-    for (const text of options.storePartition as string[]) {
-      const partition = await findPartition(source!, parseInteger(text, 'partition number', 1, 65536));
-      stored.push({ start: partition.start, end: partition.start + partition.size });
-    }
+    const stored = await storedRangesOf(options as { store: string[]; storePartition: string[] }, source);
     const progress = progressLine(input.size, !options.quiet);
     const output = await openOutput(outPath, like).catch(async (error: unknown) => {
       await source?.close();

@@ -12,7 +12,7 @@ import { statSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import type { PatchResult } from '../src/edit/patch.js';
 import { fail, hex32 } from '../src/errors.js';
-import { describeRanges } from '../src/gzip/layout.js';
+import { describeRanges } from '../src/edit/editable.js';
 import type { GzipInfo } from '../src/info.js';
 import { decoderOf, open, type Decoder } from '../src/open.js';
 import type { GzipEnd } from '../src/gzip/index/types.js';
@@ -28,9 +28,9 @@ const program = shellManners(new Command('seekz')).description('Seekable, editab
 program
   .command('patch')
   .description(
-    'Overwrite bytes of a .gz or .xz file in place, without recompressing. The bytes must lie in stored ' +
-      'blocks (see partial-deflate --store, seekxz --store). Only the changed bytes and the checks they ' +
-      "change (gzip: the trailer; xz: the blocks' checks) are written; an undo journal makes the edit " +
+    'Overwrite bytes of a .gz, .xz or .zst file in place, without recompressing. The bytes must lie in stored ' +
+      'blocks or frames (see partial-deflate --store, seekxz --store, seekzstd --store). Only the changed bytes and the checks they ' +
+      "change (gzip: the trailer; xz: the blocks' checks; zstd: the frames' XXH64, in the frame and the seek table) are written; an undo journal makes the edit " +
       'all-or-nothing even if the process is killed.',
   )
   .argument('<file>')
@@ -41,7 +41,7 @@ program
   .option('--partition <n>', 'with --from: write it back at the start of partition N')
   .option('-q, --quiet', 'say nothing on success')
   .option('-v, --verbose', 'report bytes written and read, and the checks changed')
-  .addHelpText('after', '\nExamples:\n  seekz patch disk.img.gz --offset 1MiB --data kernel-args.bin\n  seekz patch disk.img.gz --from boot.img --partition 1\n  seekz patch disk.img.xz --from boot.img --partition 1')
+  .addHelpText('after', '\nExamples:\n  seekz patch disk.img.gz --offset 1MiB --data kernel-args.bin\n  seekz patch disk.img.gz --from boot.img --partition 1\n  seekz patch disk.img.xz --from boot.img --partition 1\n  seekz patch disk.img.zst --from boot.img --partition 1')
   .action(async (path: string, options) => {
     const onWalk = () => {
       if (!options.quiet) process.stderr.write(`seekz: ${path} has no seekz map; walking its deflate stream to find stored blocks (slower)\n`);
@@ -78,7 +78,7 @@ program
 
 program
   .command('extract')
-  .description('Copy a region of the uncompressed data of a .gz or .xz file (or URL) out, e.g. a partition to edit with debugfs or mtools.')
+  .description('Copy a region of the uncompressed data of a .gz, .xz or .zst file (or URL) out, e.g. a partition to edit with debugfs or mtools.')
   .argument('<file>')
   .option('--partition <n>', "partition N of the disk image's MBR or GPT")
   .option('--range <start:end>', 'uncompressed byte range, END exclusive')
@@ -180,7 +180,7 @@ program
       await writeStdout(`editable: ${describeRanges(info.editable)}\n`);
       return;
     }
-    if (info.format === 'zstd') return writeStdout((await import('./zstd-listing.js')).zstdListing(path, info));
+    if (info.format === 'zstd') return writeStdout(`${(await import('./zstd-listing.js')).zstdListing(path, info)}editable: ${describeRanges(info.editable)}\n`);
     await writeStdout(gzipInfoLines(path, info).join('\n') + '\n');
     warnTrailing(path, info.end, info.compressedSize);
   });

@@ -13,7 +13,7 @@ import { zstdCodecName } from '../src/zstd/codec.js';
 import { decompressZstd, streamDecompressZstd } from '../src/zstd/decompress.js';
 import { DEFAULT_MAX_FRAME, openZstd } from '../src/zstd/reader.js';
 import { DEFAULT_FRAME_SIZE, DEFAULT_LEVEL, writeZstd, zstdWriterMemoryBound } from '../src/zstd/writer.js';
-import { parseInteger, progressLine, runCli, shellManners } from './common.js';
+import { parseInteger, progressLine, runCli, shellManners, storedRangesOf, storeOptions } from './common.js';
 import { fileCodec, openFileWith } from './file-codec.js';
 import { zstdListing } from './zstd-listing.js';
 
@@ -54,9 +54,12 @@ Examples:
   seekzstd -T0 disk.img                    # disk.img -> disk.img.zst, frames of ${formatSize(DEFAULT_FRAME_SIZE)}
   seekzstd -d disk.img.zst -o copy.img
   seekzstd -l disk.img.zst
+  seekzstd --store-partition 1 disk.img    # /boot stays editable: seekz patch disk.img.zst …
   seekz read disk.img.zst --offset 1G --length 4096
   seekz serve disk.img.zst                 # NBD, zero frames reported as holes`,
   );
+
+storeOptions(program, 'stored frames (raw blocks)');
 
 /** zstd-style flags: `-19`, `-3v` become `--level N` plus the rest; `-T2` is commander's own. */
 function expandZstdFlags(argv: string[]): string[] {
@@ -98,9 +101,10 @@ runCli('seekzstd', async () => {
     const progress = progressLine(input.size, !options.quiet);
     let output: { sink: Sink; file?: AtomicFile } | undefined;
     try {
+      const stored = await storedRangesOf(options as { store: string[]; storePartition: string[] }, source);
       output = await openOutput(outPath, like);
       const started = Date.now();
-      const result = await writeZstd(input, output.sink, { frameSize, level, threads, onProgress: progress.update });
+      const result = await writeZstd(input, output.sink, { frameSize, level, threads, stored, onProgress: progress.update });
       progress.finish();
       await finish(file, output.file);
       if (options.verbose && !options.quiet) {
@@ -108,7 +112,7 @@ runCli('seekzstd', async () => {
         process.stderr.write(
           `${file}: ${formatSize(result.uncompressedSize)} -> ${formatSize(result.compressedSize)} ` +
             `(${(result.compressedSize / Math.max(1, result.uncompressedSize)).toFixed(3)}), ${result.entries.length} frames ` +
-            `(${result.zeroFrames} all zero), ${formatSize(result.uncompressedSize / Math.max(seconds, 1e-3))}/s\n`,
+            `(${result.zeroFrames} all zero), ${result.storedBytes > 0 ? `${formatSize(result.storedBytes)} stored (editable), ` : ''}${formatSize(result.uncompressedSize / Math.max(seconds, 1e-3))}/s\n`,
         );
       }
     } catch (error) {

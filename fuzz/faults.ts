@@ -2,15 +2,15 @@
  * Faults from outside the file: a `seekz patch` killed with SIGKILL at a random moment, and a
  * full disk under `cat`, `read`, `extract` and `index`.
  *
- * Kill -9: each kill starts from a copy of one partial-deflate .gz or one seekxz --store .xz (the
- * campaign runs both formats, --kills each) with a stored range, runs
+ * Kill -9: each kill starts from a copy of one partial-deflate .gz, one seekxz --store .xz or one
+ * seekzstd --store .zst (the campaign runs all three formats, --kills each) with a stored range, runs
  * `seekz patch` over most of that range, and SIGKILLs it after a delay drawn from the seed:
  * counted from the spawn (spread over a whole run, measured first), or from the moment the lock
  * or the undo journal appears (fs.watch), so that most kills land inside the edit itself. Afterwards every reader must see all-old or
  * all-new, the same for all. The first reader (by seed: `cat`, `read`, `info`, `index`, or a
  * read through `seekz serve --readonly`) meets the file as the kill left it, and must recover the
  * edit first or refuse; then `seekz cat`, `seekz read` of the edited range, and the real tools:
- * `zcat` and `gzip -t`, or `xz -dc` and `xz -t`.
+ * `zcat` and `gzip -t`, `xz -dc` and `xz -t`, or `zstd -dc` and `zstd -t`.
  *
  * ENOSPC: output into a tmpfs of a few KiB, by -o and by stdout (mounted when we are root;
  * else only stdout to /dev/full is tried, and the run says so). The verdict must be a clean error, and no output
@@ -35,11 +35,12 @@ export interface FaultResult {
   why: string;
 }
 
-/** The two formats seekz edits in place, and the real tools that judge each. */
+/** The formats seekz edits in place, and the real tools that judge each. */
 const PATCH_FORMATS = {
   gz: { decompress: ['zcat', []], test: ['gzip', ['-t']], readers: ['cat', 'read', 'info', 'index', 'serve'] },
   // `seekz index` is for gzip: an xz file's first reader is one of the others.
   xz: { decompress: ['xz', ['-dc']], test: ['xz', ['-t']], readers: ['cat', 'read', 'info', 'serve'] },
+  zst: { decompress: ['zstd', ['-dc']], test: ['zstd', ['-t']], readers: ['cat', 'read', 'info', 'serve'] },
 } as const;
 export type PatchFormat = keyof typeof PATCH_FORMATS;
 export const PATCH_FORMAT_NAMES = Object.keys(PATCH_FORMATS) as PatchFormat[];
@@ -72,8 +73,10 @@ export async function preparePatch(root: string, format: PatchFormat, seed: numb
   writeFileSync(join(dir, 'edit.bin'), edit);
   if (format === 'gz') {
     execFileSync(process.execPath, [distCli('partial-deflate'), '-q', '-T', '1', '--chunk-size', '256KiB', 'a.img', 'base.gz', String(512 * KIB), String(3584 * KIB)], { cwd: dir });
-  } else {
+  } else if (format === 'xz') {
     execFileSync(process.execPath, [distCli('seekxz'), '-q', '-k', '-T', '1', '--block-size', '256KiB', '--store', `${512 * KIB}:${3584 * KIB}`, 'a.img', '-o', 'base.xz'], { cwd: dir });
+  } else {
+    execFileSync(process.execPath, [distCli('seekzstd'), '-q', '-T', '1', '--frame-size', '256KiB', '--store', `${512 * KIB}:${3584 * KIB}`, 'a.img', '-o', 'base.zst'], { cwd: dir });
   }
   // One uninterrupted run, to know how long a patch takes and that it works at all.
   copyFileSync(join(dir, `base.${format}`), join(dir, `timing.${format}`));
@@ -85,7 +88,7 @@ export async function preparePatch(root: string, format: PatchFormat, seed: numb
 
 /** One kill: returns the verdict and whether the kill landed before the patch finished. */
 export async function runKill(setup: PatchSetup, seed: number, kill: number, timeoutMs: number): Promise<FaultResult & { landed: boolean; trigger: string; midEdit: boolean }> {
-  const random = createRandom(seed, (setup.format === 'gz' ? 1_000_000 : 2_000_000) + kill);
+  const random = createRandom(seed, { gz: 1_000_000, xz: 2_000_000, zst: 3_000_000 }[setup.format] + kill);
   const dir = join(setup.dir, `kill-${kill}`);
   const name = `f.${setup.format}`;
   const tools = PATCH_FORMATS[setup.format];

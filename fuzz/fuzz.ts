@@ -7,7 +7,8 @@
  *   --case K       run only case K (a repro line names it); with --only patch, kill K
  *   --only LIST    groups: gz,xz,zst,index,nbd,enospc (the default), and patch (kill -9 campaign)
  *   --jobs J       cases at once (default 2)
- *   --kills N      SIGKILLs that land mid-patch in the patch campaign, per format (.gz, .xz; default 100)
+ *   --kills N      SIGKILLs that land mid-patch in the patch campaign, per format (.gz, .xz, .zst; default 100)
+ *   --formats LIST the patch campaign's formats (default gz,xz,zst)
  *   --timeout MS   per command, before the verdict is "hang" (default 15000)
  *   --save DIR     keep the files of every case with a bad verdict (and of --case K) in DIR
  *   --json FILE    also write the counts and bad verdicts as JSON (for test/fuzz.test.ts)
@@ -22,7 +23,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { buildBases, type Bases } from './bases.js';
 import { runFileCase, type Group } from './cases.js';
-import { PATCH_FORMAT_NAMES, preparePatch, runEnospc, runKill, type PatchSetup } from './faults.js';
+import { PATCH_FORMAT_NAMES, preparePatch, runEnospc, runKill, type PatchFormat, type PatchSetup } from './faults.js';
 import { runNbdCase, startServer, type NbdServer } from './nbd.js';
 import { createRandom } from './random.js';
 import { BAD_VERDICTS, largest, VERDICTS, type Verdict } from './run.js';
@@ -41,6 +42,7 @@ const { values } = parseArgs({
     only: { type: 'string' },
     jobs: { type: 'string', default: '2' },
     kills: { type: 'string', default: '100' },
+    formats: { type: 'string', default: PATCH_FORMAT_NAMES.join(',') },
     timeout: { type: 'string', default: '15000' },
     save: { type: 'string' },
     json: { type: 'string' },
@@ -172,8 +174,11 @@ async function main(): Promise<number> {
   }
 
   if (only.includes('patch')) {
-    // Both formats seekz edits in place, --kills each.
-    for (const format of PATCH_FORMAT_NAMES) {
+    // Every format seekz edits in place, --kills each.
+    const formats = String(values.formats).split(',');
+    const unknown = formats.filter((format) => !PATCH_FORMAT_NAMES.includes(format as PatchFormat));
+    if (unknown.length > 0) throw new Error(`--formats: unknown ${unknown.join(', ')}; expected some of ${PATCH_FORMAT_NAMES.join(',')}`);
+    for (const format of formats as PatchFormat[]) {
       const setup: PatchSetup = await preparePatch(join(root, 'patch'), format, seed, timeoutMs);
       // --kills counts kills that landed before the patch finished; a kill that came too late is
       // retried as the next attempt (attempt K always draws the same moment), up to 3x as many.

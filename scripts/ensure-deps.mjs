@@ -22,7 +22,7 @@ function buildNative() {
   const addons = {
     seekz_xz: { sources: ['native/xz/seekz_xz.c'], fallback: 'xz blocks decode through node-liblzma', needs: 'liblzma-dev' },
     seekz_zlib: { sources: ['native/zlib/seekz_zlib.c'], fallback: 'gzip indexes are built by the slower pure-Node walker', needs: 'zlib1g-dev, libdeflate-dev' },
-    seekz_zstd: { sources: ['native/zstd/zstd.c'], fallback: 'zstd files decode through fzstd and cannot be written', needs: 'libzstd-dev' },
+    seekz_zstd: { sources: ['native/zstd/zstd.c', 'native/zstd/xxh64.c'], fallback: 'zstd files decode through fzstd and cannot be written', needs: 'libzstd-dev' },
   };
   const mtime = (path) => (existsSync(path) ? statSync(path).mtimeMs : 0);
   const stale = Object.entries(addons).filter(([name, addon]) => {

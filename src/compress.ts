@@ -103,10 +103,21 @@ export interface CompressZstdOptions extends CommonCompressOptions {
   level?: number;
 }
 
-/** Compresses to the zstd seekable format (frames of `frameSize`, a seek table at the end); needs the seekz_zstd addon. */
+/**
+ * Compresses to the zstd seekable format (frames of `frameSize`, a seek table at the end); the
+ * `store` ranges and partitions become stored frames (raw blocks) that `patch` can overwrite in
+ * place. Needs the seekz_zstd addon.
+ */
 export async function compressZstd(input: CompressInput, output: CompressOutput, options: CompressZstdOptions = {}): Promise<ZstdWriterResult> {
-  return withWriter(input, output, options, (_source, sequential, sink) =>
-    writeZstd(sequential, sink, { frameSize: options.frameSize, level: options.level, threads: options.threads, onProgress: options.onProgress, signal: options.signal }),
+  return withWriter(input, output, options, async (source, sequential, sink) =>
+    writeZstd(sequential, sink, {
+      stored: await storedRanges(source, options),
+      frameSize: options.frameSize,
+      level: options.level,
+      threads: options.threads,
+      onProgress: options.onProgress,
+      signal: options.signal,
+    }),
   );
 }
 

@@ -108,8 +108,8 @@ const messages = {
     `zstd: frame ${frame} at offset ${offset} decodes to ${found} bytes, the index says ${expected}; the file is damaged`,
   ZSTD_CHECKSUM: (frame: number, offset: number, expected: number, found: number) =>
     `zstd: frame ${frame} at offset ${offset} fails its checksum: expected ${hex32(expected)}, the data gives ${hex32(found)}; the file is damaged (zstd -t agrees)`,
-  ZSTD_NOT_EDITABLE: () =>
-    'zstd: .zst files cannot be edited in place yet (only .gz from partial-deflate and .xz from seekxz --store); extract, edit and recompress, or keep the image as .xz',
+  ZSTD_NOT_EDITABLE: (offset: number, length: number, ranges: string) =>
+    `zstd: bytes [${offset}, ${offset + length}) are not all inside stored frames (frames made only of raw blocks); editable ranges: ${ranges}. Recompress with seekzstd --store START:END to make them editable`,
   ZSTD_NOT_SEEKABLE: (why: string) =>
     `zstd: this file cannot be read at random: ${why}; recompress it with seekzstd (seekz cat still streams it)`,
   ZSTD_FRAME_TOO_LARGE: (frame: number, size: number, max: number) =>

@@ -27,6 +27,12 @@ export interface ZstdInfo {
   skippableFrames: number;
   /** Whether the seek table carries a checksum per frame. */
   tableChecksums: boolean;
+  /**
+   * Uncompressed ranges that `patch` can overwrite in place, END exclusive: frames made only of
+   * raw blocks (seekzstd --store; found by reading the header and block headers of every frame
+   * whose sizes say it could be one).
+   */
+  editable: { start: number; end: number }[];
 }
 
 export interface XzInfo {
@@ -99,6 +105,7 @@ export async function describe(
       frames,
       skippableFrames: decoder.skippableFrames,
       tableChecksums: decoder.tableChecksums,
+      editable: await (await (await import('./zstd/editable.js')).readZstdEditable(source)).editableRanges(),
     };
   }
   if (decoder.format === 'xz') {

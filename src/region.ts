@@ -1,7 +1,7 @@
 /**
  * The edit loop of a compressed disk image as two calls: `extract` copies a region (a byte range
  * or a partition) out to a file, ordinary tools edit it, and `patch` writes it back in place into
- * the stored blocks of a .gz or .xz, journaled, changing only the bytes that differ.
+ * the stored blocks (or frames) of a .gz, .xz or .zst, journaled, changing only the bytes that differ.
  */
 import type { Writable } from 'node:stream';
 import { findPartition } from './disk/partitions.js';
@@ -73,8 +73,8 @@ export async function extract(target: Target, region: Region, output: string | W
 export type PatchInput = PatchEdit[] | { from: string | Source; at: number } | { from: string | Source; partition: number };
 
 /**
- * Overwrites uncompressed bytes of a gzip or xz file in place, without recompressing. Every byte
- * must lie in a stored block (see the `store` option of compressGzip and compressXz), or nothing
+ * Overwrites uncompressed bytes of a gzip, xz or zstd file in place, without recompressing. Every byte
+ * must lie in a stored block (see the `store` option of compressGzip, compressXz and compressZstd), or nothing
  * is written. With `from`, only the
  * bytes that differ from the file's are written. An undo journal makes the edit all or nothing,
  * even if the process is killed; the next open or patch rolls an interrupted one back.

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { crc32, crc32Combine, crc32Patch, crc32Shift, crc32Table, crc32Zeros } from '../src/crc/crc32.js';
+import { crc64, crc64Combine, crc64Patch, crc64Shift } from '../src/crc/crc64.js';
 
 const CHECK_INPUT = new TextEncoder().encode('123456789');
 /** The published CRC-32 check value (crc of "123456789"). */
@@ -302,5 +303,44 @@ describe('crc32Patch', () => {
       expect(() => crc32Patch(0, total, offset, oldBytes, newBytes)).toThrow(/^crc32: /);
     }
     expect(() => crc32Patch(0, 10, 6, four, four)).not.toThrow();
+  });
+});
+
+describe('crc64Combine, crc64Shift and crc64Patch (CRC-64/XZ)', () => {
+  it('the combine of two pieces is the CRC of the whole, for any pieces', () => {
+    fc.assert(
+      fc.property(bytes(600), bytes(600), (a, b) => crc64Combine(crc64(a), crc64(b), b.length) === crc64(concat(a, b))),
+      { numRuns: 300 },
+    );
+  });
+
+  it('shifting over n zero bytes is the register after n zeros, and shifts compose', () => {
+    fc.assert(
+      fc.property(bytes(64), fc.integer({ min: 0, max: 2000 }), (a, n) => crc64Combine(crc64(a), crc64(new Uint8Array(n)), n) === crc64(concat(a, new Uint8Array(n)))),
+      { numRuns: 200 },
+    );
+    fc.assert(
+      fc.property(fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }), countUpTo(40), countUpTo(40), (crc, m, n) => crc64Shift(crc64Shift(crc, m), n) === crc64Shift(crc, m + n)),
+      { numRuns: 100 },
+    );
+  });
+
+  it('a patch from the old CRC alone equals the CRC computed over the edited message', () => {
+    fc.assert(
+      fc.property(bytes(2000), bytes(100), fc.nat(), (message, edit, seed) => {
+        fc.pre(message.length >= edit.length);
+        const offset = seed % (message.length - edit.length + 1);
+        const edited = message.slice();
+        edited.set(edit, offset);
+        return crc64Patch(crc64(message), message.length, offset, message.subarray(offset, offset + edit.length), edit) === crc64(edited);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('CRCs across a multi-MiB message combine from its pieces', () => {
+    const whole = new Uint8Array(3 * MIB + 17).map((_, index) => (index * 2654435761) >>> 24);
+    const cut = MIB + 5;
+    expect(crc64Combine(crc64(whole.subarray(0, cut)), crc64(whole.subarray(cut)), whole.length - cut)).toBe(crc64(whole));
   });
 });

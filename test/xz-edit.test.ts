@@ -167,6 +167,31 @@ describe('foreign .xz files', () => {
     expectXzHolds(file('random.img.xz'), withEdit(random, MIB - 100, noise(4096, 12)));
   });
 
+  for (const check of ['crc64', 'crc32'] as const) {
+    it(`one large foreign block (${check}): the check moves by combine math, reading only the changed bytes; xz and Python agree`, async () => {
+      const random = noise(5 * MIB + 333, 31);
+      writeFileSync(file('large.img'), random);
+      const made = run('xz', ['-k', '-f', '-T1', `--check=${check}`, '--lzma2=preset=0', '--stdout', file('large.img')]);
+      expect(made.status, made.stderr.toString()).toBe(0);
+      const path = file(`large-${check}.xz`);
+      writeFileSync(path, made.stdout);
+      expect(run('xz', ['--robot', '--list', path]).stdout.toString()).toMatch(/^file\t1\t1\t/m); // one stream, one block
+      const edits = [{ offset: 2 * MIB + 7, data: noise(4096, 32) }, { offset: 10, data: noise(100, 33) }];
+      const result = await patchFile(path, edits);
+      expect(result.checks).toBe(`1 block check (${check.toUpperCase()}) patched by combine math`);
+      expect(result.bytesRead).toBeLessThan(64 * KIB); // headers, chunk headers, index, the old bytes: never the block
+      expectXzHolds(path, withEdit(withEdit(random, edits[0]!.offset, edits[0]!.data), edits[1]!.offset, edits[1]!.data));
+
+      // Damage elsewhere in the block is kept, never hidden under a fresh check.
+      const bytes = readFileSync(path);
+      const [extent] = await (await readXzEditable(await fileSource(path))).extents(4 * MIB, 1);
+      bytes[extent!.fileOffset]! ^= 0x40;
+      writeFileSync(path, bytes);
+      await patchFile(path, [{ offset: 3 * MIB, data: noise(64, 34) }]);
+      expect(run('xz', ['-t', path]).status).not.toBe(0);
+    });
+  }
+
   it('a block mixing uncompressed and LZMA chunks is not editable: later chunks may copy the bytes', async () => {
     // Noise then text in one block: liblzma stores the noise as uncompressed chunks and
     // compresses the text, whose matches may reach back into the noise through the dictionary.

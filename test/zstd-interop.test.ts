@@ -84,12 +84,12 @@ describe('the reference tools read seekzstd output', () => {
 });
 
 describe('seekzstd speaks like zstd', () => {
-  it('seekz patch refuses a .zst in one line and leaves it as it was (zstd editing is not there yet)', () => {
+  it('seekz patch refuses bytes of compressed frames in one line, naming the fix, and leaves the file as it was', () => {
     writeFileSync(path('patch.bin'), 'new bytes');
     const before = sha256(readFileSync(path('disk.img.zst')));
     const result = runCli('seekz', ['patch', path('disk.img.zst'), '--offset', '4096', '--data', path('patch.bin')]);
     expect(result.status).toBe(1);
-    expect(result.stderr.toString()).toMatch(/^seekz: \S+disk\.img\.zst: zstd: \.zst files cannot be edited in place yet[^\n]*\n$/);
+    expect(result.stderr.toString()).toMatch(/^seekz: \S+disk\.img\.zst: zstd: bytes \[4096, 4105\) are not all inside stored frames [^\n]*seekzstd --store START:END[^\n]*\n$/);
     expect(sha256(readFileSync(path('disk.img.zst')))).toBe(before);
   });
 

@@ -8,6 +8,7 @@
  *   streamCreate()                   -> handle for a stream of frames of unknown size
  *   streamPush(handle, input)        -> [Uint8Array[], status]: output so far (checksums verified
  *                                       by libzstd); status 0 when the input ended on a frame end
+ *   xxh64Low32(data)                 -> uint32: zstd's checksum of data (xxh64.c)
  */
 #include <node_api.h>
 #include <stdlib.h>
@@ -187,6 +188,8 @@ static napi_value versionNumber(napi_env env, napi_callback_info info) {
   return result;
 }
 
+napi_value seekzXxh64Low32(napi_env env, napi_callback_info info); /* xxh64.c */
+
 NAPI_MODULE_INIT() {
   Contexts *contexts = calloc(1, sizeof(Contexts));
   if (!contexts) return NULL;
@@ -199,6 +202,7 @@ NAPI_MODULE_INIT() {
       {"streamCreate", NULL, streamCreate, NULL, NULL, NULL, napi_default, NULL},
       {"streamPush", NULL, streamPush, NULL, NULL, NULL, napi_default, NULL},
       {"versionNumber", NULL, versionNumber, NULL, NULL, NULL, napi_default, NULL},
+      {"xxh64Low32", NULL, seekzXxh64Low32, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof(properties) / sizeof(properties[0]), properties);
   return exports;

@@ -3,12 +3,17 @@
  * (patch.ts: lock, recovery, journal, writes, fsync) is the same for every format, and a format
  * plugs in by giving its editable layout. gzip: src/gzip/editable.ts (stored deflate blocks, the
  * trailer's and the map's CRC-32s); xz: src/xz/editable.ts (blocks of LZMA2 uncompressed chunks,
- * each block's check). A third format (zstd raw blocks) adds one more.
+ * each block's check); zstd: src/zstd/editable.ts (frames of raw blocks, each frame's XXH64 in the
+ * frame and in the seek table).
  */
-import type { StoredExtent } from '../gzip/layout.js';
 import type { Source } from '../source/source.js';
 
-export type { StoredExtent };
+/** A run of uncompressed bytes that sits verbatim in the file: a stored block's (or raw block's) data. */
+export interface StoredExtent {
+  uStart: number;
+  length: number;
+  fileOffset: number;
+}
 
 export interface Range {
   start: number;
@@ -28,7 +33,7 @@ export interface CheckWrite {
 }
 
 export interface EditableLayout {
-  readonly format: 'gzip' | 'xz';
+  readonly format: 'gzip' | 'xz' | 'zstd';
   readonly fileSize: number;
   /** Uncompressed size. */
   readonly totalLength: number;
@@ -40,7 +45,7 @@ export interface EditableLayout {
   knownRanges?(): Range[];
   /**
    * The file extents holding uncompressed [offset, offset + length), or a rejection naming the
-   * editable ranges (GZIP_NOT_EDITABLE, GZIP_REFERENCED, XZ_NOT_EDITABLE) when any byte is not.
+   * editable ranges (GZIP_NOT_EDITABLE, GZIP_REFERENCED, XZ_NOT_EDITABLE, ZSTD_NOT_EDITABLE) when any byte is not.
    */
   extents(offset: number, length: number): Promise<StoredExtent[]>;
   /**
@@ -60,6 +65,8 @@ export interface CheckSummary {
   newCrc?: number;
   /** xz: block checks recomputed. */
   blockChecks?: number;
+  /** zstd: frames whose XXH64 was recomputed (Content_Checksum and seek table entry). */
+  frameChecks?: number;
   /** Words for a human: "crc32 1a2b3c4d -> 5e6f7a8b", "2 block checks (CRC64) recomputed". */
   text: string;
 }
@@ -86,4 +93,67 @@ export function insideRanges(ranges: Range[], offset: number, length: number): b
     if (at >= end) return true;
   }
   return at >= end;
+}
+
+/** "[1048576, 2097152) [5242880, 6291456)" or "none": for error messages (the first eight, then how many more). */
+export function describeRanges(ranges: { start: number; end: number }[]): string {
+  if (ranges.length === 0) return 'none';
+  const shown = ranges.slice(0, 8).map((range) => `[${range.start}, ${range.end})`).join(' ');
+  return ranges.length > 8 ? `${shown} and ${ranges.length - 8} more` : shown;
+}
+
+/** Candidate units (xz blocks, zstd frames) walked at once by editableRanges(). */
+const WALK_WINDOW = 8;
+
+/**
+ * Which units of a file (xz blocks, zstd frames, in order) are stored, each found once and
+ * remembered: `storedAt(index)` walks one unit's headers (or says no from its sizes alone), and
+ * `editableRanges()` walks every candidate, a window at a time, into merged ranges.
+ */
+export function storedUnits<Unit extends { uStart: number; uSize: number }, Stored>(
+  units: Unit[],
+  couldBeStored: (unit: Unit) => boolean,
+  find: (unit: Unit) => Promise<Stored | undefined>,
+): { storedAt(index: number): Promise<Stored | undefined>; editableRanges(): Promise<Range[]> } {
+  const found = new Map<number, Promise<Stored | undefined>>();
+  const storedAt = (index: number) => {
+    let stored = found.get(index);
+    if (!stored) found.set(index, (stored = find(units[index]!)));
+    return stored;
+  };
+  let ranges: Promise<Range[]> | undefined;
+  const editableRanges = () =>
+    (ranges ??= (async () => {
+      const candidates = units.flatMap((unit, index) => (couldBeStored(unit) ? [index] : []));
+      const out: Range[] = [];
+      for (let at = 0; at < candidates.length; at += WALK_WINDOW) {
+        const window = candidates.slice(at, at + WALK_WINDOW);
+        const stored = await Promise.all(window.map(storedAt));
+        window.forEach((index, within) => {
+          if (stored[within]) out.push({ start: units[index]!.uStart, end: units[index]!.uStart + units[index]!.uSize });
+        });
+      }
+      return mergeRanges(out);
+    })());
+  return { storedAt, editableRanges };
+}
+
+/** A run of a stored unit's bytes in the file: uncompressed offset within the unit, file offset, length. */
+export interface StoredChunk {
+  within: number;
+  fileOffset: number;
+  length: number;
+}
+
+/** The extents of uncompressed [offset, end) that lie in one stored unit starting at `uStart`, from its chunks. */
+export function chunkExtents(uStart: number, uSize: number, chunks: StoredChunk[], offset: number, end: number): StoredExtent[] {
+  const from = Math.max(offset, uStart) - uStart;
+  const to = Math.min(end, uStart + uSize) - uStart;
+  const extents: StoredExtent[] = [];
+  for (const chunk of chunks) {
+    const lo = Math.max(from, chunk.within);
+    const hi = Math.min(to, chunk.within + chunk.length);
+    if (lo < hi) extents.push({ uStart: uStart + lo, length: hi - lo, fileOffset: chunk.fileOffset + (lo - chunk.within) });
+  }
+  return extents;
 }

@@ -41,7 +41,7 @@ export interface PatchOptions {
   onWalk?: () => void;
 }
 
-/** The editable layout of a gzip or xz file, by its magic bytes. */
+/** The editable layout of a gzip, xz or zstd file, by its magic bytes. */
 export async function readEditableLayout(source: Source, options: PatchOptions = {}): Promise<EditableLayout> {
   const magic = await source.read(0, HEADER_MAGIC.length);
   // The layouts read the file's first bytes again: they get the magic from here, so detecting the
@@ -61,9 +61,9 @@ export async function readEditableLayout(source: Source, options: PatchOptions =
   };
   // The xz layout (and the xz reader behind it) loads only for an .xz: a gzip patch never needs it.
   if (HEADER_MAGIC.every((byte, index) => magic[index] === byte)) return (await import('../xz/editable.js')).readXzEditable(known);
-  // zstd (a frame, or a skippable frame first): no editable layout yet; say so rather than "not gzip".
+  // zstd (a frame, or a skippable frame first): the zstd layout, loaded likewise only for a .zst.
   const zstd = [FRAME_MAGIC_BYTES, SKIPPABLE_MAGIC_BYTES].some((known) => known.every((byte, index) => (index === 0 && known === SKIPPABLE_MAGIC_BYTES ? magic[0]! & 0xf0 : magic[index]) === byte));
-  if (zstd) throw fail('ZSTD_NOT_EDITABLE');
+  if (zstd) return (await import('../zstd/editable.js')).readZstdEditable(known);
   return gzipEditable(await readGzipLayout(known, { onWalk: options.onWalk }), known);
 }
 
@@ -122,7 +122,7 @@ export async function recoverIfInterrupted(path: string): Promise<PatchResult['r
 }
 
 /**
- * Overwrites uncompressed bytes of a gzip or xz file in place. Every target byte must lie in a
+ * Overwrites uncompressed bytes of a gzip, xz or zstd file in place. Every target byte must lie in a
  * stored block, or nothing is written. The checks the edit changes are fixed in the same
  * journaled transaction (see the format's EditableLayout); the rest of the file is not read.
  * Crash-safe through an undo journal; see journal.ts.

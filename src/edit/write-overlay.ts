@@ -1,7 +1,6 @@
 import { fail } from '../errors.js';
-import { describeRanges } from '../gzip/layout.js';
 import type { Source } from '../source/source.js';
-import { insideRanges, type EditableLayout, type Range } from './editable.js';
+import { describeRanges, insideRanges, type EditableLayout, type Range } from './editable.js';
 import { patchFile, type PatchEdit } from './patch.js';
 
 /** Unflushed writes kept before they are applied on their own. */
@@ -10,7 +9,7 @@ const DEFAULT_PENDING_LIMIT = 64 * 2 ** 20;
 /**
  * Writes into the stored ranges of a partial-deflate gzip or a seekxz --store xz, for a
  * block-device server: writes are checked at once against the editable ranges found on open
- * (outside them: GZIP_NOT_EDITABLE or XZ_NOT_EDITABLE, which a server turns into EPERM), kept in memory and visible to reads, and applied by `flush` through the journaled
+ * (outside them: GZIP_NOT_EDITABLE, XZ_NOT_EDITABLE or ZSTD_NOT_EDITABLE, which a server turns into EPERM), kept in memory and visible to reads, and applied by `flush` through the journaled
  * patch, which fixes the checks (gzip: the trailer's and the map's CRC-32s; xz: the touched
  * blocks' checks) once for all of them.
  *
@@ -19,6 +18,9 @@ const DEFAULT_PENDING_LIMIT = 64 * 2 ** 20;
  * the write is pending, being patched in, or already in the file; and no read of the file runs
  * while a patch is writing it, so a verified read never sees half an edit.
  */
+/** The refusal of a write outside the editable ranges, per format. */
+const NOT_EDITABLE = { gzip: 'GZIP_NOT_EDITABLE', xz: 'XZ_NOT_EDITABLE', zstd: 'ZSTD_NOT_EDITABLE' } as const;
+
 export function writableFile(
   path: string,
   data: Source & { reload?(): Promise<void> },
@@ -108,7 +110,7 @@ export function writableFile(
       // Synchronous, so that writes join `pending` in the order they came. A map layout (the only
       // gzip kind served writable) has no back-references into stored bytes; patch checks again anyway.
       if (!insideRanges(ranges, offset, bytes.length)) {
-        throw fail(layout.format === 'xz' ? 'XZ_NOT_EDITABLE' : 'GZIP_NOT_EDITABLE', offset, bytes.length, describeRanges(ranges));
+        throw fail(NOT_EDITABLE[layout.format], offset, bytes.length, describeRanges(ranges));
       }
       pending.push({ offset, data: new Uint8Array(bytes) });
       pendingBytes += bytes.length;

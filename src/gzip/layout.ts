@@ -5,14 +5,7 @@ import type { Source } from '../source/source.js';
 import { readGzipHeader, TRAILER_LENGTH, type GzipHeader } from './header.js';
 import { combinedCrc, decodeMap, findSegment, SEEKZ_SUBFIELD_ID, STORED_BLOCK_HEADER, STORED_BLOCK_MAX, type SeekzMap } from './map.js';
 import { lastAtOrBefore } from '../search.js';
-import { mergeRanges } from '../edit/editable.js';
-
-/** A run of uncompressed bytes that sits verbatim in the file: a stored block's data. */
-export interface StoredExtent {
-  uStart: number;
-  length: number;
-  fileOffset: number;
-}
+import { describeRanges, mergeRanges, type StoredExtent } from '../edit/editable.js';
 
 /**
  * Where things are in a single-member gzip file: header, deflate stream, trailer, and which
@@ -217,12 +210,4 @@ async function walkedLayout(source: Source, header: GzipHeader, trailer: { crc: 
       return extents;
     },
   };
-}
-
-
-/** "[1048576, 2097152) [5242880, 6291456)" or "none": for error messages. */
-export function describeRanges(ranges: { start: number; end: number }[]): string {
-  if (ranges.length === 0) return 'none';
-  const shown = ranges.slice(0, 8).map((range) => `[${range.start}, ${range.end})`).join(' ');
-  return ranges.length > 8 ? `${shown} and ${ranges.length - 8} more` : shown;
 }

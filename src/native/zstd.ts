@@ -12,6 +12,8 @@ export interface NativeZstd {
   streamCreate(): unknown;
   streamPush(handle: unknown, input: Uint8Array): [Uint8Array[], number];
   versionNumber(): number;
+  /** zstd's checksum: the low 32 bits of XXH64 (native/zstd/xxh64.c). */
+  xxh64Low32(data: Uint8Array): number;
 }
 
 let loaded: NativeZstd | undefined | null = null;

@@ -259,7 +259,7 @@ function stdioConnection(): Duplex {
 
 /**
  * The export for a target, and how to let go of what was opened for it. A local partial-deflate
- * .gz or seekxz --store .xz with stored ranges is writable unless `readonly`: writes go through the
+ * .gz, seekxz --store .xz or seekzstd --store .zst with stored ranges is writable unless `readonly`: writes go through the
  * journaled patch.
  */
 async function exportOf(target: Target, options: ServeOptions): Promise<{ exported: NbdExport; release: () => Promise<void> }> {
@@ -296,6 +296,19 @@ async function writableOverlay(path: string, data: Decoder): Promise<ReturnType<
     // After a patch the decoded blocks in the cache are old: forget them.
     const source = { size: data.size, read: (offset: number, length: number) => data.read(offset, length), reload: async () => data.cache.clear() };
     return writableFile(path, source, { format: 'xz', walked: false, ranges });
+  }
+  if (data.format === 'zstd') {
+    const { readZstdEditable, reloadTableChecksums } = await import('../zstd/editable.js');
+    const compressed = await fileSource(path);
+    const ranges = await (await readZstdEditable(compressed)).editableRanges().finally(() => compressed.close());
+    if (ranges.length === 0) return undefined;
+    // After a patch the decoded frames in the cache are old, and so are the seek table's checksums the reads are held against.
+    const reload = async () => {
+      data.cache.clear();
+      const table = await fileSource(path);
+      await reloadTableChecksums(table, data.frames).finally(() => table.close());
+    };
+    return writableFile(path, { size: data.size, read: (offset: number, length: number) => data.read(offset, length), reload }, { format: 'zstd', walked: false, ranges });
   }
   return undefined;
 }

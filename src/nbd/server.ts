@@ -46,7 +46,7 @@ export interface NbdExport {
    */
   readAhead?: { unit: number; distance: number; inFlight: number };
   writable?: {
-    /** Rejects with a SeekzError (GZIP_NOT_EDITABLE, XZ_NOT_EDITABLE) for bytes that cannot change: EPERM. */
+    /** Rejects with a SeekzError (GZIP_NOT_EDITABLE, XZ_NOT_EDITABLE, ZSTD_NOT_EDITABLE) for bytes that cannot change: EPERM. */
     write(offset: number, data: Uint8Array): Promise<void>;
     flush(): Promise<void>;
   };
@@ -502,7 +502,7 @@ export function createNbdHandler(exported: NbdExport, options: NbdServerOptions 
       return reply(structuredChunk(handle, P.REPLY_FLAG_DONE, P.REPLY_TYPE_ERROR, payload));
     };
     const replyDone = (handle: Buffer) => reply(structured ? structuredChunk(handle, P.REPLY_FLAG_DONE, P.REPLY_TYPE_NONE) : simpleReply(handle, 0));
-    const errnoOf = (error: unknown) => (error instanceof SeekzError && (error.code === 'GZIP_NOT_EDITABLE' || error.code === 'XZ_NOT_EDITABLE' || error.code === 'OUT_OF_RANGE') ? P.EPERM : P.EIO);
+    const errnoOf = (error: unknown) => (error instanceof SeekzError && (error.code === 'GZIP_NOT_EDITABLE' || error.code === 'XZ_NOT_EDITABLE' || error.code === 'ZSTD_NOT_EDITABLE' || error.code === 'OUT_OF_RANGE') ? P.EPERM : P.EIO);
 
     /**
      * Why a request is refused before anything is done for it, as nbdkit refuses it, or undefined.

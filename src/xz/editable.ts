@@ -8,23 +8,24 @@
  *
  * An edit rewrites one check per touched block. The block is read whole (at most 1 MiB for the
  * blocks seekxz writes), its old check verified over its old bytes (so a damaged block is refused,
- * never given a fresh check), and the new check computed over the new bytes: measured cheaper to
- * keep right than CRC combine math, and the only way for SHA-256.
+ * never given a fresh check), and the new check computed over the new bytes: simplest to keep
+ * right, and the only way for SHA-256. A larger block (a foreign file's, up to the whole file) with
+ * a CRC32 or CRC64 check is not read whole: its check moves by combine math over the changed
+ * pieces (crc32Patch, crc64Patch), which keeps any error the old check had.
  */
-import type { CheckWrite, EditableLayout, PlannedWrite, Range, StoredExtent } from '../edit/editable.js';
-import { mergeRanges } from '../edit/editable.js';
+import type { CheckWrite, EditableLayout, PlannedWrite, StoredExtent } from '../edit/editable.js';
 import { fail } from '../errors.js';
-import { describeRanges } from '../gzip/layout.js';
+import { chunkExtents, describeRanges, storedUnits } from '../edit/editable.js';
 import { lastAtOrBefore } from '../search.js';
 import type { Source } from '../source/source.js';
 import { createCheck } from './check.js';
-import { checkName, checkSize, parseBlockHeader } from './format.js';
+import { crc32Patch } from '../crc/crc32.js';
+import { crc64Patch } from '../crc/crc64.js';
+import { CHECK_CRC32, CHECK_CRC64, checkName, checkSize, parseBlockHeader } from './format.js';
 import { openXz, readXzLayout, type XzBlock } from './reader.js';
-import { bytesReader, couldBeStored, findStoredBlock, storedContents, type StoredBlock } from './stored.js';
+import { bytesReader, couldBeStored, findStoredBlock, STORED_BLOCK_MAX, storedContents } from './stored.js';
 
 const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex');
-/** Candidate blocks walked at once by editableRanges(). */
-const WALK_WINDOW = 8;
 /** Block headers held against their index records at once before an edit. */
 const CONFIRM_WINDOW = 16;
 /** Bytes read of a block header to confirm it: enough for one filter and both sizes. */
@@ -38,24 +39,7 @@ export async function readXzEditable(source: Source): Promise<EditableLayout & {
     if (bytes.length !== length) throw fail('XZ_TRUNCATED', 'block', offset);
     return bytes;
   };
-  const found = new Map<number, Promise<StoredBlock | undefined>>();
-  const storedAt = (index: number) => {
-    let stored = found.get(index);
-    if (!stored) found.set(index, (stored = findStoredBlock(read, blocks[index]!)));
-    return stored;
-  };
-  let ranges: Promise<Range[]> | undefined;
-  const editableRanges = () =>
-    (ranges ??= (async () => {
-      const candidates = blocks.map((block, index) => ({ block, index })).filter(({ block }) => couldBeStored(block));
-      const out: Range[] = [];
-      for (let at = 0; at < candidates.length; at += WALK_WINDOW) {
-        const window = candidates.slice(at, at + WALK_WINDOW);
-        const stored = await Promise.all(window.map(({ index }) => storedAt(index)));
-        for (const block of stored) if (block) out.push({ start: block.block.uStart, end: block.block.uStart + block.block.uSize });
-      }
-      return mergeRanges(out);
-    })());
+  const { storedAt, editableRanges } = storedUnits(blocks, couldBeStored, (block) => findStoredBlock(read, block));
   const locate = (offset: number) => lastAtOrBefore(blocks, (block) => block.uStart, offset);
 
   // An edit lands where the index records put it, so every record before the touched block is
@@ -100,25 +84,44 @@ export async function readXzEditable(source: Source): Promise<EditableLayout & {
         if (block.uSize === 0) continue;
         const stored = await storedAt(index);
         if (!stored) throw fail('XZ_NOT_EDITABLE', offset, length, describeRanges(await editableRanges()));
-        const from = Math.max(offset, block.uStart) - block.uStart;
-        const to = Math.min(end, block.uStart + block.uSize) - block.uStart;
-        for (const chunk of stored.chunks) {
-          const lo = Math.max(from, chunk.within);
-          const hi = Math.min(to, chunk.within + chunk.length);
-          if (lo < hi) extents.push({ uStart: block.uStart + lo, length: hi - lo, fileOffset: chunk.fileOffset + (lo - chunk.within) });
-        }
+        extents.push(...chunkExtents(block.uStart, block.uSize, stored.chunks, offset, end));
       }
       return extents;
     },
-    async checkWrites(writes) {
-      const byBlock = new Map<number, PlannedWrite[]>();
-      for (const write of writes) {
+    async checkWrites(writes, current) {
+      const byBlock = new Map<number, { write: PlannedWrite; old: Uint8Array }[]>();
+      for (const [at, write] of writes.entries()) {
         const index = locate(write.uStart);
-        byBlock.set(index, [...(byBlock.get(index) ?? []), write]);
+        byBlock.set(index, [...(byBlock.get(index) ?? []), { write, old: current[at]! }]);
       }
       const checkWrites: CheckWrite[] = [];
-      for (const [index, blockWrites] of byBlock) {
+      let combined = 0;
+      for (const [index, edits] of byBlock) {
         const block = blocks[index]!;
+        const blockWrites = edits.map(({ write }) => write);
+        if (block.uSize > STORED_BLOCK_MAX && (block.checkId === CHECK_CRC32 || block.checkId === CHECK_CRC64)) {
+          // A large foreign block: its CRC moves by combine math over the changed pieces only,
+          // instead of a read of the whole block. Linear, so a block damaged elsewhere keeps its
+          // error (xz -t still fails it): it is never given a fresh check.
+          const stored = await storedAt(index);
+          if (!stored) throw fail('XZ_NOT_EDITABLE', block.uStart, block.uSize, describeRanges(await editableRanges()));
+          const oldCheck = await read(stored.checkOffset, checkSize(block.checkId));
+          const view = new DataView(oldCheck.buffer, oldCheck.byteOffset, oldCheck.length);
+          const out = new Uint8Array(oldCheck.length);
+          const outView = new DataView(out.buffer);
+          if (block.checkId === CHECK_CRC64) {
+            let crc = view.getBigUint64(0, true);
+            for (const { write, old } of edits) crc = crc64Patch(crc, block.uSize, write.uStart - block.uStart, old, write.data);
+            outView.setBigUint64(0, crc, true);
+          } else {
+            let crc = view.getUint32(0, true);
+            for (const { write, old } of edits) crc = crc32Patch(crc, block.uSize, write.uStart - block.uStart, old, write.data);
+            outView.setUint32(0, crc, true);
+          }
+          checkWrites.push({ fileOffset: stored.checkOffset, old: oldCheck, bytes: out });
+          combined++;
+          continue;
+        }
         const bytes = await read(block.offset, block.totalSize);
         // Walked again in the bytes just read: what is checked is what is rewritten.
         const stored = await findStoredBlock(bytesReader(bytes, block.offset), block);
@@ -137,7 +140,8 @@ export async function readXzEditable(source: Source): Promise<EditableLayout & {
       }
       const names = [...new Set([...byBlock.keys()].map((index) => checkName(blocks[index]!.checkId)))].join(', ');
       const count = checkWrites.length;
-      const text = count === 0 ? `no block checks to fix (${names})` : `${count} block check${count === 1 ? '' : 's'} (${names}) recomputed`;
+      const how = combined === 0 ? 'recomputed' : combined === count ? 'patched by combine math' : `recomputed (${combined} patched by combine math)`;
+      const text = count === 0 ? `no block checks to fix (${names})` : `${count} block check${count === 1 ? '' : 's'} (${names}) ${how}`;
       return { writes: checkWrites, summary: { blockChecks: count, text } };
     },
   };

@@ -12,6 +12,7 @@
  * after an uncompressed one may copy from its bytes through the dictionary, so one compressed
  * chunk makes the whole block uneditable. Pinned by test/xz-edit.test.ts ("mixed block").
  */
+import type { StoredChunk } from '../edit/editable.js';
 import { fail } from '../errors.js';
 import { FILTER_LZMA2, buildBlockHeader, checkSize, padding4, parseBlockHeader } from './format.js';
 import { createCheck } from './check.js';
@@ -72,7 +73,7 @@ export type BlockPlace = Pick<XzBlock, 'number' | 'uStart' | 'uSize' | 'offset' 
 export interface StoredBlock {
   block: BlockPlace;
   /** Chunk payloads in order: uncompressed offset within the block, file offset, length. */
-  chunks: { within: number; fileOffset: number; length: number }[];
+  chunks: StoredChunk[];
   checkOffset: number;
 }
 

@@ -7,6 +7,7 @@ import { isAllZero } from '../zeros.js';
 import { createWorkerPool, defaultThreads } from '../workers/pool.js';
 import { buildBlockHeader, buildIndex, buildStreamFooter, buildStreamHeader, CHECK_IDS, padding4, type CheckName, type IndexRecord } from './format.js';
 import { buildStoredBlock, STORED_BLOCK_MAX } from './stored.js';
+import { nextPiece, normaliseRanges } from '../stored-ranges.js';
 
 export const DEFAULT_BLOCK_SIZE = 16 * 2 ** 20;
 export const DEFAULT_PRESET = 6;
@@ -56,29 +57,6 @@ export function xzWriterMemoryBound(threads: number, blockSize: number, preset: 
   // and compressed blocks on their way to the writer, with garbage V8 frees late: about 3 blocks.
   // Measured at 2 threads, 16 MiB blocks, -6: 307-354 MiB (xz -6 -T2: 232-246 MiB).
   return 70 * 2 ** 20 + threads * (ENCODER_MIB[preset]! * 2 ** 20 + 3 * blockSize);
-}
-
-/** Sorted, merged, non-empty stored ranges. */
-function normaliseRanges(ranges: { start: number; end: number }[]): { start: number; end: number }[] {
-  const merged: { start: number; end: number }[] = [];
-  for (const range of [...ranges].filter((range) => range.end > range.start).sort((a, b) => a.start - b.start)) {
-    const last = merged[merged.length - 1];
-    if (last && range.start <= last.end) last.end = Math.max(last.end, range.end);
-    else merged.push({ ...range });
-  }
-  return merged;
-}
-
-/**
- * Where the block starting at `at` ends and whether it is stored: a stored range is cut into
- * 1 MiB blocks from its start; elsewhere blocks end at multiples of `blockSize` or at the next
- * stored range, so a compressed block never holds a stored byte.
- */
-function nextBlock(at: number, blockSize: number, ranges: { start: number; end: number }[]): { length: number; stored: boolean } {
-  const range = ranges.find((candidate) => candidate.end > at);
-  if (range && range.start <= at) return { length: Math.min(STORED_BLOCK_MAX - ((at - range.start) % STORED_BLOCK_MAX), range.end - at), stored: true };
-  const boundary = (Math.floor(at / blockSize) + 1) * blockSize;
-  return { length: Math.min(boundary, range ? range.start : Infinity) - at, stored: false };
 }
 
 /**
@@ -146,7 +124,7 @@ export async function writeXz(input: SequentialInput, sink: Sink, options: XzWri
   try {
     await write(buildStreamHeader(checkId));
     for (let at = 0; ; ) {
-      const next = nextBlock(at, blockSize, stored);
+      const next = nextPiece(at, blockSize, STORED_BLOCK_MAX, stored);
       if (next.stored) {
         // Built here: copying and a check over at most 1 MiB is cheaper than a trip to a worker.
         const data = await input.read(new Uint8Array(next.length));

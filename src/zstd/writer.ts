@@ -6,15 +6,19 @@
  * data and the level, so the output is the same for any thread count. An all-zero frame is
  * compressed once and its bytes reused. The entry a frame gets in the seek table is made from the
  * frame as it is written (sizes counted, checksum copied from its last four bytes), so the table
- * cannot disagree with the file. Pinned by test/zstd.test.ts ("identical for any -T").
+ * cannot disagree with the file. `stored` ranges become stored frames (src/zstd/stored.ts) cut by
+ * the same grid as seekxz's stored blocks (src/stored-ranges.ts). Pinned by test/zstd.test.ts
+ * ("identical for any -T") and test/zstd-edit.test.ts.
  */
 import { fail } from '../errors.js';
 import type { Sink } from '../io/sink.js';
 import type { SequentialInput } from '../source/sequential.js';
 import { orderedWindow } from '../workers/ordered.js';
 import { createWorkerPool, defaultThreads } from '../workers/pool.js';
+import { nextPiece, normaliseRanges, type ByteRange } from '../stored-ranges.js';
 import { isAllZero } from '../zeros.js';
 import { buildSeekTable, frameChecksum, SEEKABLE_MAX_FRAME_SIZE, type SeekEntry } from './format.js';
+import { buildStoredFrame, STORED_FRAME_MAX } from './stored.js';
 
 /**
  * 1 MiB: on the bench image (npm run bench -- --only zstd) it costs 0.15 % in size against plain
@@ -30,6 +34,11 @@ export interface ZstdWriterOptions {
   /** 1 to 22 (zstd's --ultra levels above 19 included); default 3 as in zstd. */
   level?: number;
   threads?: number;
+  /**
+   * Uncompressed ranges [start, end) written as stored frames (raw blocks only, at most 1 MiB,
+   * aligned to the range's edges; see stored.ts), so seekz patch can overwrite them in place.
+   */
+  stored?: ByteRange[];
   /** Called as each frame is written: its seek table entry and file offset. */
   onFrame?: (frame: SeekEntry & { offset: number }) => void;
   onProgress?: (done: number) => void;
@@ -42,6 +51,8 @@ export interface ZstdWriterResult {
   uncompressedSize: number;
   compressedSize: number;
   zeroFrames: number;
+  /** Uncompressed bytes written as stored frames. */
+  storedBytes: number;
 }
 
 /**
@@ -68,6 +79,8 @@ export async function writeZstd(input: SequentialInput, sink: Sink, options: Zst
   let compressedSize = 0;
   let uncompressedSize = 0;
   let zeroFrames = 0;
+  let storedBytes = 0;
+  const stored = normaliseRanges(options.stored ?? []);
 
   const spare: Uint8Array[] = [];
   const zeroFramesByLength = new Map<number, Promise<{ frame: Uint8Array; length: number }>>();
@@ -85,11 +98,23 @@ export async function writeZstd(input: SequentialInput, sink: Sink, options: Zst
   const encode = (data: Uint8Array) => pool.run({ kind: 'zstd-encode', data, level }, [data.buffer as ArrayBuffer]);
 
   try {
-    for (;;) {
+    for (let at = 0; ; ) {
+      const next = nextPiece(at, frameSize, STORED_FRAME_MAX, stored);
+      if (next.stored) {
+        // Built here: a copy and a native XXH64 over at most 1 MiB cost less than a trip to a worker.
+        const data = await input.read(new Uint8Array(next.length));
+        if (data.length === 0) break;
+        storedBytes += data.length;
+        at += data.length;
+        await window.push(Promise.resolve({ frame: buildStoredFrame(data), length: data.length }));
+        if (data.length < next.length) break;
+        continue;
+      }
       const buffer = spare.pop() ?? new Uint8Array(frameSize);
-      const data = await input.read(buffer);
+      const data = await input.read(buffer.subarray(0, next.length));
       const length = data.length;
       if (length === 0) break;
+      at += length;
       if (isAllZero(data)) {
         zeroFrames++;
         spare.push(buffer);
@@ -107,7 +132,7 @@ export async function writeZstd(input: SequentialInput, sink: Sink, options: Zst
           }),
         );
       }
-      if (length < frameSize) break;
+      if (length < next.length) break;
     }
     await window.drain();
     const table = buildSeekTable(entries);
@@ -116,5 +141,5 @@ export async function writeZstd(input: SequentialInput, sink: Sink, options: Zst
   } finally {
     await pool.close();
   }
-  return { entries, uncompressedSize, compressedSize, zeroFrames };
+  return { entries, uncompressedSize, compressedSize, zeroFrames, storedBytes };
 }

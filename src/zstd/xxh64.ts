@@ -4,6 +4,8 @@
  * both unsigned 32-bit; results of the helpers come back through HI/LO to avoid allocating.
  * Pinned by test/zstd-format.test.ts against `xxhsum -H64` and against the checksums `zstd` writes.
  */
+import { nativeZstd } from '../native/zstd.js';
+
 let HI = 0;
 let LO = 0;
 
@@ -53,8 +55,18 @@ export function xxh64(data: Uint8Array): bigint {
   return (BigInt(hi) << 32n) | BigInt(lo);
 }
 
-/** What zstd stores: the low 32 bits of XXH64 (Content_Checksum, the seek table's Checksum). */
+/**
+ * What zstd stores: the low 32 bits of XXH64 (Content_Checksum, the seek table's Checksum).
+ * Through the seekz_zstd addon when it is built (native/zstd/xxh64.c: ~50× faster, which an
+ * in-place edit of a 1 MiB stored frame needs), else in JavaScript.
+ */
 export function xxh64Low32(data: Uint8Array): number {
+  const native = nativeZstd();
+  return native ? native.xxh64Low32(data) : xxh64Halves(data)[1];
+}
+
+/** The JavaScript path alone (tests hold the addon against it). */
+export function xxh64Low32Js(data: Uint8Array): number {
   return xxh64Halves(data)[1];
 }
 

@@ -5,10 +5,10 @@
  * piecewise file helpers the tests judge with.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readSync, statSync, writeFileSync, writeSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { expect } from 'vitest';
-import { diskLikeData, findTool, run, type RunResult } from './tools.js';
+import { diskLikeData, findTool, run, runCli, type RunResult } from './tools.js';
 
 export const MIB = 1024 * 1024;
 export const DISK_SIZE = 96 * MIB;
@@ -198,4 +198,70 @@ export function editBootEntry(directory: string, image: string, tools: BootTools
 
 export function debugfsCat(image: string, tools: BootTools): string {
   return ok(run(tools.debugfs, ['-R', `cat ${ENTRY_PATH}`, image]), 'debugfs cat').stdout.toString('utf8');
+}
+
+/**
+ * The patched image is right: `original` (the disk before the edit) outside [boot.start, boot.end)
+ * byte for byte, and inside it the bytes of `editedBoot` (the partition as debugfs left it), which
+ * hold the new entry and a clean file system (debugfs cat, e2fsck -n -f on the partition taken
+ * out of `image`).
+ */
+export function expectEditedImage(image: string, original: string, editedBoot: string, boot: Range, tools: BootTools): void {
+  const size = statSync(original).size;
+  expect(statSync(image).size).toBe(size);
+  const check = join(dirname(image), 'boot-check.img');
+  copyRange(image, boot.start, check, 0, boot.end - boot.start);
+  expect(debugfsCat(check, tools)).toBe(NEW_ENTRY);
+  ok(run(tools.e2fsck, ['-n', '-f', check]), 'e2fsck -n -f');
+  expect(compareRanges(editedBoot, 0, check, 0, boot.end - boot.start).firstDifference).toBeUndefined();
+  expect(compareRanges(original, 0, image, 0, boot.start).firstDifference).toBeUndefined();
+  const after = compareRanges(original, boot.end, image, boot.end, size - boot.end);
+  expect(after.firstDifference === undefined ? undefined : boot.end + after.firstDifference).toBeUndefined();
+}
+
+/**
+ * qemu-io arguments that write every `block`-byte block of `editedBoot` that differs from the
+ * disk `original` at boot.start, each from a file of its bytes (written into `directory`): the
+ * debugfs edit, replayed through an NBD server.
+ */
+export function qemuIoWrites(directory: string, original: string, editedBoot: string, boot: Range, block = 4096): string[] {
+  const commands: string[] = [];
+  const fd = openSync(editedBoot, 'r');
+  try {
+    for (let at = 0; at < boot.end - boot.start; at += block) {
+      if (compareRanges(original, boot.start + at, editedBoot, at, block).differing === 0) continue;
+      const bytes = readExactly(fd, Buffer.alloc(block), block, at);
+      const name = join(directory, `block-${at}.bin`);
+      writeFileSync(name, bytes);
+      commands.push(`-c 'write -s ${name} ${boot.start + at} ${block}'`);
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return commands;
+}
+
+/** `seekz extract --partition 1` of `compressed` into `output` gives exactly /boot of `original`, with the old entry. */
+export function expectBootExtracted(compressed: string, original: string, output: string, boot: Range, tools: BootTools): void {
+  ok(runCli('seekz', ['extract', compressed, '--partition', '1', '-o', output]), 'seekz extract');
+  expect(statSync(output).size).toBe(boot.end - boot.start);
+  expect(compareRanges(original, boot.start, output, 0, boot.end - boot.start).firstDifference).toBeUndefined();
+  expect(debugfsCat(output, tools)).toBe(OLD_ENTRY);
+}
+
+/**
+ * `seekz patch` of bytes in partition 2 (`root`) is refused in one line naming the editable range
+ * (/boot), and leaves `compressed` as it was, with no temp or journal files beside it.
+ */
+export function expectRefusedOutsideBoot(compressed: string, root: Range, boot: Range): void {
+  const before = sha256File(compressed);
+  const data = join(dirname(compressed), 'kernel-args.bin');
+  writeFileSync(data, 'console=ttyAMA0\n');
+  const result = runCli('seekz', ['patch', compressed, '--offset', String(root.start + MIB), '--data', data]);
+  expect(result.status, result.stderr).toBe(1);
+  expect(result.stderr.trimEnd().split('\n')).toHaveLength(1);
+  expect(result.stderr).toContain(`editable ranges: [${boot.start}, ${boot.end})`);
+  expect(sha256File(compressed)).toBe(before);
+  const name = basename(compressed);
+  expect(readdirSync(dirname(compressed)).filter((entry) => entry.startsWith(`${name}.`))).toEqual([]);
 }

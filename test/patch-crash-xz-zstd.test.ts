@@ -1,8 +1,9 @@
 /**
- * Crash safety of in-place patching on .xz, as test/patch-crash.test.ts does for gzip (with fewer
- * kills; the fuzz campaign, `npm run fuzz -- --only patch`, does 100 a format): a `seekz patch`
- * child is SIGKILLed at moments spread over its edit; afterwards recovery must leave the file
- * all-old or all-new: `xz -t` passes and `xz -dc` hashes to exactly the old or the new content.
+ * Crash safety of in-place patching on .xz and .zst, as test/patch-crash.test.ts does for gzip
+ * (with fewer kills; the fuzz campaign, `npm run fuzz -- --only patch`, does 100 a format): a
+ * `seekz patch` child is SIGKILLed at moments spread over its edit; afterwards recovery must leave
+ * the file all-old or all-new: `xz -t` / `zstd -t` passes and `xz -dc` / `zstd -dc` hashes to
+ * exactly the old or the new content.
  * A kill that leaves the undo journal is rolled back by the next reader (`seekz cat`).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -22,8 +23,15 @@ const KILL_ROUNDS = 20;
 const MAX_KILL_ROUNDS = 60;
 const MIN_MID_EDIT_KILLS = 2;
 
+/** Each format seekz edits in place besides gzip: its writer with the stored range, and the real tools that judge it. */
+const FORMATS = [
+  { ext: 'xz', writer: 'seekxz', args: ['-q', '-k', '--block-size', '1MiB'], test: ['xz', '-t'], decompress: ['xz', '-dc'], pkg: 'xz-utils' },
+  { ext: 'zst', writer: 'seekzstd', args: ['-q', '--frame-size', '1MiB'], test: ['zstd', '-q', '-t'], decompress: ['zstd', '-dc'], pkg: 'zstd' },
+] as const;
+type Format = (typeof FORMATS)[number];
+
 let dir: { path: string; remove: () => void };
-let basePath: string;
+let old: Uint8Array;
 let editPath: string;
 let allowed: Record<string, string>;
 const file = (name: string) => join(dir.path, name);
@@ -53,15 +61,15 @@ function startPatch(path: string, onEvent: (event: 'lock' | 'journal', child: Ch
   return { child, exited };
 }
 
-/** xz -t passes, and xz -dc gives the old or the new content: which one. */
-async function xzState(path: string): Promise<string> {
-  const test = runTool('xz', ['-t', path]);
-  const content = runTool('xz', ['-dc', path]);
+/** xz -t / zstd -t passes, and xz -dc / zstd -dc gives the old or the new content: which one. */
+async function toolState(format: Format, path: string): Promise<string> {
+  const test = runTool(format.test[0], [...format.test.slice(1), path]);
+  const content = runTool(format.decompress[0], [...format.decompress.slice(1), path]);
   const [tested, decompressed] = await Promise.all([test, content]);
-  expect(tested.code, `xz -t: ${tested.stderr}`).toBe(0);
-  expect(decompressed.code, `xz -dc: ${decompressed.stderr}`).toBe(0);
+  expect(tested.code, `${format.test.join(' ')}: ${tested.stderr}`).toBe(0);
+  expect(decompressed.code, `${format.decompress.join(' ')}: ${decompressed.stderr}`).toBe(0);
   const state = allowed[decompressed.sha];
-  expect(state, 'xz -dc gives neither the old nor the new content').toBeDefined();
+  expect(state, `${format.decompress.join(' ')} gives neither the old nor the new content`).toBeDefined();
   return state!;
 }
 
@@ -78,13 +86,9 @@ function runTool(command: string, args: string[]): Promise<{ code: number | null
 }
 
 beforeAll(() => {
-  requireTool('xz', 'xz-utils');
-  dir = tempDir('seekz-patch-crash-xz-');
-  const old = diskLikeData(IMAGE_SIZE, 17);
+  dir = tempDir('seekz-patch-crash-');
+  old = diskLikeData(IMAGE_SIZE, 17);
   writeFileSync(file('image.img'), old);
-  basePath = file('base.xz');
-  const made = runCli('seekxz', ['-q', '-k', '--block-size', '1MiB', '--store', `${STORED.start}:${STORED.end}`, file('image.img'), '-o', basePath]);
-  expect(made.status, made.stderr).toBe(0);
   const edit = noise(EDIT.length, 23);
   editPath = file('edit.bin');
   writeFileSync(editPath, edit);
@@ -95,9 +99,18 @@ beforeAll(() => {
 
 afterAll(() => dir?.remove());
 
-describe('SIGKILL during a patch of .xz', () => {
+for (const format of FORMATS) describe(`SIGKILL during a patch of .${format.ext}`, () => {
+  let basePath: string;
+  beforeAll(() => {
+    requireTool(format.test[0], format.pkg);
+    basePath = file(`base.${format.ext}`);
+    const made = runCli(format.writer, [...format.args, '--store', `${STORED.start}:${STORED.end}`, file('image.img'), '-o', basePath]);
+    expect(made.status, made.stderr).toBe(0);
+  });
+  const stateOf = (path: string) => toolState(format, path);
+
   it(`leaves all-old or all-new after at least ${KILL_ROUNDS} kills, every time`, async () => {
-    const path = file('killed.xz');
+    const path = file(`killed.${format.ext}`);
     const counts = { old: 0, new: 0, midEdit: 0, rounds: 0 };
     const enough = () => counts.rounds >= KILL_ROUNDS && counts.old > 0 && counts.new > 0 && counts.midEdit >= MIN_MID_EDIT_KILLS;
     while (!enough() && counts.rounds < MAX_KILL_ROUNDS) {
@@ -123,7 +136,7 @@ describe('SIGKILL during a patch of .xz', () => {
         clearTimeout(timer);
         const hadJournal = existsSync(journalPath(path));
         const recovered = await recoverIfInterrupted(path);
-        const state = await xzState(path);
+        const state = await stateOf(path);
         if (hadJournal) {
           expect(recovered).toBe('rolled-back');
           expect(state).toBe('old');
@@ -134,14 +147,14 @@ describe('SIGKILL during a patch of .xz', () => {
         counts.rounds++;
       }
     }
-    console.log(`patch-crash-xz: ${JSON.stringify(counts)}`);
+    console.log(`patch-crash-${format.ext}: ${JSON.stringify(counts)}`);
     expect(counts.old).toBeGreaterThan(0);
     expect(counts.new).toBeGreaterThan(0);
     expect(counts.midEdit, 'kills that landed while the journal existed').toBeGreaterThanOrEqual(MIN_MID_EDIT_KILLS);
   }, 900_000);
 
   it('seekz cat rolls back an edit killed mid-write before it reads', async () => {
-    const path = file('cat.xz');
+    const path = file(`cat.${format.ext}`);
     for (let attempt = 0; attempt < 20 && !existsSync(journalPath(path)); attempt++) {
       copyFileSync(basePath, path);
       let polling: NodeJS.Timeout | undefined;
@@ -166,6 +179,6 @@ describe('SIGKILL during a patch of .xz', () => {
     expect(code, stderr).toBe(0);
     expect(allowed[hash.digest('hex')]).toBe('old');
     expect(existsSync(journalPath(path))).toBe(false);
-    expect(await xzState(path)).toBe('old');
+    expect(await stateOf(path)).toBe('old');
   }, 300_000);
 });
