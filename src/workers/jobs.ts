@@ -77,13 +77,30 @@ export interface ZstdDecodeReply {
   data: Uint8Array;
 }
 
-export type Job = DeflateJob | XzEncodeJob | XzDecodeJob | ZstdEncodeJob | ZstdDecodeJob;
+/** Several frames that lie in one span of the file, decoded in one message (seekzstd -d, -t). */
+export interface ZstdDecodeBatchJob {
+  kind: 'zstd-decode-batch';
+  /** The span of the file that holds the frames. */
+  bytes: Uint8Array;
+  /** Where each frame's data goes, one after another; its length is their total plus one. */
+  out: Uint8Array;
+  /** Each frame: where it starts in `bytes`, and what zstd-decode takes. */
+  frames: Array<{ start: number; compressedSize: number; expectedSize: number; number: number; offset: number; tableChecksum?: number }>;
+}
+export interface ZstdDecodeBatchReply {
+  /** Both buffers come back for reuse; `out` holds the frames' data. */
+  bytes: Uint8Array;
+  out: Uint8Array;
+}
+
+export type Job = DeflateJob | XzEncodeJob | XzDecodeJob | ZstdEncodeJob | ZstdDecodeJob | ZstdDecodeBatchJob;
 export interface ReplyOf {
   deflate: DeflateReply;
   'xz-encode': XzEncodeReply;
   'xz-decode': XzDecodeReply;
   'zstd-encode': ZstdEncodeReply;
   'zstd-decode': ZstdDecodeReply;
+  'zstd-decode-batch': ZstdDecodeBatchReply;
 }
 
 export interface Done<R> {

@@ -21,7 +21,7 @@ import { createBlockCache, type BlockCache } from '../source/block-cache.js';
 import { clipRead, type Source } from '../source/source.js';
 import { createWorkerPool, type WorkerPool } from '../workers/pool.js';
 import { isAllZero } from '../zeros.js';
-import { streamDecoder } from './codec.js';
+import { decodeBatch, streamDecoder } from './codec.js';
 import { FRAME_MAGIC_BYTES, isSkippableMagic, parseFrameHeader, parseSeekTable, parseSeekTableFooter, SEEK_TABLE_FOOTER_SIZE, seekTableSize, walkFrame, MAX_FRAME_HEADER, type FrameHeader } from './format.js';
 
 export interface ZstdFrame {
@@ -50,8 +50,16 @@ export interface ZstdSource extends Source {
   locate(offset: number): number;
   /** One frame's bytes, decoded whole and checked (cached). */
   readFrame(index: number): Promise<Uint8Array>;
-  /** The same, bypassing the cache: for whole passes (seekzstd -d, -t). */
+  /** The same, bypassing the cache. */
   decodeFrame(index: number): Promise<Uint8Array>;
+  /**
+   * Frames `first` … `first + count - 1` (none streamed) decoded and checked in one worker
+   * message, bypassing the cache: for whole passes (seekzstd -d, -t). `reuse` offers the buffers
+   * of an earlier run (its compressed span and its output), taken when large enough; `data` is the
+   * frames' bytes one after another, a view of `out`. With `here`, the frames decode on this
+   * thread instead (the same checks), so a whole pass can use the main thread as one of its cores.
+   */
+  decodeRun(first: number, count: number, reuse?: DecodeRunBuffers, here?: boolean): Promise<DecodeRunBuffers & { data: Uint8Array }>;
   /** Whether frame `index` is read as a stream (too large to decode whole, or no sizes). */
   isStreamed(index: number): boolean;
   /**
@@ -64,6 +72,11 @@ export interface ZstdSource extends Source {
   frameHeader(index: number): Promise<FrameHeader>;
   zeroRanges(offset: number, length: number): Promise<Array<{ offset: number; length: number }>>;
   close(): Promise<void>;
+}
+
+export interface DecodeRunBuffers {
+  bytes: Uint8Array;
+  out: Uint8Array;
 }
 
 export interface ZstdReaderOptions {
@@ -152,6 +165,39 @@ export async function openZstd(source: Source, options: ZstdReaderOptions = {}):
     pool ??= createWorkerPool(options.threads ?? 2);
     const { data } = await pool.run({ kind: 'zstd-decode', frame: copy, expectedSize: frame.uSize, number: frame.number, offset: frame.offset, tableChecksum: frame.tableChecksum }, [copy.buffer as ArrayBuffer]);
     return data;
+  };
+  const decodeRun = async (first: number, count: number, reuse?: DecodeRunBuffers, here = false) => {
+    const run = frames.slice(first, first + count);
+    const head = run[0]!;
+    const tail = run[run.length - 1]!;
+    const span = tail.offset + tail.compressedSize - head.offset;
+    const total = run.reduce((sum, frame) => sum + frame.uSize, 0);
+    // Fresh buffers own their ArrayBuffer whole: the worker takes them by transfer.
+    const bytes = reuse && reuse.bytes.length >= span ? reuse.bytes : new Uint8Array(span);
+    const out = reuse && reuse.out.length > total ? reuse.out : new Uint8Array(total + 1);
+    let got: number;
+    if (source.readInto) got = await source.readInto(bytes.subarray(0, span), head.offset);
+    else {
+      const read = await source.read(head.offset, span);
+      bytes.set(read);
+      got = read.length;
+    }
+    if (got !== span) throw fail('ZSTD_TRUNCATED', `frame ${run.find((frame) => frame.offset + frame.compressedSize > head.offset + got)!.number}`, head.offset + got);
+    const jobFrames = run.map((frame) => ({
+      start: frame.offset - head.offset,
+      compressedSize: frame.compressedSize,
+      expectedSize: frame.uSize,
+      number: frame.number,
+      offset: frame.offset,
+      tableChecksum: frame.tableChecksum,
+    }));
+    if (here) {
+      decodeBatch({ bytes, out, frames: jobFrames });
+      return { bytes, out, data: out.subarray(0, total) };
+    }
+    pool ??= createWorkerPool(options.threads ?? 2);
+    const reply = await pool.run({ kind: 'zstd-decode-batch', bytes, out, frames: jobFrames }, [bytes.buffer as ArrayBuffer, out.buffer as ArrayBuffer]);
+    return { bytes: reply.bytes, out: reply.out, data: reply.out.subarray(0, total) };
   };
   const readFrame = (index: number) => cache.get(index, () => decode(frames[index]!));
   const locate = (offset: number) => lastAtOrBefore(frames, (frame) => frame.uStart, offset);
@@ -244,6 +290,7 @@ export async function openZstd(source: Source, options: ZstdReaderOptions = {}):
     locate,
     readFrame,
     decodeFrame: (index) => decode(frames[index]!),
+    decodeRun,
     isStreamed: (index) => streamed(frames[index]!),
     isZeroFrame,
     async frameHeader(index) {
