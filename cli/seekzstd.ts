@@ -42,9 +42,9 @@ const program = shellManners(new Command('seekzstd'))
   .addHelpText(
     'after',
     `
-Memory while compressing: about 100 MiB + threads × (encoder + 5 × frame size) + 2 × frame size; the
-encoder takes ~8 MiB at -3, ~200 MiB at -19 and ~700 MiB at -22 (less when frames are smaller than
-its window): ${formatSize(zstdWriterMemoryBound(2, DEFAULT_FRAME_SIZE, DEFAULT_LEVEL))} at -T2 with the defaults (-${DEFAULT_LEVEL}, ${formatSize(DEFAULT_FRAME_SIZE)} frames).
+Memory while compressing: about 100 MiB + threads × encoder + (threads + 3) × 2 × run, a run being
+the frames that fit in 4 MiB (at least one); the encoder takes ~8 MiB at -3, ~200 MiB at -19 and
+~700 MiB at -22 (less when frames are smaller than its window): ${formatSize(zstdWriterMemoryBound(2, DEFAULT_FRAME_SIZE, DEFAULT_LEVEL))} at -T2 with the defaults (-${DEFAULT_LEVEL}, ${formatSize(DEFAULT_FRAME_SIZE)} frames).
 While decompressing: about 100 MiB + 1.5 × (threads + 3) × the larger of frame size and 4 MiB (frames
 above --max-frame stream).
 Codec: ${zstdCodecName()}${zstdCodecName() === 'fzstd' ? ' (the seekz_zstd addon is not built: decoding only)' : ''}.

@@ -77,6 +77,20 @@ export interface ZstdDecodeReply {
   data: Uint8Array;
 }
 
+/** Several frames' data in one buffer (seekzstd): frame i is `lengths[i]` bytes at i × frameSize. */
+export interface ZstdEncodeRunJob {
+  kind: 'zstd-encode-run';
+  data: Uint8Array;
+  lengths: number[];
+  frameSize: number;
+  level: number;
+}
+export interface ZstdEncodeRunReply {
+  /** One frame (content size and checksum) per length. */
+  frames: Uint8Array[];
+  data: Uint8Array;
+}
+
 /** Several frames that lie in one span of the file, decoded in one message (seekzstd -d, -t). */
 export interface ZstdDecodeBatchJob {
   kind: 'zstd-decode-batch';
@@ -93,13 +107,14 @@ export interface ZstdDecodeBatchReply {
   out: Uint8Array;
 }
 
-export type Job = DeflateJob | XzEncodeJob | XzDecodeJob | ZstdEncodeJob | ZstdDecodeJob | ZstdDecodeBatchJob;
+export type Job = DeflateJob | XzEncodeJob | XzDecodeJob | ZstdEncodeJob | ZstdEncodeRunJob | ZstdDecodeJob | ZstdDecodeBatchJob;
 export interface ReplyOf {
   deflate: DeflateReply;
   'xz-encode': XzEncodeReply;
   'xz-decode': XzDecodeReply;
   'zstd-encode': ZstdEncodeReply;
   'zstd-decode': ZstdDecodeReply;
+  'zstd-encode-run': ZstdEncodeRunReply;
   'zstd-decode-batch': ZstdDecodeBatchReply;
 }
 

@@ -7,7 +7,7 @@
 import { createRequire } from 'node:module';
 import { fail, SeekzError } from '../errors.js';
 import { nativeZstd } from '../native/zstd.js';
-import type { Done, ZstdDecodeBatchJob, ZstdDecodeBatchReply, ZstdDecodeJob, ZstdDecodeReply, ZstdEncodeJob, ZstdEncodeReply } from '../workers/jobs.js';
+import type { Done, ZstdDecodeBatchJob, ZstdDecodeBatchReply, ZstdDecodeJob, ZstdDecodeReply, ZstdEncodeJob, ZstdEncodeReply, ZstdEncodeRunJob, ZstdEncodeRunReply } from '../workers/jobs.js';
 import { frameChecksum, MAX_FRAME_HEADER, parseFrameHeader } from './format.js';
 import { xxh64Low32 } from './xxh64.js';
 
@@ -104,10 +104,14 @@ export function streamDecoder(): { push(input: Uint8Array): Uint8Array[]; ended(
 }
 
 /** The worker side of the zstd job kinds: buffers go back by transfer, the input for reuse. */
-export function runZstdJob(job: ZstdEncodeJob | ZstdDecodeJob | ZstdDecodeBatchJob): Done<ZstdEncodeReply | ZstdDecodeReply | ZstdDecodeBatchReply> {
+export function runZstdJob(job: ZstdEncodeJob | ZstdEncodeRunJob | ZstdDecodeJob | ZstdDecodeBatchJob): Done<ZstdEncodeReply | ZstdEncodeRunReply | ZstdDecodeReply | ZstdDecodeBatchReply> {
   if (job.kind === 'zstd-encode') {
     const compressed = compressFrame(job.data, job.level);
     return { reply: { compressed, data: job.data }, transfer: [compressed.buffer as ArrayBuffer, job.data.buffer as ArrayBuffer] };
+  }
+  if (job.kind === 'zstd-encode-run') {
+    const frames = encodeRun(job.data, job.lengths, job.frameSize, job.level);
+    return { reply: { frames, data: job.data }, transfer: [...frames.map((frame) => frame.buffer as ArrayBuffer), job.data.buffer as ArrayBuffer] };
   }
   if (job.kind === 'zstd-decode-batch') {
     decodeBatch(job);
@@ -115,6 +119,11 @@ export function runZstdJob(job: ZstdEncodeJob | ZstdDecodeJob | ZstdDecodeBatchJ
   }
   const data = decompressFrame(job.frame, job.expectedSize, job.number, job.offset, job.tableChecksum);
   return { reply: { data }, transfer: [data.buffer as ArrayBuffer] };
+}
+
+/** Frame i of a run is `lengths[i]` bytes at i × frameSize in `data`: each becomes one frame. */
+export function encodeRun(data: Uint8Array, lengths: readonly number[], frameSize: number, level: number): Uint8Array[] {
+  return lengths.map((length, index) => compressFrame(data.subarray(index * frameSize, index * frameSize + length), level));
 }
 
 /**

@@ -14,6 +14,7 @@ import type { SequentialInput } from '../source/sequential.js';
 import { orderedWindow } from '../workers/ordered.js';
 import { createWorkerPool, defaultThreads } from '../workers/pool.js';
 import { isAllZero } from '../zeros.js';
+import { compressFrame, encodeRun } from './codec.js';
 import { buildSeekTable, frameChecksum, SEEKABLE_MAX_FRAME_SIZE, type SeekEntry } from './format.js';
 
 /**
@@ -24,6 +25,8 @@ import { buildSeekTable, frameChecksum, SEEKABLE_MAX_FRAME_SIZE, type SeekEntry 
 export const DEFAULT_FRAME_SIZE = 2 ** 20;
 export const DEFAULT_LEVEL = 3;
 export const MAX_LEVEL = 22;
+/** Uncompressed bytes per worker message (whole frames; at least one). */
+export const ENCODE_RUN_BYTES = 4 << 20;
 
 export interface ZstdWriterOptions {
   frameSize?: number;
@@ -47,12 +50,13 @@ export interface ZstdWriterResult {
 /**
  * libzstd's compressor memory per thread (ZSTD_estimateCCtxSize for a frame of at least the
  * window: level 1-2 ≈ 1-2 MiB, 3 ≈ 4 MiB, up to ≈ 200 MiB at 19 and 600 MiB+ at 22; a frame
- * smaller than the window shrinks it), plus 2 × threads + 1 frames in flight, each with its
- * input and its output (measured: 116-120 MiB peak RSS at -3 -T2 with 1 MiB frames).
+ * smaller than the window shrinks it), plus threads + 3 runs in flight (ENCODE_RUN_BYTES or one
+ * frame, each with its input and its output).
  */
 export function zstdWriterMemoryBound(threads: number, frameSize: number, level: number): number {
   const encoder = level <= 2 ? 2 : level <= 5 ? 8 : level <= 12 ? 40 : level <= 19 ? 200 : 700;
-  return 100 * 2 ** 20 + threads * (encoder * 2 ** 20 + 5 * frameSize) + 2 * frameSize;
+  const run = Math.max(1, Math.floor(ENCODE_RUN_BYTES / frameSize)) * frameSize;
+  return 100 * 2 ** 20 + threads * encoder * 2 ** 20 + (threads + 3) * 2 * run;
 }
 
 export async function writeZstd(input: SequentialInput, sink: Sink, options: ZstdWriterOptions = {}): Promise<ZstdWriterResult> {
@@ -63,52 +67,71 @@ export async function writeZstd(input: SequentialInput, sink: Sink, options: Zst
   }
   if (!Number.isInteger(level) || level < 1 || level > MAX_LEVEL) throw fail('BAD_ARGUMENT', `level ${level} must be 1 to ${MAX_LEVEL}`);
 
-  const pool = createWorkerPool(options.threads ?? defaultThreads(), options.signal);
+  // With threads ≥ 2 this thread encodes one run in `threads` (see flush) beside threads - 1
+  // workers: measured on the bench image, a second worker's start-up and the hand-offs left both
+  // cores idle for a while, and this thread, which only reads and writes, was idle most of the run.
+  const threads = Math.max(1, options.threads ?? defaultThreads());
+  const pool = createWorkerPool(Math.max(1, threads - 1), options.signal);
   const entries: SeekEntry[] = [];
   let compressedSize = 0;
   let uncompressedSize = 0;
   let zeroFrames = 0;
 
+  const framesPerRun = Math.max(1, Math.floor(ENCODE_RUN_BYTES / frameSize));
   const spare: Uint8Array[] = [];
-  const zeroFramesByLength = new Map<number, Promise<{ frame: Uint8Array; length: number }>>();
-  // 2 × threads + 1 frames in flight: with threads + 1 the workers waited between hand-offs.
-  const window = orderedWindow<{ frame: Uint8Array; length: number }>(2 * pool.threads + 1, async ({ frame, length }) => {
-    const offset = compressedSize;
-    await sink.write(frame);
-    compressedSize += frame.length;
-    uncompressedSize += length;
-    const entry = { compressedSize: frame.length, decompressedSize: length, checksum: frameChecksum(frame) };
-    entries.push(entry);
-    options.onFrame?.({ ...entry, offset });
-    options.onProgress?.(uncompressedSize);
+  const zeroFramesByLength = new Map<number, Uint8Array>();
+  // threads + 2 runs in flight: each run is several frames, so the workers always have the next.
+  const window = orderedWindow<{ frames: Uint8Array[]; lengths: number[]; data?: Uint8Array }>(threads + 2, async ({ frames, lengths, data }) => {
+    for (let index = 0; index < frames.length; index++) {
+      const frame = frames[index]!;
+      const offset = compressedSize;
+      await sink.write(frame);
+      compressedSize += frame.length;
+      uncompressedSize += lengths[index]!;
+      const entry = { compressedSize: frame.length, decompressedSize: lengths[index]!, checksum: frameChecksum(frame) };
+      entries.push(entry);
+      options.onFrame?.({ ...entry, offset });
+      options.onProgress?.(uncompressedSize);
+    }
+    if (data) spare.push(data);
   });
-  const encode = (data: Uint8Array) => pool.run({ kind: 'zstd-encode', data, level }, [data.buffer as ArrayBuffer]);
+
+  // The run being filled: its buffer and the length of each frame read into it.
+  let run: { data: Uint8Array; lengths: number[] } | undefined;
+  let runs = 0;
+  const flush = async () => {
+    if (!run || run.lengths.length === 0) return;
+    const { data, lengths } = run;
+    run = undefined;
+    if (threads >= 2 && runs++ % threads === threads - 1) {
+      await window.push(Promise.resolve({ frames: encodeRun(data, lengths, frameSize, level), lengths, data }));
+      return;
+    }
+    const encoded = pool.run({ kind: 'zstd-encode-run', data, lengths, frameSize, level }, [data.buffer as ArrayBuffer]);
+    await window.push(encoded.then(({ frames, data }) => ({ frames, lengths, data })));
+  };
 
   try {
     for (;;) {
-      const buffer = spare.pop() ?? new Uint8Array(frameSize);
-      const data = await input.read(buffer);
+      run ??= { data: spare.pop() ?? new Uint8Array(framesPerRun * frameSize), lengths: [] };
+      const at = run.lengths.length * frameSize;
+      const data = await input.read(run.data.subarray(at, at + frameSize));
       const length = data.length;
       if (length === 0) break;
       if (isAllZero(data)) {
+        // Compressed once per length (here: zeros take a fraction of a millisecond), then reused.
         zeroFrames++;
-        spare.push(buffer);
+        await flush();
         let frame = zeroFramesByLength.get(length);
-        if (!frame) {
-          frame = encode(new Uint8Array(length)).then((encoded) => ({ frame: encoded.compressed, length }));
-          zeroFramesByLength.set(length, frame);
-        }
-        await window.push(frame);
+        if (!frame) zeroFramesByLength.set(length, (frame = compressFrame(new Uint8Array(length), level)));
+        await window.push(Promise.resolve({ frames: [frame], lengths: [length] }));
       } else {
-        await window.push(
-          encode(data).then((encoded) => {
-            spare.push(new Uint8Array(encoded.data.buffer));
-            return { frame: encoded.compressed, length };
-          }),
-        );
+        run.lengths.push(length);
+        if (run.lengths.length === framesPerRun) await flush();
       }
       if (length < frameSize) break;
     }
+    await flush();
     await window.drain();
     const table = buildSeekTable(entries);
     await sink.write(table);
