@@ -6,6 +6,8 @@ import type { DecodeRunBuffers, ZstdSource } from './reader.js';
 
 /** Uncompressed bytes decoded per worker message in a whole pass (or one frame, when larger). */
 export const DECODE_RUN_BYTES = 4 << 20;
+/** The largest run decoded on the main thread: about 50 ms of libzstd. */
+const HERE_MAX_BYTES = 64 << 20;
 
 /**
  * Decodes a whole .zst to `sink` (or only checks it, without one): runs of frames (about
@@ -35,10 +37,11 @@ export async function decompressZstd(zstd: ZstdSource, sink: Sink | undefined, o
   const flush = async () => {
     if (!run) return;
     const { first, count } = run;
-    run = undefined;
     // With threads ≥ 2, one run in `threads` decodes here: this thread is one of the cores (the
     // pool has threads - 1 workers), and its own share of the work, reading and writing, is small.
-    const here = options.threads >= 2 && runs++ % options.threads === options.threads - 1;
+    // Runs above HERE_MAX_BYTES (huge frames) stay off this thread: its event loop answers signals.
+    const here = options.threads >= 2 && run.bytes <= HERE_MAX_BYTES && runs++ % options.threads === options.threads - 1;
+    run = undefined;
     await window.push(zstd.decodeRun(first, count, spare.pop(), here).then(({ data, bytes, out }) => ({ data, buffers: { bytes, out } })));
   };
   for (let index = 0; index < zstd.frames.length; index++) {

@@ -55,7 +55,7 @@ export interface ZstdWriterResult {
  */
 export function zstdWriterMemoryBound(threads: number, frameSize: number, level: number): number {
   const encoder = level <= 2 ? 2 : level <= 5 ? 8 : level <= 12 ? 40 : level <= 19 ? 200 : 700;
-  const run = Math.max(1, Math.floor(ENCODE_RUN_BYTES / frameSize)) * frameSize;
+  const run = level <= 12 ? Math.max(1, Math.floor(ENCODE_RUN_BYTES / frameSize)) * frameSize : frameSize;
   return 100 * 2 ** 20 + threads * encoder * 2 ** 20 + (threads + 3) * 2 * run;
 }
 
@@ -67,7 +67,7 @@ export async function writeZstd(input: SequentialInput, sink: Sink, options: Zst
   }
   if (!Number.isInteger(level) || level < 1 || level > MAX_LEVEL) throw fail('BAD_ARGUMENT', `level ${level} must be 1 to ${MAX_LEVEL}`);
 
-  // With threads ≥ 2 this thread encodes one run in `threads` (see flush) beside threads - 1
+  // With threads ≥ 2 this thread encodes one run in `threads` (see flush, encodeHere) beside threads - 1
   // workers: measured on the bench image, a second worker's start-up and the hand-offs left both
   // cores idle for a while, and this thread, which only reads and writes, was idle most of the run.
   const threads = Math.max(1, options.threads ?? defaultThreads());
@@ -77,7 +77,12 @@ export async function writeZstd(input: SequentialInput, sink: Sink, options: Zst
   let uncompressedSize = 0;
   let zeroFrames = 0;
 
-  const framesPerRun = Math.max(1, Math.floor(ENCODE_RUN_BYTES / frameSize));
+  // Runs stay short in time, so that a signal stops the work within a second: above level 12 the
+  // encoder runs at a few MB/s, and a run is one frame; and this thread encodes only runs that
+  // take milliseconds (its event loop is what answers the signal).
+  const fast = level <= 12;
+  const framesPerRun = fast ? Math.max(1, Math.floor(ENCODE_RUN_BYTES / frameSize)) : 1;
+  const encodeHere = fast && frameSize <= ENCODE_RUN_BYTES && threads >= 2;
   const spare: Uint8Array[] = [];
   const zeroFramesByLength = new Map<number, Uint8Array>();
   // threads + 2 runs in flight: each run is several frames, so the workers always have the next.
@@ -103,7 +108,7 @@ export async function writeZstd(input: SequentialInput, sink: Sink, options: Zst
     if (!run || run.lengths.length === 0) return;
     const { data, lengths } = run;
     run = undefined;
-    if (threads >= 2 && runs++ % threads === threads - 1) {
+    if (encodeHere && runs++ % threads === threads - 1) {
       await window.push(Promise.resolve({ frames: encodeRun(data, lengths, frameSize, level), lengths, data }));
       return;
     }
