@@ -14,6 +14,14 @@
  * A frame larger than `maxFrame`, or a file without sizes, is streamed through libzstd (which
  * checks each frame's checksum) and read front to back only: a read elsewhere fails with
  * ZSTD_NOT_SEEKABLE, which names seekzstd. Pinned by test/zstd.test.ts.
+ *
+ * Placement: frame k's bytes go out at its uStart, the sum of the sizes claimed for the frames
+ * before it, and a right frame at a wrong place is a wrong byte. So before frame k is served (or
+ * reported as a zero range) every frame before it has its size proven once: decoded to that size,
+ * or proven zero, or, in a seek table, equal to the Frame_Content_Size of its own header (the
+ * table and the header are written apart, and a lie told by both leaves that frame undecodable).
+ * Plain multi-frame files have only the header's claim, so their frames are decoded, once, to
+ * prove it. Pinned by test/zstd.test.ts ("a seek table that moves bytes between frames").
  */
 import { fail, type SeekzError } from '../errors.js';
 import { lastAtOrBefore } from '../search.js';
@@ -157,6 +165,9 @@ export async function openZstd(source: Source, options: ZstdReaderOptions = {}):
   const ownPool = !pool;
   const streamed = (frame: ZstdFrame) => layout.layout === 'stream' || frame.uSize > maxFrame;
 
+  // Frames whose size is proven (see Placement above); frames [0, placedUpTo) all are.
+  const sized = new Uint8Array(frames.length);
+  let placedUpTo = 0;
   const decode = async (frame: ZstdFrame): Promise<Uint8Array> => {
     const bytes = await source.read(frame.offset, frame.compressedSize);
     if (bytes.length !== frame.compressedSize) throw fail('ZSTD_TRUNCATED', `frame ${frame.number}`, frame.offset);
@@ -164,7 +175,38 @@ export async function openZstd(source: Source, options: ZstdReaderOptions = {}):
     const copy = new Uint8Array(bytes);
     pool ??= createWorkerPool(options.threads ?? 2);
     const { data } = await pool.run({ kind: 'zstd-decode', frame: copy, expectedSize: frame.uSize, number: frame.number, offset: frame.offset, tableChecksum: frame.tableChecksum }, [copy.buffer as ArrayBuffer]);
+    sized[frame.number - 1] = 1;
     return data;
+  };
+  const proveSize = async (index: number): Promise<void> => {
+    const frame = frames[index]!;
+    if (sized[index] || streamed(frame)) return; // a streamed frame is read front to back, its size checked at its end
+    if (layout.layout === 'seekable') {
+      const header = parseFrameHeader(await source.read(frame.offset, Math.min(MAX_FRAME_HEADER, frame.compressedSize)), frame.offset);
+      if (header.contentSize !== undefined) {
+        if (header.contentSize !== frame.uSize) throw fail('ZSTD_SIZE_CLAIMS', frame.number, frame.offset, frame.uSize, header.contentSize);
+        sized[index] = 1;
+        return;
+      }
+    }
+    if (!(await isZeroFrame(index))) await decode(frame);
+  };
+  let placing: Promise<void> = Promise.resolve();
+  /** Proves the sizes of all frames before `index`, a bounded batch at a time, once. */
+  const ensurePlaced = (index: number): Promise<void> => {
+    if (index <= placedUpTo) return Promise.resolve();
+    const step = placing.then(async () => {
+      while (placedUpTo < index) {
+        const end = Math.min(index, placedUpTo + 32);
+        const batch: Promise<void>[] = [];
+        for (let at = placedUpTo; at < end; at++) batch.push(proveSize(at));
+        const failed = (await Promise.allSettled(batch)).find((result) => result.status === 'rejected');
+        if (failed) throw failed.reason as SeekzError;
+        placedUpTo = end;
+      }
+    });
+    placing = step.catch(() => {});
+    return step;
   };
   const decodeRun = async (first: number, count: number, reuse?: DecodeRunBuffers, here = false) => {
     const run = frames.slice(first, first + count);
@@ -276,6 +318,7 @@ export async function openZstd(source: Source, options: ZstdReaderOptions = {}):
       if (zero) zeroFrameBytes.set(key, new Uint8Array(bytes));
     }
     zeroState[index] = zero ? 1 : 2;
+    if (zero) sized[index] = 1; // the same bytes as a frame decoded to this size
     return zero;
   };
 
@@ -306,6 +349,7 @@ export async function openZstd(source: Source, options: ZstdReaderOptions = {}):
       const count = clipRead(size, offset, length);
       const out = new Uint8Array(count);
       if (count === 0) return out;
+      await ensurePlaced(locate(offset));
       const pieces: Promise<void>[] = [];
       for (let index = locate(offset), done = 0; done < count; index++) {
         const frame = frames[index]!;
@@ -332,6 +376,7 @@ export async function openZstd(source: Source, options: ZstdReaderOptions = {}):
       const count = clipRead(size, offset, length);
       const ranges: Array<{ offset: number; length: number }> = [];
       if (count === 0 || !layout.checksums) return ranges;
+      await ensurePlaced(locate(offset));
       for (let index = locate(offset); index < frames.length && frames[index]!.uStart < offset + count; index++) {
         const frame = frames[index]!;
         if (frame.uSize === 0 || !(await isZeroFrame(index))) continue;
