@@ -189,8 +189,9 @@ export async function openZstd(source: Source, options: ZstdReaderOptions = {}):
         return;
       }
     }
-    if (!(await isZeroFrame(index))) await decode(frame);
+    if (!(await isZeroFrame(index))) await readFrame(index);
   };
+  const readFrame = (index: number) => cache.get(index, () => decode(frames[index]!));
   let placing: Promise<void> = Promise.resolve();
   /** Proves the sizes of all frames before `index`, a bounded batch at a time, once. */
   const ensurePlaced = (index: number): Promise<void> => {
@@ -241,7 +242,6 @@ export async function openZstd(source: Source, options: ZstdReaderOptions = {}):
     const reply = await pool.run({ kind: 'zstd-decode-batch', bytes, out, frames: jobFrames }, [bytes.buffer as ArrayBuffer, out.buffer as ArrayBuffer]);
     return { bytes: reply.bytes, out: reply.out, data: reply.out.subarray(0, total) };
   };
-  const readFrame = (index: number) => cache.get(index, () => decode(frames[index]!));
   const locate = (offset: number) => lastAtOrBefore(frames, (frame) => frame.uStart, offset);
 
   // A stream in progress: where it is in the uncompressed data, and bytes decoded but not yet read.
@@ -349,7 +349,8 @@ export async function openZstd(source: Source, options: ZstdReaderOptions = {}):
       const count = clipRead(size, offset, length);
       const out = new Uint8Array(count);
       if (count === 0) return out;
-      await ensurePlaced(locate(offset));
+      // Every frame this read spans is placed: one claiming 0 bytes is never decoded below.
+      await ensurePlaced(locate(offset + count - 1));
       const pieces: Promise<void>[] = [];
       for (let index = locate(offset), done = 0; done < count; index++) {
         const frame = frames[index]!;
@@ -376,7 +377,7 @@ export async function openZstd(source: Source, options: ZstdReaderOptions = {}):
       const count = clipRead(size, offset, length);
       const ranges: Array<{ offset: number; length: number }> = [];
       if (count === 0 || !layout.checksums) return ranges;
-      await ensurePlaced(locate(offset));
+      await ensurePlaced(locate(offset + count - 1));
       for (let index = locate(offset); index < frames.length && frames[index]!.uStart < offset + count; index++) {
         const frame = frames[index]!;
         if (frame.uSize === 0 || !(await isZeroFrame(index))) continue;
