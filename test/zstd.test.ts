@@ -70,6 +70,27 @@ describe('frame headers', () => {
     expect(parseFrameHeader(file.subarray(0, 18), 0).checksum).toBe(true);
   });
 
+  // Over HTTP each uncached read is a request: the walk reads ahead in chunks of 64 KiB doubling
+  // to 4 MiB, not 3 bytes per block (about 60 blocks here, each its own read before).
+  it('walking the headers of a plain multi-frame file costs a few reads, each in file order', async () => {
+    const path = join(dir.path, 'plain.img');
+    writeFileSync(path, diskLikeData(4_000_000, 12));
+    const frame = run('zstd', ['-q', '-c', '-1', path]).stdout;
+    const file = Buffer.concat([frame, frame]);
+    const counted = countingSource(bufferSource(file));
+    const zstd = await openZstd(counted.source, { threads: 1 });
+    try {
+      expect(zstd.layout).toBe('frames');
+      expect(zstd.frames.map((one) => one.uSize)).toEqual([4_000_000, 4_000_000]);
+      const walk = counted.reads.slice(1); // after the footer probe
+      expect(walk.length).toBeLessThanOrEqual(Math.ceil(Math.log2(file.length / 65536)) + 2);
+      for (let index = 1; index < walk.length; index++) expect(walk[index]![0]).toBeGreaterThan(walk[index - 1]![0]);
+      expect(sha256(await zstd.read(0, zstd.size))).toBe(sha256(Buffer.concat([diskLikeData(4_000_000, 12), diskLikeData(4_000_000, 12)])));
+    } finally {
+      await zstd.close();
+    }
+  });
+
   it('reads window size, content size and checksum flag as zstd -lv states them', () => {
     const path = join(dir.path, 'h.zst');
     writeFileSync(join(dir.path, 'h'), diskLikeData(5000, 3));

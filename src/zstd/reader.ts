@@ -131,7 +131,7 @@ export async function readZstdLayout(source: Source): Promise<Layout | { layout:
   const frames: ZstdFrame[] = [];
   let skippable = 0;
   let uStart = 0;
-  const read = (offset: number, length: number) => source.read(offset, length);
+  const read = readAhead(source);
   for (let offset = 0; offset < size; ) {
     const frame = await walkFrame(read, offset, size);
     offset += frame.compressedSize;
@@ -145,6 +145,31 @@ export async function readZstdLayout(source: Source): Promise<Layout | { layout:
     if (!Number.isSafeInteger(uStart)) throw fail('ZSTD_BAD_FRAME', frame.offset, 'content sizes add up to more than 2^53');
   }
   return { layout: 'frames', frames, skippable, checksums: false };
+}
+
+/** The first read-ahead of a header walk; each further one doubles, up to WALK_CHUNK_MAX. */
+const WALK_CHUNK_MIN = 64 << 10;
+const WALK_CHUNK_MAX = 4 << 20;
+
+/**
+ * The header walk's reads (18 bytes of frame header, 3 of each block header, all in file order)
+ * served from one chunk read ahead, which doubles from 64 KiB to 4 MiB: over HTTP a walk then
+ * costs a few requests (one per 4 MiB at most) instead of one per uncached block header; memory
+ * is one chunk. Measured on a two-frame 26 MB zstd file over loopback HTTP: 84 requests before,
+ * see the README's zstd section for after.
+ */
+function readAhead(source: Source): (offset: number, length: number) => Promise<Uint8Array> {
+  let start = 0;
+  let chunk: Uint8Array = new Uint8Array(0);
+  let next = WALK_CHUNK_MIN;
+  return async (offset, length) => {
+    if (offset >= start && offset + length <= start + chunk.length) return chunk.subarray(offset - start, offset - start + length);
+    if (length > WALK_CHUNK_MAX) return source.read(offset, length);
+    start = offset;
+    chunk = await source.read(offset, Math.min(Math.max(next, length), source.size - offset));
+    next = Math.min(WALK_CHUNK_MAX, next * 2);
+    return chunk.subarray(0, Math.min(length, chunk.length));
+  };
 }
 
 export async function openZstd(source: Source, options: ZstdReaderOptions = {}): Promise<ZstdSource> {
