@@ -207,7 +207,14 @@ export async function openZstd(source: Source, options: ZstdReaderOptions = {}):
     const frame = frames[index]!;
     if (sized[index] || streamed(frame)) return; // a streamed frame is read front to back, its size checked at its end
     if (layout.layout === 'seekable') {
-      const header = parseFrameHeader(await source.read(frame.offset, Math.min(MAX_FRAME_HEADER, frame.compressedSize)), frame.offset);
+      let header: FrameHeader;
+      try {
+        header = parseFrameHeader(await source.read(frame.offset, Math.min(MAX_FRAME_HEADER, frame.compressedSize)), frame.offset);
+      } catch (error) {
+        // Where the table puts a frame there is none: the same failure its decode would give.
+        const { message } = error as SeekzError;
+        throw fail('ZSTD_DECODE_FAILED', frame.number, frame.offset, message.replace(/^zstd: /, ''));
+      }
       if (header.contentSize !== undefined) {
         if (header.contentSize !== frame.uSize) throw fail('ZSTD_SIZE_CLAIMS', frame.number, frame.offset, frame.uSize, header.contentSize);
         sized[index] = 1;
