@@ -384,24 +384,33 @@ export async function openZstd(source: Source, options: ZstdReaderOptions = {}):
       // Every frame this read spans is placed: one claiming 0 bytes is never decoded below.
       await ensurePlaced(locate(offset + count - 1));
       const pieces: Promise<void>[] = [];
-      for (let index = locate(offset), done = 0; done < count; index++) {
-        const frame = frames[index]!;
-        const within = offset + done - frame.uStart;
-        const take = Math.min(count - done, frame.uSize - within);
-        const at = done;
-        done += take;
-        if (take <= 0) continue;
-        if (zeroState[index] === 1 || (zeroState[index] === 0 && isZeroCandidate(frame) && (await isZeroFrame(index)))) continue; // proven zero: so is the buffer
-        if (streamed(frame)) {
-          // A stream goes in order: wait for what is before it, then read on.
-          await Promise.all(pieces.splice(0));
-          out.set(await readStreamed(index, within, take), at);
-          continue;
+      // A step that fails in the loop (a zero proof, a stream) lets the decodes already started
+      // settle first: a rejection left behind would end the process as unhandled.
+      const settle = async () => (await Promise.allSettled(pieces.splice(0))).find((result) => result.status === 'rejected');
+      try {
+        for (let index = locate(offset), done = 0; done < count; index++) {
+          const frame = frames[index]!;
+          const within = offset + done - frame.uStart;
+          const take = Math.min(count - done, frame.uSize - within);
+          const at = done;
+          done += take;
+          if (take <= 0) continue;
+          if (zeroState[index] === 1 || (zeroState[index] === 0 && isZeroCandidate(frame) && (await isZeroFrame(index)))) continue; // proven zero: so is the buffer
+          if (streamed(frame)) {
+            // A stream goes in order: wait for what is before it, then read on.
+            const failed = await settle();
+            if (failed) throw failed.reason as SeekzError;
+            out.set(await readStreamed(index, within, take), at);
+            continue;
+          }
+          pieces.push(readFrame(index).then((data) => out.set(data.subarray(within, within + take), at)));
         }
-        pieces.push(readFrame(index).then((data) => out.set(data.subarray(within, within + take), at)));
+      } catch (error) {
+        await settle();
+        throw error;
       }
       // Every decode of this read settles before it fails: no worker stays busy on its behalf.
-      const failed = (await Promise.allSettled(pieces)).find((result) => result.status === 'rejected');
+      const failed = await settle();
       if (failed) throw failed.reason as SeekzError;
       return out;
     },
