@@ -373,7 +373,15 @@ export async function openZstd(source: Source, options: ZstdReaderOptions = {}):
       // A file read as a stream is one pseudo-frame from offset 0: its first zstd frame may follow skippable ones.
       for (;;) {
         const head = await source.read(at, Math.min(MAX_FRAME_HEADER, source.size - at));
-        if (head.length < 8 || !isSkippableMagic(new DataView(head.buffer, head.byteOffset).getUint32(0, true))) return parseFrameHeader(head, at);
+        if (head.length < 8 || !isSkippableMagic(new DataView(head.buffer, head.byteOffset).getUint32(0, true))) {
+          const header = parseFrameHeader(head, at);
+          // seekz info states the table's sizes: each must be what its own header says.
+          const frame = frames[index]!;
+          if (layout.layout === 'seekable' && header.contentSize !== undefined && header.contentSize !== frame.uSize) {
+            throw fail('ZSTD_SIZE_CLAIMS', frame.number, frame.offset, frame.uSize, header.contentSize);
+          }
+          return header;
+        }
         at += 8 + new DataView(head.buffer, head.byteOffset).getUint32(4, true);
       }
     },
@@ -381,8 +389,10 @@ export async function openZstd(source: Source, options: ZstdReaderOptions = {}):
       const count = clipRead(size, offset, length);
       const out = new Uint8Array(count);
       if (count === 0) return out;
-      // Every frame this read spans is placed: one claiming 0 bytes is never decoded below.
-      await ensurePlaced(locate(offset + count - 1));
+      // Every frame this read spans is placed: one claiming 0 bytes is never decoded below. A read
+      // to the end proves every frame's size: frames claiming 0 bytes at the end would else cut
+      // the data short unseen (seekz cat).
+      await ensurePlaced(offset + count === size ? frames.length : locate(offset + count - 1));
       const pieces: Promise<void>[] = [];
       // A step that fails in the loop (a zero proof, a stream) lets the decodes already started
       // settle first: a rejection left behind would end the process as unhandled.
