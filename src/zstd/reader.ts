@@ -395,7 +395,7 @@ export async function openZstd(source: Source, options: ZstdReaderOptions = {}):
       await ensurePlaced(offset + count === size ? frames.length : locate(offset + count - 1));
       const pieces: Promise<void>[] = [];
       // A step that fails in the loop (a zero proof, a stream) lets the decodes already started
-      // settle first: a rejection left behind would end the process as unhandled.
+      // settle first, so that no worker stays busy on behalf of a failed read.
       const settle = async () => (await Promise.allSettled(pieces.splice(0))).find((result) => result.status === 'rejected');
       try {
         for (let index = locate(offset), done = 0; done < count; index++) {
@@ -413,7 +413,9 @@ export async function openZstd(source: Source, options: ZstdReaderOptions = {}):
             out.set(await readStreamed(index, within, take), at);
             continue;
           }
-          pieces.push(readFrame(index).then((data) => out.set(data.subarray(within, within + take), at)));
+          const piece = readFrame(index).then((data) => out.set(data.subarray(within, within + take), at));
+          piece.catch(() => {}); // handled by settle(), maybe only after a later await in this loop
+          pieces.push(piece);
         }
       } catch (error) {
         await settle();
