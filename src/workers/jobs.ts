@@ -50,17 +50,6 @@ export interface XzDecodeReply {
   data: Uint8Array;
 }
 
-export interface ZstdEncodeJob {
-  kind: 'zstd-encode';
-  data: Uint8Array;
-  level: number;
-}
-export interface ZstdEncodeReply {
-  /** One frame with content size and checksum. */
-  compressed: Uint8Array;
-  data: Uint8Array;
-}
-
 export interface ZstdDecodeJob {
   kind: 'zstd-decode';
   /** One whole frame. */
@@ -107,12 +96,11 @@ export interface ZstdDecodeBatchReply {
   out: Uint8Array;
 }
 
-export type Job = DeflateJob | XzEncodeJob | XzDecodeJob | ZstdEncodeJob | ZstdEncodeRunJob | ZstdDecodeJob | ZstdDecodeBatchJob;
+export type Job = DeflateJob | XzEncodeJob | XzDecodeJob | ZstdEncodeRunJob | ZstdDecodeJob | ZstdDecodeBatchJob;
 export interface ReplyOf {
   deflate: DeflateReply;
   'xz-encode': XzEncodeReply;
   'xz-decode': XzDecodeReply;
-  'zstd-encode': ZstdEncodeReply;
   'zstd-decode': ZstdDecodeReply;
   'zstd-encode-run': ZstdEncodeRunReply;
   'zstd-decode-batch': ZstdDecodeBatchReply;

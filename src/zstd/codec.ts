@@ -7,7 +7,7 @@
 import { createRequire } from 'node:module';
 import { fail, SeekzError } from '../errors.js';
 import { nativeZstd } from '../native/zstd.js';
-import type { Done, ZstdDecodeBatchJob, ZstdDecodeBatchReply, ZstdDecodeJob, ZstdDecodeReply, ZstdEncodeJob, ZstdEncodeReply, ZstdEncodeRunJob, ZstdEncodeRunReply } from '../workers/jobs.js';
+import type { Done, ZstdDecodeBatchJob, ZstdDecodeBatchReply, ZstdDecodeJob, ZstdDecodeReply, ZstdEncodeRunJob, ZstdEncodeRunReply } from '../workers/jobs.js';
 import { frameChecksum, MAX_FRAME_HEADER, parseFrameHeader } from './format.js';
 import { xxh64Low32 } from './xxh64.js';
 
@@ -104,11 +104,7 @@ export function streamDecoder(): { push(input: Uint8Array): Uint8Array[]; ended(
 }
 
 /** The worker side of the zstd job kinds: buffers go back by transfer, the input for reuse. */
-export function runZstdJob(job: ZstdEncodeJob | ZstdEncodeRunJob | ZstdDecodeJob | ZstdDecodeBatchJob): Done<ZstdEncodeReply | ZstdEncodeRunReply | ZstdDecodeReply | ZstdDecodeBatchReply> {
-  if (job.kind === 'zstd-encode') {
-    const compressed = compressFrame(job.data, job.level);
-    return { reply: { compressed, data: job.data }, transfer: [compressed.buffer as ArrayBuffer, job.data.buffer as ArrayBuffer] };
-  }
+export function runZstdJob(job: ZstdEncodeRunJob | ZstdDecodeJob | ZstdDecodeBatchJob): Done<ZstdEncodeRunReply | ZstdDecodeReply | ZstdDecodeBatchReply> {
   if (job.kind === 'zstd-encode-run') {
     const frames = encodeRun(job.data, job.lengths, job.frameSize, job.level);
     return { reply: { frames, data: job.data }, transfer: [...frames.map((frame) => frame.buffer as ArrayBuffer), job.data.buffer as ArrayBuffer] };

@@ -58,8 +58,6 @@ export interface ZstdSource extends Source {
   locate(offset: number): number;
   /** One frame's bytes, decoded whole and checked (cached). */
   readFrame(index: number): Promise<Uint8Array>;
-  /** The same, bypassing the cache. */
-  decodeFrame(index: number): Promise<Uint8Array>;
   /**
    * Frames `first` … `first + count - 1` (none streamed) decoded and checked in one worker
    * message, bypassing the cache: for whole passes (seekzstd -d, -t). `reuse` offers the buffers
@@ -364,7 +362,6 @@ export async function openZstd(source: Source, options: ZstdReaderOptions = {}):
     cache,
     locate,
     readFrame,
-    decodeFrame: (index) => decode(frames[index]!),
     decodeRun,
     isStreamed: (index) => streamed(frames[index]!),
     isZeroFrame,
