@@ -3,7 +3,6 @@ import { stat, unlink } from 'node:fs/promises';
 import { Command, Option } from 'commander';
 import { fail } from '../src/errors.js';
 import type { Sink } from '../src/io/sink.js';
-import { describe } from '../src/info.js';
 import { writeStdout, type AtomicFile } from '../src/io/atomic-file.js';
 import { fileSource } from '../src/source/file.js';
 import { sequentialFromSource, sequentialFromStream } from '../src/source/sequential.js';
@@ -15,7 +14,6 @@ import { DEFAULT_MAX_FRAME, openZstd } from '../src/zstd/reader.js';
 import { DEFAULT_FRAME_SIZE, DEFAULT_LEVEL, writeZstd, zstdWriterMemoryBound } from '../src/zstd/writer.js';
 import { parseInteger, progressLine, runCli, shellManners, storedRangesOf, storeOptions } from './common.js';
 import { fileCodec, openFileWith } from './file-codec.js';
-import { zstdListing } from './zstd-listing.js';
 
 const program = shellManners(new Command('seekzstd'))
   .description(
@@ -44,10 +42,11 @@ const program = shellManners(new Command('seekzstd'))
   .addHelpText(
     'after',
     `
-Memory while compressing: about 100 MiB + threads × (encoder + 5 × frame size) + 2 × frame size; the
-encoder takes ~8 MiB at -3, ~200 MiB at -19 and ~700 MiB at -22 (less when frames are smaller than
-its window): ${formatSize(zstdWriterMemoryBound(2, DEFAULT_FRAME_SIZE, DEFAULT_LEVEL))} at -T2 with the defaults (-${DEFAULT_LEVEL}, ${formatSize(DEFAULT_FRAME_SIZE)} frames).
-While decompressing: about 100 MiB + (2 × threads + 3) × frame size (frames above --max-frame stream).
+Memory while compressing: about 100 MiB + threads × encoder + (threads + 3) × 2 × run, a run being
+the frames that fit in 4 MiB (at least one); the encoder takes ~8 MiB at -3, ~200 MiB at -19 and
+~700 MiB at -22 (less when frames are smaller than its window): ${formatSize(zstdWriterMemoryBound(2, DEFAULT_FRAME_SIZE, DEFAULT_LEVEL))} at -T2 with the defaults (-${DEFAULT_LEVEL}, ${formatSize(DEFAULT_FRAME_SIZE)} frames).
+While decompressing: about 100 MiB + 1.5 × (threads + 3) × the larger of frame size and 4 MiB (frames
+above --max-frame stream).
 Codec: ${zstdCodecName()}${zstdCodecName() === 'fzstd' ? ' (the seekz_zstd addon is not built: decoding only)' : ''}.
 
 Examples:
@@ -127,7 +126,8 @@ runCli('seekzstd', async () => {
   async function decompressFile(file: string, outPath: string | undefined) {
     if (file === '-') return decompressStdin(outPath, streamDecompressZstd); // streamed through libzstd
     const like = await stat(file); // before the first read moves its atime
-    const pool = createWorkerPool(threads);
+    // The main thread decodes too (decompressZstd): threads - 1 workers make `threads` cores.
+    const pool = createWorkerPool(Math.max(1, threads - 1));
     const zstd = await openFileWith(file, (source) => openZstd(source, { pool, maxFrame }), () => pool.close());
     const progress = progressLine(zstd.size, !options.quiet);
     let output: { sink: Sink; file?: AtomicFile } | undefined;
@@ -148,6 +148,8 @@ runCli('seekzstd', async () => {
   }
 
   async function listFile(file: string) {
+    // Loaded here: info.js brings gzip's and xz's modules, start-up time that -d and -z never need.
+    const [{ describe }, { zstdListing }] = await Promise.all([import('../src/info.js'), import('./zstd-listing.js')]);
     const source = await fileSource(file);
     const zstd = Object.assign(await openZstd(source).catch(async (error: unknown) => {
       await source.close();

@@ -1,11 +1,12 @@
 /**
  * Mutations: what a case does to a good file. Random damage (bit flips, overwrites, truncation,
  * insertion, deletion, appended junk) lands anywhere, with extra weight on the first and last
- * bytes where headers, maps, indexes and trailers live. Forgeries (forge.ts) change one field and
- * repair its checksum. Every mutation has a short name for the table and the repro line.
+ * bytes where headers, maps, indexes and trailers live. Forgeries (forge.ts, zstd-forge.ts) change
+ * one field and repair its checksum (zstd's headers and seek table have none to repair). Every mutation has a short name for the table and the repro line.
  */
 import { forgeSeekzIndex, gzipForgeries, xzForgeries, type Forgery } from './forge.js';
 import type { Random } from './random.js';
+import { zstdForgeries } from './zstd-forge.js';
 
 export interface Mutation {
   name: string;
@@ -68,9 +69,8 @@ function randomDamage(file: Uint8Array, random: Random): Mutation {
 
 /** Damage for a compressed file: random damage, or a forged field of its format. */
 export function mutateCompressed(file: Uint8Array, format: 'gz' | 'xz' | 'zst', random: Random, members: number[]): Mutation {
-  // zstd has no forgeries yet: random damage only (its frames and seek table carry XXH64 checks).
-  if (format !== 'zst' && random.chance(0.35)) {
-    const forged = applyForgery(format === 'gz' ? gzipForgeries : xzForgeries, file, random, members);
+  if (random.chance(0.35)) {
+    const forged = applyForgery(format === 'gz' ? gzipForgeries : format === 'xz' ? xzForgeries : zstdForgeries, file, random, members);
     if (forged) return forged;
   }
   return randomDamage(file, random);

@@ -106,6 +106,8 @@ const messages = {
   ZSTD_DECODE_FAILED: (frame: number, offset: number, why: string) => `zstd: frame ${frame} at offset ${offset} does not decode: ${why}`,
   ZSTD_SIZE_MISMATCH: (frame: number, offset: number, expected: number, found: number) =>
     `zstd: frame ${frame} at offset ${offset} decodes to ${found} bytes, the index says ${expected}; the file is damaged`,
+  ZSTD_SIZE_CLAIMS: (frame: number, offset: number, table: number, header: number) =>
+    `zstd: frame ${frame} at offset ${offset}: the seek table says ${table} bytes, its frame header ${header}; the file is damaged (recompress it with seekzstd)`,
   ZSTD_CHECKSUM: (frame: number, offset: number, expected: number, found: number) =>
     `zstd: frame ${frame} at offset ${offset} fails its checksum: expected ${hex32(expected)}, the data gives ${hex32(found)}; the file is damaged (zstd -t agrees)`,
   ZSTD_NOT_EDITABLE: (offset: number, length: number, ranges: string) =>

@@ -70,6 +70,27 @@ describe('frame headers', () => {
     expect(parseFrameHeader(file.subarray(0, 18), 0).checksum).toBe(true);
   });
 
+  // Over HTTP each uncached read is a request: the walk reads ahead in chunks of 64 KiB doubling
+  // to 4 MiB, not 3 bytes per block (about 60 blocks here, each its own read before).
+  it('walking the headers of a plain multi-frame file costs a few reads, each in file order', async () => {
+    const path = join(dir.path, 'plain.img');
+    writeFileSync(path, diskLikeData(4_000_000, 12));
+    const frame = run('zstd', ['-q', '-c', '-1', path]).stdout;
+    const file = Buffer.concat([frame, frame]);
+    const counted = countingSource(bufferSource(file));
+    const zstd = await openZstd(counted.source, { threads: 1 });
+    try {
+      expect(zstd.layout).toBe('frames');
+      expect(zstd.frames.map((one) => one.uSize)).toEqual([4_000_000, 4_000_000]);
+      const walk = counted.reads.slice(1); // after the footer probe
+      expect(walk.length).toBeLessThanOrEqual(Math.ceil(Math.log2(file.length / 65536)) + 2);
+      for (let index = 1; index < walk.length; index++) expect(walk[index]![0]).toBeGreaterThan(walk[index - 1]![0]);
+      expect(sha256(await zstd.read(0, zstd.size))).toBe(sha256(Buffer.concat([diskLikeData(4_000_000, 12), diskLikeData(4_000_000, 12)])));
+    } finally {
+      await zstd.close();
+    }
+  });
+
   it('reads window size, content size and checksum flag as zstd -lv states them', () => {
     const path = join(dir.path, 'h.zst');
     writeFileSync(join(dir.path, 'h'), diskLikeData(5000, 3));
@@ -112,6 +133,9 @@ describe('the seekable writer', () => {
   });
 });
 
+/** Number_Of_Frames from a seekable file's footer. */
+const frameCount = (file: Uint8Array) => Buffer.from(file).readUInt32LE(file.length - SEEK_TABLE_FOOTER_SIZE);
+
 describe('the reader', () => {
   const data = diskLikeData(1_000_000, 31);
   let file: Uint8Array;
@@ -119,7 +143,7 @@ describe('the reader', () => {
     file = await seekable(data);
   });
 
-  it('a random read costs the footer, the table and the one frame it needs', async () => {
+  it('a random read costs the footer, the table, the headers before it (once) and the one frame it needs', async () => {
     const counted = countingSource(bufferSource(file));
     const zstd = await openZstd(counted.source, { threads: 1 });
     try {
@@ -129,7 +153,31 @@ describe('the reader', () => {
       const offset = 5 * 65536 + 100;
       expect(sha256(await zstd.read(offset, 4096))).toBe(sha256(data.subarray(offset, offset + 4096)));
       const frame = zstd.frames[5]!;
-      expect(counted.reads).toEqual([[frame.offset, frame.compressedSize]]);
+      // The sizes that place frame 6: each earlier frame's header against its table entry.
+      const headers = zstd.frames.slice(0, 5).map((before) => [before.offset, 18]);
+      expect(counted.reads).toEqual([...headers, [frame.offset, frame.compressedSize]]);
+      counted.reads.length = 0;
+      const later = zstd.frames[3]!;
+      expect(sha256(await zstd.read(later.uStart, 4096))).toBe(sha256(data.subarray(later.uStart, later.uStart + 4096)));
+      expect(counted.reads).toEqual([[later.offset, later.compressedSize]]);
+    } finally {
+      await zstd.close();
+    }
+  });
+
+  // zstd -dc skips the seek table, so it takes this file as whole and right: the data of frame 3
+  // sits where frames 1 and 2 end, and a read there must give exactly that or fail.
+  it('a seek table that moves bytes between frames (totals unchanged) is refused, not read at the wrong place', async () => {
+    const forged = Buffer.from(file);
+    const frames = frameCount(file);
+    const entries = forged.length - SEEK_TABLE_FOOTER_SIZE - frames * 12;
+    forged.writeUInt32LE(forged.readUInt32LE(entries + 4) - 1, entries + 4); // frame 1: one byte less
+    forged.writeUInt32LE(forged.readUInt32LE(entries + 12 * 2 + 4) + 1, entries + 12 * 2 + 4); // frame 3: one more
+    writeFileSync(join(dir.path, 'moved.zst'), forged);
+    expect(run('zstd', ['-dc', join(dir.path, 'moved.zst')]).stdout.equals(Buffer.from(data))).toBe(true);
+    const zstd = await openZstd(bufferSource(forged), { threads: 1 });
+    try {
+      await expect(zstd.read(65536 + 100, 100)).rejects.toMatchObject({ code: 'ZSTD_SIZE_CLAIMS' });
     } finally {
       await zstd.close();
     }

@@ -8,6 +8,8 @@
  *   streamCreate()                   -> handle for a stream of frames of unknown size
  *   streamPush(handle, input)        -> [Uint8Array[], status]: output so far (checksums verified
  *                                       by libzstd); status 0 when the input ended on a frame end
+ *   decompressInto(frame, out)       -> size: decodes into `out` (a Uint8Array the caller reuses, so
+ *                                       no fresh pages are faulted in per frame); checksum verified
  *   xxh64Low32(data)                 -> uint32: zstd's checksum of data (xxh64.c)
  */
 #include <node_api.h>
@@ -128,6 +130,23 @@ static napi_value decompress(napi_env env, napi_callback_info info) {
   return pair;
 }
 
+static napi_value decompressInto(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  void *data, *out;
+  size_t length, room;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 2 || !bytesOf(env, argv[0], &data, &length) ||
+      !bytesOf(env, argv[1], &out, &room)) {
+    napi_throw_type_error(env, NULL, "decompressInto(frame: Uint8Array, out: Uint8Array)");
+    return NULL;
+  }
+  size_t got = ZSTD_decompressDCtx(contextsOf(env)->dctx, out, room, data, length);
+  if (ZSTD_isError(got)) return throwZstd(env, "ZSTD_DECOMPRESS", got);
+  napi_value size;
+  CALL(env, napi_create_double(env, (double)got, &size));
+  return size;
+}
+
 static void freeStream(napi_env env, void *data, void *hint) { ZSTD_freeDStream(data); }
 
 static napi_value streamCreate(napi_env env, napi_callback_info info) {
@@ -199,6 +218,7 @@ NAPI_MODULE_INIT() {
   napi_property_descriptor properties[] = {
       {"compress", NULL, compress, NULL, NULL, NULL, napi_default, NULL},
       {"decompress", NULL, decompress, NULL, NULL, NULL, napi_default, NULL},
+      {"decompressInto", NULL, decompressInto, NULL, NULL, NULL, napi_default, NULL},
       {"streamCreate", NULL, streamCreate, NULL, NULL, NULL, napi_default, NULL},
       {"streamPush", NULL, streamPush, NULL, NULL, NULL, napi_default, NULL},
       {"versionNumber", NULL, versionNumber, NULL, NULL, NULL, napi_default, NULL},

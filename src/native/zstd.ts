@@ -9,6 +9,8 @@ import { createRequire } from 'node:module';
 export interface NativeZstd {
   compress(data: Uint8Array, level: number): ArrayBuffer;
   decompress(frame: Uint8Array, expectedSize: number): [Uint8Array, number];
+  /** Decodes into `out` (its whole length is room); returns the size. */
+  decompressInto(frame: Uint8Array, out: Uint8Array): number;
   streamCreate(): unknown;
   streamPush(handle: unknown, input: Uint8Array): [Uint8Array[], number];
   versionNumber(): number;

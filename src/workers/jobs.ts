@@ -50,17 +50,6 @@ export interface XzDecodeReply {
   data: Uint8Array;
 }
 
-export interface ZstdEncodeJob {
-  kind: 'zstd-encode';
-  data: Uint8Array;
-  level: number;
-}
-export interface ZstdEncodeReply {
-  /** One frame with content size and checksum. */
-  compressed: Uint8Array;
-  data: Uint8Array;
-}
-
 export interface ZstdDecodeJob {
   kind: 'zstd-decode';
   /** One whole frame. */
@@ -77,13 +66,44 @@ export interface ZstdDecodeReply {
   data: Uint8Array;
 }
 
-export type Job = DeflateJob | XzEncodeJob | XzDecodeJob | ZstdEncodeJob | ZstdDecodeJob;
+/** Several frames' data in one buffer (seekzstd): frame i is `lengths[i]` bytes at i × frameSize. */
+export interface ZstdEncodeRunJob {
+  kind: 'zstd-encode-run';
+  data: Uint8Array;
+  lengths: number[];
+  frameSize: number;
+  level: number;
+}
+export interface ZstdEncodeRunReply {
+  /** One frame (content size and checksum) per length. */
+  frames: Uint8Array[];
+  data: Uint8Array;
+}
+
+/** Several frames that lie in one span of the file, decoded in one message (seekzstd -d, -t). */
+export interface ZstdDecodeBatchJob {
+  kind: 'zstd-decode-batch';
+  /** The span of the file that holds the frames. */
+  bytes: Uint8Array;
+  /** Where each frame's data goes, one after another; its length is their total plus one. */
+  out: Uint8Array;
+  /** Each frame: where it starts in `bytes`, and what zstd-decode takes. */
+  frames: Array<{ start: number; compressedSize: number; expectedSize: number; number: number; offset: number; tableChecksum?: number }>;
+}
+export interface ZstdDecodeBatchReply {
+  /** Both buffers come back for reuse; `out` holds the frames' data. */
+  bytes: Uint8Array;
+  out: Uint8Array;
+}
+
+export type Job = DeflateJob | XzEncodeJob | XzDecodeJob | ZstdEncodeRunJob | ZstdDecodeJob | ZstdDecodeBatchJob;
 export interface ReplyOf {
   deflate: DeflateReply;
   'xz-encode': XzEncodeReply;
   'xz-decode': XzDecodeReply;
-  'zstd-encode': ZstdEncodeReply;
   'zstd-decode': ZstdDecodeReply;
+  'zstd-encode-run': ZstdEncodeRunReply;
+  'zstd-decode-batch': ZstdDecodeBatchReply;
 }
 
 export interface Done<R> {

@@ -12,7 +12,7 @@ let zstdJobs: typeof import('../zstd/codec.js') | undefined;
 
 async function runJob(job: Job): Promise<Done<unknown>> {
   if (job.kind === 'deflate') return runDeflate(job);
-  if (job.kind === 'zstd-encode' || job.kind === 'zstd-decode') {
+  if (job.kind === 'zstd-encode-run' || job.kind === 'zstd-decode' || job.kind === 'zstd-decode-batch') {
     zstdJobs ??= await import('../zstd/codec.js');
     return zstdJobs.runZstdJob(job);
   }

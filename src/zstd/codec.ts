@@ -7,7 +7,7 @@
 import { createRequire } from 'node:module';
 import { fail, SeekzError } from '../errors.js';
 import { nativeZstd } from '../native/zstd.js';
-import type { Done, ZstdDecodeJob, ZstdDecodeReply, ZstdEncodeJob, ZstdEncodeReply } from '../workers/jobs.js';
+import type { Done, ZstdDecodeBatchJob, ZstdDecodeBatchReply, ZstdDecodeJob, ZstdDecodeReply, ZstdEncodeRunJob, ZstdEncodeRunReply } from '../workers/jobs.js';
 import { frameChecksum, MAX_FRAME_HEADER, parseFrameHeader } from './format.js';
 import { xxh64Low32 } from './xxh64.js';
 
@@ -28,20 +28,24 @@ export function compressFrame(data: Uint8Array, level: number): Uint8Array {
 
 /**
  * Decodes one whole frame that must give exactly `expectedSize` bytes; `frame` and `offset` (its
- * number and file offset) name it in errors.
+ * number and file offset) name it in errors. With `into` (at least expectedSize + 1 bytes: the one
+ * more shows a frame that decodes to more) the data lands there, and the result is a view of it:
+ * a whole-file pass reuses its buffers instead of faulting in fresh pages for every frame.
  */
-export function decompressFrame(bytes: Uint8Array, expectedSize: number, frame: number, offset: number, tableChecksum?: number): Uint8Array {
+export function decompressFrame(bytes: Uint8Array, expectedSize: number, frame: number, offset: number, tableChecksum?: number, into?: Uint8Array): Uint8Array {
   const native = nativeZstd();
   let data: Uint8Array;
   const header = parseFrameHeader(bytes.subarray(0, MAX_FRAME_HEADER), offset);
   if (native) {
-    let result: [Uint8Array, number];
     try {
-      result = native.decompress(bytes, expectedSize);
+      if (into) data = into.subarray(0, native.decompressInto(bytes, into.subarray(0, expectedSize + 1)));
+      else {
+        const result = native.decompress(bytes, expectedSize);
+        data = new Uint8Array(result[0].buffer, result[0].byteOffset, result[1]);
+      }
     } catch (error) {
       throw decodeError(error, frame, offset);
     }
-    data = new Uint8Array(result[0].buffer, result[0].byteOffset, result[1]);
   } else {
     try {
       data = fzstdDecompress(bytes); // sized by the frame; a given buffer comes back whole
@@ -52,6 +56,10 @@ export function decompressFrame(bytes: Uint8Array, expectedSize: number, frame: 
     if (data.length === expectedSize && header.checksum) {
       const found = xxh64Low32(data);
       if (found !== frameChecksum(bytes)) throw fail('ZSTD_CHECKSUM', frame, offset, frameChecksum(bytes), found);
+    }
+    if (into && data.length === expectedSize) {
+      into.set(data);
+      data = into.subarray(0, expectedSize);
     }
   }
   if (data.length !== expectedSize) throw fail('ZSTD_SIZE_MISMATCH', frame, offset, expectedSize, data.length);
@@ -96,11 +104,33 @@ export function streamDecoder(): { push(input: Uint8Array): Uint8Array[]; ended(
 }
 
 /** The worker side of the zstd job kinds: buffers go back by transfer, the input for reuse. */
-export function runZstdJob(job: ZstdEncodeJob | ZstdDecodeJob): Done<ZstdEncodeReply | ZstdDecodeReply> {
-  if (job.kind === 'zstd-encode') {
-    const compressed = compressFrame(job.data, job.level);
-    return { reply: { compressed, data: job.data }, transfer: [compressed.buffer as ArrayBuffer, job.data.buffer as ArrayBuffer] };
+export function runZstdJob(job: ZstdEncodeRunJob | ZstdDecodeJob | ZstdDecodeBatchJob): Done<ZstdEncodeRunReply | ZstdDecodeReply | ZstdDecodeBatchReply> {
+  if (job.kind === 'zstd-encode-run') {
+    const frames = encodeRun(job.data, job.lengths, job.frameSize, job.level);
+    return { reply: { frames, data: job.data }, transfer: [...frames.map((frame) => frame.buffer as ArrayBuffer), job.data.buffer as ArrayBuffer] };
+  }
+  if (job.kind === 'zstd-decode-batch') {
+    decodeBatch(job);
+    return { reply: { bytes: job.bytes, out: job.out }, transfer: [job.bytes.buffer as ArrayBuffer, job.out.buffer as ArrayBuffer] };
   }
   const data = decompressFrame(job.frame, job.expectedSize, job.number, job.offset, job.tableChecksum);
   return { reply: { data }, transfer: [data.buffer as ArrayBuffer] };
+}
+
+/** Frame i of a run is `lengths[i]` bytes at i × frameSize in `data`: each becomes one frame. */
+export function encodeRun(data: Uint8Array, lengths: readonly number[], frameSize: number, level: number): Uint8Array[] {
+  return lengths.map((length, index) => compressFrame(data.subarray(index * frameSize, index * frameSize + length), level));
+}
+
+/**
+ * Decodes a run of frames, each into its place in `out` (frame i's data right after frame i-1's;
+ * `out` has one byte more than the total, the room that catches a frame decoding to more).
+ */
+export function decodeBatch({ bytes, out, frames }: Pick<ZstdDecodeBatchJob, 'bytes' | 'out' | 'frames'>): void {
+  let at = 0;
+  for (const frame of frames) {
+    const compressed = bytes.subarray(frame.start, frame.start + frame.compressedSize);
+    decompressFrame(compressed, frame.expectedSize, frame.number, frame.offset, frame.tableChecksum, out.subarray(at));
+    at += frame.expectedSize;
+  }
 }

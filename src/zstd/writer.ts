@@ -17,6 +17,7 @@ import { orderedWindow } from '../workers/ordered.js';
 import { createWorkerPool, defaultThreads } from '../workers/pool.js';
 import { nextPiece, normaliseRanges, type ByteRange } from '../stored-ranges.js';
 import { isAllZero } from '../zeros.js';
+import { compressFrame, encodeRun } from './codec.js';
 import { buildSeekTable, frameChecksum, SEEKABLE_MAX_FRAME_SIZE, type SeekEntry } from './format.js';
 import { buildStoredFrame, STORED_FRAME_MAX } from './stored.js';
 
@@ -28,6 +29,8 @@ import { buildStoredFrame, STORED_FRAME_MAX } from './stored.js';
 export const DEFAULT_FRAME_SIZE = 2 ** 20;
 export const DEFAULT_LEVEL = 3;
 export const MAX_LEVEL = 22;
+/** Uncompressed bytes per worker message (whole frames; at least one). */
+export const ENCODE_RUN_BYTES = 4 << 20;
 
 export interface ZstdWriterOptions {
   frameSize?: number;
@@ -58,12 +61,13 @@ export interface ZstdWriterResult {
 /**
  * libzstd's compressor memory per thread (ZSTD_estimateCCtxSize for a frame of at least the
  * window: level 1-2 ≈ 1-2 MiB, 3 ≈ 4 MiB, up to ≈ 200 MiB at 19 and 600 MiB+ at 22; a frame
- * smaller than the window shrinks it), plus 2 × threads + 1 frames in flight, each with its
- * input and its output (measured: 116-120 MiB peak RSS at -3 -T2 with 1 MiB frames).
+ * smaller than the window shrinks it), plus threads + 3 runs in flight (ENCODE_RUN_BYTES or one
+ * frame, each with its input and its output).
  */
 export function zstdWriterMemoryBound(threads: number, frameSize: number, level: number): number {
   const encoder = level <= 2 ? 2 : level <= 5 ? 8 : level <= 12 ? 40 : level <= 19 ? 200 : 700;
-  return 100 * 2 ** 20 + threads * (encoder * 2 ** 20 + 5 * frameSize) + 2 * frameSize;
+  const run = level <= 12 ? Math.max(1, Math.floor(ENCODE_RUN_BYTES / frameSize)) * frameSize : frameSize;
+  return 100 * 2 ** 20 + threads * encoder * 2 ** 20 + (threads + 3) * 2 * run;
 }
 
 export async function writeZstd(input: SequentialInput, sink: Sink, options: ZstdWriterOptions = {}): Promise<ZstdWriterResult> {
@@ -74,7 +78,11 @@ export async function writeZstd(input: SequentialInput, sink: Sink, options: Zst
   }
   if (!Number.isInteger(level) || level < 1 || level > MAX_LEVEL) throw fail('BAD_ARGUMENT', `level ${level} must be 1 to ${MAX_LEVEL}`);
 
-  const pool = createWorkerPool(options.threads ?? defaultThreads(), options.signal);
+  // With threads ≥ 2 this thread encodes one run in `threads` (see flush, encodeHere) beside threads - 1
+  // workers: measured on the bench image, a second worker's start-up and the hand-offs left both
+  // cores idle for a while, and this thread, which only reads and writes, was idle most of the run.
+  const threads = Math.max(1, options.threads ?? defaultThreads());
+  const pool = createWorkerPool(Math.max(1, threads - 1), options.signal);
   const entries: SeekEntry[] = [];
   let compressedSize = 0;
   let uncompressedSize = 0;
@@ -82,58 +90,81 @@ export async function writeZstd(input: SequentialInput, sink: Sink, options: Zst
   let storedBytes = 0;
   const stored = normaliseRanges(options.stored ?? []);
 
+  // Runs stay short in time, so that a signal stops the work within a second: above level 12 the
+  // encoder runs at a few MB/s, and a run is one frame; and this thread encodes only runs that
+  // take milliseconds (its event loop is what answers the signal).
+  const fast = level <= 12;
+  const framesPerRun = fast ? Math.max(1, Math.floor(ENCODE_RUN_BYTES / frameSize)) : 1;
+  const encodeHere = fast && frameSize <= ENCODE_RUN_BYTES && threads >= 2;
   const spare: Uint8Array[] = [];
-  const zeroFramesByLength = new Map<number, Promise<{ frame: Uint8Array; length: number }>>();
-  // 2 × threads + 1 frames in flight: with threads + 1 the workers waited between hand-offs.
-  const window = orderedWindow<{ frame: Uint8Array; length: number }>(2 * pool.threads + 1, async ({ frame, length }) => {
-    const offset = compressedSize;
-    await sink.write(frame);
-    compressedSize += frame.length;
-    uncompressedSize += length;
-    const entry = { compressedSize: frame.length, decompressedSize: length, checksum: frameChecksum(frame) };
-    entries.push(entry);
-    options.onFrame?.({ ...entry, offset });
-    options.onProgress?.(uncompressedSize);
+  const zeroFramesByLength = new Map<number, Uint8Array>();
+  // threads + 2 runs in flight: each run is several frames, so the workers always have the next.
+  const window = orderedWindow<{ frames: Uint8Array[]; lengths: number[]; data?: Uint8Array }>(threads + 2, async ({ frames, lengths, data }) => {
+    for (let index = 0; index < frames.length; index++) {
+      const frame = frames[index]!;
+      const offset = compressedSize;
+      await sink.write(frame);
+      compressedSize += frame.length;
+      uncompressedSize += lengths[index]!;
+      const entry = { compressedSize: frame.length, decompressedSize: lengths[index]!, checksum: frameChecksum(frame) };
+      entries.push(entry);
+      options.onFrame?.({ ...entry, offset });
+      options.onProgress?.(uncompressedSize);
+    }
+    if (data) spare.push(data);
   });
-  const encode = (data: Uint8Array) => pool.run({ kind: 'zstd-encode', data, level }, [data.buffer as ArrayBuffer]);
+
+  // The run being filled: its buffer and the length of each frame read into it.
+  let run: { data: Uint8Array; lengths: number[] } | undefined;
+  let runs = 0;
+  const flush = async () => {
+    if (!run || run.lengths.length === 0) return;
+    const { data, lengths } = run;
+    run = undefined;
+    if (encodeHere && runs++ % threads === threads - 1) {
+      await window.push(Promise.resolve({ frames: encodeRun(data, lengths, frameSize, level), lengths, data }));
+      return;
+    }
+    const encoded = pool.run({ kind: 'zstd-encode-run', data, lengths, frameSize, level }, [data.buffer as ArrayBuffer]);
+    await window.push(encoded.then(({ frames, data }) => ({ frames, lengths, data })));
+  };
 
   try {
     for (let at = 0; ; ) {
       const next = nextPiece(at, frameSize, STORED_FRAME_MAX, stored);
       if (next.stored) {
         // Built here: a copy and a native XXH64 over at most 1 MiB cost less than a trip to a worker.
+        await flush();
         const data = await input.read(new Uint8Array(next.length));
         if (data.length === 0) break;
         storedBytes += data.length;
         at += data.length;
-        await window.push(Promise.resolve({ frame: buildStoredFrame(data), length: data.length }));
+        await window.push(Promise.resolve({ frames: [buildStoredFrame(data)], lengths: [data.length] }));
         if (data.length < next.length) break;
         continue;
       }
-      const buffer = spare.pop() ?? new Uint8Array(frameSize);
-      const data = await input.read(buffer.subarray(0, next.length));
+      // A frame has its slot of frameSize bytes in the run; one cut short by a stored range leaves
+      // the rest of its slot unused (encodeRun reads each frame at index × frameSize).
+      run ??= { data: spare.pop() ?? new Uint8Array(framesPerRun * frameSize), lengths: [] };
+      const slot = run.lengths.length * frameSize;
+      const data = await input.read(run.data.subarray(slot, slot + next.length));
       const length = data.length;
       if (length === 0) break;
       at += length;
       if (isAllZero(data)) {
+        // Compressed once per length (here: zeros take a fraction of a millisecond), then reused.
         zeroFrames++;
-        spare.push(buffer);
+        await flush();
         let frame = zeroFramesByLength.get(length);
-        if (!frame) {
-          frame = encode(new Uint8Array(length)).then((encoded) => ({ frame: encoded.compressed, length }));
-          zeroFramesByLength.set(length, frame);
-        }
-        await window.push(frame);
+        if (!frame) zeroFramesByLength.set(length, (frame = compressFrame(new Uint8Array(length), level)));
+        await window.push(Promise.resolve({ frames: [frame], lengths: [length] }));
       } else {
-        await window.push(
-          encode(data).then((encoded) => {
-            spare.push(new Uint8Array(encoded.data.buffer));
-            return { frame: encoded.compressed, length };
-          }),
-        );
+        run.lengths.push(length);
+        if (run.lengths.length === framesPerRun) await flush();
       }
       if (length < next.length) break;
     }
+    await flush();
     await window.drain();
     const table = buildSeekTable(entries);
     await sink.write(table);
