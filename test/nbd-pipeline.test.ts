@@ -5,6 +5,7 @@
  * - read-ahead: a sequential reader gets the next blocks decoded ahead, never more than the
  *   export's read-ahead allows, and none when the budget has no room;
  * - zeroRanges: known zero chunks are holes in BLOCK_STATUS and in reads, without inflating.
+ * - status decodes nothing (xz, zstd): holes from the index and from blocks already cached.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import type { Server } from 'node:net';
@@ -222,6 +223,47 @@ describe('NBD pipeline', () => {
     try {
       if (data.format !== 'xz') throw new Error('expected xz');
       expect(nbdExportOf('', data).readAhead).toEqual({ unit: BLOCK, distance: BLOCK, inFlight: 2 });
+    } finally {
+      await data.close?.();
+    }
+  });
+
+  it('status decodes nothing: nbdinfo --map on a fresh xz server gives the zero blocks as holes and decodes no block; once read, every zero granule', async () => {
+    const zraw = diskLikeData(SIZE, 11);
+    zraw.fill(0, 2 * BLOCK, 3 * BLOCK);
+    zraw.fill(0, 5 * BLOCK, 6 * BLOCK);
+    writeFileSync(path('zero-blocks.img'), zraw);
+    expect(run('xz', ['-T2', '-1', `--block-size=${BLOCK}`, '-k', path('zero-blocks.img')]).status).toBe(0);
+    const data = await openDecoder(path('zero-blocks.img.xz'));
+    try {
+      if (data.format !== 'xz') throw new Error('expected xz');
+      const map = async (socket: string) => {
+        const result = await runAsync('nbdinfo', ['--map', '--json', `nbd+unix:///?socket=${socket}`]);
+        expect(result.status, result.stderr).toBe(0);
+        return (JSON.parse(result.stdout.toString()) as { offset: number; length: number; type: number }[]).map(({ offset, length, type }) => ({ offset, length, hole: type === 3 }));
+      };
+      const { result } = await serving(nbdExportOf('', data), {}, async (socket) => {
+        const cold = await map(socket);
+        const loadsCold = data.cache.loads;
+        const reads = Array.from({ length: SIZE / (512 * 1024) }, (_unused, index): [number, number] => [index * 512 * 1024, 512 * 1024]);
+        const read = await python(socket, { mode: 'sequential', connections: 1, reads });
+        expect(read.sha).toEqual(reads.map(([offset, length]) => sha256(zraw.subarray(offset, offset + length))));
+        return { cold, loadsCold, warm: await map(socket) };
+      });
+      // The first zero block is decoded once, outside the cache, to learn its encoding; nothing else.
+      expect(result.loadsCold).toBe(0);
+      expect(result.cold.filter((extent) => extent.hole)).toEqual([
+        { offset: 2 * BLOCK, length: BLOCK, hole: true },
+        { offset: 5 * BLOCK, length: BLOCK, hole: true },
+      ]);
+      for (const extent of result.warm) {
+        const bytes = zraw.subarray(extent.offset, extent.offset + extent.length);
+        expect(bytes.every((byte) => byte === 0), `[${extent.offset}, +${extent.length})`).toBe(extent.hole);
+      }
+      for (let granule = 0; granule < SIZE; granule += 64 * 1024) {
+        if (!zraw.subarray(granule, granule + 64 * 1024).every((byte) => byte === 0)) continue;
+        expect(result.warm.find((extent) => extent.offset <= granule && granule < extent.offset + extent.length)!.hole, `zero granule at ${granule}`).toBe(true);
+      }
     } finally {
       await data.close?.();
     }
