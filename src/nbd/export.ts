@@ -15,6 +15,8 @@ export function nbdExportOf(name: string, data: Decoder): NbdExport {
   }
   // xz blocks and zstd frames: units decoded whole on the worker threads, each cached whole.
   const units: readonly { uStart: number; uSize: number }[] = data.format === 'xz' ? data.blocks : data.frames;
+  // A thread takes tens of milliseconds to start: while the first client connects, not after its first read.
+  data.startThreads();
   const largest = units.reduce((most, unit) => Math.max(most, unit.uSize), 0);
   const readUnit = (index: number) => (data.format === 'xz' ? data.readBlock(index) : data.readFrame(index));
   /** Units a view cannot come from: xz blocks of 0 bytes (read() confirms them), zstd frames read as a stream. */
@@ -35,10 +37,12 @@ export function nbdExportOf(name: string, data: Decoder): NbdExport {
       }
       return cost;
     },
-    // Two decodes at a time keep the two decoder threads busy, two blocks ahead of the reader:
-    // farther, and with several readers (nbdcopy's connections) blocks decoded ahead would crowd
-    // the cache and be packed or dropped before they are read. Never more than half the cache.
-    readAhead: { unit: largest, distance: Math.min(2 * largest, Math.floor(data.cache.capacity / 2 / Math.max(1, largest)) * largest), inFlight: 2 },
+    // Two decodes at a time keep the two decoder threads busy, up to four blocks ahead of one
+    // reader (blocks differ in decode time: with two ahead, a thread that finished early sat idle
+    // until the reader moved on; measured: 1.56 decodes in flight on average). Several readers
+    // (nbdcopy's connections) share that distance, so blocks decoded ahead are not dropped from
+    // the cache before they are read. Never more than half the cache.
+    readAhead: { unit: largest, distance: Math.min(4 * largest, Math.floor(data.cache.capacity / 2 / Math.max(1, largest)) * largest), inFlight: 2 },
     views: {
       /**
        * Each unit's part of the read as a view of its cached bytes (decoded, checked and cached

@@ -246,11 +246,13 @@ function byteBudget(limit: number) {
 const SEQUENTIAL_SLACK = 8 * 2 ** 20;
 /** Sequential readers followed at once; a new one replaces the one seen least recently. */
 const READ_STREAMS = 8;
+/** A reader seen within this time shares the read-ahead distance (nbdcopy's connections read at once). */
+const ACTIVE_MS = 1000;
 
 /**
  * Read-ahead for sequential readers, across all connections (nbdcopy's connections share one
  * pass). Once a reader has made two reads in a row, the server warms points one `unit` apart up
- * to `distance` past the end of its reads, `inFlight` at a time: a one-byte read of each makes
+ * to its share of `distance` past the end of its reads, `inFlight` at a time: a one-byte read of each makes
  * the source decode the unit holding it, so decoder threads are busy with the next units while
  * this one is sent, and a unit that decodes fast frees its thread for the one after. Each point
  * is warmed once per reader; each warm-up is charged readCost from the server's budget if the
@@ -259,12 +261,19 @@ const READ_STREAMS = 8;
  */
 function readAheadFor(exported: NbdExport, budget: ReturnType<typeof byteBudget>) {
   const { unit, distance, inFlight } = exported.readAhead ?? { unit: 0, distance: 0, inFlight: 0 };
-  type Stream = { end: number; warmedTo: number; warming: number };
+  type Stream = { end: number; warmedTo: number; warming: number; seen: number };
   const streams: Stream[] = [];
   const size = exported.source.size;
-  /** Warms the stream's next points while there is room; a warm-up that ends makes room for the next. */
+  /**
+   * Warms the stream's next points while there is room; a warm-up that ends makes room for the
+   * next. `distance` is shared by the readers active now, so that with several of them the blocks
+   * decoded ahead still fit the cache until they are read; one reader alone reaches the farthest.
+   */
   const advance = (stream: Stream) => {
-    while (stream.warming < inFlight && stream.warmedTo < Math.min(size, stream.end + distance)) {
+    const now = Date.now();
+    const active = Math.max(1, streams.filter((other) => now - other.seen < ACTIVE_MS).length);
+    const reach = Math.max(unit, Math.floor(distance / active / unit) * unit);
+    while (stream.warming < inFlight && stream.warmedTo < Math.min(size, stream.end + reach)) {
       const release = budget.tryTake(exported.readCost?.(stream.warmedTo, 1) ?? 1);
       if (!release) return;
       stream.warming++;
@@ -287,11 +296,12 @@ function readAheadFor(exported: NbdExport, budget: ReturnType<typeof byteBudget>
     if (stream) {
       streams.splice(streams.indexOf(stream), 1);
       stream.end = Math.max(stream.end, end);
+      stream.seen = Date.now();
       // A reader that jumped ahead (over a hole) resumes warming from where it is.
       stream.warmedTo = Math.max(stream.warmedTo, stream.end);
     } else {
       if (streams.length === READ_STREAMS) streams.shift();
-      stream = { end, warmedTo: end, warming: 0 };
+      stream = { end, warmedTo: end, warming: 0, seen: Date.now() };
     }
     streams.push(stream); // most recently seen last
     // A reader starting at 0 is copying the disk: it is sequential from its first read.

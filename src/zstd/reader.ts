@@ -50,6 +50,8 @@ export interface ZstdSource extends Source {
   locate(offset: number): number;
   /** One frame's bytes, decoded whole and checked (cached). */
   readFrame(index: number): Promise<Uint8Array>;
+  /** Starts the decoder threads now (they start with the first decode otherwise): for a server, before its first client. */
+  startThreads(): void;
   /** The same, bypassing the cache: for whole passes (seekzstd -d, -t). */
   decodeFrame(index: number): Promise<Uint8Array>;
   /** Whether frame `index` is read as a stream (too large to decode whole, or no sizes). */
@@ -243,6 +245,7 @@ export async function openZstd(source: Source, options: ZstdReaderOptions = {}):
     cache,
     locate,
     readFrame,
+    startThreads: () => void (pool ??= createWorkerPool(options.threads ?? 2)),
     decodeFrame: (index) => decode(frames[index]!),
     isStreamed: (index) => streamed(frames[index]!),
     isZeroFrame,
