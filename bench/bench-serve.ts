@@ -25,10 +25,11 @@ const BLOCK_SIZE = 16 * MIB;
 const READ_SIZE = 4096;
 const HTTP_READS = 20;
 /**
- * `seekz serve --help`: about 180 MiB + the cache + decoder threads × 3 × block size + the
- * --max-in-flight budget (64 MiB), whatever the number of clients.
+ * `seekz serve --help`: about 180 MiB + the cache + decoder threads × 3 × block size + 2 × block
+ * size (blocks pinned by replies sent from them) + the --max-in-flight budget (64 MiB), whatever
+ * the number of clients.
  */
-const SERVE_MEMORY_BOUND = 180 * MIB + DEFAULT_CACHE_SIZE + 2 * 3 * BLOCK_SIZE + 64 * MIB;
+const SERVE_MEMORY_BOUND = 180 * MIB + DEFAULT_CACHE_SIZE + 2 * 3 * BLOCK_SIZE + 2 * BLOCK_SIZE + 64 * MIB;
 const NGINX = '/usr/sbin/nginx';
 
 export async function serveSection(bench: Bench): Promise<void> {

@@ -20,9 +20,10 @@ const LEVEL = 3;
 const READ_SIZE = 4096;
 /**
  * `seekz serve --help`: about 180 MiB + the cache (zstd: 64 MiB) + decoder threads × 3 × frame size
- * + the --max-in-flight budget (64 MiB), at 2 threads and the default frame size.
+ * + 2 × frame size, at least 8 MiB (pinned by replies) + the --max-in-flight budget (64 MiB), at 2
+ * threads and the default frame size.
  */
-const ZST_SERVE_MEMORY_BOUND = 180 * MIB + DEFAULT_ZSTD_CACHE + THREADS * 3 * DEFAULT_FRAME_SIZE + 64 * MIB;
+const ZST_SERVE_MEMORY_BOUND = 180 * MIB + DEFAULT_ZSTD_CACHE + THREADS * 3 * DEFAULT_FRAME_SIZE + Math.max(2 * DEFAULT_FRAME_SIZE, 8 * MIB) + 64 * MIB;
 const ZSTD_OUTPUT = { suffix: 'zst', verify: { name: 'zstd -t', check: (path: string) => succeeds('zstd', ['-q', '-t', path]) } };
 
 const seekzstd = (frameSize = DEFAULT_FRAME_SIZE): Tool => ({
