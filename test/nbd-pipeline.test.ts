@@ -5,7 +5,8 @@
  * - read-ahead: a sequential reader gets the next blocks decoded ahead, never more than the
  *   export's read-ahead allows, and none when the budget has no room;
  * - zeroRanges: known zero chunks are holes in BLOCK_STATUS and in reads, without inflating.
- * - status decodes nothing (xz, zstd): holes from the index and from blocks already cached.
+ * - status decodes nothing (xz, zstd): holes from the index and from blocks already cached;
+ * - replies as views of cached blocks, copied once the server-wide pin limit is reached.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import type { Server } from 'node:net';
@@ -223,6 +224,23 @@ describe('NBD pipeline', () => {
     try {
       if (data.format !== 'xz') throw new Error('expected xz');
       expect(nbdExportOf('', data).readAhead).toEqual({ unit: BLOCK, distance: BLOCK, inFlight: 2 });
+    } finally {
+      await data.close?.();
+    }
+  });
+
+  it('replies from views of cached blocks: with room to pin blocks or with none (every reply copied), every byte right', async () => {
+    const data = await openDecoder(xzPath);
+    try {
+      if (data.format !== 'xz') throw new Error('expected xz');
+      const exported = nbdExportOf('', data);
+      expect(exported.views!.maxPinned).toBe(8 * MIB); // two blocks, at least 8 MiB
+      // Reads across block edges, all sent before any reply: several replies show the same block at once.
+      const reads = Array.from({ length: 24 }, (_unused, index): [number, number] => [(index * 333_333) % (SIZE - 700_000), 300_000 + index * 17_000]);
+      for (const maxPinned of [exported.views!.maxPinned, 1]) {
+        const { result } = await serving({ ...exported, views: { ...exported.views!, maxPinned } }, {}, (socket) => python(socket, { mode: 'concurrent', connections: 2, reads }));
+        expect(result.sha, `maxPinned ${maxPinned}`).toEqual(reads.map(([offset, length]) => shaOf(offset, length)));
+      }
     } finally {
       await data.close?.();
     }

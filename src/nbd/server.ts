@@ -21,7 +21,8 @@
  *   per connection before it reads them, and blocks decoded to answer fell out of the cache
  *   before they were read (test/nbd-pipeline.test.ts, "status decodes nothing").
  * - Bytes sent as views of cached blocks (`views`) pin those blocks until the kernel has taken
- *   them; blocks pinned that way stay under `maxPinned` bytes server-wide, else a reply is copied.
+ *   them; blocks pinned that way stay under `maxPinned` bytes server-wide, else a reply is copied
+ *   (test/nbd-pipeline.test.ts, "replies from views of cached blocks").
  */
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
