@@ -11,12 +11,19 @@ import { join } from 'node:path';
 import { open } from '../src/open.js';
 import { formatSize } from '../src/size.js';
 import { DEFAULT_FRAME_SIZE } from '../src/zstd/writer.js';
+import { DEFAULT_ZSTD_CACHE } from '../src/zstd/reader.js';
 import { MIB, cli, compareTools, ms, percentile, seededRandom, succeeds, type Bench, type Image, type Tool, type ToolResult } from './bench-common.js';
 import { formatTable, measure, median } from './bench-measure.js';
 
 const THREADS = 2;
 const LEVEL = 3;
 const READ_SIZE = 4096;
+/**
+ * `seekz serve --help`: about 180 MiB + the cache (zstd: 64 MiB) + decoder threads × 3 × frame size
+ * + 2 × frame size, at least 8 MiB (pinned by replies) + the --max-in-flight budget (64 MiB), at 2
+ * threads and the default frame size.
+ */
+const ZST_SERVE_MEMORY_BOUND = 180 * MIB + DEFAULT_ZSTD_CACHE + THREADS * 3 * DEFAULT_FRAME_SIZE + Math.max(2 * DEFAULT_FRAME_SIZE, 8 * MIB) + 64 * MIB;
 const ZSTD_OUTPUT = { suffix: 'zst', verify: { name: 'zstd -t', check: (path: string) => succeeds('zstd', ['-q', '-t', path]) } };
 
 const seekzstd = (frameSize = DEFAULT_FRAME_SIZE): Tool => ({
@@ -95,6 +102,8 @@ export async function zstdSection(bench: Bench): Promise<void> {
   console.log(`\nnbdcopy of the whole image: seekz serve x.zst against nbdkit --filter=xz on the .xz (16 MiB blocks)`);
   const out = join(bench.dir, 'zstd-nbdcopy.raw');
   const copies: Record<string, number[]> = { serve: [], nbdkit: [] };
+  const copyCpu: Record<string, number[]> = { serve: [], nbdkit: [] };
+  const copyRss: Record<string, number> = { serve: 0, nbdkit: 0 };
   for (let round = 0; round < bench.repeat; round++) {
     for (const [name, command, args] of [
       ['serve', process.execPath, [cli('seekz'), 'serve', zst, '--readonly', '--run', `nbdcopy "$uri" '${out}'`]],
@@ -104,12 +113,17 @@ export async function zstdSection(bench: Bench): Promise<void> {
       const measured = await measure(command, [...args]);
       if (!succeeds('cmp', ['-s', out, image.path])) throw new Error(`bench: nbdcopy through ${name} did not give the image back`);
       copies[name]!.push(measured.wall);
-      console.log(`  ${name}: ${measured.wall.toFixed(2)} s (${(image.plan.size / MIB / measured.wall).toFixed(1)} MiB/s), cmp ok`);
+      copyCpu[name]!.push(measured.cpu);
+      copyRss[name] = Math.max(copyRss[name]!, measured.rss);
+      console.log(`  ${name}: ${measured.wall.toFixed(2)} s (${(image.plan.size / MIB / measured.wall).toFixed(1)} MiB/s), ${measured.cpu.toFixed(2)} s CPU, peak RSS ${(measured.rss / MIB).toFixed(1)} MiB (with nbdcopy), cmp ok`);
     }
   }
   rmSync(out, { force: true });
   const copy = median(copies.nbdkit!) / median(copies.serve!);
-  console.log(`nbdcopy throughput seekz serve x.zst / nbdkit --filter=xz: ${copy.toFixed(2)}`);
+  console.log(
+    `nbdcopy throughput seekz serve x.zst / nbdkit --filter=xz: ${copy.toFixed(2)}; median CPU s ${median(copyCpu.serve!).toFixed(2)} / ${median(copyCpu.nbdkit!).toFixed(2)}; ` +
+      `peak RSS ${(copyRss.serve! / MIB).toFixed(1)} / ${(copyRss.nbdkit! / MIB).toFixed(1)} MiB (GNU time, with nbdcopy)`,
+  );
 
   const sweep = bench.quick ? [] : await frameSizeSweep(bench, image, zstdT1.bytes, data);
 
@@ -120,6 +134,7 @@ export async function zstdSection(bench: Bench): Promise<void> {
     { what: 'zstd random 4 KiB: cold p50 (data offsets)', goal: '≤ 5 ms', measured: `${ms(zstP50)} ms`, pass: zstP50 <= 0.005 },
     { what: 'zstd random 4 KiB: cold p50 .zst / 16 MiB-block .xz (data)', goal: '≤ 0.10', measured: vsXz.toFixed(3), pass: vsXz <= 0.1 },
     { what: 'zstd nbdcopy: seekz serve x.zst / nbdkit --filter=xz', goal: '≥ 3.00', measured: copy.toFixed(2), pass: copy >= 3 },
+    { what: "zstd nbdcopy: peak RSS of seekz serve x.zst (with nbdcopy), --help's formula", goal: `≤ ${(ZST_SERVE_MEMORY_BOUND / MIB).toFixed(0)} MiB`, measured: `${(copyRss.serve! / MIB).toFixed(1)} MiB`, pass: copyRss.serve! <= ZST_SERVE_MEMORY_BOUND },
   );
   bench.report.zstd = {
     compression: results.map(({ kept, ...result }) => result),
@@ -128,6 +143,8 @@ export async function zstdSection(bench: Bench): Promise<void> {
     coldReads: cold,
     coldDataReads: coldData,
     nbdcopy: copies,
+    nbdcopyCpu: copyCpu,
+    nbdcopyRss: copyRss,
     frameSizeSweep: sweep,
   };
 }

@@ -41,13 +41,14 @@ export function addServeCommand(program: Command): void {
     .addHelpText(
       'after',
       `
-Memory: about 180 MiB + the cache (--cache; xz 128 MiB, gzip 32 MiB by default) + decoder threads
-× 3 × block size (xz blocks decoding in flight: 96 MiB at 2 threads and 16 MiB blocks) + the
---max-in-flight budget (64 MiB by default), shared by all clients together: reads in progress and
-replies not yet sent, an xz read counted with the blocks it decodes. When it is taken, every client
-waits before its next request is read, so clients that never read their replies cannot grow it.
-Reads over 4 MiB are sent in 4 MiB pieces. Measured with nbdcopy on 16 MiB blocks: 247 MiB with
---cache 32M, 387 MiB with the default cache.
+Memory: about 180 MiB + the cache (--cache; xz 128 MiB, zstd 64 MiB, gzip 32 MiB by default) +
+decoder threads × 3 × block size (xz blocks decoding in flight: 96 MiB at 2 threads and 16 MiB
+blocks) + 2 × block size, at least 8 MiB (blocks that left the cache while replies sent straight
+from them still go out) + the --max-in-flight budget (64 MiB by default), shared by all clients
+together: reads in progress and replies not yet sent, an xz read counted with the blocks it
+decodes. When it is taken, every client waits before its next request is read, so clients that
+never read their replies cannot grow it. Reads over 4 MiB are sent in 4 MiB pieces. Measured with
+nbdcopy on 16 MiB blocks: 247 MiB with --cache 32M, 352–382 MiB with the default cache.
 
 Listening on --unix or --port, one line on stderr says where, once clients can connect; the
 --pidfile appears at the same moment. With -s and with socket activation nothing is printed.

@@ -5,6 +5,8 @@
  * - read-ahead: a sequential reader gets the next blocks decoded ahead, never more than the
  *   export's read-ahead allows, and none when the budget has no room;
  * - zeroRanges: known zero chunks are holes in BLOCK_STATUS and in reads, without inflating.
+ * - status decodes nothing (xz, zstd): holes from the index and from blocks already cached;
+ * - replies as views of cached blocks, copied once the server-wide pin limit is reached.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import type { Server } from 'node:net';
@@ -186,19 +188,19 @@ describe('NBD pipeline', () => {
     }
   });
 
-  it('read-ahead: a sequential reader gets at most two blocks decoded ahead, and every byte right', async () => {
+  it('read-ahead: a sequential reader alone gets at most four blocks decoded ahead, and every byte right', async () => {
     const data = await openDecoder(xzPath);
     try {
       if (data.format !== 'xz') throw new Error('expected xz');
       const exported = nbdExportOf('', data);
-      expect(exported.readAhead).toEqual({ unit: BLOCK, distance: 2 * BLOCK, inFlight: 2 });
+      expect(exported.readAhead).toEqual({ unit: BLOCK, distance: 4 * BLOCK, inFlight: 2 });
       // Blocks 0 and 1, 256 KiB at a time.
       const reads = Array.from({ length: 8 }, (_unused, index): [number, number] => [index * 256 * 1024, 256 * 1024]);
       const { result } = await serving(exported, {}, (socket) => python(socket, { mode: 'sequential', connections: 1, reads }));
       expect(result.sha).toEqual(reads.map(([offset, length]) => shaOf(offset, length)));
-      // Read: blocks 0 and 1. Ahead: up to two units past the end of the last read (blocks 2 and 3).
+      // Read: blocks 0 and 1. Ahead: up to four units past the end of the last read (blocks 2 to 5).
       expect(data.cache.loads).toBeGreaterThanOrEqual(3);
-      expect(data.cache.loads).toBeLessThanOrEqual(4);
+      expect(data.cache.loads).toBeLessThanOrEqual(6);
     } finally {
       await data.close?.();
     }
@@ -222,6 +224,64 @@ describe('NBD pipeline', () => {
     try {
       if (data.format !== 'xz') throw new Error('expected xz');
       expect(nbdExportOf('', data).readAhead).toEqual({ unit: BLOCK, distance: BLOCK, inFlight: 2 });
+    } finally {
+      await data.close?.();
+    }
+  });
+
+  it('replies from views of cached blocks: with room to pin blocks or with none (every reply copied), every byte right', async () => {
+    const data = await openDecoder(xzPath);
+    try {
+      if (data.format !== 'xz') throw new Error('expected xz');
+      const exported = nbdExportOf('', data);
+      expect(exported.views!.maxPinned).toBe(8 * MIB); // two blocks, at least 8 MiB
+      // Reads across block edges, all sent before any reply: several replies show the same block at once.
+      const reads = Array.from({ length: 24 }, (_unused, index): [number, number] => [(index * 333_333) % (SIZE - 700_000), 300_000 + index * 17_000]);
+      for (const maxPinned of [exported.views!.maxPinned, 1]) {
+        const { result } = await serving({ ...exported, views: { ...exported.views!, maxPinned } }, {}, (socket) => python(socket, { mode: 'concurrent', connections: 2, reads }));
+        expect(result.sha, `maxPinned ${maxPinned}`).toEqual(reads.map(([offset, length]) => shaOf(offset, length)));
+      }
+    } finally {
+      await data.close?.();
+    }
+  });
+
+  it('status decodes nothing: nbdinfo --map on a fresh xz server gives the zero blocks as holes and decodes no block; once read, every zero granule', async () => {
+    const zraw = diskLikeData(SIZE, 11);
+    zraw.fill(0, 2 * BLOCK, 3 * BLOCK);
+    zraw.fill(0, 5 * BLOCK, 6 * BLOCK);
+    writeFileSync(path('zero-blocks.img'), zraw);
+    expect(run('xz', ['-T2', '-1', `--block-size=${BLOCK}`, '-k', path('zero-blocks.img')]).status).toBe(0);
+    const data = await openDecoder(path('zero-blocks.img.xz'));
+    try {
+      if (data.format !== 'xz') throw new Error('expected xz');
+      const map = async (socket: string) => {
+        const result = await runAsync('nbdinfo', ['--map', '--json', `nbd+unix:///?socket=${socket}`]);
+        expect(result.status, result.stderr).toBe(0);
+        return (JSON.parse(result.stdout.toString()) as { offset: number; length: number; type: number }[]).map(({ offset, length, type }) => ({ offset, length, hole: type === 3 }));
+      };
+      const { result } = await serving(nbdExportOf('', data), {}, async (socket) => {
+        const cold = await map(socket);
+        const loadsCold = data.cache.loads;
+        const reads = Array.from({ length: SIZE / (512 * 1024) }, (_unused, index): [number, number] => [index * 512 * 1024, 512 * 1024]);
+        const read = await python(socket, { mode: 'sequential', connections: 1, reads });
+        expect(read.sha).toEqual(reads.map(([offset, length]) => sha256(zraw.subarray(offset, offset + length))));
+        return { cold, loadsCold, warm: await map(socket) };
+      });
+      // The first zero block is decoded once, outside the cache, to learn its encoding; nothing else.
+      expect(result.loadsCold).toBe(0);
+      expect(result.cold.filter((extent) => extent.hole)).toEqual([
+        { offset: 2 * BLOCK, length: BLOCK, hole: true },
+        { offset: 5 * BLOCK, length: BLOCK, hole: true },
+      ]);
+      for (const extent of result.warm) {
+        const bytes = zraw.subarray(extent.offset, extent.offset + extent.length);
+        expect(bytes.every((byte) => byte === 0), `[${extent.offset}, +${extent.length})`).toBe(extent.hole);
+      }
+      for (let granule = 0; granule < SIZE; granule += 64 * 1024) {
+        if (!zraw.subarray(granule, granule + 64 * 1024).every((byte) => byte === 0)) continue;
+        expect(result.warm.find((extent) => extent.offset <= granule && granule < extent.offset + extent.length)!.hole, `zero granule at ${granule}`).toBe(true);
+      }
     } finally {
       await data.close?.();
     }

@@ -85,9 +85,10 @@ interface Extent {
 
 /**
  * Holds a base:allocation map against the bytes: the extents tile the export, every hole reads
- * as zeros, no data extent is all zeros, and every all-zero granule is reported as a hole.
+ * as zeros, no data extent is all zeros, and (unless the server may not know it: xz blocks not
+ * decoded yet, for BLOCK_STATUS decodes nothing) every all-zero granule is reported as a hole.
  */
-function expectMapMatches(extents: Extent[], raw: Uint8Array): void {
+function expectMapMatches(extents: Extent[], raw: Uint8Array, { everyZeroGranule = true } = {}): void {
   let at = 0;
   for (const extent of extents) {
     expect(extent.offset, 'extents are contiguous').toBe(at);
@@ -96,8 +97,9 @@ function expectMapMatches(extents: Extent[], raw: Uint8Array): void {
   expect(at, 'extents cover the export').toBe(raw.length);
   for (const extent of extents) {
     const bytes = raw.subarray(extent.offset, extent.offset + extent.length);
-    expect(allZero(bytes), `extent [${extent.offset}, +${extent.length}) ${extent.zero ? 'hole,zero' : 'data'}`).toBe(extent.zero);
+    if (everyZeroGranule || extent.zero) expect(allZero(bytes), `extent [${extent.offset}, +${extent.length}) ${extent.zero ? 'hole,zero' : 'data'}`).toBe(extent.zero);
   }
+  if (!everyZeroGranule) return;
   let holes = 0;
   for (let granule = 0; granule < raw.length; granule += GRANULE) {
     if (!allZero(raw.subarray(granule, granule + GRANULE))) continue;
@@ -290,6 +292,7 @@ describe('seekz serve with real NBD clients', () => {
     for (const format of formats) {
       it(`qemu-img says identical and the map agrees with the zero ranges: ${format.label}`, () => {
         const mapFile = path(`map-${format.file}.json`);
+        // For xz the map is granule-exact because qemu-img compare has read (and cached) every block first.
         const result = ok(
           captive(format.file, `qemu-img compare -f raw -F raw "$uri" '${path('disk.img')}' && nbdinfo --map --json "$uri" > '${mapFile}'`),
           'qemu-img compare / nbdinfo --map',
@@ -630,6 +633,7 @@ done({'ok': True})
       simple: { structured: boolean; reads: string[]; pastEnd: Failure | null; afterError: string; dfClaims: string[] };
       structured: { negotiated: boolean; allocation: boolean; pastEnd: Failure | null; farPastEnd: Failure | null; afterError: string };
       extents: [number, number, number][];
+      coldExtents: [number, number, number][];
       one: [number, number][];
       opt: { count: number; exports: string[]; wrongInfo: Failure | null; size: number; readOnly: boolean; allocation: boolean; closed: boolean };
       go: { size: number; read: string };
@@ -686,16 +690,21 @@ def status(length, offset, flags=0):
     h.block_status(length, offset, extent, flags)
     return got
 
-extents = []
-offset = 0
-while offset < size:
-    before = offset
-    for length, flags in status(min(size - offset, 3 * 2 ** 20), offset):
-        extents.append([offset, length, flags])
-        offset += length
-    if offset == before:
-        raise Exception('no progress at %d' % offset)
-result['extents'] = extents
+def walk():
+    extents = []
+    offset = 0
+    while offset < size:
+        before = offset
+        for length, flags in status(min(size - offset, 3 * 2 ** 20), offset):
+            extents.append([offset, length, flags])
+            offset += length
+        if offset == before:
+            raise Exception('no progress at %d' % offset)
+    return extents
+# Before the blocks are read, status comes from the index alone; once read (and cached), from their bytes.
+result['coldExtents'] = walk()
+h.pread(size, 0)
+result['extents'] = walk()
 result['one'] = status(size, 0, nbd.CMD_FLAG_REQ_ONE)
 h.shutdown()
 
@@ -754,7 +763,15 @@ done(result)
       expect(result.structured.afterError).toBe(sha256(raw.subarray(0, 4096)));
     });
 
-    it('BLOCK_STATUS agrees with the zero ranges, and REQ_ONE gives one extent', () => {
+    it('BLOCK_STATUS decodes nothing: before any block is read, its extents tile the export and every hole reads as zeros', () => {
+      expectMapMatches(
+        result.coldExtents.map(([offset, length, flags]) => ({ offset, length, zero: flags === 3 })),
+        raw,
+        { everyZeroGranule: false },
+      );
+    });
+
+    it('BLOCK_STATUS agrees with the zero ranges once the blocks are cached, and REQ_ONE gives one extent', () => {
       expectMapMatches(
         result.extents.map(([offset, length, flags]) => {
           expect([0, 3]).toContain(flags);

@@ -16,7 +16,13 @@
  * - Decoding ahead of a sequential reader (readAhead) takes its bytes from the same budget, only
  *   when they are free at once, and never delays a request: it is a hint the server may drop.
  * - A hole reply (or a hole in a BLOCK_STATUS answer) comes only from the source's zeroRanges or
- *   from bytes read and found zero: never from a guess.
+ *   from bytes read (or cached) and found zero: never from a guess.
+ * - With `peek` (xz, zstd), BLOCK_STATUS decodes nothing: nbdcopy asks for the status of 128 MiB
+ *   per connection before it reads them, and blocks decoded to answer fell out of the cache
+ *   before they were read (test/nbd-pipeline.test.ts, "status decodes nothing").
+ * - Bytes sent as views of cached blocks (`views`) pin those blocks until the kernel has taken
+ *   them; blocks pinned that way stay under `maxPinned` bytes server-wide, else a reply is copied
+ *   (test/nbd-pipeline.test.ts, "replies from views of cached blocks").
  */
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -25,9 +31,12 @@ import type { Source } from '../source/source.js';
 import { isAllZero } from '../zeros.js';
 import * as P from './protocol.js';
 
+/** Bytes one BLOCK_STATUS answer reads at most, when it must read to look (no `peek`). */
 const STATUS_LIMIT = 4 * 2 ** 20;
 /** Extents in one BLOCK_STATUS answer at most (proto.md lets it cover less than asked). */
 const MAX_DESCRIPTORS = 4096;
+/** What a BLOCK_STATUS answer from the index holds: its reply, MAX_DESCRIPTORS extents at most. */
+const STATUS_REPLY = 4 + 8 * (MAX_DESCRIPTORS + 1);
 
 /** What the server exports: a Source of bytes, and for a writable export a way to write and flush. */
 export interface NbdExport {
@@ -45,6 +54,22 @@ export interface NbdExport {
    * threads). Absent (the default): no read-ahead.
    */
   readAhead?: { unit: number; distance: number; inFlight: number };
+  /**
+   * Replies without copies: `read` gives the bytes of [offset, offset + length) as views of what
+   * the decoder holds already (cached blocks, a shared zero buffer), and the server writes those
+   * views to the socket as they are. A view keeps its whole block alive until the kernel has
+   * taken it, past the block's eviction from the cache: such blocks are bounded server-wide by
+   * `maxPinned` bytes, beyond which a reply is copied instead. Absent: `source.read`.
+   */
+  views?: { read(offset: number, length: number): Promise<Uint8Array[]>; maxPinned: number };
+  /**
+   * What BLOCK_STATUS may know without decoding: the decoded bytes from `offset` to the end of
+   * their unit when they are cached whole, or else how many bytes from `offset` on are not at
+   * hand. With it, BLOCK_STATUS never reads the source: holes are the source's zeroRanges (the
+   * index) and the all-zero granules of cached units; all else is reported as data, which a
+   * client such as nbdcopy reads and checks for zeros itself. Absent: status reads to look.
+   */
+  peek?: (offset: number) => Promise<{ bytes: Uint8Array } | { skip: number }>;
   writable?: {
     /** Rejects with a SeekzError (GZIP_NOT_EDITABLE, XZ_NOT_EDITABLE, ZSTD_NOT_EDITABLE) for bytes that cannot change: EPERM. */
     write(offset: number, data: Uint8Array): Promise<void>;
@@ -70,10 +95,13 @@ export const DEFAULT_MAX_BYTES_IN_FLIGHT = 64 * 2 ** 20;
 /** Request bytes buffered per connection beyond what the server is waiting for; then the socket is paused. */
 const READ_AHEAD = 256 * 1024;
 /** Reads larger than this are read and sent in pieces of this size. */
-const PIECE = 4 * 2 ** 20;
+export const PIECE = 4 * 2 ** 20;
 let zeros: Uint8Array | undefined;
-/** One piece of zeros for simple replies of known-zero reads; never written, so it stays the kernel's zero page. */
-const zeroPiece = () => (zeros ??= new Uint8Array(PIECE));
+/**
+ * One piece of zeros for replies of known-zero bytes (and exports' views of zero units); never
+ * written, so it stays the kernel's zero page, and it pins nothing.
+ */
+export const zeroPiece = () => (zeros ??= new Uint8Array(PIECE));
 
 /**
  * Buffered exact reads from a socket: `read(n)` resolves with exactly n bytes, or rejects when the
@@ -219,11 +247,13 @@ function byteBudget(limit: number) {
 const SEQUENTIAL_SLACK = 8 * 2 ** 20;
 /** Sequential readers followed at once; a new one replaces the one seen least recently. */
 const READ_STREAMS = 8;
+/** A reader seen within this time shares the read-ahead distance (nbdcopy's connections read at once). */
+const ACTIVE_MS = 1000;
 
 /**
  * Read-ahead for sequential readers, across all connections (nbdcopy's connections share one
  * pass). Once a reader has made two reads in a row, the server warms points one `unit` apart up
- * to `distance` past the end of its reads, `inFlight` at a time: a one-byte read of each makes
+ * to its share of `distance` past the end of its reads, `inFlight` at a time: a one-byte read of each makes
  * the source decode the unit holding it, so decoder threads are busy with the next units while
  * this one is sent, and a unit that decodes fast frees its thread for the one after. Each point
  * is warmed once per reader; each warm-up is charged readCost from the server's budget if the
@@ -232,12 +262,19 @@ const READ_STREAMS = 8;
  */
 function readAheadFor(exported: NbdExport, budget: ReturnType<typeof byteBudget>) {
   const { unit, distance, inFlight } = exported.readAhead ?? { unit: 0, distance: 0, inFlight: 0 };
-  type Stream = { end: number; warmedTo: number; warming: number };
+  type Stream = { end: number; warmedTo: number; warming: number; seen: number };
   const streams: Stream[] = [];
   const size = exported.source.size;
-  /** Warms the stream's next points while there is room; a warm-up that ends makes room for the next. */
+  /**
+   * Warms the stream's next points while there is room; a warm-up that ends makes room for the
+   * next. `distance` is shared by the readers active now, so that with several of them the blocks
+   * decoded ahead still fit the cache until they are read; one reader alone reaches the farthest.
+   */
   const advance = (stream: Stream) => {
-    while (stream.warming < inFlight && stream.warmedTo < Math.min(size, stream.end + distance)) {
+    const now = Date.now();
+    const active = Math.max(1, streams.filter((other) => now - other.seen < ACTIVE_MS).length);
+    const reach = Math.max(unit, Math.floor(distance / active / unit) * unit);
+    while (stream.warming < inFlight && stream.warmedTo < Math.min(size, stream.end + reach)) {
       const release = budget.tryTake(exported.readCost?.(stream.warmedTo, 1) ?? 1);
       if (!release) return;
       stream.warming++;
@@ -260,11 +297,12 @@ function readAheadFor(exported: NbdExport, budget: ReturnType<typeof byteBudget>
     if (stream) {
       streams.splice(streams.indexOf(stream), 1);
       stream.end = Math.max(stream.end, end);
+      stream.seen = Date.now();
       // A reader that jumped ahead (over a hole) resumes warming from where it is.
       stream.warmedTo = Math.max(stream.warmedTo, stream.end);
     } else {
       if (streams.length === READ_STREAMS) streams.shift();
-      stream = { end, warmedTo: end, warming: 0 };
+      stream = { end, warmedTo: end, warming: 0, seen: Date.now() };
     }
     streams.push(stream); // most recently seen last
     // A reader starting at 0 is copying the disk: it is sequential from its first read.
@@ -301,6 +339,39 @@ export function createNbdHandler(exported: NbdExport, options: NbdServerOptions 
   const maxInFlight = options.maxInFlight ?? 16;
   const budget = byteBudget(options.maxBytesInFlight ?? DEFAULT_MAX_BYTES_IN_FLIGHT);
   const readAhead = readAheadFor(exported, budget);
+  const views = exported.views;
+  /** Bytes of a read: views of the decoder's blocks when the export offers them, else one new buffer. */
+  const readParts = async (offset: number, length: number): Promise<Uint8Array[]> => (views ? views.read(offset, length) : [await exported.source.read(offset, length)]);
+  /**
+   * Blocks that views in the socket's queue keep alive, server-wide: each block's buffer counted
+   * once, whatever number of replies show it. `pinned(data)` pins the blocks of a reply's views
+   * and returns their release (for when the kernel has taken the reply), or undefined when they
+   * would take more than `maxPinned`: then the reply is copied, and pins nothing.
+   */
+  const pins = new Map<ArrayBufferLike, number>();
+  let pinnedBytes = 0;
+  const pinned = (data: Uint8Array[]): (() => void) | undefined => {
+    if (!views) return undefined;
+    const shared = zeroPiece().buffer;
+    const buffers = [...new Set(data.map((view) => view.buffer))].filter((buffer) => buffer !== shared);
+    const added = buffers.reduce((sum, buffer) => sum + (pins.has(buffer) ? 0 : buffer.byteLength), 0);
+    if (pinnedBytes + added > views.maxPinned) return undefined;
+    pinnedBytes += added;
+    for (const buffer of buffers) pins.set(buffer, (pins.get(buffer) ?? 0) + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      for (const buffer of buffers) {
+        const count = pins.get(buffer)! - 1;
+        if (count > 0) pins.set(buffer, count);
+        else {
+          pins.delete(buffer);
+          pinnedBytes -= buffer.byteLength;
+        }
+      }
+    };
+  };
   const size = exported.source.size;
   const transmissionFlags =
     P.FLAG_HAS_FLAGS |
@@ -325,12 +396,31 @@ export function createNbdHandler(exported: NbdExport, options: NbdServerOptions 
         socket.on('drain', done);
         socket.on('close', done);
       }));
-    const send = (parts: Parts): Promise<void> => {
-      if (socket.destroyed || socket.writableEnded) return Promise.resolve();
+    /** Writes a message in one corked batch; `flushed` runs once the kernel has taken all of it (or the socket is gone). */
+    const send = (parts: Parts, flushed?: () => void): Promise<void> => {
+      if (socket.destroyed || socket.writableEnded) {
+        flushed?.();
+        return Promise.resolve();
+      }
+      let last = parts.length - 1;
+      while (last >= 0 && parts[last]!.length === 0) last--;
       socket.cork();
-      for (const part of parts) if (part.length > 0) socket.write(part);
+      parts.forEach((part, index) => {
+        if (index === last) socket.write(part, flushed && (() => flushed()));
+        else if (part.length > 0) socket.write(part);
+      });
       socket.uncork();
+      if (last < 0) flushed?.();
       return socket.writableNeedDrain ? whenDrained() : Promise.resolve();
+    };
+    /**
+     * A reply's headers, then its data as views (pinned until flushed, within the server's
+     * maxPinned) or, when the pins would go over, copied into one buffer the budget paid for.
+     */
+    const sendData = (head: Parts, data: Uint8Array[]): Promise<void> => {
+      if (!views) return send([...head, ...data]);
+      const unpin = pinned(data);
+      return unpin ? send([...head, ...data], unpin) : send([...head, Buffer.concat(data)]);
     };
     const hello = Buffer.alloc(18);
     hello.writeBigUInt64BE(P.NBDMAGIC, 0);
@@ -474,21 +564,21 @@ export function createNbdHandler(exported: NbdExport, options: NbdServerOptions 
           for (let done = 0; done < length && !socket.destroyed; done += PIECE) await send([zeroPiece().subarray(0, Math.min(PIECE, length - done))]);
         });
       }
-      const first = await exported.source.read(offset, Math.min(length, PIECE));
+      const first = await readParts(offset, Math.min(length, PIECE));
       await exclusive(async () => {
         const at = Buffer.alloc(8);
         at.writeBigUInt64BE(BigInt(offset), 0);
-        await send(structured ? [chunkHeader(handle, P.REPLY_FLAG_DONE, P.REPLY_TYPE_OFFSET_DATA, 8 + length), at, first] : [...simpleReply(handle, 0), first]);
-        for (let done = first.length; done < length && !socket.destroyed; ) {
-          const piece = await exported.source.read(offset + done, Math.min(length - done, PIECE)).catch((error: Error) => {
+        await sendData(structured ? [chunkHeader(handle, P.REPLY_FLAG_DONE, P.REPLY_TYPE_OFFSET_DATA, 8 + length), at] : simpleReply(handle, 0), first);
+        for (let done = lengthOf(first); done < length && !socket.destroyed; ) {
+          const piece = await readParts(offset + done, Math.min(length - done, PIECE)).catch((error: Error) => {
             // proto.md: after a reply header that promised data, an error leaves only a hard disconnect.
             options.onClientError?.(error);
             socket.destroy();
             return undefined;
           });
           if (!piece) return;
-          await send([piece]);
-          done += piece.length;
+          await sendData([], piece);
+          done += lengthOf(piece);
         }
       });
     };
@@ -589,8 +679,10 @@ export function createNbdHandler(exported: NbdExport, options: NbdServerOptions 
       // byte budget. A read larger than PIECE is read and sent a piece at a time within one
       // reservation, so a client that does not read its replies pins one piece, not the request.
       while (inFlight >= maxInFlight) await new Promise<void>((resolve) => (slotFree = resolve));
-      const reading = type === P.CMD_BLOCK_STATUS ? Math.min(length, STATUS_LIMIT) : Math.min(length, PIECE);
-      const release = await budget.take(() => exported.readCost?.(offset, reading) ?? reading);
+      // A status answer from the index holds only its reply; one that reads holds what it reads.
+      const statusReads = type === P.CMD_BLOCK_STATUS && !exported.peek;
+      const reading = type === P.CMD_BLOCK_STATUS ? Math.min(length, exported.peek ? STATUS_REPLY : STATUS_LIMIT) : Math.min(length, PIECE);
+      const release = await budget.take(() => (type === P.CMD_BLOCK_STATUS && !statusReads ? reading : (exported.readCost?.(offset, reading) ?? reading)));
       inFlight++;
       const work =
         type === P.CMD_BLOCK_STATUS
@@ -600,7 +692,7 @@ export function createNbdHandler(exported: NbdExport, options: NbdServerOptions 
           : type === P.CMD_CACHE
             ? exported.source.read(offset, reading).then(() => replyDone(handle)) // a hint: warms one piece at most
             : streamRead(handle, offset, length);
-      if (type !== P.CMD_CACHE) readAhead(offset, type === P.CMD_READ ? length : reading);
+      if (type === P.CMD_READ || statusReads) readAhead(offset, type === P.CMD_READ ? length : reading);
       work
         .catch((error: Error) => replyError(handle, P.EIO, error.message))
         .finally(() => {
@@ -630,7 +722,8 @@ export function createNbdHandler(exported: NbdExport, options: NbdServerOptions 
    */
   const blockStatus = async (offset: number, length: number, one: boolean): Promise<Buffer> => {
     const end = offset + length;
-    const readable = offset + Math.min(length, STATUS_LIMIT);
+    const peek = exported.peek;
+    const readable = peek ? end : offset + Math.min(length, STATUS_LIMIT);
     const zeros = exported.source.zeroRanges ? await exported.source.zeroRanges(offset, length) : [];
     const descriptors: { length: number; state: number }[] = [];
     const add = (bytes: number, state: number) => {
@@ -639,17 +732,36 @@ export function createNbdHandler(exported: NbdExport, options: NbdServerOptions 
       else descriptors.push({ length: bytes, state });
     };
     const full = () => descriptors.length > (one ? 1 : MAX_DESCRIPTORS);
+    /** Granule by granule: all-zero granules (aligned to the export) are holes. */
+    const classify = (data: Uint8Array, from: number) => {
+      for (let index = 0; index < data.length && !full(); ) {
+        const next = Math.min(data.length, index - ((from + index) % granule) + granule);
+        add(next - index, isAllZero(data.subarray(index, next)) ? P.STATE_HOLE | P.STATE_ZERO : 0);
+        index = next;
+      }
+    };
     let at = offset;
     for (const zero of [...zeros, { offset: end, length: 0 }]) {
       if (zero.offset > at) {
         // Unknown bytes: read (within the charged window) and look.
         const stop = Math.min(zero.offset, readable);
         if (stop <= at) break;
-        const data = await exported.source.read(at, stop - at);
-        for (let index = 0; index < data.length && !full(); ) {
-          const next = Math.min(data.length, index - ((at + index) % granule) + granule);
-          add(next - index, isAllZero(data.subarray(index, next)) ? P.STATE_HOLE | P.STATE_ZERO : 0);
-          index = next;
+        if (peek) {
+          // What is cached is looked at; what is not is data, and is not decoded to find out.
+          for (let here = at; here < stop && !full(); ) {
+            const known = await peek(here);
+            if ('bytes' in known && known.bytes.length > 0) {
+              const bytes = known.bytes.subarray(0, stop - here);
+              classify(bytes, here);
+              here += bytes.length;
+            } else {
+              const skip = 'skip' in known && known.skip > 0 ? Math.min(known.skip, stop - here) : stop - here;
+              add(skip, 0);
+              here += skip;
+            }
+          }
+        } else {
+          classify(await exported.source.read(at, stop - at), at);
         }
         at = stop;
         if (at < zero.offset || full()) break;
@@ -674,6 +786,8 @@ export function createNbdHandler(exported: NbdExport, options: NbdServerOptions 
       connection.destroy();
     });
 }
+
+const lengthOf = (parts: Uint8Array[]) => parts.reduce((sum, part) => sum + part.length, 0);
 
 function parseMetaQueries(data: Buffer): { name: string; queries: string[] } | undefined {
   try {

@@ -24,6 +24,11 @@ export interface BlockCache {
    * NBD server's budget charges a read only for the blocks it would decode (src/nbd/export.ts).
    */
   has(key: number): boolean;
+  /**
+   * The block's bytes if they are cached whole right now, else undefined: no load, no unpacking,
+   * no change of recency. For answers that must not decode (the NBD server's BLOCK_STATUS).
+   */
+  peek(key: number): Uint8Array | undefined;
   /** Bytes held: whole blocks at their length, sparse ones at what they keep. */
   readonly bytes: number;
   readonly capacity: number;
@@ -140,6 +145,10 @@ export function createBlockCache(capacity: number): BlockCache {
     },
     has(key) {
       return ready.has(key) || loading.has(key);
+    },
+    peek(key) {
+      const entry = ready.get(key);
+      return entry && 'whole' in entry ? entry.whole : undefined;
     },
     clear() {
       ready.clear();

@@ -50,6 +50,13 @@ export interface XzSource extends Source {
   /** The decoded bytes of one block (cached), once the sizes of the blocks before it are confirmed. */
   readBlock(index: number): Promise<Uint8Array>;
   /**
+   * Resolves once the records of every block before `index` are confirmed (header reads, as for
+   * a read): for the NBD server, which answers BLOCK_STATUS from blocks already in the cache.
+   */
+  confirmBefore(index: number): Promise<void>;
+  /** Starts the decoder threads now (they start with the first decode otherwise): for a server, before its first client. */
+  startThreads(): void;
+  /**
    * The decoded bytes of one block, bypassing the cache and the check of the blocks before it:
    * for sequential passes, which decode (and so confirm) every block before they emit a later one.
    */
@@ -311,6 +318,8 @@ export async function openXz(source: Source, options: XzReaderOptions = {}): Pro
     cache,
     locate,
     readBlock,
+    confirmBefore,
+    startThreads: () => void (pool ??= createWorkerPool(options.threads ?? 2)),
     decodeBlock: (index) => decode(blocks[index]!),
     async checkHeaders() {
       for (let at = 0; at < blocks.length; at += CONFIRM_WINDOW) {

@@ -66,6 +66,8 @@ export interface ZstdSource extends Source {
    * thread instead (the same checks), so a whole pass can use the main thread as one of its cores.
    */
   decodeRun(first: number, count: number, reuse?: DecodeRunBuffers, here?: boolean): Promise<DecodeRunBuffers & { data: Uint8Array }>;
+  /** Starts the decoder threads now (they start with the first decode otherwise): for a server, before its first client. */
+  startThreads(): void;
   /** Whether frame `index` is read as a stream (too large to decode whole, or no sizes). */
   isStreamed(index: number): boolean;
   /**
@@ -363,6 +365,7 @@ export async function openZstd(source: Source, options: ZstdReaderOptions = {}):
     locate,
     readFrame,
     decodeRun,
+    startThreads: () => void (pool ??= createWorkerPool(options.threads ?? 2)),
     isStreamed: (index) => streamed(frames[index]!),
     isZeroFrame,
     async frameHeader(index) {
