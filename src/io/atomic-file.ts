@@ -6,6 +6,8 @@ import { unlinkSync } from 'node:fs';
 import { isatty } from 'node:tty';
 import { basename, dirname, join } from 'node:path';
 import { fail, SeekzError } from '../errors.js';
+import { nativeIo, SEEK_CUR } from '../native/io.js';
+import { dataRuns } from '../zeros.js';
 import type { Sink } from './sink.js';
 
 /** Temp files in progress, removed by `removeTempFilesNow` when a signal ends the process. */
@@ -49,10 +51,6 @@ export interface AtomicFileOptions {
   sparse?: boolean;
 }
 
-/** The unit of holes: a filesystem block on ext4, xfs, btrfs and tmpfs. */
-const SPARSE_BLOCK = 4096;
-const ZERO_BLOCK = new Uint8Array(SPARSE_BLOCK);
-
 /**
  * An output file that appears only when complete: bytes go to a temp file beside the target,
  * which is renamed over it on commit. A failure, or a signal through the CLI's handler, leaves
@@ -92,16 +90,7 @@ export async function createAtomicFile(path: string, options: AtomicFileOptions 
   };
   /** Appends `bytes` at `at`, leaving out whole zero blocks beyond what is written (they read back as zeros). */
   const writeSparse = async (bytes: Uint8Array, at: number) => {
-    let from = 0; // start of the data run not yet written
-    let cut = Math.min(bytes.length, (SPARSE_BLOCK - (at % SPARSE_BLOCK)) % SPARSE_BLOCK); // first block boundary
-    while (cut + SPARSE_BLOCK <= bytes.length) {
-      if (at + cut >= end && Buffer.compare(bytes.subarray(cut, cut + SPARSE_BLOCK), ZERO_BLOCK) === 0) {
-        if (cut > from) await writeAll(bytes.subarray(from, cut), at + from);
-        from = cut + SPARSE_BLOCK;
-      }
-      cut += SPARSE_BLOCK;
-    }
-    if (from < bytes.length) await writeAll(bytes.subarray(from), at + from);
+    for (const [from, to] of dataRuns(bytes, at, end)) await writeAll(bytes.subarray(from, to), at + from);
   };
   const append = options.sparse ? writeSparse : writeAll;
   const flush = async () => {
@@ -274,6 +263,60 @@ export function streamSink(stream: NodeJS.WritableStream & { fd?: number }): Sin
       await new Promise<void>((resolve, reject) => stream.write(bytes, (error) => (error ? reject(failure ?? error) : resolve())));
       position += bytes.length;
     }),
+  };
+}
+
+/**
+ * Stdout as an output with holes, as `xz -dc > FILE` writes it (xz's file_io.c): only when stdout
+ * is a regular file, not opened with O_APPEND (`>>`), and its offset is at its end, so a hole never
+ * hides bytes that were there; otherwise undefined, and the caller writes stdout in full. Data goes
+ * out with write(2) at the offset the shell left, whole zero 4 KiB blocks are skipped with lseek,
+ * and a file that ends in zeros gets its last byte written, so the offset ends where the data
+ * ends, as if every byte had been written (the next command of `{ a; b; } > FILE` appends).
+ * Needs the seekz_io addon for lseek; commit() writes that last byte, abort() does nothing (what
+ * went to stdout is gone). Pinned by test/cli-manners.test.ts ("holes in stdout").
+ */
+export function sparseStdout(): AtomicFile | undefined {
+  const fd = 1;
+  const io = nativeIo();
+  if (!io || isatty(fd) || !fstatSync(fd).isFile() || io.appendMode(fd) !== 0) return undefined;
+  let position = io.seek(fd, 0, SEEK_CUR);
+  if (position !== fstatSync(fd).size) return undefined;
+  let hole = 0; // zeros skipped since the last data, not yet seeked over
+  const seekOver = () => {
+    const at = io.seek(fd, hole, SEEK_CUR);
+    if (at < 0) throw fail('OUTPUT_FAILED', 'stdout', position - hole, `cannot seek over ${hole} zero bytes (errno ${-at})`);
+    hole = 0;
+  };
+  const writeSome = (bytes: Uint8Array, from: number, to: number) =>
+    new Promise<number>((resolve, reject) => writeFd(fd, bytes, from, to - from, null, (error, written) => (error ? reject(error) : resolve(written))));
+  const writeRun = async (bytes: Uint8Array, from: number, to: number) => {
+    if (hole > 0) seekOver();
+    for (let at = from; at < to; ) at += await writeSome(bytes, at, to);
+  };
+  const sink: Required<Sink> = {
+    write: (bytes) => outputErrors('stdout', () => position, async () => {
+      let done = 0;
+      for (const [from, to] of dataRuns(bytes, position)) {
+        hole += from - done;
+        await writeRun(bytes, from, to);
+        done = to;
+      }
+      hole += bytes.length - done;
+      position += bytes.length;
+    }),
+    async writeAt() {
+      throw fail('BAD_ARGUMENT', 'stdout cannot be written at an offset; use -o FILE');
+    },
+  };
+  return {
+    sink,
+    commit: () => outputErrors('stdout', () => position, async () => {
+      if (hole === 0) return;
+      hole -= 1;
+      await writeRun(new Uint8Array(1), 0, 1);
+    }),
+    async abort() {},
   };
 }
 

@@ -4,6 +4,7 @@
  * what it reserved (partial-deflate's map); without, it can't.
  */
 export interface Sink {
+  /** Once it resolves, the sink holds no reference to `bytes`: the caller may reuse the buffer. */
   write(bytes: Uint8Array): Promise<void>;
   writeAt?(offset: number, bytes: Uint8Array): Promise<void>;
 }

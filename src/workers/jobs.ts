@@ -45,6 +45,12 @@ export interface XzDecodeJob {
   /** For messages: the block's number and file offset. */
   block: number;
   offset: number;
+  /**
+   * A buffer of at least `expectedSize` bytes to decode into, moved to the worker: one an earlier
+   * block came back in, already written out, so that a pass over a file reuses a few buffers
+   * instead of page-faulting fresh memory for every block.
+   */
+  into?: ArrayBuffer;
 }
 export interface XzDecodeReply {
   data: Uint8Array;

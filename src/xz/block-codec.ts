@@ -176,9 +176,9 @@ function nativeEncode(native: NativeXz, job: XzEncodeJob, preset: number, stop: 
  * reply's buffer; node-liblzma gets the block wrapped back into a one-block stream.
  */
 export function runXzDecode(job: XzDecodeJob, stop?: StopFlag): Done<XzDecodeReply> {
-  // One output buffer of the block's size; it owns its memory, so it can be transferred, and it
-  // goes out only when the engine has filled all of it.
-  const output = Buffer.allocUnsafeSlow(job.expectedSize);
+  // One output buffer of the block's size (the caller's, when it lent one); it owns its memory, so
+  // it can be transferred, and it goes out only when the engine has filled all of it.
+  const output = job.into && job.into.byteLength >= job.expectedSize ? Buffer.from(job.into, 0, job.expectedSize) : Buffer.allocUnsafeSlow(job.expectedSize);
   const native = nativeXz();
   const error = native ? nativeDecode(native, job, output, stop) : fallbackDecode(job, output, stop);
   if (error !== undefined) throw fail('XZ_DECODE_FAILED', job.block, job.offset, error);

@@ -27,8 +27,15 @@ export async function decompressXz(
     await streamDecompressXz(options.streamFile(), emit);
     return done;
   }
-  const window = orderedWindow<Uint8Array>(options.threads + 1, emit);
-  for (let index = 0; index < xz.blocks.length; index++) await window.push(xz.decodeBlock(index));
+  // Each decoded block is ours alone (decodeBlock bypasses the cache) and the sink is done with it
+  // once its write resolves, so its buffer goes back to a worker for a later block: the pass
+  // touches a window's worth of buffers, not fresh memory (and page faults) for every block.
+  const spare: ArrayBuffer[] = [];
+  const window = orderedWindow<Uint8Array>(options.threads + 1, async (bytes) => {
+    await emit(bytes);
+    if (bytes.byteOffset === 0 && bytes.buffer instanceof ArrayBuffer) spare.push(bytes.buffer);
+  });
+  for (let index = 0; index < xz.blocks.length; index++) await window.push(xz.decodeBlock(index, spare.pop()));
   await window.drain();
   return done;
 }

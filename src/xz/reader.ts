@@ -52,8 +52,9 @@ export interface XzSource extends Source {
   /**
    * The decoded bytes of one block, bypassing the cache and the check of the blocks before it:
    * for sequential passes, which decode (and so confirm) every block before they emit a later one.
+   * `into`, when given, is a buffer the caller gives up (it is moved to a worker) to decode into.
    */
-  decodeBlock(index: number): Promise<Uint8Array>;
+  decodeBlock(index: number, into?: ArrayBuffer): Promise<Uint8Array>;
   /**
    * Holds every index record against its block header (one small read a block, no decoding), as
    * `xz --list -vv` reads them: for `seekz info`, which states the sizes without reading data.
@@ -217,7 +218,7 @@ export async function openXz(source: Source, options: XzReaderOptions = {}): Pro
   let confirmedPrefix = 0;
   let confirming: Promise<void> = Promise.resolve();
 
-  const decode = async (block: XzBlock): Promise<Uint8Array> => {
+  const decode = async (block: XzBlock, into?: ArrayBuffer): Promise<Uint8Array> => {
     if (block.uSize > maxBlock) throw fail('XZ_BLOCK_TOO_LARGE', block.number, block.uSize, maxBlock);
     const bytes = await source.read(block.offset, block.totalSize);
     if (bytes.length !== block.totalSize) throw fail('XZ_TRUNCATED', `block ${block.number}`, block.offset);
@@ -240,8 +241,9 @@ export async function openXz(source: Source, options: XzReaderOptions = {}): Pro
     pool ??= createWorkerPool(options.threads ?? 2);
     // A copy goes to the worker (not slice(): on a Buffer that is a view): the source's bytes may be a
     // view of a buffer that is not ours to move.
-    const job = { kind: 'xz-decode', bytes: new Uint8Array(bytes), checkId: block.checkId, unpaddedSize: block.unpaddedSize, expectedSize: block.uSize, block: block.number, offset: block.offset } as const;
-    const running = pool.run(job, [job.bytes.buffer as ArrayBuffer]);
+    const lend = into && into.byteLength >= block.uSize ? into : undefined;
+    const job = { kind: 'xz-decode', bytes: new Uint8Array(bytes), checkId: block.checkId, unpaddedSize: block.unpaddedSize, expectedSize: block.uSize, block: block.number, offset: block.offset, into: lend } as const;
+    const running = pool.run(job, lend ? [job.bytes.buffer as ArrayBuffer, lend] : [job.bytes.buffer as ArrayBuffer]);
     if (candidate) announceDecode(block, bytes, running);
     const { data } = await running;
     if (data.length !== block.uSize) throw fail('XZ_SIZE_MISMATCH', block.number, block.uSize, data.length);
@@ -311,7 +313,7 @@ export async function openXz(source: Source, options: XzReaderOptions = {}): Pro
     cache,
     locate,
     readBlock,
-    decodeBlock: (index) => decode(blocks[index]!),
+    decodeBlock: (index, into) => decode(blocks[index]!, into),
     async checkHeaders() {
       for (let at = 0; at < blocks.length; at += CONFIRM_WINDOW) {
         await Promise.all(blocks.slice(at, at + CONFIRM_WINDOW).map(async (block) => void checkHeader(block, await readHeader(block))));
