@@ -13,6 +13,7 @@ export interface NativeIo {
   appendMode(fd: number): number;
 }
 
+export const SEEK_SET = 0;
 export const SEEK_CUR = 1;
 
 let loaded: NativeIo | undefined | null = null;

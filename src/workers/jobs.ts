@@ -51,6 +51,11 @@ export interface XzDecodeJob {
    * instead of page-faulting fresh memory for every block.
    */
   into?: ArrayBuffer;
+  /**
+   * Write the block to this file at this offset as it decodes, holes for its zero 4 KiB blocks,
+   * instead of replying with it (the native engine only; the reply's data is then empty).
+   */
+  to?: { fd: number; position: number };
 }
 export interface XzDecodeReply {
   data: Uint8Array;

@@ -14,6 +14,7 @@
  * xz 5.4.1 took 16.9 s. node-liblzma is LGPL-3.0 (loaded as a separate module; seekz stays MIT).
  */
 import { createRequire } from 'node:module';
+import { constants } from 'node:os';
 import { fail } from '../errors.js';
 import { NATIVE_CODES, nativeXz, type NativeXz } from '../native/xz-engine.js';
 import type { Done, XzDecodeJob, XzDecodeReply, XzEncodeJob, XzEncodeReply } from '../workers/jobs.js';
@@ -176,6 +177,7 @@ function nativeEncode(native: NativeXz, job: XzEncodeJob, preset: number, stop: 
  * reply's buffer; node-liblzma gets the block wrapped back into a one-block stream.
  */
 export function runXzDecode(job: XzDecodeJob, stop?: StopFlag): Done<XzDecodeReply> {
+  if (job.to) return decodeToFile(job, job.to, stop);
   // One output buffer of the block's size (the caller's, when it lent one); it owns its memory, so
   // it can be transferred, and it goes out only when the engine has filled all of it.
   const output = job.into && job.into.byteLength >= job.expectedSize ? Buffer.from(job.into, 0, job.expectedSize) : Buffer.allocUnsafeSlow(job.expectedSize);
@@ -189,9 +191,32 @@ export function runXzDecode(job: XzDecodeJob, stop?: StopFlag): Done<XzDecodeRep
 const tooLittle = (job: XzDecodeJob, length: number) =>
   `it decodes to ${length} bytes, the index says ${job.expectedSize}; the block is damaged or truncated`;
 
+/**
+ * The block straight into the output file (native/xz/seekz_xz.c's decodeBlockToFile), written from
+ * this thread as it decodes. A failed write is the output's error (OUTPUT_FAILED); a bad block is
+ * the block's, as with runXzDecode. Either way the caller drops what was written.
+ */
+function decodeToFile(job: XzDecodeJob, to: { fd: number; position: number }, stop: StopFlag): Done<XzDecodeReply> {
+  const native = nativeXz();
+  if (!native) throw new Error('seekz: an xz block was sent to be written by the native engine, which is not loaded');
+  const code = native.decodeBlockToFile(job.bytes, job.checkId, job.unpaddedSize, job.expectedSize, to.fd, to.position, stop ?? null);
+  if (code >= NATIVE_CODES.writeErrno) {
+    const errno = code - NATIVE_CODES.writeErrno;
+    const name = Object.entries(constants.errno).find(([, value]) => value === errno)?.[0] ?? `errno ${errno}`;
+    throw fail('OUTPUT_FAILED', 'the output', to.position, `${name === 'ENOSPC' ? 'no space left on device' : 'write failed'} (${name})`);
+  }
+  const error = codeMessage(job, code);
+  if (error !== undefined) throw fail('XZ_DECODE_FAILED', job.block, job.offset, error);
+  return { reply: { data: new Uint8Array(0) }, transfer: [] };
+}
+
 /** native/xz/seekz_xz.c's decodeBlock; returns the error text, or undefined when the block checked out. */
 function nativeDecode(native: NativeXz, job: XzDecodeJob, output: Buffer, stop: StopFlag): string | undefined {
-  const code = native.decodeBlock(job.bytes, job.checkId, job.unpaddedSize, output, stop ?? null);
+  return codeMessage(job, native.decodeBlock(job.bytes, job.checkId, job.unpaddedSize, output, stop ?? null));
+}
+
+/** What a native decode's return code says: undefined when the block checked out, else the error text. */
+function codeMessage(job: XzDecodeJob, code: number): string | undefined {
   if (code === 0) return undefined;
   if (code === NATIVE_CODES.interrupted) throw fail('INTERRUPTED', 'a signal');
   if (code === NATIVE_CODES.tooMuchOutput) return `it decodes to more than the ${job.expectedSize} bytes the index says`;

@@ -56,6 +56,13 @@ export interface XzSource extends Source {
    */
   decodeBlock(index: number, into?: ArrayBuffer): Promise<Uint8Array>;
   /**
+   * As decodeBlock, but a worker writes the block into `to.fd` at `to.position` as it decodes
+   * (the native engine; holes for zero 4 KiB blocks) and the result is undefined. A block small
+   * enough to be a zero block is decoded as by decodeBlock and returned, for the caller to write
+   * (or not: a verified zero block comes back as zeros without a decode).
+   */
+  decodeBlockTo(index: number, to: { fd: number; position: number }): Promise<Uint8Array | undefined>;
+  /**
    * Holds every index record against its block header (one small read a block, no decoding), as
    * `xz --list -vv` reads them: for `seekz info`, which states the sizes without reading data.
    */
@@ -218,7 +225,8 @@ export async function openXz(source: Source, options: XzReaderOptions = {}): Pro
   let confirmedPrefix = 0;
   let confirming: Promise<void> = Promise.resolve();
 
-  const decode = async (block: XzBlock, into?: ArrayBuffer): Promise<Uint8Array> => {
+  /** A block's bytes as in the file, its header held against its record. */
+  const blockBytes = async (block: XzBlock): Promise<Uint8Array> => {
     if (block.uSize > maxBlock) throw fail('XZ_BLOCK_TOO_LARGE', block.number, block.uSize, maxBlock);
     const bytes = await source.read(block.offset, block.totalSize);
     if (bytes.length !== block.totalSize) throw fail('XZ_TRUNCATED', `block ${block.number}`, block.offset);
@@ -229,6 +237,25 @@ export async function openXz(source: Source, options: XzReaderOptions = {}): Pro
     } catch (error) {
       if ((error as SeekzError).code === 'XZ_INDEX_MISMATCH') throw error;
     }
+    return bytes;
+  };
+
+  // A copy goes to the worker (not slice(): on a Buffer that is a view): the source's bytes may be a
+  // view of a buffer that is not ours to move.
+  const decodeJob = (block: XzBlock, bytes: Uint8Array) =>
+    ({ kind: 'xz-decode', bytes: new Uint8Array(bytes), checkId: block.checkId, unpaddedSize: block.unpaddedSize, expectedSize: block.uSize, block: block.number, offset: block.offset }) as const;
+
+  const decodeTo = async (block: XzBlock, to: { fd: number; position: number }): Promise<Uint8Array | undefined> => {
+    if (mayBeZeroBlock(block)) return decode(block);
+    const job = { ...decodeJob(block, await blockBytes(block)), to };
+    pool ??= createWorkerPool(options.threads ?? 2);
+    await pool.run(job, [job.bytes.buffer as ArrayBuffer]);
+    confirmed[block.number - 1] = 1;
+    return undefined;
+  };
+
+  const decode = async (block: XzBlock, into?: ArrayBuffer): Promise<Uint8Array> => {
+    const bytes = await blockBytes(block);
     const candidate = mayBeZeroBlock(block);
     if (candidate) {
       await identicalDecode(block, bytes);
@@ -239,10 +266,8 @@ export async function openXz(source: Source, options: XzReaderOptions = {}): Pro
       }
     }
     pool ??= createWorkerPool(options.threads ?? 2);
-    // A copy goes to the worker (not slice(): on a Buffer that is a view): the source's bytes may be a
-    // view of a buffer that is not ours to move.
     const lend = into && into.byteLength >= block.uSize ? into : undefined;
-    const job = { kind: 'xz-decode', bytes: new Uint8Array(bytes), checkId: block.checkId, unpaddedSize: block.unpaddedSize, expectedSize: block.uSize, block: block.number, offset: block.offset, into: lend } as const;
+    const job = { ...decodeJob(block, bytes), into: lend };
     const running = pool.run(job, lend ? [job.bytes.buffer as ArrayBuffer, lend] : [job.bytes.buffer as ArrayBuffer]);
     if (candidate) announceDecode(block, bytes, running);
     const { data } = await running;
@@ -314,6 +339,7 @@ export async function openXz(source: Source, options: XzReaderOptions = {}): Pro
     locate,
     readBlock,
     decodeBlock: (index, into) => decode(blocks[index]!, into),
+    decodeBlockTo: (index, to) => decodeTo(blocks[index]!, to),
     async checkHeaders() {
       for (let at = 0; at < blocks.length; at += CONFIRM_WINDOW) {
         await Promise.all(blocks.slice(at, at + CONFIRM_WINDOW).map(async (block) => void checkHeader(block, await readHeader(block))));
