@@ -6,6 +6,9 @@
  * unpadded size, the uncompressed size against the index, the block padding, and the block's
  * integrity check; and when exactly `output.length` bytes came out and all of `input` was used.
  * Anything else returns a nonzero code and the JavaScript side throws (src/native/xz-engine.ts).
+ * decodeBlockToFile makes the same checks but writes each 256 KiB as it is decoded, so its bytes
+ * are in the file before the check is read: its caller removes the temp file, or truncates the
+ * stdout back, when it fails (src/io/atomic-file.ts; test/cli-manners.test.ts "holes in stdout").
  *
  * Interruptible: lzma_code runs on at most SLICE_IN bytes of input and SLICE_OUT bytes of output
  * at a time, and the shared stop flag (the worker pool's SharedArrayBuffer) is read between calls,

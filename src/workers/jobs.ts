@@ -24,6 +24,12 @@ export interface XzEncodeJob {
   preset: number;
   extreme: boolean;
   checkId: number;
+  /**
+   * A buffer an earlier block's compressed bytes came back in, already written out: the native
+   * engine encodes into it when it is large enough, so that compressed blocks reuse a few buffers
+   * instead of leaving one to the garbage collector per block.
+   */
+  into?: ArrayBuffer;
 }
 export interface XzEncodeReply {
   filterCount: number;

@@ -156,7 +156,8 @@ export function runXzEncode(job: XzEncodeJob, stop?: StopFlag): Done<XzEncodeRep
  */
 function nativeEncode(native: NativeXz, job: XzEncodeJob, preset: number, stop: StopFlag): Done<XzEncodeReply> {
   // LZMA2 adds at most 3 bytes per 64 KiB of incompressible input, plus its end marker and the check.
-  const output = new Uint8Array(job.data.length + (job.data.length >> 10) + 1024);
+  const bound = job.data.length + (job.data.length >> 10) + 1024;
+  const output = job.into && job.into.byteLength >= bound ? new Uint8Array(job.into) : new Uint8Array(bound);
   const result = native.encodeBlock(job.data, preset >>> 0, job.checkId, output, stop ?? null);
   if (result === -NATIVE_CODES.interrupted) throw fail('INTERRUPTED', 'a signal');
   if (result < 0) throw new Error(`liblzma could not compress: ${LZMA_MESSAGES[-result] ?? `liblzma error ${-result}`}`);
