@@ -4,7 +4,7 @@
  * (to learn where the shell left the offset, and to move it over a run of zeros, so that the
  * offset ends where the data ends and a later command in `{ …; …; } > FILE` appends after it)
  * and fcntl(F_GETFL) (a file opened with O_APPEND, `>>`, cannot get holes). Used by
- * src/io/sparse-stdout.ts; without this addon stdout is written in full. Pinned by
+ * sparseStdout in src/io/atomic-file.ts; without this addon stdout is written in full. Pinned by
  * test/cli-manners.test.ts ("holes in stdout").
  */
 #include <errno.h>

@@ -1,10 +1,9 @@
 /**
  * Loads the seekz_io addon (native/io/seekz_io.c: lseek and fcntl, which Node lacks) when it was
  * built; undefined otherwise, and then a decompressed stdout is written in full instead of with
- * holes (src/io/sparse-stdout.ts). SEEKZ_NATIVE=0 hides it, as it hides the other addons.
+ * holes (sparseStdout in src/io/atomic-file.ts). SEEKZ_NATIVE=0 hides it, as it hides the other addons.
  */
-import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import { loadAddon } from './load-addon.js';
 
 export interface NativeIo {
   /** lseek(2): the new offset, or minus errno. */
@@ -19,20 +18,6 @@ export const SEEK_CUR = 1;
 let loaded: NativeIo | undefined | null = null;
 
 export function nativeIo(): NativeIo | undefined {
-  if (loaded !== null) return loaded;
-  loaded = undefined;
-  if (process.env.SEEKZ_NATIVE === '0') return loaded;
-  const require = createRequire(import.meta.url);
-  // From src/native (tests) or dist/src/native (the build): the repository root's build/.
-  for (const up of ['../../build/Release/seekz_io.node', '../../../build/Release/seekz_io.node']) {
-    const path = new URL(up, import.meta.url);
-    if (!existsSync(path)) continue;
-    try {
-      loaded = require(path.pathname) as NativeIo;
-      break;
-    } catch {
-      // built for another Node version: fall back as if absent
-    }
-  }
+  if (loaded === null) loaded = loadAddon<NativeIo>('seekz_io');
   return loaded;
 }
