@@ -39,9 +39,12 @@ interface NativeStream {
 interface Liblzma {
   createXz(options: { preset: number; check: number }): { lzma: NativeStream; close(): void };
   createUnxz(): { lzma: NativeStream; close(): void };
-  preset: { EXTREME: number };
 }
-const liblzma = createRequire(import.meta.url)('node-liblzma') as Liblzma;
+// Loaded on first use: a worker on the native engine never needs it (about 20 ms of CPU each).
+let loadedLiblzma: Liblzma | undefined;
+const liblzma = (): Liblzma => (loadedLiblzma ??= createRequire(import.meta.url)('node-liblzma') as Liblzma);
+/** lzma/container.h's LZMA_PRESET_EXTREME. */
+const PRESET_EXTREME = 0x80000000;
 
 // liblzma's ABI (lzma/base.h): actions and return codes.
 const LZMA_RUN = 0;
@@ -116,10 +119,10 @@ function codeInSlices(
 }
 
 export function runXzEncode(job: XzEncodeJob, stop?: StopFlag): Done<XzEncodeReply> {
-  const preset = job.preset | (job.extreme ? liblzma.preset.EXTREME : 0);
+  const preset = job.preset | (job.extreme ? PRESET_EXTREME : 0);
   const native = nativeXz();
   if (native) return nativeEncode(native, job, preset, stop);
-  const engine = liblzma.createXz({ preset, check: job.checkId });
+  const engine = liblzma().createXz({ preset, check: job.checkId });
   let coded: ReturnType<typeof codeInSlices>;
   try {
     const output = Buffer.allocUnsafe(job.data.length + 65536);
@@ -228,7 +231,7 @@ function codeMessage(job: XzDecodeJob, code: number): string | undefined {
 
 function fallbackDecode(job: XzDecodeJob, output: Buffer, stop: StopFlag): string | undefined {
   const stream = singleBlockStream(job.checkId, job.bytes, job.unpaddedSize, job.expectedSize);
-  const engine = liblzma.createUnxz();
+  const engine = liblzma().createUnxz();
   let coded: ReturnType<typeof codeInSlices>;
   try {
     coded = codeInSlices(engine.lzma, stream, output, { input: DECODE_SLICE_IN, output: DECODE_SLICE_OUT, fixedOutput: true }, stopper(stop));
