@@ -123,6 +123,7 @@ export async function createAtomicFile(path: string, options: AtomicFileOptions 
           return {
             fd: handle.fd,
             at: position,
+            name: path,
             write: (offset, bytes) => writeSparse(bytes, offset),
             advance: (length) => void (position += length),
           };
@@ -328,6 +329,7 @@ export function sparseStdout(): AtomicFile | undefined {
     positional: async () => ({
       fd,
       at: position,
+      name: 'stdout',
       write: (offset, bytes) => outputErrors('stdout', () => offset - start, () => writeHoles(bytes, offset, false)),
       advance: (length) => void (position += length),
     }),

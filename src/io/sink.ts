@@ -23,6 +23,8 @@ export interface Sink {
 export interface PositionalOutput {
   readonly fd: number;
   readonly at: number;
+  /** How messages name the output ("stdout", a path). */
+  readonly name: string;
   /** Writes `bytes` at file offset `offset` (≥ at), leaving zero 4 KiB blocks as holes. */
   write(offset: number, bytes: Uint8Array): Promise<void>;
   advance(length: number): void;

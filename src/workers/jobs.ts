@@ -61,7 +61,7 @@ export interface XzDecodeJob {
    * Write the block to this file at this offset as it decodes, holes for its zero 4 KiB blocks,
    * instead of replying with it (the native engine only; the reply's data is then empty).
    */
-  to?: { fd: number; position: number };
+  to?: { fd: number; position: number; name: string; outputOffset: number };
 }
 export interface XzDecodeReply {
   data: Uint8Array;

@@ -14,7 +14,7 @@
  * xz 5.4.1 took 16.9 s. node-liblzma is LGPL-3.0 (loaded as a separate module; seekz stays MIT).
  */
 import { createRequire } from 'node:module';
-import { constants } from 'node:os';
+import { getSystemErrorName } from 'node:util';
 import { fail } from '../errors.js';
 import { NATIVE_CODES, nativeXz, type NativeXz } from '../native/xz-engine.js';
 import type { Done, XzDecodeJob, XzDecodeReply, XzEncodeJob, XzEncodeReply } from '../workers/jobs.js';
@@ -200,14 +200,13 @@ const tooLittle = (job: XzDecodeJob, length: number) =>
  * this thread as it decodes. A failed write is the output's error (OUTPUT_FAILED); a bad block is
  * the block's, as with runXzDecode. Either way the caller drops what was written.
  */
-function decodeToFile(job: XzDecodeJob, to: { fd: number; position: number }, stop: StopFlag): Done<XzDecodeReply> {
+function decodeToFile(job: XzDecodeJob, to: NonNullable<XzDecodeJob['to']>, stop: StopFlag): Done<XzDecodeReply> {
   const native = nativeXz();
   if (!native) throw new Error('seekz: an xz block was sent to be written by the native engine, which is not loaded');
   const code = native.decodeBlockToFile(job.bytes, job.checkId, job.unpaddedSize, job.expectedSize, to.fd, to.position, stop ?? null);
   if (code >= NATIVE_CODES.writeErrno) {
-    const errno = code - NATIVE_CODES.writeErrno;
-    const name = Object.entries(constants.errno).find(([, value]) => value === errno)?.[0] ?? `errno ${errno}`;
-    throw fail('OUTPUT_FAILED', 'the output', to.position, `${name === 'ENOSPC' ? 'no space left on device' : 'write failed'} (${name})`);
+    const name = getSystemErrorName(NATIVE_CODES.writeErrno - code);
+    throw fail('OUTPUT_FAILED', to.name, to.outputOffset, `${name === 'ENOSPC' ? 'no space left on device' : 'write failed'} (${name})`);
   }
   const error = codeMessage(job, code);
   if (error !== undefined) throw fail('XZ_DECODE_FAILED', job.block, job.offset, error);

@@ -63,7 +63,7 @@ async function decodeIntoFile(xz: XzSource, file: PositionalOutput, threads: num
     for (let index = 0; index < xz.blocks.length; index++) {
       const block = xz.blocks[index]!;
       const position = file.at + block.uStart;
-      const job = xz.decodeBlockTo(index, { fd: file.fd, position }).then(async (data) => {
+      const job = xz.decodeBlockTo(index, { fd: file.fd, position, name: file.name, outputOffset: block.uStart }).then(async (data) => {
         if (data) await file.write(position, data);
         return block.uSize;
       });

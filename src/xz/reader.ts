@@ -1,6 +1,7 @@
 import { fail, type SeekzError } from '../errors.js';
 import { createBlockCache, type BlockCache } from '../source/block-cache.js';
 import { clipRead, type Source } from '../source/source.js';
+import type { XzDecodeJob } from '../workers/jobs.js';
 import { createWorkerPool, type WorkerPool } from '../workers/pool.js';
 import { lastAtOrBefore } from '../search.js';
 import { isAllZero } from '../zeros.js';
@@ -61,7 +62,7 @@ export interface XzSource extends Source {
    * enough to be a zero block is decoded as by decodeBlock and returned, for the caller to write
    * (or not: a verified zero block comes back as zeros without a decode).
    */
-  decodeBlockTo(index: number, to: { fd: number; position: number }): Promise<Uint8Array | undefined>;
+  decodeBlockTo(index: number, to: NonNullable<XzDecodeJob['to']>): Promise<Uint8Array | undefined>;
   /**
    * Holds every index record against its block header (one small read a block, no decoding), as
    * `xz --list -vv` reads them: for `seekz info`, which states the sizes without reading data.
@@ -245,7 +246,7 @@ export async function openXz(source: Source, options: XzReaderOptions = {}): Pro
   const decodeJob = (block: XzBlock, bytes: Uint8Array) =>
     ({ kind: 'xz-decode', bytes: new Uint8Array(bytes), checkId: block.checkId, unpaddedSize: block.unpaddedSize, expectedSize: block.uSize, block: block.number, offset: block.offset }) as const;
 
-  const decodeTo = async (block: XzBlock, to: { fd: number; position: number }): Promise<Uint8Array | undefined> => {
+  const decodeTo = async (block: XzBlock, to: NonNullable<XzDecodeJob['to']>): Promise<Uint8Array | undefined> => {
     if (mayBeZeroBlock(block)) return decode(block);
     const job = { ...decodeJob(block, await blockBytes(block)), to };
     pool ??= createWorkerPool(options.threads ?? 2);
