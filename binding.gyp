@@ -17,6 +17,11 @@
       "sources": ["native/zstd/zstd.c", "native/zstd/xxh64.c"],
       "libraries": ["-lzstd"],
       "cflags": ["-O2", "-Wall", "-Wextra"]
+    },
+    {
+      "target_name": "seekz_io",
+      "sources": ["native/io/seekz_io.c"],
+      "cflags": ["-O2", "-Wall", "-Wextra"]
     }
   ]
 }

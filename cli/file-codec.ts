@@ -1,7 +1,7 @@
 import type { Stats } from 'node:fs';
 import { fail } from '../src/errors.js';
 import type { Sink } from '../src/io/sink.js';
-import { createAtomicFile, streamSink, type AtomicFile } from '../src/io/atomic-file.js';
+import { createAtomicFile, sparseStdout, streamSink, type AtomicFile } from '../src/io/atomic-file.js';
 import { fileSource } from '../src/source/file.js';
 import type { Source } from '../src/source/source.js';
 import { refuseTerminalOutput, reportAndContinue, workingOn } from './common.js';
@@ -48,7 +48,12 @@ export function fileCodec(flags: FileCodecFlags, args: string[], suffix: { ext: 
 
   /** The output: stdout, or a file that takes the input's owner, mode and times (`like`), sparse when decompressed. */
   const openOutput = async (path: string | undefined, like: Stats | undefined): Promise<{ sink: Sink; file?: AtomicFile }> => {
-    if (path === undefined) return { sink: streamSink(process.stdout) };
+    if (path === undefined) {
+      // A decompressed stdout that is a regular file gets holes too, as xz -dc > FILE gives it;
+      // commit() then ends it (the output is no file of ours: nothing is renamed or removed).
+      const holes = mode === 'decompress' ? sparseStdout() : undefined;
+      return holes ? { sink: holes.sink, file: holes } : { sink: streamSink(process.stdout) };
+    }
     const file = await createAtomicFile(path, { force: flags.force, like, sparse: mode === 'decompress' });
     return { sink: file.sink, file };
   };

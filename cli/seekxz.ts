@@ -44,8 +44,10 @@ const program = shellManners(new Command('seekxz'))
     `
 Memory while compressing: about 70 MiB + threads × (encoder + 3 × block size); the encoder takes
 94 MiB at -6 (674 MiB at -9), so ${formatSize(xzWriterMemoryBound(defaultThreads(), DEFAULT_BLOCK_SIZE, DEFAULT_PRESET))} at the defaults (${defaultThreads()} threads, -6, 16 MiB blocks).
-While decompressing: about 150 MiB + (threads + 1) × 2 × block size (measured 239–258 MiB at 2
-threads and 16 MiB blocks).
+While decompressing into a regular file (-o, or stdout redirected to one) with the native engine,
+the workers write the blocks themselves: about 100 MiB + (threads + 2) × 2 × compressed block size
+(measured 148–179 MiB at 2 threads and 16 MiB blocks); through a pipe, about 100 MiB + (threads + 2)
+× 2 × block size (measured 227 MiB).
 
 Examples:
   seekxz --block-size=16M disk.img        # disk.img -> disk.img.xz

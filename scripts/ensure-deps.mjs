@@ -1,6 +1,7 @@
 // Lets `npm run demo` and `npm test` work as the first command on a fresh clone: installs the
 // locked dependencies when node_modules is missing, then builds the native addons of binding.gyp
-// (seekz_xz over Debian's liblzma, seekz_zlib over zlib and libdeflate, seekz_zstd over libzstd) when one is missing or
+// (seekz_xz over Debian's liblzma, seekz_zlib over zlib and libdeflate, seekz_zstd over libzstd,
+// seekz_io for lseek and fcntl) when one is missing or
 // older than its sources. `--native` (the npm install hook) does only the second part.
 // An addon that does not build is not an error: seekz says so in one line and runs on its
 // pure-Node path (node-liblzma for xz blocks, node:zlib and the deflate walker for gzip indexes,
@@ -23,6 +24,7 @@ function buildNative() {
     seekz_xz: { sources: ['native/xz/seekz_xz.c'], fallback: 'xz blocks decode through node-liblzma', needs: 'liblzma-dev' },
     seekz_zlib: { sources: ['native/zlib/seekz_zlib.c'], fallback: 'gzip indexes are built by the slower pure-Node walker', needs: 'zlib1g-dev, libdeflate-dev' },
     seekz_zstd: { sources: ['native/zstd/zstd.c', 'native/zstd/xxh64.c'], fallback: 'zstd files decode through fzstd and cannot be written', needs: 'libzstd-dev' },
+    seekz_io: { sources: ['native/io/seekz_io.c'], fallback: 'a decompressed stdout gets no holes', needs: "Node's headers" },
   };
   const mtime = (path) => (existsSync(path) ? statSync(path).mtimeMs : 0);
   const stale = Object.entries(addons).filter(([name, addon]) => {

@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cliPath, diskLikeData, noise, run, runCli, SYSTEM_PYTHON, tempDir, type CliName, type RunResult } from './helpers/tools.js';
+import { cliPath, diskLikeData, noise, run, runCli, SYSTEM_PYTHON, tempDir, xzList, type CliName, type RunResult } from './helpers/tools.js';
 
 const MIB = 1 << 20;
 /** Made at load time: the it.each tables below name files in it. */
@@ -238,6 +238,61 @@ describe('zero blocks become holes, as xz -d makes them', () => {
     expect(statSync(out).size).toBe(6 * MIB);
     expect(readFileSync(out).equals(image().subarray(10 * MIB, 16 * MIB))).toBe(true);
     expect(allocated(out) * 512).toBeLessThan(3 * MIB);
+  });
+});
+
+describe('holes in stdout: a decompressed stdout that is a regular file gets them, as xz -dc > FILE makes them', () => {
+  const image = () => readFileSync(at('sparse.img'));
+  const allocated = (path: string) => statSync(path).blocks;
+  const node = JSON.stringify(process.execPath);
+  const seekxz = (args: string, env = '') => `${env} ${node} ${JSON.stringify(cliPath('seekxz'))} ${args}`;
+  const shell = (script: string) => run('sh', ['-c', script]);
+
+  it.each([
+    ['native engine', ''],
+    ['SEEKZ_NATIVE=0 (no lseek: written in full)', 'SEEKZ_NATIVE=0'],
+  ])('%s: the same bytes, no more blocks than xz -dc > FILE, and the offset left at the end', (_label, env) => {
+    const oracle = at(`stdout-xz-${env || 'native'}`);
+    const ours = at(`stdout-seekxz-${env || 'native'}`);
+    const source = JSON.stringify(at('sparse.img.xz'));
+    // What follows in the same redirection lands after the data, as after xz.
+    expect(shell(`{ xz -dc ${source}; echo tail; } > ${JSON.stringify(oracle)}`).status).toBe(0);
+    const result = shell(`{ ${seekxz(`-dc -T2 ${source}`, env)}; echo tail; } > ${JSON.stringify(ours)}`);
+    expect(result.status, result.stderr).toBe(0);
+    expect(readFileSync(ours).equals(readFileSync(oracle))).toBe(true);
+    expect(readFileSync(ours).subarray(0, 24 * MIB).equals(image())).toBe(true);
+    if (env === '') expect(allocated(ours)).toBeLessThanOrEqual(allocated(oracle));
+  });
+
+  it('a file that ends in zeros gets its full size; >> appends in full', () => {
+    const out = at('stdout-tail-zeros');
+    const source = JSON.stringify(at('sparse.img.xz'));
+    expect(shell(`${seekxz(`-dc ${source}`)} > ${JSON.stringify(out)}`).status).toBe(0);
+    expect(statSync(out).size).toBe(24 * MIB); // the last 4 MiB but 6 bytes are zeros
+    expect(readFileSync(out).equals(image())).toBe(true);
+    expect(allocated(out) * 512).toBeLessThan(3 * MIB);
+    writeFileSync(out, 'head\n');
+    expect(shell(`${seekxz(`-dc ${source}`)} >> ${JSON.stringify(out)}`).status).toBe(0);
+    expect(readFileSync(out).equals(Buffer.concat([Buffer.from('head\n'), image()]))).toBe(true);
+  });
+
+  it('a block that fails leaves the file as it was before the command, whatever the workers wrote', () => {
+    const bytes = new Uint8Array(readFileSync(at('sparse.img.xz')));
+    // The block with the noise: liblzma stores it as uncompressed chunks, so a flipped bit in it is
+    // seen only by the block's check, after its bytes went to the file.
+    const noisy = xzList(at('sparse.img.xz')).blocks.find((block) => block.totalSize > MIB)!;
+    bytes[noisy.compressedOffset + (noisy.totalSize >> 1)] ^= 0x40;
+    const bad = at('bad-check.img.xz');
+    writeFileSync(bad, bytes);
+    const out = at('stdout-failed');
+    // xz -dc leaves what it wrote before the bad block; seekxz, whose workers may have written
+    // later blocks too, leaves nothing.
+    expect(shell(`xz -dc ${JSON.stringify(bad)} > ${JSON.stringify(out)}`).status).toBe(1);
+    expect(statSync(out).size).toBeGreaterThan(0);
+    const result = shell(`${seekxz(`-dc -T2 ${JSON.stringify(bad)}`)} > ${JSON.stringify(out)}`);
+    expect(result.status).toBe(1);
+    expect(result.stderr).toMatch(/xz: block \d+ at offset \d+ does not decode/);
+    expect(statSync(out).size).toBe(0);
   });
 });
 

@@ -6,6 +6,9 @@
  * unpadded size, the uncompressed size against the index, the block padding, and the block's
  * integrity check; and when exactly `output.length` bytes came out and all of `input` was used.
  * Anything else returns a nonzero code and the JavaScript side throws (src/native/xz-engine.ts).
+ * decodeBlockToFile makes the same checks but writes each 256 KiB as it is decoded, so its bytes
+ * are in the file before the check is read: its caller removes the temp file, or truncates the
+ * stdout back, when it fails (src/io/atomic-file.ts; test/cli-manners.test.ts "holes in stdout").
  *
  * Interruptible: lzma_code runs on at most SLICE_IN bytes of input and SLICE_OUT bytes of output
  * at a time, and the shared stop flag (the worker pool's SharedArrayBuffer) is read between calls,
@@ -16,10 +19,12 @@
  * dictionary allocation when the next block asks for the same size, so a block costs no mmap and
  * no page faults for an 8 MiB dictionary.
  */
+#include <errno.h>
 #include <lzma.h>
 #include <node_api.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define SLICE_IN (64 * 1024)
 #define SLICE_OUT (4 * 1024 * 1024)
@@ -29,10 +34,30 @@
 #define SEEKZ_TOO_MUCH_OUTPUT 101
 #define SEEKZ_TOO_LITTLE_OUTPUT 102
 #define SEEKZ_INPUT_LEFT 103
+/* A write to the output file failed: SEEKZ_WRITE_ERRNO + errno. */
+#define SEEKZ_WRITE_ERRNO 10000
+
+/*
+ * decodeBlockToFile decodes through a small buffer and writes each piece at once, from the thread
+ * that decoded it, while the bytes are still in that core's cache: a 16 MiB block decoded whole
+ * and written later is copied into the page cache from memory (measured: the kernel's copy took
+ * 8 % of a no-zeros decompression that way, against 0.5 % for xz, which writes 8 KiB at a time).
+ */
+#define FILE_WINDOW (256 * 1024)
+/* Holes: whole zero blocks of this size (aligned to the file) are skipped, as xz -d does. */
+#define HOLE_BLOCK 4096
+static const uint8_t zero_block[HOLE_BLOCK];
+
+/* Where decode_block writes when it writes to a file: pwrite at `position` + the block's offset. */
+typedef struct {
+  int fd;
+  uint64_t position;
+} file_out;
 
 typedef struct {
   lzma_stream stream;  /* the block decoder */
   lzma_stream encoder; /* the block encoder: its match finder (94 MiB at -6) is kept, not freed and page-faulted again per block */
+  uint8_t *window;     /* decodeBlockToFile's FILE_WINDOW bytes, allocated on first use */
 } thread_state;
 
 static void free_state(napi_env env, void *data, void *hint) {
@@ -41,6 +66,7 @@ static void free_state(napi_env env, void *data, void *hint) {
   thread_state *state = data;
   lzma_end(&state->stream);
   lzma_end(&state->encoder);
+  free(state->window);
   free(state);
 }
 
@@ -79,9 +105,41 @@ static int get_stop(napi_env env, napi_value value, const int32_t **stop) {
   return 1;
 }
 
-/* The decode itself; returns 0 or an lzma_ret / SEEKZ_* code. */
+static int write_all(const file_out *file, const uint8_t *bytes, size_t length, uint64_t at) {
+  while (length > 0) {
+    ssize_t written = pwrite(file->fd, bytes, length, (off_t)at);
+    if (written < 0 && errno == EINTR) continue;
+    if (written <= 0) return SEEKZ_WRITE_ERRNO + (written < 0 ? errno : EIO);
+    bytes += written;
+    length -= (size_t)written;
+    at += (uint64_t)written;
+  }
+  return 0;
+}
+
+/* Writes `length` bytes that belong at file offset `at`, leaving whole zero HOLE_BLOCKs as holes. */
+static int write_sparse(const file_out *file, const uint8_t *bytes, size_t length, uint64_t at) {
+  size_t from = 0; /* start of the data run not yet written */
+  size_t cut = (size_t)((HOLE_BLOCK - at % HOLE_BLOCK) % HOLE_BLOCK);
+  for (; cut + HOLE_BLOCK <= length; cut += HOLE_BLOCK) {
+    if (memcmp(bytes + cut, zero_block, HOLE_BLOCK) != 0) continue;
+    if (cut > from) {
+      int error = write_all(file, bytes + from, cut - from, at + from);
+      if (error) return error;
+    }
+    from = cut + HOLE_BLOCK;
+  }
+  return from < length ? write_all(file, bytes + from, length - from, at + from) : 0;
+}
+
+/*
+ * The decode itself; returns 0 or an lzma_ret / SEEKZ_* code. Into `output` (`output_length`
+ * bytes), or, with `file`, through `output` as a window of `window` bytes written out each time it
+ * fills (so the bytes reach the file before the block's check is read: the caller removes or
+ * truncates its output when the decode fails).
+ */
 static int decode_block(thread_state *state, const uint8_t *input, size_t input_length, uint32_t check, uint64_t unpadded_size,
-                        uint8_t *output, size_t output_length, const int32_t *stop) {
+                        uint8_t *output, size_t output_length, const file_out *file, size_t window, const int32_t *stop) {
   if (input_length == 0 || input[0] == 0) return LZMA_DATA_ERROR; /* an index indicator, not a block header */
   lzma_filter filters[LZMA_FILTERS_MAX + 1];
   lzma_block block;
@@ -108,21 +166,29 @@ static int decode_block(thread_state *state, const uint8_t *input, size_t input_
   lzma_stream *stream = &state->stream;
   size_t in_at = block.header_size;
   size_t out_at = 0;
+  size_t flushed = 0; /* with `file`: bytes written out; the window holds out_at - flushed */
   uint8_t spare;
   for (;;) {
     if (stop_requested(stop)) return SEEKZ_INTERRUPTED;
     size_t in_take = input_length - in_at < SLICE_IN ? input_length - in_at : SLICE_IN;
     int full = out_at == output_length;
-    size_t out_take = full ? 1 : (output_length - out_at < SLICE_OUT ? output_length - out_at : SLICE_OUT);
+    size_t room = output_length - out_at;
+    if (file && window - (out_at - flushed) < room) room = window - (out_at - flushed);
+    size_t out_take = full ? 1 : (room < SLICE_OUT ? room : SLICE_OUT);
     stream->next_in = input + in_at;
     stream->avail_in = in_take;
     /* A full output still lets liblzma read the padding and the check; a byte in `spare` means more data. */
-    stream->next_out = full ? &spare : output + out_at;
+    stream->next_out = full ? &spare : file ? output + (out_at - flushed) : output + out_at;
     stream->avail_out = out_take;
     ret = lzma_code(stream, in_at + in_take == input_length ? LZMA_FINISH : LZMA_RUN);
     in_at += in_take - stream->avail_in;
     if (full && stream->avail_out == 0) return SEEKZ_TOO_MUCH_OUTPUT;
     if (!full) out_at += out_take - stream->avail_out;
+    if (file && out_at > flushed && (out_at - flushed == window || out_at == output_length)) {
+      int error = write_sparse(file, output, out_at - flushed, file->position + flushed);
+      if (error) return error;
+      flushed = out_at;
+    }
     if (ret == LZMA_STREAM_END) break;
     if (ret != LZMA_OK) return ret;
   }
@@ -163,7 +229,46 @@ static napi_value decode_block_js(napi_env env, napi_callback_info info) {
     napi_throw_error(env, NULL, "seekz_xz: no thread state");
     return NULL;
   }
-  int code = decode_block(state, input, input_length, check, (uint64_t)unpadded, output, output_length, stop);
+  int code = decode_block(state, input, input_length, check, (uint64_t)unpadded, output, output_length, NULL, 0, stop);
+  napi_create_int32(env, code, &result);
+  return result;
+}
+
+/*
+ * decodeBlockToFile(input: Uint8Array, checkId: number, unpaddedSize: number, size: number, fd: number,
+ *                   position: number, stop: Int32Array | null): number
+ * As decodeBlock, for a block of `size` bytes, but the bytes go to `fd` at `position` (pwrite), whole
+ * zero 4 KiB blocks left as holes: the file must hold nothing there yet. The same codes, plus
+ * SEEKZ_WRITE_ERRNO + errno when a write fails.
+ */
+static napi_value decode_block_to_file_js(napi_env env, napi_callback_info info) {
+  size_t argc = 7;
+  napi_value argv[7];
+  napi_value result;
+  uint8_t *input;
+  size_t input_length;
+  uint32_t check;
+  int32_t fd;
+  double unpadded, size, position;
+  const int32_t *stop;
+  thread_state *state;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 7 || !bytes_of(env, argv[0], &input, &input_length) ||
+      napi_get_value_uint32(env, argv[1], &check) != napi_ok || napi_get_value_double(env, argv[2], &unpadded) != napi_ok ||
+      napi_get_value_double(env, argv[3], &size) != napi_ok || napi_get_value_int32(env, argv[4], &fd) != napi_ok ||
+      napi_get_value_double(env, argv[5], &position) != napi_ok || !get_stop(env, argv[6], &stop) || size < 0 || position < 0) {
+    napi_throw_type_error(env, NULL, "seekz_xz.decodeBlockToFile(input, checkId, unpaddedSize, size, fd, position, stop): bad arguments");
+    return NULL;
+  }
+  if (napi_get_instance_data(env, (void **)&state) != napi_ok || state == NULL) {
+    napi_throw_error(env, NULL, "seekz_xz: no thread state");
+    return NULL;
+  }
+  if (state->window == NULL && (state->window = malloc(FILE_WINDOW)) == NULL) {
+    napi_create_int32(env, LZMA_MEM_ERROR, &result);
+    return result;
+  }
+  file_out file = {fd, (uint64_t)position};
+  int code = decode_block(state, input, input_length, check, (uint64_t)unpadded, state->window, (size_t)size, &file, FILE_WINDOW, stop);
   napi_create_int32(env, code, &result);
   return result;
 }
@@ -270,6 +375,7 @@ NAPI_MODULE_INIT() {
   napi_set_instance_data(env, state, free_state, NULL);
   napi_property_descriptor properties[] = {
       {"decodeBlock", NULL, decode_block_js, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"decodeBlockToFile", NULL, decode_block_to_file_js, NULL, NULL, NULL, napi_enumerable, NULL},
       {"encodeBlock", NULL, encode_block_js, NULL, NULL, NULL, napi_enumerable, NULL},
       {"filterFlags", NULL, filter_flags_js, NULL, NULL, NULL, napi_enumerable, NULL},
       {"liblzmaVersion", NULL, version_js, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -1,11 +1,13 @@
 import { randomBytes } from 'node:crypto';
-import { constants, fstatSync, write as writeFd } from 'node:fs';
+import { constants, fstatSync, ftruncateSync, write as writeFd } from 'node:fs';
 import type { Stats } from 'node:fs';
 import { access, open, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { unlinkSync } from 'node:fs';
 import { isatty } from 'node:tty';
 import { basename, dirname, join } from 'node:path';
 import { fail, SeekzError } from '../errors.js';
+import { nativeIo, SEEK_CUR, SEEK_SET } from '../native/io.js';
+import { dataRuns } from '../zeros.js';
 import type { Sink } from './sink.js';
 
 /** Temp files in progress, removed by `removeTempFilesNow` when a signal ends the process. */
@@ -26,7 +28,7 @@ export function removeTempFilesNow(): void {
 const WRITE_BUFFER = 1 << 20;
 
 export interface AtomicFile {
-  readonly sink: Required<Sink>;
+  readonly sink: Sink & Required<Pick<Sink, 'writeAt'>>;
   /** Flushes, fsyncs and renames the temp file onto the target. */
   commit(): Promise<void>;
   /** Closes and removes the temp file. Safe to call after commit (does nothing). */
@@ -48,10 +50,6 @@ export interface AtomicFileOptions {
    */
   sparse?: boolean;
 }
-
-/** The unit of holes: a filesystem block on ext4, xfs, btrfs and tmpfs. */
-const SPARSE_BLOCK = 4096;
-const ZERO_BLOCK = new Uint8Array(SPARSE_BLOCK);
 
 /**
  * An output file that appears only when complete: bytes go to a temp file beside the target,
@@ -92,16 +90,7 @@ export async function createAtomicFile(path: string, options: AtomicFileOptions 
   };
   /** Appends `bytes` at `at`, leaving out whole zero blocks beyond what is written (they read back as zeros). */
   const writeSparse = async (bytes: Uint8Array, at: number) => {
-    let from = 0; // start of the data run not yet written
-    let cut = Math.min(bytes.length, (SPARSE_BLOCK - (at % SPARSE_BLOCK)) % SPARSE_BLOCK); // first block boundary
-    while (cut + SPARSE_BLOCK <= bytes.length) {
-      if (at + cut >= end && Buffer.compare(bytes.subarray(cut, cut + SPARSE_BLOCK), ZERO_BLOCK) === 0) {
-        if (cut > from) await writeAll(bytes.subarray(from, cut), at + from);
-        from = cut + SPARSE_BLOCK;
-      }
-      cut += SPARSE_BLOCK;
-    }
-    if (from < bytes.length) await writeAll(bytes.subarray(from), at + from);
+    for (const [from, to] of dataRuns(bytes, at, end)) await writeAll(bytes.subarray(from, to), at + from);
   };
   const append = options.sparse ? writeSparse : writeAll;
   const flush = async () => {
@@ -110,7 +99,7 @@ export async function createAtomicFile(path: string, options: AtomicFileOptions 
     buffered = 0;
   };
 
-  const sink: Required<Sink> = {
+  const sink: AtomicFile['sink'] = {
     async write(bytes) {
       if (bytes.length >= WRITE_BUFFER) {
         await flush();
@@ -126,6 +115,20 @@ export async function createAtomicFile(path: string, options: AtomicFileOptions 
       await flush();
       await writeAll(bytes, offset);
     },
+    // Only a sparse file (a decompressor's) is written by offset: what lies past `position` is
+    // nothing yet, so its zeros may stay holes.
+    positional: options.sparse
+      ? async () => {
+          await flush();
+          return {
+            fd: handle.fd,
+            at: position,
+            name: path,
+            write: (offset, bytes) => writeSparse(bytes, offset),
+            advance: (length) => void (position += length),
+          };
+        }
+      : undefined,
   };
 
   return {
@@ -221,7 +224,7 @@ async function deviceFile(path: string): Promise<AtomicFile> {
     closed = true;
     await handle.close();
   };
-  const sink: Required<Sink> = {
+  const sink: AtomicFile['sink'] = {
     write: (bytes) => outputErrors(path, () => position, async () => {
       for (let written = 0; written < bytes.length; ) {
         const { bytesWritten } = await handle.write(bytes, written, bytes.length - written, null);
@@ -274,6 +277,79 @@ export function streamSink(stream: NodeJS.WritableStream & { fd?: number }): Sin
       await new Promise<void>((resolve, reject) => stream.write(bytes, (error) => (error ? reject(failure ?? error) : resolve())));
       position += bytes.length;
     }),
+  };
+}
+
+/**
+ * Stdout as an output with holes, as `xz -dc > FILE` writes it (xz's file_io.c): only when stdout
+ * is a regular file, not opened with O_APPEND (`>>`), and its offset is at its end, so a hole never
+ * hides bytes that were there; otherwise undefined, and the caller writes stdout in full. Data goes
+ * out with write(2) at the offset the shell left, or by offset from workers (positional), whole
+ * zero 4 KiB blocks are skipped with lseek; commit() gives the file its size (it may end in a hole)
+ * and leaves the offset at the end, as if every byte had been written (the next command of
+ * `{ a; b; } > FILE` appends); abort() truncates the file back to where this command began, so a
+ * failed decompression leaves nothing of its own. Needs the seekz_io addon for lseek.
+ * Pinned by test/cli-manners.test.ts ("holes in stdout").
+ */
+export function sparseStdout(): AtomicFile | undefined {
+  const fd = 1;
+  const io = nativeIo();
+  if (!io || isatty(fd) || !fstatSync(fd).isFile() || io.appendMode(fd) !== 0) return undefined;
+  const start = io.seek(fd, 0, SEEK_CUR);
+  if (start !== fstatSync(fd).size) return undefined;
+  let position = start; // where the next byte of the output goes
+  let fdAt = start; // where the fd's offset is: behind `position` by the zeros not yet seeked over
+  const seekTo = (offset: number) => {
+    const at = io.seek(fd, offset, SEEK_SET);
+    if (at < 0) throw fail('OUTPUT_FAILED', 'stdout', position - start, `cannot seek to offset ${offset} (errno ${-at})`);
+    fdAt = offset;
+  };
+  /** Writes bytes[from, to) at file offset `at`: with write(2) from the fd's offset, or pwrite when `moveOffset` is false. */
+  const writeRun = async (bytes: Uint8Array, from: number, to: number, at: number, moveOffset: boolean) => {
+    if (moveOffset && fdAt !== at) seekTo(at);
+    for (let done = from; done < to; ) {
+      const written = await new Promise<number>((resolve, reject) =>
+        writeFd(fd, bytes, done, to - done, moveOffset ? null : at + done - from, (error, count) => (error ? reject(error) : resolve(count))),
+      );
+      done += written;
+      if (moveOffset) fdAt += written;
+    }
+  };
+  const writeHoles = async (bytes: Uint8Array, at: number, moveOffset: boolean) => {
+    for (const [from, to] of dataRuns(bytes, at)) await writeRun(bytes, from, to, at + from, moveOffset);
+  };
+  const sink: AtomicFile['sink'] = {
+    write: (bytes) => outputErrors('stdout', () => position - start, async () => {
+      await writeHoles(bytes, position, true);
+      position += bytes.length;
+    }),
+    async writeAt() {
+      throw fail('BAD_ARGUMENT', 'stdout cannot be written at an offset; use -o FILE');
+    },
+    positional: async () => ({
+      fd,
+      at: position,
+      name: 'stdout',
+      write: (offset, bytes) => outputErrors('stdout', () => offset - start, () => writeHoles(bytes, offset, false)),
+      advance: (length) => void (position += length),
+    }),
+  };
+  return {
+    sink,
+    // The file gets its size (it may end in a hole) and the fd's offset its end.
+    commit: () => outputErrors('stdout', () => position - start, async () => {
+      if (fstatSync(fd).size < position) ftruncateSync(fd, position);
+      if (fdAt !== position) seekTo(position);
+    }),
+    // What this command wrote goes: later blocks may be in the file before an earlier one failed.
+    async abort() {
+      try {
+        ftruncateSync(fd, start);
+        seekTo(start);
+      } catch {
+        // the error that made us abort is the one to report
+      }
+    },
   };
 }
 

@@ -17,6 +17,12 @@ export interface NativeXz {
    */
   decodeBlock(input: Uint8Array, checkId: number, unpaddedSize: number, output: Uint8Array, stop: Int32Array | null): number;
   /**
+   * As decodeBlock, for a block of `size` bytes, written to `fd` at `position` (pwrite) as it is
+   * decoded, 256 KiB at a time, whole zero 4 KiB blocks left as holes. Also returns
+   * NATIVE_CODES.writeErrno + errno when a write fails.
+   */
+  decodeBlockToFile(input: Uint8Array, checkId: number, unpaddedSize: number, size: number, fd: number, position: number, stop: Int32Array | null): number;
+  /**
    * Encodes `input` as one block's LZMA2 data at `preset` (extreme flag included): writes the
    * compressed data, block padding and check into `output`; returns the compressed size, or minus
    * an lzma_ret or NATIVE_CODES code. The encoder is kept per thread between blocks.
@@ -28,7 +34,7 @@ export interface NativeXz {
 }
 
 /** Codes beyond lzma_ret's that decodeBlock returns (native/xz/seekz_xz.c). */
-export const NATIVE_CODES = { interrupted: 100, tooMuchOutput: 101, tooLittleOutput: 102, inputLeft: 103 } as const;
+export const NATIVE_CODES = { interrupted: 100, tooMuchOutput: 101, tooLittleOutput: 102, inputLeft: 103, writeErrno: 10000 } as const;
 
 /** The environment variable that forces the fallback: SEEKZ_NATIVE=0. */
 export const NATIVE_SWITCH = 'SEEKZ_NATIVE';

@@ -3,8 +3,7 @@
  * scripts/ensure-deps.mjs) when it was built; undefined otherwise, and then src/zstd/codec.ts
  * decodes with fzstd instead. SEEKZ_NATIVE=0 hides it (and the other addons), so tests run both paths.
  */
-import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import { loadAddon } from './load-addon.js';
 
 export interface NativeZstd {
   compress(data: Uint8Array, level: number): ArrayBuffer;
@@ -21,20 +20,6 @@ export interface NativeZstd {
 let loaded: NativeZstd | undefined | null = null;
 
 export function nativeZstd(): NativeZstd | undefined {
-  if (loaded !== null) return loaded;
-  loaded = undefined;
-  if (process.env.SEEKZ_NATIVE === '0') return loaded;
-  const require = createRequire(import.meta.url);
-  // From src/native (tests under tsx) or dist/src/native (the build): the repository root's build/.
-  for (const up of ['../../build/Release/seekz_zstd.node', '../../../build/Release/seekz_zstd.node']) {
-    const path = new URL(up, import.meta.url);
-    if (!existsSync(path)) continue;
-    try {
-      loaded = require(path.pathname) as NativeZstd;
-      break;
-    } catch {
-      // built for another Node version: fall back as if absent
-    }
-  }
+  if (loaded === null) loaded = loadAddon<NativeZstd>('seekz_zstd');
   return loaded;
 }

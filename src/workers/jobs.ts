@@ -24,6 +24,12 @@ export interface XzEncodeJob {
   preset: number;
   extreme: boolean;
   checkId: number;
+  /**
+   * A buffer an earlier block's compressed bytes came back in, already written out: the native
+   * engine encodes into it when it is large enough, so that compressed blocks reuse a few buffers
+   * instead of leaving one to the garbage collector per block.
+   */
+  into?: ArrayBuffer;
 }
 export interface XzEncodeReply {
   filterCount: number;
@@ -45,6 +51,17 @@ export interface XzDecodeJob {
   /** For messages: the block's number and file offset. */
   block: number;
   offset: number;
+  /**
+   * A buffer of at least `expectedSize` bytes to decode into, moved to the worker: one an earlier
+   * block came back in, already written out, so that a pass over a file reuses a few buffers
+   * instead of page-faulting fresh memory for every block.
+   */
+  into?: ArrayBuffer;
+  /**
+   * Write the block to this file at this offset as it decodes, holes for its zero 4 KiB blocks,
+   * instead of replying with it (the native engine only; the reply's data is then empty).
+   */
+  to?: { fd: number; position: number; name: string; outputOffset: number };
 }
 export interface XzDecodeReply {
   data: Uint8Array;

@@ -14,6 +14,7 @@
  * xz 5.4.1 took 16.9 s. node-liblzma is LGPL-3.0 (loaded as a separate module; seekz stays MIT).
  */
 import { createRequire } from 'node:module';
+import { getSystemErrorName } from 'node:util';
 import { fail } from '../errors.js';
 import { NATIVE_CODES, nativeXz, type NativeXz } from '../native/xz-engine.js';
 import type { Done, XzDecodeJob, XzDecodeReply, XzEncodeJob, XzEncodeReply } from '../workers/jobs.js';
@@ -38,9 +39,12 @@ interface NativeStream {
 interface Liblzma {
   createXz(options: { preset: number; check: number }): { lzma: NativeStream; close(): void };
   createUnxz(): { lzma: NativeStream; close(): void };
-  preset: { EXTREME: number };
 }
-const liblzma = createRequire(import.meta.url)('node-liblzma') as Liblzma;
+// Loaded on first use: a worker on the native engine never needs it (about 20 ms of CPU each).
+let loadedLiblzma: Liblzma | undefined;
+const liblzma = (): Liblzma => (loadedLiblzma ??= createRequire(import.meta.url)('node-liblzma') as Liblzma);
+/** lzma/container.h's LZMA_PRESET_EXTREME. */
+const PRESET_EXTREME = 0x80000000;
 
 // liblzma's ABI (lzma/base.h): actions and return codes.
 const LZMA_RUN = 0;
@@ -115,10 +119,10 @@ function codeInSlices(
 }
 
 export function runXzEncode(job: XzEncodeJob, stop?: StopFlag): Done<XzEncodeReply> {
-  const preset = job.preset | (job.extreme ? liblzma.preset.EXTREME : 0);
+  const preset = job.preset | (job.extreme ? PRESET_EXTREME : 0);
   const native = nativeXz();
   if (native) return nativeEncode(native, job, preset, stop);
-  const engine = liblzma.createXz({ preset, check: job.checkId });
+  const engine = liblzma().createXz({ preset, check: job.checkId });
   let coded: ReturnType<typeof codeInSlices>;
   try {
     const output = Buffer.allocUnsafe(job.data.length + 65536);
@@ -155,7 +159,8 @@ export function runXzEncode(job: XzEncodeJob, stop?: StopFlag): Done<XzEncodeRep
  */
 function nativeEncode(native: NativeXz, job: XzEncodeJob, preset: number, stop: StopFlag): Done<XzEncodeReply> {
   // LZMA2 adds at most 3 bytes per 64 KiB of incompressible input, plus its end marker and the check.
-  const output = new Uint8Array(job.data.length + (job.data.length >> 10) + 1024);
+  const bound = job.data.length + (job.data.length >> 10) + 1024;
+  const output = job.into && job.into.byteLength >= bound ? new Uint8Array(job.into) : new Uint8Array(bound);
   const result = native.encodeBlock(job.data, preset >>> 0, job.checkId, output, stop ?? null);
   if (result === -NATIVE_CODES.interrupted) throw fail('INTERRUPTED', 'a signal');
   if (result < 0) throw new Error(`liblzma could not compress: ${LZMA_MESSAGES[-result] ?? `liblzma error ${-result}`}`);
@@ -176,9 +181,10 @@ function nativeEncode(native: NativeXz, job: XzEncodeJob, preset: number, stop: 
  * reply's buffer; node-liblzma gets the block wrapped back into a one-block stream.
  */
 export function runXzDecode(job: XzDecodeJob, stop?: StopFlag): Done<XzDecodeReply> {
-  // One output buffer of the block's size; it owns its memory, so it can be transferred, and it
-  // goes out only when the engine has filled all of it.
-  const output = Buffer.allocUnsafeSlow(job.expectedSize);
+  if (job.to) return decodeToFile(job, job.to, stop);
+  // One output buffer of the block's size (the caller's, when it lent one); it owns its memory, so
+  // it can be transferred, and it goes out only when the engine has filled all of it.
+  const output = job.into && job.into.byteLength >= job.expectedSize ? Buffer.from(job.into, 0, job.expectedSize) : Buffer.allocUnsafeSlow(job.expectedSize);
   const native = nativeXz();
   const error = native ? nativeDecode(native, job, output, stop) : fallbackDecode(job, output, stop);
   if (error !== undefined) throw fail('XZ_DECODE_FAILED', job.block, job.offset, error);
@@ -189,9 +195,31 @@ export function runXzDecode(job: XzDecodeJob, stop?: StopFlag): Done<XzDecodeRep
 const tooLittle = (job: XzDecodeJob, length: number) =>
   `it decodes to ${length} bytes, the index says ${job.expectedSize}; the block is damaged or truncated`;
 
+/**
+ * The block straight into the output file (native/xz/seekz_xz.c's decodeBlockToFile), written from
+ * this thread as it decodes. A failed write is the output's error (OUTPUT_FAILED); a bad block is
+ * the block's, as with runXzDecode. Either way the caller drops what was written.
+ */
+function decodeToFile(job: XzDecodeJob, to: NonNullable<XzDecodeJob['to']>, stop: StopFlag): Done<XzDecodeReply> {
+  const native = nativeXz();
+  if (!native) throw new Error('seekz: an xz block was sent to be written by the native engine, which is not loaded');
+  const code = native.decodeBlockToFile(job.bytes, job.checkId, job.unpaddedSize, job.expectedSize, to.fd, to.position, stop ?? null);
+  if (code >= NATIVE_CODES.writeErrno) {
+    const name = getSystemErrorName(NATIVE_CODES.writeErrno - code);
+    throw fail('OUTPUT_FAILED', to.name, to.outputOffset, `${name === 'ENOSPC' ? 'no space left on device' : 'write failed'} (${name})`);
+  }
+  const error = codeMessage(job, code);
+  if (error !== undefined) throw fail('XZ_DECODE_FAILED', job.block, job.offset, error);
+  return { reply: { data: new Uint8Array(0) }, transfer: [] };
+}
+
 /** native/xz/seekz_xz.c's decodeBlock; returns the error text, or undefined when the block checked out. */
 function nativeDecode(native: NativeXz, job: XzDecodeJob, output: Buffer, stop: StopFlag): string | undefined {
-  const code = native.decodeBlock(job.bytes, job.checkId, job.unpaddedSize, output, stop ?? null);
+  return codeMessage(job, native.decodeBlock(job.bytes, job.checkId, job.unpaddedSize, output, stop ?? null));
+}
+
+/** What a native decode's return code says: undefined when the block checked out, else the error text. */
+function codeMessage(job: XzDecodeJob, code: number): string | undefined {
   if (code === 0) return undefined;
   if (code === NATIVE_CODES.interrupted) throw fail('INTERRUPTED', 'a signal');
   if (code === NATIVE_CODES.tooMuchOutput) return `it decodes to more than the ${job.expectedSize} bytes the index says`;
@@ -202,7 +230,7 @@ function nativeDecode(native: NativeXz, job: XzDecodeJob, output: Buffer, stop: 
 
 function fallbackDecode(job: XzDecodeJob, output: Buffer, stop: StopFlag): string | undefined {
   const stream = singleBlockStream(job.checkId, job.bytes, job.unpaddedSize, job.expectedSize);
-  const engine = liblzma.createUnxz();
+  const engine = liblzma().createUnxz();
   let coded: ReturnType<typeof codeInSlices>;
   try {
     coded = codeInSlices(engine.lzma, stream, output, { input: DECODE_SLICE_IN, output: DECODE_SLICE_OUT, fixedOutput: true }, stopper(stop));

@@ -1,7 +1,8 @@
 import { createRequire } from 'node:module';
 import type { Transform } from 'node:stream';
 import { fail, SeekzError } from '../errors.js';
-import type { Sink } from '../io/sink.js';
+import type { PositionalOutput, Sink } from '../io/sink.js';
+import { nativeXz } from '../native/xz-engine.js';
 import { orderedWindow } from '../workers/ordered.js';
 import { FOOTER_MAGIC, STREAM_FOOTER_SIZE, STREAM_HEADER_SIZE, parseStreamFooter, parseStreamHeader } from './format.js';
 import type { XzSource } from './reader.js';
@@ -27,10 +28,56 @@ export async function decompressXz(
     await streamDecompressXz(options.streamFile(), emit);
     return done;
   }
-  const window = orderedWindow<Uint8Array>(options.threads + 1, emit);
-  for (let index = 0; index < xz.blocks.length; index++) await window.push(xz.decodeBlock(index));
+  const file = sink?.positional && nativeXz() ? await sink.positional() : undefined;
+  if (file) {
+    await decodeIntoFile(xz, file, options.threads, (length) => {
+      done += length;
+      options.onProgress?.(done);
+    });
+    return done;
+  }
+  // Each decoded block is ours alone (decodeBlock bypasses the cache) and the sink is done with it
+  // once its write resolves, so its buffer goes back to a worker for a later block: the pass
+  // touches a window's worth of buffers, not fresh memory (and page faults) for every block.
+  const spare: ArrayBuffer[] = [];
+  const window = orderedWindow<Uint8Array>(options.threads + 1, async (bytes) => {
+    await emit(bytes);
+    if (bytes.byteOffset === 0 && bytes.buffer instanceof ArrayBuffer) spare.push(bytes.buffer);
+  });
+  for (let index = 0; index < xz.blocks.length; index++) await window.push(xz.decodeBlock(index, spare.pop()));
   await window.drain();
   return done;
+}
+
+/**
+ * The native engine into a regular file: each worker writes its block at the block's offset as it
+ * decodes it (the index gives every offset), holes for zero 4 KiB blocks, so decoded bytes cross
+ * no thread and are copied into the page cache while still in the decoding core's cache. Blocks
+ * finish in any order; `progress` hears of them in order. A failure waits until no worker writes
+ * any more, so that the caller's cleanup (removing or truncating the output) is the last word.
+ */
+async function decodeIntoFile(xz: XzSource, file: PositionalOutput, threads: number, progress: (length: number) => void): Promise<void> {
+  const running = new Set<Promise<unknown>>();
+  const window = orderedWindow<number>(threads + 2, async (length) => progress(length));
+  try {
+    for (let index = 0; index < xz.blocks.length; index++) {
+      const block = xz.blocks[index]!;
+      const position = file.at + block.uStart;
+      const job = xz.decodeBlockTo(index, { fd: file.fd, position, name: file.name, outputOffset: block.uStart }).then(async (data) => {
+        if (data) await file.write(position, data);
+        return block.uSize;
+      });
+      running.add(job);
+      const forget = () => running.delete(job);
+      job.then(forget, forget);
+      await window.push(job);
+    }
+    await window.drain();
+  } catch (error) {
+    await Promise.allSettled(running);
+    throw error;
+  }
+  file.advance(xz.size);
 }
 
 /**

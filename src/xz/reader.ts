@@ -1,6 +1,7 @@
 import { fail, type SeekzError } from '../errors.js';
 import { createBlockCache, type BlockCache } from '../source/block-cache.js';
 import { clipRead, type Source } from '../source/source.js';
+import type { XzDecodeJob } from '../workers/jobs.js';
 import { createWorkerPool, type WorkerPool } from '../workers/pool.js';
 import { lastAtOrBefore } from '../search.js';
 import { isAllZero } from '../zeros.js';
@@ -59,8 +60,16 @@ export interface XzSource extends Source {
   /**
    * The decoded bytes of one block, bypassing the cache and the check of the blocks before it:
    * for sequential passes, which decode (and so confirm) every block before they emit a later one.
+   * `into`, when given, is a buffer the caller gives up (it is moved to a worker) to decode into.
    */
-  decodeBlock(index: number): Promise<Uint8Array>;
+  decodeBlock(index: number, into?: ArrayBuffer): Promise<Uint8Array>;
+  /**
+   * As decodeBlock, but a worker writes the block into `to.fd` at `to.position` as it decodes
+   * (the native engine; holes for zero 4 KiB blocks) and the result is undefined. A block small
+   * enough to be a zero block is decoded as by decodeBlock and returned, for the caller to write
+   * (or not: a verified zero block comes back as zeros without a decode).
+   */
+  decodeBlockTo(index: number, to: NonNullable<XzDecodeJob['to']>): Promise<Uint8Array | undefined>;
   /**
    * Holds every index record against its block header (one small read a block, no decoding), as
    * `xz --list -vv` reads them: for `seekz info`, which states the sizes without reading data.
@@ -224,7 +233,8 @@ export async function openXz(source: Source, options: XzReaderOptions = {}): Pro
   let confirmedPrefix = 0;
   let confirming: Promise<void> = Promise.resolve();
 
-  const decode = async (block: XzBlock): Promise<Uint8Array> => {
+  /** A block's bytes as in the file, its header held against its record. */
+  const blockBytes = async (block: XzBlock): Promise<Uint8Array> => {
     if (block.uSize > maxBlock) throw fail('XZ_BLOCK_TOO_LARGE', block.number, block.uSize, maxBlock);
     const bytes = await source.read(block.offset, block.totalSize);
     if (bytes.length !== block.totalSize) throw fail('XZ_TRUNCATED', `block ${block.number}`, block.offset);
@@ -235,6 +245,25 @@ export async function openXz(source: Source, options: XzReaderOptions = {}): Pro
     } catch (error) {
       if ((error as SeekzError).code === 'XZ_INDEX_MISMATCH') throw error;
     }
+    return bytes;
+  };
+
+  // A copy goes to the worker (not slice(): on a Buffer that is a view): the source's bytes may be a
+  // view of a buffer that is not ours to move.
+  const decodeJob = (block: XzBlock, bytes: Uint8Array) =>
+    ({ kind: 'xz-decode', bytes: new Uint8Array(bytes), checkId: block.checkId, unpaddedSize: block.unpaddedSize, expectedSize: block.uSize, block: block.number, offset: block.offset }) as const;
+
+  const decodeTo = async (block: XzBlock, to: NonNullable<XzDecodeJob['to']>): Promise<Uint8Array | undefined> => {
+    if (mayBeZeroBlock(block)) return decode(block);
+    const job = { ...decodeJob(block, await blockBytes(block)), to };
+    pool ??= createWorkerPool(options.threads ?? 2);
+    await pool.run(job, [job.bytes.buffer as ArrayBuffer]);
+    confirmed[block.number - 1] = 1;
+    return undefined;
+  };
+
+  const decode = async (block: XzBlock, into?: ArrayBuffer): Promise<Uint8Array> => {
+    const bytes = await blockBytes(block);
     const candidate = mayBeZeroBlock(block);
     if (candidate) {
       await identicalDecode(block, bytes);
@@ -245,10 +274,9 @@ export async function openXz(source: Source, options: XzReaderOptions = {}): Pro
       }
     }
     pool ??= createWorkerPool(options.threads ?? 2);
-    // A copy goes to the worker (not slice(): on a Buffer that is a view): the source's bytes may be a
-    // view of a buffer that is not ours to move.
-    const job = { kind: 'xz-decode', bytes: new Uint8Array(bytes), checkId: block.checkId, unpaddedSize: block.unpaddedSize, expectedSize: block.uSize, block: block.number, offset: block.offset } as const;
-    const running = pool.run(job, [job.bytes.buffer as ArrayBuffer]);
+    const lend = into && into.byteLength >= block.uSize ? into : undefined;
+    const job = { ...decodeJob(block, bytes), into: lend };
+    const running = pool.run(job, lend ? [job.bytes.buffer as ArrayBuffer, lend] : [job.bytes.buffer as ArrayBuffer]);
     if (candidate) announceDecode(block, bytes, running);
     const { data } = await running;
     if (data.length !== block.uSize) throw fail('XZ_SIZE_MISMATCH', block.number, block.uSize, data.length);
@@ -320,7 +348,8 @@ export async function openXz(source: Source, options: XzReaderOptions = {}): Pro
     readBlock,
     confirmBefore,
     startThreads: () => void (pool ??= createWorkerPool(options.threads ?? 2)),
-    decodeBlock: (index) => decode(blocks[index]!),
+    decodeBlock: (index, into) => decode(blocks[index]!, into),
+    decodeBlockTo: (index, to) => decodeTo(blocks[index]!, to),
     async checkHeaders() {
       for (let at = 0; at < blocks.length; at += CONFIRM_WINDOW) {
         await Promise.all(blocks.slice(at, at + CONFIRM_WINDOW).map(async (block) => void checkHeader(block, await readHeader(block))));

@@ -35,6 +35,8 @@ interface AssembledBlock {
   uncompressed: number;
   unpadded: number;
   stored: boolean;
+  /** The buffer behind the compressed data, free again once the block is written (not for a zero block, written again and again). */
+  reusable?: ArrayBuffer;
 }
 
 export interface XzWriterResult {
@@ -104,9 +106,12 @@ export async function writeXz(input: SequentialInput, sink: Sink, options: XzWri
     bufferWaiters.shift()?.();
   };
   const zeroBlocksByLength = new Map<number, Promise<AssembledBlock>>();
+  // Compressed blocks' buffers, written out and lent to the next encode.
+  const spareOutputs: ArrayBuffer[] = [];
   const window = orderedWindow<AssembledBlock>(maxInFlight, async (block) => {
     const offset = compressedSize;
     for (const part of block.parts) await write(part);
+    if (block.reusable) spareOutputs.push(block.reusable);
     const record = { unpaddedSize: block.unpadded, uncompressedSize: block.uncompressed };
     records.push(record);
     uncompressedSize += block.uncompressed;
@@ -118,8 +123,10 @@ export async function writeXz(input: SequentialInput, sink: Sink, options: XzWri
     const parts = [header, encoded.compressed, new Uint8Array(padding4(encoded.compressed.length)), encoded.check];
     return { parts, uncompressed: length, unpadded: header.length + encoded.compressed.length + encoded.check.length, stored: false };
   };
-  const encode = (data: Uint8Array) =>
-    pool.run({ kind: 'xz-encode', data, preset, extreme: options.extreme ?? false, checkId }, [data.buffer as ArrayBuffer]);
+  const encode = (data: Uint8Array) => {
+    const into = spareOutputs.pop();
+    return pool.run({ kind: 'xz-encode', data, preset, extreme: options.extreme ?? false, checkId, into }, into ? [data.buffer as ArrayBuffer, into] : [data.buffer as ArrayBuffer]);
+  };
 
   try {
     await write(buildStreamHeader(checkId));
@@ -158,7 +165,8 @@ export async function writeXz(input: SequentialInput, sink: Sink, options: XzWri
             (encoded) => {
               spare.push(new Uint8Array(encoded.data.buffer));
               giveBuffer();
-              return assemble(encoded, length);
+              const compressed = encoded.compressed;
+              return { ...assemble(encoded, length), reusable: compressed.byteOffset === 0 ? (compressed.buffer as ArrayBuffer) : undefined };
             },
             (error: unknown) => {
               giveBuffer(); // the loop must not wait for a buffer that a failed job will never return
