@@ -5,11 +5,10 @@
  * request, then the block); and servers that answer a multi-range request otherwise (200 with the
  * whole file, one coalesced 206 part, a broken multipart body), each a tiny node:http server here.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { connect, createServer, type AddressInfo } from 'node:net';
+import { type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SeekzError } from '../src/errors.js';
@@ -18,6 +17,7 @@ import { httpSource, type HttpStats } from '../src/source/http.js';
 import { byterangesBoundary, MultipartError, parseByteranges } from '../src/source/multipart.js';
 import { readRanges } from '../src/source/source.js';
 import { bufferSource } from '../src/source/buffer.js';
+import { startNginx } from './helpers/nginx.js';
 import { diskLikeData, findTool, noise, requireTool, run, runCli, tempDir } from './helpers/tools.js';
 
 const KIB = 1024;
@@ -95,20 +95,9 @@ describe('multipart parser', () => {
   });
 });
 
-/** A port free a moment ago. */
-async function freePort(): Promise<number> {
-  const server = createServer().listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as AddressInfo;
-  server.close();
-  await once(server, 'close');
-  return port;
-}
-
 describe('readRanges over a real nginx', () => {
   let dir: { path: string; remove: () => void };
-  let nginx: ChildProcess;
-  let base: string;
+  let nginx: { url: string; stop: () => Promise<void> };
   // Incompressible, so that the blocks near the end are not in what open fetched.
   const disk = noise(20 * 256 * KIB, 11);
   let xzFile: Uint8Array;
@@ -116,15 +105,13 @@ describe('readRanges over a real nginx', () => {
   const log = () => readFileSync(join(dir.path, 'access.log'), 'utf8').split('\n').filter(Boolean);
 
   beforeAll(async () => {
-    const nginxPath = findTool('nginx', 'nginx');
+    findTool('nginx', 'nginx');
     requireTool('xz', 'xz-utils');
     requireTool('zstd', 'zstd');
     dir = tempDir('seekz-ranges-');
     const www = join(dir.path, 'www');
     mkdirSync(www);
-    mkdirSync(join(dir.path, 'tmp'));
     chmodSync(dir.path, 0o755); // nginx workers run as nobody when the tests run as root
-    chmodSync(www, 0o755);
     // 20 blocks of 256 KiB: xz's own block splitting, an independent writer.
     const xz = run('xz', ['-T2', '--block-size=256KiB', '-c'], { input: disk });
     expect(xz.status, xz.stderr).toBe(0);
@@ -138,43 +125,16 @@ describe('readRanges over a real nginx', () => {
     const check = run('zstd', ['-dc', join(www, 'disk.img.zst')]);
     expect(Buffer.compare(check.stdout, disk)).toBe(0);
 
-    const port = await freePort();
-    writeFileSync(
-      join(dir.path, 'nginx.conf'),
-      `worker_processes 1; pid ${dir.path}/nginx.pid; error_log ${dir.path}/error.log warn;
-events { worker_connections 64; }
-http { default_type application/octet-stream; log_format plan '$status "$http_range" $body_bytes_sent'; access_log ${dir.path}/access.log plan;
-  client_body_temp_path ${dir.path}/tmp/body; proxy_temp_path ${dir.path}/tmp/proxy; fastcgi_temp_path ${dir.path}/tmp/fastcgi;
-  uwsgi_temp_path ${dir.path}/tmp/uwsgi; scgi_temp_path ${dir.path}/tmp/scgi; server { listen 127.0.0.1:${port}; root ${www}; } }`,
-    );
-    const errorLog = join(dir.path, 'error.log');
-    nginx = spawn(nginxPath, ['-p', dir.path, '-c', join(dir.path, 'nginx.conf'), '-e', errorLog, '-g', 'daemon off;'], { stdio: 'ignore' });
-    const deadline = Date.now() + 10_000;
-    for (;;) {
-      if (nginx.exitCode !== null) throw new Error(`nginx exited with ${nginx.exitCode}: ${readFileSync(errorLog, 'utf8')}`);
-      const up = await new Promise<boolean>((resolve) => {
-        const socket = connect(port, '127.0.0.1');
-        socket.once('connect', () => (socket.destroy(), resolve(true)));
-        socket.once('error', () => resolve(false));
-      });
-      if (up) break;
-      if (Date.now() > deadline) throw new Error('nginx did not listen within 10 s');
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-    base = `http://127.0.0.1:${port}`;
+    nginx = await startNginx(www, dir.path, join(dir.path, 'access.log'));
   });
 
   afterAll(async () => {
-    if (nginx && nginx.exitCode === null) {
-      const exited = once(nginx, 'exit');
-      nginx.kill('SIGTERM');
-      await exited;
-    }
+    await nginx?.stop();
     dir?.remove();
   });
 
   it('gives the bytes of many ranges, in the order asked, in one multi-range request', async () => {
-    const source = await httpSource(`${base}/disk.img.xz`, { minFetch: 4 * KIB });
+    const source = await httpSource(`${nginx.url}/disk.img.xz`, { minFetch: 4 * KIB });
     try {
       const ranges = Array.from({ length: 150 }, (_, at) => ({ offset: xzFile.length - 1 - ((at * 7919) % (xzFile.length - 8 * KIB)), length: 1 + (at % 40) }));
       const before = source.stats.requests;
@@ -189,7 +149,7 @@ http { default_type application/octet-stream; log_format plan '$status "$http_ra
   // The random read of the brief: 4 KiB near the end, after open.
   for (const name of ['disk.img.xz', 'disk.img.zst']) {
     it(`a random 4 KiB read near the end of ${name} takes 2 requests after open (the headers before it, then its block), exact bytes`, async () => {
-      const source = await httpSource(`${base}/${name}`);
+      const source = await httpSource(`${nginx.url}/${name}`);
       const data = decoderOf(await open(source, { cacheSize: 0 }));
       try {
         const opened: HttpStats = { ...source.stats };

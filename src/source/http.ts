@@ -42,6 +42,8 @@ export interface HttpSource extends Source {
   /** What identifies the version pinned at open: its ETag, else its Last-Modified, else nothing (then only its size is checked). */
   readonly validator: string | undefined;
   readonly stats: HttpStats;
+  /** See Source.readRanges: one multi-range request per batch of ranges. */
+  readRanges(ranges: readonly ByteRange[]): Promise<Uint8Array[]>;
   close(): Promise<void>;
 }
 
@@ -230,7 +232,8 @@ export async function httpSource(url: string, options: HttpSourceOptions = {}): 
    * A 206 to a request for several ranges: a multipart/byteranges body, or one part (a server may
    * coalesce ranges, or answer only some). Each part's Content-Range is checked against the pinned
    * size here; which parts cover which range, by the caller. The body is bounded by what was asked:
-   * a single part far larger (ranges coalesced across a wide gap) is dropped unread and refused.
+   * one that says it is far larger (ranges coalesced across a wide gap) is dropped unread and
+   * refused, and one that turns out larger is an error.
    */
   const severalRanges = async (response: IncomingMessage, headers: IncomingHttpHeaders, spans: readonly Span[], pin: Pin, where: string, range: string, stalled: () => string | undefined): Promise<Answer> => {
     const refuse = (error: SeekzError) => {
@@ -256,8 +259,11 @@ export async function httpSource(url: string, options: HttpSourceOptions = {}): 
       }
       return { kind: 'parts', parts: [{ start: contentRange.start, total: contentRange.total, bytes: await readBody(response, length, stats, where, range, stalled) }] };
     }
-    if (declared !== undefined && (!Number.isSafeInteger(declared) || declared > limit)) {
-      throw refuse(fail('HTTP_BAD_RESPONSE', where, range, `a multipart body of ${declared} bytes for ${limit - BODY_OVERHEAD - spans.length * PART_OVERHEAD} bytes asked`));
+    if (declared !== undefined && !Number.isSafeInteger(declared)) throw refuse(fail('HTTP_BAD_RESPONSE', where, range, `content-length '${headers['content-length']}'`));
+    if (declared !== undefined && declared > limit) {
+      // Far more than the ranges asked for (whole parts merged, or very wordy part headers): not read.
+      response.destroy();
+      return { kind: 'refused' };
     }
     const body = await readBody(response, declared ?? limit, stats, where, range, stalled, declared === undefined);
     let parts: BytePart[];
