@@ -290,6 +290,42 @@ describe('servers that answer a multi-range request otherwise', () => {
     }
   });
 
+  /** A proper multipart/byteranges answer to `asked`. */
+  const multipartAnswer = (asked: [number, number][], response: ServerResponse) => {
+    const boundary = 'SEEKZTEST';
+    const pieces = asked.map(([start, last]) => Buffer.concat([Buffer.from(`\r\n--${boundary}\r\nContent-Range: bytes ${start}-${last}/${file.length}\r\n\r\n`), file.subarray(start, last + 1)]));
+    response.writeHead(206, { 'content-type': `multipart/byteranges; boundary=${boundary}` });
+    response.end(Buffer.concat([...pieces, Buffer.from(`\r\n--${boundary}--\r\n`)]));
+  };
+
+  it('a 503 to the batch is retried like a single read; a 416 falls back to one request per range', async () => {
+    let tries = 0;
+    const flaky = await oddServer(file, (asked, response) => {
+      if (tries++ === 0) {
+        response.writeHead(503);
+        return void response.end();
+      }
+      multipartAnswer(asked, response);
+    });
+    const refusing = await oddServer(file, (_, response) => {
+      response.writeHead(416, { 'content-range': `bytes */${file.length}` });
+      response.end();
+    });
+    const first = await httpSource(flaky.url, { retryDelay: 1 });
+    const second = await httpSource(refusing.url);
+    try {
+      expectExact(await first.readRanges(ranges));
+      expect(first.stats).toMatchObject({ requests: 1 + 2, retries: 1 });
+      expectExact(await second.readRanges(ranges));
+      expect(second.stats.requests).toBe(1 + 1 + ranges.length);
+    } finally {
+      await first.close();
+      await second.close();
+      await flaky.close();
+      await refusing.close();
+    }
+  });
+
   it('a malformed multipart body, or a part of another size of file, is one clear error, never bytes', async () => {
     for (const [breakage, code, message] of [
       ['long', 'HTTP_BAD_RESPONSE', /multipart\/byteranges: part 1 \(bytes \d+-\d+\) is not followed by a '--SEEKZTEST' line/],
