@@ -2,8 +2,8 @@ import http, { type IncomingHttpHeaders, type IncomingMessage } from 'node:http'
 import https from 'node:https';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fail, SeekzError } from '../errors.js';
-import { byterangesBoundary, MultipartError, parseByteranges, type BytePart } from './multipart.js';
 import { lastAtOrBefore } from '../search.js';
+import { byterangesBoundary, MultipartError, parseByteranges, type BytePart } from './multipart.js';
 import { clipRead, type ByteRange, type Source } from './source.js';
 
 export interface HttpStats {
@@ -367,8 +367,7 @@ export async function httpSource(url: string, options: HttpSourceOptions = {}): 
     return Promise.all(
       spans.map(([start, end]) => {
         const part = parts.find((part) => part.start <= start && part.start + part.bytes.length >= end);
-        // A copy: the body buffer is shared by all the parts.
-        return part ? new Uint8Array(part.bytes.subarray(start - part.start, end - part.start)) : fetchSpan(start, end);
+        return part ? part.bytes.subarray(start - part.start, end - part.start) : fetchSpan(start, end);
       }),
     );
   };
@@ -480,7 +479,8 @@ export async function httpSource(url: string, options: HttpSourceOptions = {}): 
     for (const { index, start, end } of wanted) {
       const at = lastAtOrBefore(spans, (span) => span[0], start);
       const span = spans[at]!;
-      out[index] = Promise.resolve(fetched[at]!.subarray(start - span[0], end - span[0]));
+      // A copy, as read() gives: one body holds many ranges, and a caller may transfer what it gets.
+      out[index] = Promise.resolve(new Uint8Array(fetched[at]!.subarray(start - span[0], end - span[0])));
     }
     return Promise.all(out);
   };
