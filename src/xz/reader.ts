@@ -334,10 +334,8 @@ export async function openXz(source: Source, options: XzReaderOptions = {}): Pro
     readBlock,
     decodeBlock: (index) => decode(blocks[index]!),
     async checkHeaders() {
-      for (let at = 0; at < blocks.length; at += HEADER_BATCH) {
-        const batch = blocks.slice(at, at + HEADER_BATCH);
-        const headers = await readHeaders(batch);
-        batch.forEach((block, index) => checkHeader(block, headers[index]!));
+      for (let at = 0; at < blocks.length; at += CONFIRM_WINDOW) {
+        await Promise.all(blocks.slice(at, at + CONFIRM_WINDOW).map(async (block) => void checkHeader(block, await readHeader(block))));
       }
     },
     async read(offset, length) {
