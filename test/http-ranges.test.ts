@@ -17,8 +17,11 @@ import { httpSource, type HttpStats } from '../src/source/http.js';
 import { byterangesBoundary, MultipartError, parseByteranges } from '../src/source/multipart.js';
 import { readRanges } from '../src/source/source.js';
 import { bufferSource } from '../src/source/buffer.js';
+import { crc32 } from '../src/crc/crc32.js';
+import { buildIndex, buildStreamFooter } from '../src/xz/format.js';
+import { openXz, readXzLayout } from '../src/xz/reader.js';
 import { startNginx } from './helpers/nginx.js';
-import { diskLikeData, findTool, noise, requireTool, run, runCli, tempDir } from './helpers/tools.js';
+import { countingSource, diskLikeData, findTool, noise, requireTool, run, runCli, tempDir } from './helpers/tools.js';
 
 const KIB = 1024;
 const MIB = 1024 * KIB;
@@ -171,6 +174,59 @@ describe('readRanges over a real nginx', () => {
       }
     });
   }
+});
+
+describe('a block header longer than the head read of it', () => {
+  /** `xz`'s file with every block header padded to 128 bytes (§3.1.1 allows zero padding), index and footer rebuilt. */
+  const padHeaders = async (xz: Uint8Array): Promise<Uint8Array> => {
+    const { blocks } = await readXzLayout(bufferSource(xz));
+    const pieces: Uint8Array[] = [xz.subarray(0, 12)];
+    const records = blocks.map((block) => {
+      const old = xz.subarray(block.offset, block.offset + block.totalSize);
+      const oldSize = (old[0]! + 1) * 4;
+      const header = new Uint8Array(128);
+      header.set(old.subarray(0, oldSize - 4));
+      header[0] = 128 / 4 - 1;
+      new DataView(header.buffer).setUint32(124, crc32(header.subarray(0, 124)), true);
+      const unpaddedSize = 128 + block.unpaddedSize - oldSize;
+      // Data, block padding, check: as they were (the padding is the same, as 128 - oldSize is a multiple of 4).
+      pieces.push(header, old.subarray(oldSize));
+      return { unpaddedSize, uncompressedSize: block.uSize };
+    });
+    const index = buildIndex(records);
+    pieces.push(index, buildStreamFooter(blocks[0]!.checkId, index.length));
+    return Buffer.concat(pieces);
+  };
+
+  it('is read again whole (xz -t and xz -dc accept the file; the read gives its bytes)', async () => {
+    requireTool('xz', 'xz-utils');
+    const data = diskLikeData(12 * 64 * KIB, 4);
+    const made = run('xz', ['-T2', '--block-size=64KiB', '-c'], { input: data });
+    expect(made.status, made.stderr).toBe(0);
+    const padded = await padHeaders(new Uint8Array(made.stdout));
+    const dir = tempDir('seekz-ranges-pad-');
+    try {
+      writeFileSync(join(dir.path, 'padded.xz'), padded);
+      expect(run('xz', ['-t', join(dir.path, 'padded.xz')]).status).toBe(0);
+      expect(Buffer.compare(run('xz', ['-dc', join(dir.path, 'padded.xz')]).stdout, data)).toBe(0);
+    } finally {
+      dir.remove();
+    }
+    const counted = countingSource(bufferSource(padded));
+    const xz = await openXz(counted.source);
+    try {
+      counted.reads.length = 0;
+      const offset = data.length - 1000;
+      expect(Buffer.compare(await xz.read(offset, 1000), data.subarray(offset))).toBe(0);
+      const before = xz.blocks.slice(0, -1);
+      for (const block of before) {
+        expect(counted.reads).toContainEqual([block.offset, 64]);
+        expect(counted.reads).toContainEqual([block.offset, 128]);
+      }
+    } finally {
+      await xz.close();
+    }
+  });
 });
 
 /**

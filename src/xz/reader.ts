@@ -280,11 +280,17 @@ export async function openXz(source: Source, options: XzReaderOptions = {}): Pro
 
   const readHeader = (block: XzBlock) => source.read(block.offset, Math.min(MAX_BLOCK_HEADER, block.totalSize));
 
-  /** The headers of `batch`, a head of each in one readRanges call; a header longer than its head read again. */
+  /** The headers of `batch`, a head of each in one readRanges call; a header longer than its head read again, whole. */
   const readHeaders = async (batch: XzBlock[]): Promise<Uint8Array[]> => {
     const heads = await readRanges(source, batch.map((block) => ({ offset: block.offset, length: Math.min(HEADER_HEAD, block.totalSize) })));
     // Byte 0 is the header size: (byte + 1) × 4 (§3.1.1).
-    return Promise.all(heads.map((head, at) => ((head[0]! + 1) * 4 > head.length && head.length < batch[at]!.totalSize ? readHeader(batch[at]!) : head)));
+    return Promise.all(
+      heads.map((head, at) => {
+        const block = batch[at]!;
+        const size = Math.min((head[0]! + 1) * 4, block.totalSize);
+        return size > head.length ? source.read(block.offset, size) : head;
+      }),
+    );
   };
 
   const confirmBlock = async (block: XzBlock): Promise<void> => {
