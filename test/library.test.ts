@@ -4,16 +4,14 @@
  * `exports` to dist/) and run as written; `open` on every kind of target, judged by the bytes
  * xz and gzip give; its I/O plan held against the CLI's; and a signal that stops a writer.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
-import { createServer, connect } from 'node:net';
-import { once } from 'node:events';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bufferSource, compressGzip, compressXz, extract, open, SeekzError, serve, type Source } from '../src/index.js';
 import { httpSource } from '../src/source/http.js';
+import { startNginx } from './helpers/nginx.js';
 import { countingSource, diskLikeData, requireTool, run, runAsync, runCli, sha256, tempDir } from './helpers/tools.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -228,7 +226,7 @@ describe('open() costs what the CLI costs', () => {
 
   describe('over HTTP (nginx)', () => {
     let nginx: { url: string; stop: () => Promise<void> };
-    beforeAll(async () => (nginx = await startNginx(dir.path)));
+    beforeAll(async () => (nginx = await startNginx(dir.path, dir.path)));
     afterAll(async () => nginx?.stop());
 
     it('an .xz URL (string or URL) opens in 2 requests, as seekz serve and seekz read do', async () => {
@@ -320,43 +318,4 @@ describe('compressGzip and compressXz', () => {
     expect(readdirSync(dir.path).filter((entry) => entry.includes('extracted.bin'))).toEqual([]);
   });
 });
-
-/** nginx in the foreground on a free port of 127.0.0.1, serving `root`, with a config of its own. */
-async function startNginx(root: string): Promise<{ url: string; stop: () => Promise<void> }> {
-  const server = createServer().listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as { port: number };
-  server.close();
-  await once(server, 'close');
-  chmodSync(root, 0o755); // nginx's worker runs as nobody
-  const conf = join(dir.path, 'nginx');
-  mkdirSync(join(conf, 'tmp'), { recursive: true });
-  writeFileSync(
-    join(conf, 'nginx.conf'),
-    `worker_processes 1; daemon off; pid ${conf}/nginx.pid; error_log ${conf}/error.log warn;
-events { worker_connections 64; }
-http { access_log off; client_body_temp_path ${conf}/tmp/body; proxy_temp_path ${conf}/tmp/proxy; fastcgi_temp_path ${conf}/tmp/fastcgi;
-  uwsgi_temp_path ${conf}/tmp/uwsgi; scgi_temp_path ${conf}/tmp/scgi; server { listen 127.0.0.1:${port}; root ${root}; } }`,
-  );
-  const child: ChildProcess = spawn('nginx', ['-p', conf, '-e', join(conf, 'error.log'), '-c', join(conf, 'nginx.conf')], { stdio: 'ignore' });
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`nginx exited with ${child.exitCode}: ${readFileSync(join(conf, 'error.log'), 'utf8')}`);
-    const up = await new Promise<boolean>((resolve) => {
-      const socket = connect(port, '127.0.0.1');
-      socket.once('connect', () => (socket.destroy(), resolve(true)));
-      socket.once('error', () => resolve(false));
-    });
-    if (up) break;
-    if (Date.now() > deadline) throw new Error('nginx did not listen within 10 s');
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  return {
-    url: `http://127.0.0.1:${port}`,
-    stop: async () => {
-      child.kill('SIGTERM');
-      if (child.exitCode === null) await once(child, 'exit');
-    },
-  };
-}
 

@@ -2,7 +2,9 @@ import http, { type IncomingHttpHeaders, type IncomingMessage } from 'node:http'
 import https from 'node:https';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fail, SeekzError } from '../errors.js';
-import { clipRead, type Source } from './source.js';
+import { lastAtOrBefore } from '../search.js';
+import { byterangesBoundary, MultipartError, parseByteranges, type BytePart } from './multipart.js';
+import { clipRead, type ByteRange, type Source } from './source.js';
 
 export interface HttpStats {
   /** Requests sent: every attempt, retry and redirect hop counts. */
@@ -40,6 +42,8 @@ export interface HttpSource extends Source {
   /** What identifies the version pinned at open: its ETag, else its Last-Modified, else nothing (then only its size is checked). */
   readonly validator: string | undefined;
   readonly stats: HttpStats;
+  /** See Source.readRanges: one multi-range request per batch of ranges. */
+  readRanges(ranges: readonly ByteRange[]): Promise<Uint8Array[]>;
   close(): Promise<void>;
 }
 
@@ -71,7 +75,27 @@ interface Piece {
   pending?: Promise<Uint8Array>;
 }
 
-type Answer = { kind: 'redirect'; location: URL } | { kind: 'data'; bytes: Uint8Array; total: number; headers: IncomingHttpHeaders };
+/** A range of the file as [start, end): end is exclusive. */
+type Span = [start: number, end: number];
+
+type Answer =
+  | { kind: 'redirect'; location: URL }
+  | { kind: 'data'; bytes: Uint8Array; total: number; headers: IncomingHttpHeaders }
+  /** The answer to a request for several ranges: parts as sent (maybe coalesced, maybe not all). */
+  | { kind: 'parts'; parts: BytePart[] }
+  /** A request for several ranges that the server would not answer with them (200, 416, or one part far larger than asked). */
+  | { kind: 'refused' };
+
+/**
+ * Limits of one multi-range request (readRanges): ranges, characters of its Range header (nginx's
+ * default large_client_header_buffers is 8 KiB per line, and proxies may allow less), and bytes asked.
+ */
+export const MAX_RANGES_PER_REQUEST = 200;
+const MAX_RANGE_HEADER = 6000;
+const MAX_RANGES_BYTES = 4 * 2 ** 20;
+/** What a multipart answer may add to the bytes asked: per part its delimiter and headers, and once a preamble. */
+const PART_OVERHEAD = 256;
+const BODY_OVERHEAD = 4096;
 
 /**
  * A Source over a file on an HTTP(S) server that supports range requests (node:http, no
@@ -102,8 +126,8 @@ export async function httpSource(url: string, options: HttpSourceOptions = {}): 
    * One request, one answer; redirects are followed only before a version is pinned. A try fails
    * after `timeout` ms without data, or at the fetch's `deadline`, whichever comes first.
    */
-  const attempt = async (to: URL, start: number, end: number, pin: Pin | undefined, deadline: number): Promise<Answer> => {
-    const range = `bytes=${start}-${end - 1}`;
+  const attempt = async (to: URL, spans: readonly Span[], pin: Pin | undefined, deadline: number): Promise<Answer> => {
+    const range = rangeHeader(spans);
     stats.requests++;
     const request = (to.protocol === 'https:' ? https : http).request(to, {
       agent: agents[to.protocol],
@@ -117,13 +141,13 @@ export async function httpSource(url: string, options: HttpSourceOptions = {}): 
     request.setTimeout(timeout, () => giveUp(`no data for ${timeout} ms`));
     const overall = setTimeout(() => giveUp(`not done within ${totalTimeout} ms`), Math.max(0, deadline - Date.now()));
     try {
-      return await answer(request, to, start, end, pin, range, () => stalled);
+      return await answer(request, to, spans, pin, range, () => stalled);
     } finally {
       clearTimeout(overall);
     }
   };
 
-  const answer = async (request: http.ClientRequest, to: URL, start: number, end: number, pin: Pin | undefined, range: string, stalled: () => string | undefined): Promise<Answer> => {
+  const answer = async (request: http.ClientRequest, to: URL, spans: readonly Span[], pin: Pin | undefined, range: string, stalled: () => string | undefined): Promise<Answer> => {
     const response = await new Promise<IncomingMessage>((resolve, reject) => {
       request.on('response', resolve);
       request.on('error', reject); // stays attached: a later error lands on the response instead
@@ -135,6 +159,18 @@ export async function httpSource(url: string, options: HttpSourceOptions = {}): 
     const headers = response.headers;
     const where = to.href;
     const contentRange = parseContentRange(headers['content-range']);
+    if (spans.length > 1) {
+      range = shortRange(spans);
+      if (status === 206) return severalRanges(response, headers, spans, pin!, where, range, stalled);
+      if (status === 200 || status === 416) {
+        response.destroy(); // a 200 carries the whole file: never read it
+        request.destroy();
+        const changed = changeOf(pin!, headers) ?? (contentRange?.total !== undefined && contentRange.total !== pin!.size ? `${pin!.size} bytes at open, ${contentRange.total} now` : undefined);
+        if (changed) throw fail('HTTP_CHANGED', where, changed);
+        return { kind: 'refused' };
+      }
+    }
+    const [start, end] = spans[0]!;
 
     if (status === 206) {
       const refuse = (error: SeekzError) => {
@@ -192,6 +228,60 @@ export async function httpSource(url: string, options: HttpSourceOptions = {}): 
     throw fail('HTTP_STATUS', where, range, statusLine);
   };
 
+  /**
+   * A 206 to a request for several ranges: a multipart/byteranges body, or one part (a server may
+   * coalesce ranges, or answer only some). Each part's Content-Range is checked against the pinned
+   * size here; which parts cover which range, by the caller. The body is bounded by what was asked:
+   * one that says it is far larger (ranges coalesced across a wide gap) is dropped unread and
+   * refused, and one that turns out larger is an error.
+   */
+  const severalRanges = async (response: IncomingMessage, headers: IncomingHttpHeaders, spans: readonly Span[], pin: Pin, where: string, range: string, stalled: () => string | undefined): Promise<Answer> => {
+    const refuse = (error: SeekzError) => {
+      response.destroy();
+      return error;
+    };
+    const changed = changeOf(pin, headers);
+    if (changed) throw refuse(fail('HTTP_CHANGED', where, changed));
+    const limit = spans.reduce((sum, [start, end]) => sum + end - start, 0) + spans.length * PART_OVERHEAD + BODY_OVERHEAD;
+    const declared = headers['content-length'] === undefined ? undefined : Number(headers['content-length']);
+    const boundary = byterangesBoundary(header(headers['content-type']));
+    if (boundary === undefined) {
+      const contentRange = parseContentRange(headers['content-range']);
+      if (contentRange?.start === undefined || contentRange.total === undefined) {
+        throw refuse(fail('HTTP_BAD_RESPONSE', where, range, `206 with neither a multipart/byteranges body nor a content-range ('${headers['content-range'] ?? ''}')`));
+      }
+      if (contentRange.total !== pin.size) throw refuse(fail('HTTP_CHANGED', where, `${pin.size} bytes at open, ${contentRange.total} now`));
+      const length = contentRange.end! - contentRange.start + 1;
+      if (declared !== undefined && declared !== length) throw refuse(fail('HTTP_BAD_RESPONSE', where, range, `content-length ${declared} does not match the ${length} bytes of its content-range`));
+      if (length > limit) {
+        response.destroy();
+        return { kind: 'refused' };
+      }
+      return { kind: 'parts', parts: [{ start: contentRange.start, total: contentRange.total, bytes: await readBody(response, length, stats, where, range, stalled) }] };
+    }
+    if (declared !== undefined && !Number.isSafeInteger(declared)) throw refuse(fail('HTTP_BAD_RESPONSE', where, range, `content-length '${headers['content-length']}'`));
+    if (declared !== undefined && declared > limit) {
+      // Far more than the ranges asked for (whole parts merged, or very wordy part headers): not read.
+      response.destroy();
+      return { kind: 'refused' };
+    }
+    const body = await readBody(response, declared ?? limit, stats, where, range, stalled, declared === undefined);
+    let parts: BytePart[];
+    try {
+      parts = parseByteranges(body, boundary);
+    } catch (error) {
+      if (error instanceof MultipartError) throw fail('HTTP_BAD_RESPONSE', where, range, `multipart/byteranges: ${error.message}`);
+      throw error;
+    }
+    for (const part of parts) {
+      if (part.total !== pin.size) {
+        if (part.total === undefined) throw fail('HTTP_BAD_RESPONSE', where, range, `a part of bytes ${part.start}-${part.start + part.bytes.length - 1} does not state the file's size`);
+        throw fail('HTTP_CHANGED', where, `${pin.size} bytes at open, ${part.total} now`);
+      }
+    }
+    return { kind: 'parts', parts };
+  };
+
   /** Tries `once` until it succeeds, fails for good, runs out of retries, or out of `totalTimeout`. */
   const withRetries = async <T>(range: string, once: (deadline: number) => Promise<T>): Promise<T> => {
     const deadline = Date.now() + totalTimeout;
@@ -214,12 +304,13 @@ export async function httpSource(url: string, options: HttpSourceOptions = {}): 
   let first: Uint8Array;
   try {
     for (let redirects = 0; ; redirects++) {
-      const answer = await withRetries(`bytes=0-${minFetch - 1}`, (deadline) => attempt(target, 0, minFetch, undefined, deadline));
+      const answer = await withRetries(`bytes=0-${minFetch - 1}`, (deadline) => attempt(target, [[0, minFetch]], undefined, deadline));
       if (answer.kind === 'redirect') {
         if (redirects === maxRedirects) throw fail('HTTP_TOO_MANY_REDIRECTS', url, maxRedirects);
         target = answer.location;
         continue;
       }
+      if (answer.kind !== 'data') throw fail('HTTP_STATUS', url, `bytes=0-${minFetch - 1}`, answer.kind); // one range asked: never
       pin = { size: answer.total, etag: header(answer.headers.etag), lastModified: header(answer.headers['last-modified']) };
       first = answer.bytes;
       break;
@@ -248,13 +339,41 @@ export async function httpSource(url: string, options: HttpSourceOptions = {}): 
   };
   remember({ start: 0, end: first.length, bytes: first });
 
-  const fetchPiece = (start: number, end: number): Piece => {
+  /** One range, exactly, in one request. */
+  const fetchSpan = (start: number, end: number): Promise<Uint8Array> => {
     const range = `bytes=${start}-${end - 1}`;
-    const pending = withRetries(range, async (deadline) => {
-      const answer = await attempt(target, start, end, pin, deadline);
+    return withRetries(range, async (deadline) => {
+      const answer = await attempt(target, [[start, end]], pin, deadline);
       if (answer.kind !== 'data') throw fail('HTTP_STATUS', target.href, range, 'a redirect');
       return answer.bytes;
     });
+  };
+
+  /** Set once the server answers a multi-range request without ranges: later batches go one range a request. */
+  let multiRangeRefused = false;
+
+  /**
+   * The bytes of each span (sorted, apart), in one request for all of them where the server allows,
+   * else one request per span. A span that the answer's parts do not cover whole is fetched alone.
+   */
+  const fetchSpans = async (spans: readonly Span[]): Promise<Uint8Array[]> => {
+    let parts: BytePart[] = [];
+    if (spans.length > 1 && !multiRangeRefused) {
+      const answer = await withRetries(shortRange(spans), (deadline) => attempt(target, spans, pin, deadline));
+      if (answer.kind === 'parts') parts = answer.parts;
+      else if (answer.kind === 'refused') multiRangeRefused = true;
+      else throw fail('HTTP_STATUS', target.href, shortRange(spans), 'a redirect');
+    }
+    return Promise.all(
+      spans.map(([start, end]) => {
+        const part = parts.find((part) => part.start <= start && part.start + part.bytes.length >= end);
+        return part ? part.bytes.subarray(start - part.start, end - part.start) : fetchSpan(start, end);
+      }),
+    );
+  };
+
+  const fetchPiece = (start: number, end: number): Piece => {
+    const pending = fetchSpan(start, end);
     const piece: Piece = { start, end, pending };
     inFlight.add(piece);
     // Readers await `pending` themselves; this only moves the piece into the cache, or forgets it.
@@ -294,6 +413,78 @@ export async function httpSource(url: string, options: HttpSourceOptions = {}): 
     return best;
   };
 
+  const read = async (offset: number, length: number): Promise<Uint8Array> => {
+    if (closed) throw fail('HTTP_CLOSED', target.href);
+    const count = clipRead(size, offset, length);
+    const end = offset + count;
+    const parts: { piece: Piece; data: Uint8Array | Promise<Uint8Array>; from: number; to: number }[] = [];
+    for (let at = offset; at < end; ) {
+      let piece = covering(at);
+      if (piece && ready.delete(piece)) ready.add(piece);
+      piece ??= fetchPiece(...extent(at, end));
+      const to = Math.min(end, piece.end);
+      parts.push({ piece, data: piece.bytes ?? piece.pending!, from: at, to });
+      at = to;
+    }
+    // Always a copy: callers may transfer or overwrite what they get, and the cache must not change.
+    const out = Buffer.allocUnsafe(count);
+    await Promise.all(
+      parts.map(async ({ piece, data, from, to }) => {
+        out.set((await data).subarray(from - piece.start, to - piece.start), from - offset);
+      }),
+    );
+    return out;
+  };
+
+  /**
+   * Many small ranges (block headers, say) in few requests: those the cache holds whole come from
+   * it; the rest, merged where they touch, go in batches of at most MAX_RANGES_PER_REQUEST ranges,
+   * MAX_RANGE_HEADER characters and MAX_RANGES_BYTES bytes, each one multi-range request, exactly
+   * as asked (not grown to minFetch, and not kept in the cache: they would crowd it with tiny pieces).
+   */
+  const readRanges = async (ranges: readonly ByteRange[]): Promise<Uint8Array[]> => {
+    if (closed) throw fail('HTTP_CLOSED', target.href);
+    const out: Promise<Uint8Array>[] = [];
+    const wanted: { index: number; start: number; end: number }[] = [];
+    for (const [index, { offset, length }] of ranges.entries()) {
+      const end = offset + clipRead(size, offset, length);
+      const piece = covering(offset);
+      if (end === offset || (piece && piece.end >= end)) out[index] = read(offset, end - offset);
+      else wanted.push({ index, start: offset, end });
+    }
+    wanted.sort((a, b) => a.start - b.start);
+    const spans: Span[] = [];
+    for (const { start, end } of wanted) {
+      const last = spans[spans.length - 1];
+      if (last && start <= last[1]) last[1] = Math.max(last[1], end);
+      else spans.push([start, end]);
+    }
+    const batches: Span[][] = [];
+    let header = Infinity;
+    let bytes = 0;
+    for (const span of spans) {
+      const text = `${span[0]}-${span[1] - 1},`.length;
+      const batch = batches[batches.length - 1];
+      if (!batch || batch.length === MAX_RANGES_PER_REQUEST || header + text > MAX_RANGE_HEADER || (bytes > 0 && bytes + span[1] - span[0] > MAX_RANGES_BYTES)) {
+        batches.push([span]);
+        header = 'bytes='.length + text;
+        bytes = span[1] - span[0];
+      } else {
+        batch.push(span);
+        header += text;
+        bytes += span[1] - span[0];
+      }
+    }
+    const fetched = (await Promise.all(batches.map(fetchSpans))).flat();
+    for (const { index, start, end } of wanted) {
+      const at = lastAtOrBefore(spans, (span) => span[0], start);
+      const span = spans[at]!;
+      // A copy, as read() gives: one body holds many ranges, and a caller may transfer what it gets.
+      out[index] = Promise.resolve(new Uint8Array(fetched[at]!.subarray(start - span[0], end - span[0])));
+    }
+    return Promise.all(out);
+  };
+
   return {
     size,
     get url() {
@@ -301,28 +492,8 @@ export async function httpSource(url: string, options: HttpSourceOptions = {}): 
     },
     validator: pin.etag ?? pin.lastModified,
     stats,
-    async read(offset, length) {
-      if (closed) throw fail('HTTP_CLOSED', target.href);
-      const count = clipRead(size, offset, length);
-      const end = offset + count;
-      const parts: { piece: Piece; data: Uint8Array | Promise<Uint8Array>; from: number; to: number }[] = [];
-      for (let at = offset; at < end; ) {
-        let piece = covering(at);
-        if (piece && ready.delete(piece)) ready.add(piece);
-        piece ??= fetchPiece(...extent(at, end));
-        const to = Math.min(end, piece.end);
-        parts.push({ piece, data: piece.bytes ?? piece.pending!, from: at, to });
-        at = to;
-      }
-      // Always a copy: callers may transfer or overwrite what they get, and the cache must not change.
-      const out = Buffer.allocUnsafe(count);
-      await Promise.all(
-        parts.map(async ({ piece, data, from, to }) => {
-          out.set((await data).subarray(from - piece.start, to - piece.start), from - offset);
-        }),
-      );
-      return out;
-    },
+    read,
+    readRanges,
     async close() {
       closed = true;
       ready.clear();
@@ -332,7 +503,10 @@ export async function httpSource(url: string, options: HttpSourceOptions = {}): 
   };
 }
 
-/** Reads exactly `length` body bytes; a body cut short is transient, one running over is refused. */
+/**
+ * Reads exactly `length` body bytes; a body cut short is transient, one running over is refused.
+ * With `upTo`, `length` is only a limit (a body of unknown length): the bytes received are returned.
+ */
 async function readBody(
   response: IncomingMessage,
   length: number,
@@ -340,6 +514,7 @@ async function readBody(
   url: string,
   range: string,
   stalled: () => string | undefined,
+  upTo = false,
 ): Promise<Uint8Array> {
   const out = Buffer.allocUnsafe(length);
   let got = 0;
@@ -347,7 +522,7 @@ async function readBody(
     for await (const chunk of response as AsyncIterable<Buffer>) {
       if (got + chunk.length > length) {
         response.destroy();
-        throw fail('HTTP_BAD_RESPONSE', url, range, `the body runs past the ${length} bytes of its content-range`);
+        throw fail('HTTP_BAD_RESPONSE', url, range, `the body runs past the ${length} bytes ${upTo ? 'that the ranges asked for can take' : 'of its content-range'}`);
       }
       chunk.copy(out, got);
       got += chunk.length;
@@ -357,6 +532,7 @@ async function readBody(
     if (error instanceof SeekzError) throw error;
     throw transient(`the body stopped after ${got} of ${length} bytes: ${stalled() ?? (error as Error).message}`);
   }
+  if (upTo) return out.subarray(0, got);
   if (got < length) throw transient(`the body stopped after ${got} of ${length} bytes`);
   return out;
 }
@@ -408,6 +584,16 @@ function parseContentRange(value: string | undefined): { start?: number; end?: n
   for (const claim of [start, end, total]) if (claim !== undefined && !Number.isSafeInteger(claim)) return undefined;
   if (start !== undefined && (end! < start || (total !== undefined && end! >= total))) return undefined;
   return { start, end, total };
+}
+
+/** The Range header for `spans`: `bytes=a-b,c-d,…` (RFC 9110 §14.1.2). */
+function rangeHeader(spans: readonly Span[]): string {
+  return `bytes=${spans.map(([start, end]) => `${start}-${end - 1}`).join(',')}`;
+}
+
+/** A long Range header shortened for messages: its first ranges and how many there are. */
+function shortRange(spans: readonly Span[]): string {
+  return spans.length <= 3 ? rangeHeader(spans) : `${rangeHeader(spans.slice(0, 2))},… (${spans.length} ranges)`;
 }
 
 function header(value: string | string[] | undefined): string | undefined {

@@ -24,8 +24,25 @@ export interface Source {
    * unknown, not non-zero. Lets reads fill zeros and NBD BLOCK_STATUS report holes cheaply.
    */
   zeroRanges?(offset: number, length: number): Promise<Array<{ offset: number; length: number }>>;
+  /**
+   * Optional: reads many (small) ranges at once, each clipped as read() clips; the results in the
+   * order asked. For sources where each read costs a round trip (HTTP: one multi-range request per
+   * batch). Callers use the readRanges() function below, which falls back to parallel reads.
+   */
+  readRanges?(ranges: readonly ByteRange[]): Promise<Uint8Array[]>;
   /** Releases file handles or sockets. Optional: a buffer source has nothing to release. */
   close?(): Promise<void>;
+}
+
+export interface ByteRange {
+  offset: number;
+  length: number;
+}
+
+/** Reads `ranges` in one go where the source can (Source.readRanges), else as parallel reads. */
+export function readRanges(source: Source, ranges: readonly ByteRange[]): Promise<Uint8Array[]> {
+  if (source.readRanges) return source.readRanges(ranges);
+  return Promise.all(ranges.map(({ offset, length }) => source.read(offset, length)));
 }
 
 /** Clips a read request to the source's size and checks the caller's numbers. */

@@ -1,6 +1,6 @@
 import { fail, type SeekzError } from '../errors.js';
 import { createBlockCache, type BlockCache } from '../source/block-cache.js';
-import { clipRead, type Source } from '../source/source.js';
+import { clipRead, readRanges, type Source } from '../source/source.js';
 import type { XzDecodeJob } from '../workers/jobs.js';
 import { createWorkerPool, type WorkerPool } from '../workers/pool.js';
 import { lastAtOrBefore } from '../search.js';
@@ -180,6 +180,13 @@ const NOT_ZERO: number = 2;
 const CONFIRM_WINDOW = 8;
 /** A block header is at most 1024 bytes (§3.1.1: size byte 0xff). */
 const MAX_BLOCK_HEADER = 1024;
+/**
+ * Block headers read in one readRanges call (over HTTP: one multi-range request), and the bytes
+ * read of each: enough for a header with both sizes and a filter chain of a few filters; a
+ * longer one is read again whole.
+ */
+const HEADER_BATCH = 200;
+const HEADER_HEAD = 64;
 
 /**
  * Opens an .xz file (any: multi-stream, padded, with or without sizes in block headers) as a Source.
@@ -308,6 +315,19 @@ export async function openXz(source: Source, options: XzReaderOptions = {}): Pro
 
   const readHeader = (block: XzBlock) => source.read(block.offset, Math.min(MAX_BLOCK_HEADER, block.totalSize));
 
+  /** The headers of `batch`, a head of each in one readRanges call; a header longer than its head read again, whole. */
+  const readHeaders = async (batch: XzBlock[]): Promise<Uint8Array[]> => {
+    const heads = await readRanges(source, batch.map((block) => ({ offset: block.offset, length: Math.min(HEADER_HEAD, block.totalSize) })));
+    // Byte 0 is the header size: (byte + 1) × 4 (§3.1.1).
+    return Promise.all(
+      heads.map((head, at) => {
+        const block = batch[at]!;
+        const size = Math.min((head[0]! + 1) * 4, block.totalSize);
+        return size > head.length ? source.read(block.offset, size) : head;
+      }),
+    );
+  };
+
   const confirmBlock = async (block: XzBlock): Promise<void> => {
     if (confirmed[block.number - 1]) return;
     if (checkHeader(block, await readHeader(block))) {
@@ -317,14 +337,21 @@ export async function openXz(source: Source, options: XzReaderOptions = {}): Pro
     await decode(block); // no uncompressed size in the header: only decoding can confirm it
   };
 
-  /** Resolves once every block before `index` is confirmed; blocks are checked in order, a few at a time. */
+  /**
+   * Resolves once every block before `index` is confirmed: the headers of up to HEADER_BATCH
+   * unconfirmed blocks in one readRanges call, then the blocks whose header has no uncompressed
+   * size decoded, a few at a time.
+   */
   const confirmBefore = (index: number): Promise<void> => {
     while (confirmedPrefix < index && confirmed[confirmedPrefix]) confirmedPrefix++;
     if (confirmedPrefix >= index) return Promise.resolve();
     const run = confirming.catch(() => {}).then(async () => {
       while (confirmedPrefix < index) {
-        const batch = blocks.slice(confirmedPrefix, Math.min(index, confirmedPrefix + CONFIRM_WINDOW));
-        await Promise.all(batch.map(confirmBlock));
+        const batch = blocks.slice(confirmedPrefix, index).filter((block) => !confirmed[block.number - 1]).slice(0, HEADER_BATCH);
+        const headers = await readHeaders(batch);
+        const undecided: XzBlock[] = [];
+        batch.forEach((block, at) => (checkHeader(block, headers[at]!) ? (confirmed[block.number - 1] = 1) : undecided.push(block)));
+        for (let at = 0; at < undecided.length; at += CONFIRM_WINDOW) await Promise.all(undecided.slice(at, at + CONFIRM_WINDOW).map((block) => decode(block)));
         while (confirmedPrefix < index && confirmed[confirmedPrefix]) confirmedPrefix++;
       }
     });

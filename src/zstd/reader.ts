@@ -26,7 +26,7 @@
 import { fail, type SeekzError } from '../errors.js';
 import { lastAtOrBefore } from '../search.js';
 import { createBlockCache, type BlockCache } from '../source/block-cache.js';
-import { clipRead, type Source } from '../source/source.js';
+import { clipRead, readRanges, type Source } from '../source/source.js';
 import { createWorkerPool, type WorkerPool } from '../workers/pool.js';
 import { isAllZero } from '../zeros.js';
 import { decodeBatch, streamDecoder } from './codec.js';
@@ -101,6 +101,9 @@ export const DEFAULT_ZSTD_CACHE = 64 * 2 ** 20;
 export const DEFAULT_MAX_FRAME = 512 * 2 ** 20;
 /** Bytes read per step while streaming. */
 const STREAM_READ = 1 << 20;
+/** Frame headers read at once (at most MAX_FRAME_HEADER bytes each) while proving placement, and frames proven side by side. */
+const PLACE_BATCH = 200;
+const PROVE_WINDOW = 32;
 
 interface Layout {
   layout: ZstdLayout;
@@ -203,13 +206,16 @@ export async function openZstd(source: Source, options: ZstdReaderOptions = {}):
     sized[frame.number - 1] = 1;
     return data;
   };
-  const proveSize = async (index: number): Promise<void> => {
+  const needsProof = (index: number) => !sized[index] && !streamed(frames[index]!); // a streamed frame is read front to back, its size checked at its end
+  const headRange = (frame: ZstdFrame) => ({ offset: frame.offset, length: Math.min(MAX_FRAME_HEADER, frame.compressedSize) });
+  /** `head`: the frame's first bytes when already read (ensurePlaced reads a batch of them at once). */
+  const proveSize = async (index: number, head?: Uint8Array): Promise<void> => {
     const frame = frames[index]!;
-    if (sized[index] || streamed(frame)) return; // a streamed frame is read front to back, its size checked at its end
+    if (!needsProof(index)) return;
     if (layout.layout === 'seekable') {
       let header: FrameHeader;
       try {
-        header = parseFrameHeader(await source.read(frame.offset, Math.min(MAX_FRAME_HEADER, frame.compressedSize)), frame.offset);
+        header = parseFrameHeader(head ?? (await source.read(frame.offset, headRange(frame).length)), frame.offset);
       } catch (error) {
         // Where the table puts a frame there is none: the same failure its decode would give.
         const { message } = error as SeekzError;
@@ -225,16 +231,29 @@ export async function openZstd(source: Source, options: ZstdReaderOptions = {}):
   };
   const readFrame = (index: number) => cache.get(index, () => decode(frames[index]!));
   let placing: Promise<void> = Promise.resolve();
-  /** Proves the sizes of all frames before `index`, a bounded batch at a time, once. */
+  /**
+   * Proves the sizes of all frames before `index`, once: in a seek table, the headers of up to
+   * PLACE_BATCH frames in one readRanges call (over HTTP: one multi-range request); the frames
+   * that need a decode, PROVE_WINDOW at a time.
+   */
   const ensurePlaced = (index: number): Promise<void> => {
     if (index <= placedUpTo) return Promise.resolve();
     const step = placing.then(async () => {
       while (placedUpTo < index) {
-        const end = Math.min(index, placedUpTo + 32);
-        const batch: Promise<void>[] = [];
-        for (let at = placedUpTo; at < end; at++) batch.push(proveSize(at));
-        const failed = (await Promise.allSettled(batch)).find((result) => result.status === 'rejected');
-        if (failed) throw failed.reason as SeekzError;
+        const end = Math.min(index, placedUpTo + PLACE_BATCH);
+        const heads = new Map<number, Uint8Array>();
+        if (layout.layout === 'seekable') {
+          const unproven = [];
+          for (let at = placedUpTo; at < end; at++) if (needsProof(at)) unproven.push(at);
+          const read = await readRanges(source, unproven.map((at) => headRange(frames[at]!)));
+          unproven.forEach((at, position) => heads.set(at, read[position]!));
+        }
+        for (let from = placedUpTo; from < end; from += PROVE_WINDOW) {
+          const batch: Promise<void>[] = [];
+          for (let at = from; at < Math.min(end, from + PROVE_WINDOW); at++) batch.push(proveSize(at, heads.get(at)));
+          const failed = (await Promise.allSettled(batch)).find((result) => result.status === 'rejected');
+          if (failed) throw failed.reason as SeekzError;
+        }
         placedUpTo = end;
       }
     });
