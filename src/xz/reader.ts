@@ -378,8 +378,9 @@ export async function openXz(source: Source, options: XzReaderOptions = {}): Pro
     decodeBlock: (index, into) => decode(blocks[index]!, into),
     decodeBlockTo: (index, to) => decodeTo(blocks[index]!, to),
     async checkHeaders() {
-      for (let at = 0; at < blocks.length; at += CONFIRM_WINDOW) {
-        await Promise.all(blocks.slice(at, at + CONFIRM_WINDOW).map(async (block) => void checkHeader(block, await readHeader(block))));
+      for (let at = 0; at < blocks.length; at += HEADER_BATCH) {
+        const batch = blocks.slice(at, at + HEADER_BATCH);
+        (await readHeaders(batch)).forEach((header, index) => checkHeader(batch[index]!, header));
       }
     },
     async read(offset, length) {
