@@ -157,20 +157,21 @@ async function runCommand(command: Command, { dir, dataName, truth, accepted, ra
     return done(args, judge(await run(args), { bytes: slice(start, length) }));
   }
   // Both write a file (with holes); a failure must leave none.
-  const toFile = async (args: string[], bytes: Uint8Array | undefined) => {
+  // Each its own output name: a case may run both.
+  const toFile = async (args: string[], name: string, bytes: Uint8Array | undefined) => {
     const outcome = await run(args);
-    const out = join(dir, 'out.bin');
-    if (outcome.status !== 0 && !warnedComplete(outcome) && existsSync(out)) return done(args, { verdict: 'wrong', why: `failed but left a partial out.bin (${readFileSync(out).length} bytes)` });
+    const out = join(dir, name);
+    if (outcome.status !== 0 && !warnedComplete(outcome) && existsSync(out)) return done(args, { verdict: 'wrong', why: `failed but left a partial ${name} (${readFileSync(out).length} bytes)` });
     const result: Outcome = { ...outcome, stdout: existsSync(out) ? readFileSync(out) : Buffer.alloc(0) };
     return done(args, judge(result, { bytes }));
   };
   if (command === 'extract') {
     const [start, length] = pickRange(random, truth.length);
     const end = start + Math.max(1, length);
-    return toFile([seekz, 'extract', dataName, '--range', `${start}:${end}`, '-o', 'out.bin', '-q'], end <= truth.length ? truth.subarray(start, end) : undefined);
+    return toFile([seekz, 'extract', dataName, '--range', `${start}:${end}`, '-o', 'out.bin', '-q'], 'out.bin', end <= truth.length ? truth.subarray(start, end) : undefined);
   }
   // seekzstd -d: the whole-pass path (zero frames proven by their bytes, written as holes).
-  if (command === 'decompress') return toFile([distCli('seekzstd'), '-d', '-q', random.pick(['-T1', '-T2']), dataName, '-o', 'out.bin'], accepted ? truth : undefined);
+  if (command === 'decompress') return toFile([distCli('seekzstd'), '-d', '-q', random.pick(['-T1', '-T2']), dataName, '-o', 'out.dec'], 'out.dec', accepted ? truth : undefined);
   if (command === 'info') {
     const args = [seekz, 'info', dataName];
     // info reads headers and maps, not every byte: exit 0 may stand for a damaged file, but the
