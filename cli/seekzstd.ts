@@ -7,7 +7,7 @@ import { writeStdout, type AtomicFile } from '../src/io/atomic-file.js';
 import { fileSource } from '../src/source/file.js';
 import { sequentialFromSource, sequentialFromStream } from '../src/source/sequential.js';
 import { formatSize, parseSize } from '../src/size.js';
-import { createWorkerPool, defaultThreads } from '../src/workers/pool.js';
+import { defaultThreads } from '../src/workers/pool.js';
 import { zstdCodecName } from '../src/zstd/codec.js';
 import { decompressZstd, streamDecompressZstd } from '../src/zstd/decompress.js';
 import { DEFAULT_MAX_FRAME, openZstd } from '../src/zstd/reader.js';
@@ -127,8 +127,8 @@ runCli('seekzstd', async () => {
     if (file === '-') return decompressStdin(outPath, streamDecompressZstd); // streamed through libzstd
     const like = await stat(file); // before the first read moves its atime
     // The main thread decodes too (decompressZstd): threads - 1 workers make `threads` cores.
-    const pool = createWorkerPool(Math.max(1, threads - 1));
-    const zstd = await openFileWith(file, (source) => openZstd(source, { pool, maxFrame }), () => pool.close());
+    // The pool starts with the first run sent to it (none when this thread decodes them all).
+    const zstd = await openFileWith(file, (source) => openZstd(source, { threads: Math.max(1, threads - 1), maxFrame }));
     const progress = progressLine(zstd.size, !options.quiet);
     let output: { sink: Sink; file?: AtomicFile } | undefined;
     try {
@@ -143,7 +143,6 @@ runCli('seekzstd', async () => {
       throw error;
     } finally {
       await zstd.close();
-      await pool.close();
     }
   }
 

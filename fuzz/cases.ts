@@ -21,7 +21,7 @@ import type { Random } from './random.js';
 import { distCli, distFile, judge, type Outcome, type Verdict, runMeasured, warnedComplete } from './run.js';
 
 export type Group = 'gz' | 'xz' | 'zst' | 'index';
-export type Command = 'cat' | 'read' | 'info' | 'index' | 'extract' | 'lib';
+export type Command = 'cat' | 'read' | 'info' | 'index' | 'extract' | 'lib' | 'decompress';
 
 export interface CommandResult {
   command: Command;
@@ -112,11 +112,12 @@ export async function runFileCase(group: Group, random: Random, dir: string, con
   }
   const accepted = oracleStatus === 0 || oracleStatus === 2;
 
-  const commands: Command[] = group === 'gz' ? ['cat', 'read', 'info', 'index', 'extract', 'lib'] : ['cat', 'read', 'info', 'extract', 'lib'];
   const chosen = new Set<Command>();
   for (let count = random.chance(0.2) ? 2 : 1; chosen.size < count; ) {
-    chosen.add(random.weighted<Command>({ cat: 4, read: 3, extract: 2, lib: 2, info: 1, index: group === 'gz' ? 1 : 0 }));
+    chosen.add(random.weighted<Command>({ cat: 4, read: 3, extract: 2, lib: 2, info: 1, index: group === 'gz' ? 1 : 0, decompress: group === 'zst' ? 2 : 0 }));
   }
+  // The look-alike of the zero frame is aimed at the zero proof, which seekzstd -d uses most.
+  if (mutation.name === 'zst-zero-lookalike') chosen.add('decompress');
   const results: CommandResult[] = [];
   for (const command of chosen) results.push(await runCommand(command, { dir, dataName, truth, accepted, random, context }));
   return { group, base, mutation: mutation.name, oracleStatus, results, files };
@@ -155,16 +156,22 @@ async function runCommand(command: Command, { dir, dataName, truth, accepted, ra
     const args = command === 'read' ? [seekz, 'read', dataName, '--offset', String(start), '--length', String(length)] : [distFile('fuzz/lib-read.js'), dataName, String(start), String(length)];
     return done(args, judge(await run(args), { bytes: slice(start, length) }));
   }
+  // Both write a file (with holes); a failure must leave none.
+  // Each its own output name: a case may run both.
+  const toFile = async (args: string[], name: string, bytes: Uint8Array | undefined) => {
+    const outcome = await run(args);
+    const out = join(dir, name);
+    if (outcome.status !== 0 && !warnedComplete(outcome) && existsSync(out)) return done(args, { verdict: 'wrong', why: `failed but left a partial ${name} (${readFileSync(out).length} bytes)` });
+    const result: Outcome = { ...outcome, stdout: existsSync(out) ? readFileSync(out) : Buffer.alloc(0) };
+    return done(args, judge(result, { bytes }));
+  };
   if (command === 'extract') {
     const [start, length] = pickRange(random, truth.length);
     const end = start + Math.max(1, length);
-    const args = [seekz, 'extract', dataName, '--range', `${start}:${end}`, '-o', 'out.bin', '-q'];
-    const outcome = await run(args);
-    const out = join(dir, 'out.bin');
-    if (outcome.status !== 0 && !warnedComplete(outcome) && existsSync(out)) return done(args, { verdict: 'wrong', why: `failed but left a partial out.bin (${readFileSync(out).length} bytes)` });
-    const result: Outcome = { ...outcome, stdout: existsSync(out) ? readFileSync(out) : Buffer.alloc(0) };
-    return done(args, judge(result, { bytes: end <= truth.length ? truth.subarray(start, end) : undefined }));
+    return toFile([seekz, 'extract', dataName, '--range', `${start}:${end}`, '-o', 'out.bin', '-q'], 'out.bin', end <= truth.length ? truth.subarray(start, end) : undefined);
   }
+  // seekzstd -d: the whole-pass path (zero frames proven by their bytes, written as holes).
+  if (command === 'decompress') return toFile([distCli('seekzstd'), '-d', '-q', random.pick(['-T1', '-T2']), dataName, '-o', 'out.dec'], 'out.dec', accepted ? truth : undefined);
   if (command === 'info') {
     const args = [seekz, 'info', dataName];
     // info reads headers and maps, not every byte: exit 0 may stand for a damaged file, but the

@@ -216,10 +216,14 @@ describe('zero blocks become holes, as xz -d makes them', () => {
     xzBlocks = allocated(at('holes-xz/sparse.img'));
     // The oracle makes holes: 2 MiB of data and a block, not 24 MiB.
     expect(xzBlocks * 512).toBeLessThan(3 * MIB);
+    // 1 MiB frames: whole zero frames (not written at all) and zero 4 KiB blocks inside data frames.
+    expect(runCli('seekzstd', ['-q', '-f', '--frame-size=1M', at('sparse.img'), '-o', at('sparse.img.zst')]).status).toBe(0);
   });
 
   it.each([
     ['seekxz -d', (out: string) => ['seekxz', ['-dk', '-T2', at('sparse.img.xz'), '-o', out]]],
+    ['seekzstd -d -T2', (out: string) => ['seekzstd', ['-d', '-T2', at('sparse.img.zst'), '-o', out]]],
+    ['seekzstd -d -T1', (out: string) => ['seekzstd', ['-d', '-T1', at('sparse.img.zst'), '-o', out]]],
     ['seekz cat -o', (out: string) => ['seekz', ['cat', at('sparse.img.xz'), '-o', out]]],
     ['seekz extract -o', (out: string) => ['seekz', ['extract', at('sparse.img.xz'), '--range', `0:${24 * MIB}`, '-o', out, '-q']]],
   ] as [string, (out: string) => [CliName, string[]]][])('%s: the same bytes in no more blocks than xz -d', (label, command) => {
@@ -262,6 +266,11 @@ describe('holes in stdout: a decompressed stdout that is a regular file gets the
     expect(readFileSync(ours).equals(readFileSync(oracle))).toBe(true);
     expect(readFileSync(ours).subarray(0, 24 * MIB).equals(image())).toBe(true);
     if (env === '') expect(allocated(ours)).toBeLessThanOrEqual(allocated(oracle));
+    const zstd = at(`stdout-seekzstd-${env || 'native'}`);
+    const zstdRun = shell(`{ ${env} ${node} ${JSON.stringify(cliPath('seekzstd'))} -dc -T2 ${JSON.stringify(at('sparse.img.zst'))}; echo tail; } > ${JSON.stringify(zstd)}`);
+    expect(zstdRun.status, zstdRun.stderr).toBe(0);
+    expect(readFileSync(zstd).equals(readFileSync(oracle))).toBe(true);
+    if (env === '') expect(allocated(zstd)).toBeLessThanOrEqual(allocated(oracle));
   });
 
   it('a file that ends in zeros gets its full size; >> appends in full', () => {

@@ -7,13 +7,13 @@
  * open() of a URL served with ranges.
  */
 import { execFileSync } from 'node:child_process';
-import { createReadStream, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { createReadStream, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { open } from '../src/open.js';
-import { diskLikeData, requireTool, run, runCli, sha256, tempDir } from './helpers/tools.js';
+import { cliPath, diskLikeData, requireTool, run, runCli, sha256, tempDir } from './helpers/tools.js';
 
 const MIB = 2 ** 20;
 let dir: { path: string; remove: () => void };
@@ -80,6 +80,38 @@ describe('the reference tools read seekzstd output', () => {
     expect(test.status).toBe(1);
     expect(test.stderr.trim().split('\n')).toHaveLength(1);
     expect(test.stderr).toMatch(/^seekzstd: \S+damaged\.zst: zstd: /);
+  });
+
+  // -d writes a frame as zeros, undecoded, only when its bytes are those of a zero frame it decoded
+  // and checked in this pass. Here a frame of sevens, exactly as long as the zero frame, takes the
+  // place of a later zero frame, whose table entry (sizes and the zeros' checksum) stays: zstd -dc
+  // (which ignores the seek table) prints the sevens, so seekzstd must fail, not write zeros.
+  it('seekzstd -d: a frame with the zero frame\'s length and table entry that decodes to other bytes fails, in every output', () => {
+    const frame = 64 * 1024;
+    writeFileSync(path('sevens.img'), Buffer.concat([Buffer.alloc(frame, 7), Buffer.alloc(3 * frame)]));
+    expect(runCli('seekzstd', ['-q', '-f', '--frame-size=64K', path('sevens.img')]).status).toBe(0);
+    const file = readFileSync(path('sevens.img.zst'));
+    const frames = [0, 1, 2, 3].map((index) => ({ index, offset: 0, size: file.readUInt32LE(file.length - 9 - (4 - index) * 12) }));
+    for (let index = 1; index < 4; index++) frames[index]!.offset = frames[index - 1]!.offset + frames[index - 1]!.size;
+    expect(frames[0]!.size).toBe(frames[3]!.size); // a precondition of the forgery, not a result
+    const forged = Buffer.from(file);
+    file.copy(forged, frames[3]!.offset, 0, frames[0]!.size);
+    writeFileSync(path('forged.zst'), forged);
+    const real = run('zstd', ['-dc', path('forged.zst')]);
+    expect(real.status).toBe(0);
+    expect(real.stdout.subarray(3 * frame).every((byte) => byte === 7)).toBe(true);
+    for (const args of [['-t'], ['-d', '-c'], ['-d', '-o', path('forged.out')]]) {
+      for (const threads of ['-T1', '-T2']) {
+        const result = runCli('seekzstd', [...args, threads, path('forged.zst')]);
+        expect(result.status, `${args.join(' ')} ${threads}`).toBe(1);
+        expect(result.stderr).toMatch(/checksum/);
+        expect(existsSync(path('forged.out'))).toBe(false);
+      }
+    }
+    // Stdout redirected to a regular file (written with holes, by offset): it is cut back to nothing.
+    const redirected = run('sh', ['-c', `"${process.execPath}" "${cliPath('seekzstd')}" -d -c -T2 forged.zst > forged.stdout`], { cwd: dir.path });
+    expect(redirected.status).toBe(1);
+    expect(statSync(path('forged.stdout')).size).toBe(0);
   });
 });
 

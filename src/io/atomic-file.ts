@@ -88,9 +88,9 @@ export async function createAtomicFile(path: string, options: AtomicFileOptions 
     });
     end = Math.max(end, at + bytes.length);
   };
-  /** Appends `bytes` at `at`, leaving out whole zero blocks beyond what is written (they read back as zeros). */
-  const writeSparse = async (bytes: Uint8Array, at: number) => {
-    for (const [from, to] of dataRuns(bytes, at, end)) await writeAll(bytes.subarray(from, to), at + from);
+  /** Writes `bytes` at `at`, leaving out whole zero blocks from `holesFrom` on (they read back as zeros). */
+  const writeSparse = async (bytes: Uint8Array, at: number, holesFrom = end) => {
+    for (const [from, to] of dataRuns(bytes, at, holesFrom)) await writeAll(bytes.subarray(from, to), at + from);
   };
   const append = options.sparse ? writeSparse : writeAll;
   const flush = async () => {
@@ -116,15 +116,17 @@ export async function createAtomicFile(path: string, options: AtomicFileOptions 
       await writeAll(bytes, offset);
     },
     // Only a sparse file (a decompressor's) is written by offset: what lies past `position` is
-    // nothing yet, so its zeros may stay holes.
+    // nothing yet, so its zeros may stay holes, whatever order the pieces come in (a later piece
+    // written first must not cost an earlier one its holes).
     positional: options.sparse
       ? async () => {
           await flush();
+          const start = position;
           return {
             fd: handle.fd,
             at: position,
             name: path,
-            write: (offset, bytes) => writeSparse(bytes, offset),
+            write: (offset, bytes) => writeSparse(bytes, offset, start),
             advance: (length) => void (position += length),
           };
         }

@@ -1,8 +1,8 @@
 import { fail } from '../errors.js';
-import type { Sink } from '../io/sink.js';
+import type { PositionalOutput, Sink } from '../io/sink.js';
 import { orderedWindow } from '../workers/ordered.js';
 import { streamDecoder } from './codec.js';
-import type { DecodeRunBuffers, ZstdSource } from './reader.js';
+import type { DecodeRunBuffers, ZstdFrame, ZstdSource } from './reader.js';
 
 /** Uncompressed bytes decoded per worker message in a whole pass (or one frame, when larger). */
 export const DECODE_RUN_BYTES = 4 << 20;
@@ -11,17 +11,25 @@ const HERE_MAX_BYTES = 64 << 20;
 
 /**
  * Decodes a whole .zst to `sink` (or only checks it, without one): runs of frames (about
- * DECODE_RUN_BYTES each) decode on worker threads and on this one (see flush), threads + 2 runs
- * at a time, and are written in order; their buffers serve later runs, so no frame faults in fresh pages
- * (measured: a fresh 1 MiB buffer per frame cost a quarter of the decode in system time). Frames
- * proven zero are not decoded; frames read as a stream (too large, or without sizes) go through
- * libzstd on this thread. Memory: about (threads + 3) × max(frame size, DECODE_RUN_BYTES) × 1.5
- * (each run with its compressed bytes; measured with 2 × threads + 2 runs: more page faults, no gain).
+ * DECODE_RUN_BYTES each) decode on worker threads and on this one, and are written; their buffers
+ * serve later runs, so no frame faults in fresh pages (measured: a fresh 1 MiB buffer per frame
+ * cost a quarter of the decode in system time). Frames proven zero are not decoded (isZeroFrame:
+ * the same bytes as a zero frame decoded and checked in this pass); frames read as a stream (too
+ * large, or without sizes) go through libzstd on this thread. Memory: about (threads + 3) ×
+ * max(frame size, DECODE_RUN_BYTES) × 1.5 (each run with its compressed bytes; measured with
+ * 2 × threads + 2 runs: more page faults, no gain).
+ *
+ * A regular file (positional sink), or no output (-t), takes runs in any order: each is written
+ * at its offset as it is done and proven zero frames are not written at all (holes; the file gets
+ * its size at the end), so a run waiting for a worker that is still starting holds nothing up:
+ * this thread decodes whenever the workers have a run each. A pipe takes them in order.
  */
 export async function decompressZstd(zstd: ZstdSource, sink: Sink | undefined, options: { threads: number; onProgress?: (done: number) => void }): Promise<void> {
+  const file = sink?.positional ? await sink.positional() : undefined;
+  if (file || !sink) return decodeAnyOrder(zstd, file, options);
   let done = 0;
   const emit = async (data: Uint8Array) => {
-    await sink?.write(data);
+    await sink.write(data);
     done += data.length;
     options.onProgress?.(done);
   };
@@ -32,26 +40,50 @@ export async function decompressZstd(zstd: ZstdSource, sink: Sink | undefined, o
     if (buffers) spare.push(buffers);
   });
   const zeros = new Map<number, Uint8Array>();
-  let run: { first: number; count: number; bytes: number } | undefined;
   let runs = 0;
+  await eachRun(
+    zstd,
+    async (first, count, bytes) => {
+      // With threads ≥ 2, one run in `threads` decodes here: this thread is one of the cores (the
+      // pool has threads - 1 workers), and its own share of the work, reading and writing, is small.
+      const here = mayDecodeHere(options.threads, bytes) && runs++ % options.threads === options.threads - 1;
+      await window.push(zstd.decodeRun(first, count, spare.pop(), here).then(({ data, bytes, out }) => ({ data, buffers: { bytes, out } })));
+    },
+    async (frame) => {
+      let zero = zeros.get(frame.uSize);
+      if (!zero) zeros.set(frame.uSize, (zero = new Uint8Array(frame.uSize)));
+      await window.push(Promise.resolve({ data: zero }));
+    },
+    async (frame) => {
+      await window.drain();
+      await streamFrame(zstd, frame, emit);
+    },
+  );
+  await window.drain();
+}
+
+/** Runs above HERE_MAX_BYTES (huge frames) stay off this thread: its event loop answers signals. */
+const mayDecodeHere = (threads: number, bytes: number) => threads >= 2 && bytes <= HERE_MAX_BYTES;
+
+/** Walks the frames: runs of decodable frames (about DECODE_RUN_BYTES), proven zero frames, streamed frames, in order. */
+async function eachRun(
+  zstd: ZstdSource,
+  onRun: (first: number, count: number, bytes: number) => Promise<void>,
+  onZero: (frame: ZstdFrame) => Promise<void>,
+  onStreamed: (frame: ZstdFrame) => Promise<void>,
+): Promise<void> {
+  let run: { first: number; count: number; bytes: number } | undefined;
   const flush = async () => {
     if (!run) return;
-    const { first, count } = run;
-    // With threads ≥ 2, one run in `threads` decodes here: this thread is one of the cores (the
-    // pool has threads - 1 workers), and its own share of the work, reading and writing, is small.
-    // Runs above HERE_MAX_BYTES (huge frames) stay off this thread: its event loop answers signals.
-    const here = options.threads >= 2 && run.bytes <= HERE_MAX_BYTES && runs++ % options.threads === options.threads - 1;
+    const { first, count, bytes } = run;
     run = undefined;
-    await window.push(zstd.decodeRun(first, count, spare.pop(), here).then(({ data, bytes, out }) => ({ data, buffers: { bytes, out } })));
+    await onRun(first, count, bytes);
   };
   for (let index = 0; index < zstd.frames.length; index++) {
     const frame = zstd.frames[index]!;
     if (await zstd.isZeroFrame(index)) {
-      // Proven zero without decoding (the same bytes as a zero frame decoded and checked before).
       await flush();
-      let zero = zeros.get(frame.uSize);
-      if (!zero) zeros.set(frame.uSize, (zero = new Uint8Array(frame.uSize)));
-      await window.push(Promise.resolve({ data: zero }));
+      await onZero(frame);
       continue;
     }
     if (!zstd.isStreamed(index)) {
@@ -62,12 +94,64 @@ export async function decompressZstd(zstd: ZstdSource, sink: Sink | undefined, o
       continue;
     }
     await flush();
-    await window.drain();
-    const piece = 4 << 20;
-    for (let at = 0; at < frame.uSize; at += piece) await emit(await zstd.read(frame.uStart + at, Math.min(piece, frame.uSize - at)));
+    await onStreamed(frame);
   }
   await flush();
-  await window.drain();
+}
+
+async function streamFrame(zstd: ZstdSource, frame: ZstdFrame, emit: (data: Uint8Array, at: number) => Promise<void>): Promise<void> {
+  const piece = 4 << 20;
+  for (let at = 0; at < frame.uSize; at += piece) await emit(await zstd.read(frame.uStart + at, Math.min(piece, frame.uSize - at)), frame.uStart + at);
+}
+
+/**
+ * The any-order pass (see decompressZstd): at most threads + 2 runs in flight, one each on the
+ * workers and the rest here. A failure waits until no run is being written any more, so that the
+ * caller's cleanup (removing or truncating the output) is the last word.
+ */
+async function decodeAnyOrder(zstd: ZstdSource, file: PositionalOutput | undefined, options: { threads: number; onProgress?: (done: number) => void }): Promise<void> {
+  const workers = Math.max(1, options.threads - 1);
+  const spare: DecodeRunBuffers[] = [];
+  const running = new Set<Promise<void>>();
+  let onWorkers = 0;
+  let done = 0;
+  const progress = (length: number) => {
+    done += length;
+    options.onProgress?.(done);
+  };
+  const emit = async (data: Uint8Array, at: number) => {
+    if (file) await file.write(file.at + at, data);
+    progress(data.length);
+  };
+  const settleAll = () => Promise.all(running);
+  try {
+    await eachRun(
+      zstd,
+      async (first, count, bytes) => {
+        const here = mayDecodeHere(options.threads, bytes) && onWorkers >= workers;
+        if (!here) onWorkers++;
+        const job = zstd.decodeRun(first, count, spare.pop(), here).then(async ({ data, bytes, out }) => {
+          if (!here) onWorkers--;
+          await emit(data, zstd.frames[first]!.uStart);
+          spare.push({ bytes, out });
+        });
+        running.add(job);
+        const forget = () => running.delete(job);
+        job.then(forget, forget);
+        if (running.size >= options.threads + 2) await Promise.race(running);
+      },
+      async (frame) => progress(frame.uSize),
+      async (frame) => {
+        await settleAll();
+        await streamFrame(zstd, frame, emit);
+      },
+    );
+    await settleAll();
+  } catch (error) {
+    await Promise.allSettled(running);
+    throw error;
+  }
+  file?.advance(zstd.size);
 }
 
 /** Decodes a stream of .zst bytes (stdin) through libzstd, every frame's checksum checked. */
