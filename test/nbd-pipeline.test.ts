@@ -170,6 +170,35 @@ describe('NBD pipeline', () => {
     expect(Buffer.compare(await get(3), blocks[3]!)).toBe(0);
   });
 
+  it('sparse blocks: a block a reader has passed is dropped under pressure, not packed; a later get makes it packable again', async () => {
+    const cache = createBlockCache(5 * MIB);
+    const sparseBlock = (seed: number) => {
+      const block = new Uint8Array(2 * MIB);
+      block.set(diskLikeData(100_000, seed), 70_000 * seed);
+      return block;
+    };
+    const blocks = [0, 1, 2, 3].map(sparseBlock);
+    let loads = 0;
+    const get = (key: number) =>
+      cache.get(key, async () => {
+        loads++;
+        return blocks[key]!.slice();
+      });
+    await get(0);
+    await get(1);
+    cache.passed(0);
+    cache.passed(1);
+    await get(1); // read again: no longer passed
+    await get(2);
+    await get(3);
+    // 8 MiB in a 5 MiB cache: block 0 (passed) went whole, block 1 (wanted again) was packed.
+    expect(cache.has(0)).toBe(false);
+    expect([1, 2, 3].map((key) => cache.has(key))).toEqual([true, true, true]);
+    for (const key of [1, 2, 3, 0]) expect(Buffer.compare(await get(key), blocks[key]!), `block ${key}`).toBe(0);
+    expect(loads).toBe(5);
+    expect(cache.bytes).toBeLessThanOrEqual(5 * MIB);
+  });
+
   it('decode once: 4 overlapping reads of one xz block on 2 connections, sent before any reply, decode it once', async () => {
     const data = await openDecoder(xzPath);
     try {

@@ -64,7 +64,14 @@ export function nbdExportOf(name: string, data: Decoder): NbdExport {
           else {
             const within = at - unit.uStart;
             const take = stop - at;
-            parts.push(readUnit(index).then((bytes) => bytes.subarray(within, within + take)));
+            // A read to the unit's end is most likely a sequential reader leaving it (see BlockCache.passed).
+            const leaves = stop === unit.uStart + unit.uSize;
+            parts.push(
+              readUnit(index).then((bytes) => {
+                if (leaves) data.cache.passed(index);
+                return bytes.subarray(within, within + take);
+              }),
+            );
           }
           at = stop;
         }

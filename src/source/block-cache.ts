@@ -11,6 +11,8 @@ import { isAllZero } from '../zeros.js';
  *   mostly zeros, so the cache holds two or three times as many of them: nbdcopy checks the
  *   allocation of a 128 MiB range per connection before it reads it, and the blocks it decoded
  *   for that are still here when it reads them.
+ * - A block a reader has gone past (`passed`) is dropped, not packed: packing costs a pass over
+ *   the block and a copy of its data, which a sequential copy never gets back.
  * Pinned by test/nbd-pipeline.test.ts ("decode once", "sparse blocks").
  */
 export interface BlockCache {
@@ -29,6 +31,11 @@ export interface BlockCache {
    * no change of recency. For answers that must not decode (the NBD server's BLOCK_STATUS).
    */
   peek(key: number): Uint8Array | undefined;
+  /**
+   * A reader has read up to the end of `key`'s block, so it is unlikely to be read again: under
+   * pressure it is dropped at once instead of packed. A hint; the next `get` clears it.
+   */
+  passed(key: number): void;
   /** Bytes held: whole blocks at their length, sparse ones at what they keep. */
   readonly bytes: number;
   readonly capacity: number;
@@ -50,8 +57,8 @@ interface SparseBlock {
   packed: Uint8Array;
 }
 
-/** `dense`: a whole block already found not to pack well. */
-type Entry = { whole: Uint8Array; dense?: boolean } | { sparse: SparseBlock };
+/** `dense`: a whole block already found not to pack well; `passed`: read to its end (see `passed`). */
+type Entry = { whole: Uint8Array; dense?: boolean; passed?: boolean } | { sparse: SparseBlock };
 
 const sizeOf = (entry: Entry) => ('whole' in entry ? entry.whole.length : entry.sparse.packed.length + entry.sparse.kept.length);
 
@@ -106,13 +113,18 @@ export function createBlockCache(capacity: number): BlockCache {
   };
   const evict = () => {
     if (bytes <= capacity) return;
-    // Least recently used first, never the newest: pack whole blocks that pack well (a key that is
-    // set again keeps its place in the order), then drop blocks until the rest fits. The newest
-    // block stays even if it alone exceeds the capacity.
+    // Least recently used first, never the newest: drop blocks a reader has passed, pack whole
+    // blocks that pack well (a key that is set again keeps its place in the order), then drop
+    // blocks until the rest fits. The newest block stays even if it alone exceeds the capacity.
     for (const key of [...ready.keys()].slice(0, -1)) {
       if (bytes <= capacity) return;
       const entry = ready.get(key)!;
       if (!('whole' in entry) || entry.dense) continue;
+      if (entry.passed) {
+        ready.delete(key);
+        bytes -= entry.whole.length;
+        continue;
+      }
       const sparse = makeSparse(entry.whole);
       if (!sparse) {
         entry.dense = true; // not worth looking at again
@@ -146,6 +158,10 @@ export function createBlockCache(capacity: number): BlockCache {
     has(key) {
       return ready.has(key) || loading.has(key);
     },
+    passed(key) {
+      const entry = ready.get(key);
+      if (entry && 'whole' in entry) entry.passed = true;
+    },
     peek(key) {
       const entry = ready.get(key);
       return entry && 'whole' in entry ? entry.whole : undefined;
@@ -160,6 +176,7 @@ export function createBlockCache(capacity: number): BlockCache {
       if (entry) {
         ready.delete(key);
         ready.set(key, entry); // most recently used
+        if ('whole' in entry) entry.passed = false; // wanted again after all
         const hit = wholeOf(key, entry);
         if (!isEnough || isEnough(hit)) return Promise.resolve(hit);
         ready.delete(key);
