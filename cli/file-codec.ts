@@ -1,10 +1,31 @@
 import type { Stats } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import { fail } from '../src/errors.js';
 import type { Sink } from '../src/io/sink.js';
 import { createAtomicFile, sparseStdout, streamSink, type AtomicFile } from '../src/io/atomic-file.js';
 import { fileSource } from '../src/source/file.js';
+import { sequentialFromSource, sequentialFromStream, type SequentialInput } from '../src/source/sequential.js';
 import type { Source } from '../src/source/source.js';
-import { refuseTerminalOutput, reportAndContinue, workingOn } from './common.js';
+import { formatSize } from '../src/size.js';
+import { progressLine, refuseTerminalOutput, reportAndContinue, storedRangesOf, workingOn } from './common.js';
+
+/** What a writer tells of one compressed file, for -v; `units` reads like "12 blocks (3 all zero)". */
+export interface CompressSummary {
+  uncompressedSize: number;
+  compressedSize: number;
+  storedBytes: number;
+  units: string;
+}
+
+/** How seekxz or seekzstd compresses one file: its writer, and its rule for the input once done. */
+export interface CompressWith {
+  quiet?: boolean;
+  verbose?: boolean;
+  store: { store: string[]; storePartition: string[] };
+  /** Commits the output, then removes the input if the tool's rule says so. */
+  finish(input: string, output: AtomicFile | undefined): Promise<void>;
+  write(input: SequentialInput, sink: Sink, stored: { start: number; end: number }[], onProgress: (done: number) => void): Promise<CompressSummary>;
+}
 
 /** The flags that xz and zstd share and that decide what happens to each file. */
 export interface FileCodecFlags {
@@ -64,6 +85,40 @@ export function fileCodec(flags: FileCodecFlags, args: string[], suffix: { ext: 
     toStdout,
     outputName,
     openOutput,
+    /**
+     * Compresses `file` (or stdin, `-`) into `outPath` (or stdout) with `how.write`: the output
+     * takes the input's owner, mode and times and appears only once complete; with -v, one line
+     * of sizes, ratio and speed.
+     */
+    async compressFile(file: string, outPath: string | undefined, how: CompressWith): Promise<void> {
+      const like = file === '-' ? undefined : await stat(file); // before the first read moves its atime
+      const source = file === '-' ? undefined : await fileSource(file);
+      const input = source ? sequentialFromSource(source) : sequentialFromStream(process.stdin);
+      const progress = progressLine(input.size, !how.quiet);
+      let output: { sink: Sink; file?: AtomicFile } | undefined;
+      try {
+        const stored = await storedRangesOf(how.store, source);
+        output = await openOutput(outPath, like);
+        const started = Date.now();
+        const result = await how.write(input, output.sink, stored, progress.update);
+        progress.finish();
+        await how.finish(file, output.file);
+        if (how.verbose && !how.quiet) {
+          const seconds = (Date.now() - started) / 1000;
+          process.stderr.write(
+            `${file}: ${formatSize(result.uncompressedSize)} -> ${formatSize(result.compressedSize)} ` +
+              `(${(result.compressedSize / Math.max(1, result.uncompressedSize)).toFixed(3)}), ${result.units}, ` +
+              `${result.storedBytes > 0 ? `${formatSize(result.storedBytes)} stored (editable), ` : ''}${formatSize(result.uncompressedSize / Math.max(seconds, 1e-3))}/s\n`,
+          );
+        }
+      } catch (error) {
+        progress.finish();
+        await output?.file?.abort();
+        throw error;
+      } finally {
+        await source?.close();
+      }
+    },
     /**
      * Decompresses (or, with -t, tests) stdin: a pipe cannot be read from its end, so `decode`
      * streams it; the output file, if any, appears only when the stream decoded completely.

@@ -4,15 +4,13 @@ import { stat, unlink } from 'node:fs/promises';
 import { Command, Option } from 'commander';
 import { fail } from '../src/errors.js';
 import { writeStdout, type AtomicFile } from '../src/io/atomic-file.js';
-import { fileSource } from '../src/source/file.js';
-import { sequentialFromSource, sequentialFromStream } from '../src/source/sequential.js';
 import { formatSize, parseSize } from '../src/size.js';
 import { defaultThreads, createWorkerPool } from '../src/workers/pool.js';
 import { decompressXz, streamDecompressXz } from '../src/xz/decompress.js';
 import type { CheckName } from '../src/xz/format.js';
 import { DEFAULT_MAX_BLOCK, openXz } from '../src/xz/reader.js';
 import { DEFAULT_BLOCK_SIZE, DEFAULT_PRESET, writeXz, xzWriterMemoryBound } from '../src/xz/writer.js';
-import { expandLevelFlags, parseInteger, progressLine, runCli, shellManners, storedRangesOf, storeOptions } from './common.js';
+import { expandLevelFlags, parseInteger, progressLine, runCli, shellManners, storeOptions } from './common.js';
 import { fileCodec, openFileWith } from './file-codec.js';
 import { listing } from './xz-listing.js';
 
@@ -65,7 +63,7 @@ const TAKES_VALUE = ['-o', '--output', '--block-size', '--level', '-C', '--check
 runCli('seekxz', async () => {
   program.parse(expandLevelFlags(process.argv, TAKES_VALUE));
   const options = program.opts();
-  const { mode, outputName, openOutput, decompressStdin, forEachFile } = fileCodec(options, program.args, { ext: '.xz', tar: '.txz' });
+  const { mode, outputName, openOutput, decompressStdin, forEachFile, compressFile: compressWith } = fileCodec(options, program.args, { ext: '.xz', tar: '.txz' });
   const threadsOption = parseInteger(options.threads, '-T/--threads', 0, 256);
   const threads = threadsOption === 0 ? defaultThreads() : threadsOption;
   const blockSize = parseSize(options.blockSize);
@@ -86,44 +84,16 @@ runCli('seekxz', async () => {
     if (output && input !== '-' && !options.keep && !options.stdout) await unlink(input);
   }
 
-  async function compressFile(file: string, outPath: string | undefined) {
-    const like = file === '-' ? undefined : await stat(file); // before the first read moves its atime
-    const source = file === '-' ? undefined : await fileSource(file);
-    const input = source ? sequentialFromSource(source) : sequentialFromStream(process.stdin);
-    const stored = await storedRangesOf(options as { store: string[]; storePartition: string[] }, source);
-    const progress = progressLine(input.size, !options.quiet);
-    const output = await openOutput(outPath, like).catch(async (error: unknown) => {
-      await source?.close();
-      throw error;
+  function compressFile(file: string, outPath: string | undefined) {
+    return compressWith(file, outPath, {
+      ...options,
+      store: options as { store: string[]; storePartition: string[] },
+      finish,
+      write: async (input, sink, stored, onProgress) => {
+        const result = await writeXz(input, sink, { stored, blockSize, preset, extreme: options.extreme, check: options.check as CheckName, threads, onProgress });
+        return { ...result, units: `${result.records.length} blocks (${result.zeroBlocks} all zero)` };
+      },
     });
-    try {
-      const started = Date.now();
-      const result = await writeXz(input, output.sink, {
-        stored,
-        blockSize,
-        preset,
-        extreme: options.extreme,
-        check: options.check as CheckName,
-        threads,
-        onProgress: progress.update,
-      });
-      progress.finish();
-      await finish(file, output.file);
-      if (options.verbose && !options.quiet) {
-        const seconds = (Date.now() - started) / 1000;
-        process.stderr.write(
-          `${file}: ${formatSize(result.uncompressedSize)} -> ${formatSize(result.compressedSize)} ` +
-            `(${(result.compressedSize / Math.max(1, result.uncompressedSize)).toFixed(3)}), ${result.records.length} blocks ` +
-            `(${result.zeroBlocks} all zero), ${result.storedBytes > 0 ? `${formatSize(result.storedBytes)} stored (editable), ` : ''}${formatSize(result.uncompressedSize / Math.max(seconds, 1e-3))}/s\n`,
-        );
-      }
-    } catch (error) {
-      progress.finish();
-      await output.file?.abort();
-      throw error;
-    } finally {
-      await source?.close();
-    }
   }
 
   async function decompressFile(file: string, outPath: string | undefined) {

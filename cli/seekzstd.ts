@@ -5,14 +5,13 @@ import { fail } from '../src/errors.js';
 import type { Sink } from '../src/io/sink.js';
 import { writeStdout, type AtomicFile } from '../src/io/atomic-file.js';
 import { fileSource } from '../src/source/file.js';
-import { sequentialFromSource, sequentialFromStream } from '../src/source/sequential.js';
 import { formatSize, parseSize } from '../src/size.js';
 import { defaultThreads } from '../src/workers/pool.js';
 import { zstdCodecName } from '../src/zstd/codec.js';
 import { decompressZstd, streamDecompressZstd } from '../src/zstd/decompress.js';
 import { DEFAULT_MAX_FRAME, openZstd } from '../src/zstd/reader.js';
 import { DEFAULT_FRAME_SIZE, DEFAULT_LEVEL, writeZstd, zstdWriterMemoryBound } from '../src/zstd/writer.js';
-import { parseInteger, progressLine, runCli, shellManners, storedRangesOf, storeOptions } from './common.js';
+import { parseInteger, progressLine, runCli, shellManners, storeOptions } from './common.js';
 import { fileCodec, openFileWith } from './file-codec.js';
 
 const program = shellManners(new Command('seekzstd'))
@@ -72,7 +71,7 @@ function expandZstdFlags(argv: string[]): string[] {
 runCli('seekzstd', async () => {
   program.parse(expandZstdFlags(process.argv));
   const options = program.opts();
-  const { mode, outputName, openOutput, decompressStdin, forEachFile } = fileCodec(options, program.args, { ext: '.zst', tar: '.tzst' });
+  const { mode, outputName, openOutput, decompressStdin, forEachFile, compressFile: compressWith } = fileCodec(options, program.args, { ext: '.zst', tar: '.tzst' });
   const threadsOption = parseInteger(options.threads, 'threads', 0, 256);
   const threads = threadsOption === 0 ? defaultThreads() : threadsOption;
   const frameSize = parseSize(options.frameSize);
@@ -93,34 +92,16 @@ runCli('seekzstd', async () => {
     if (output && input !== '-' && options.rm && !options.stdout) await unlink(input);
   }
 
-  async function compressFile(file: string, outPath: string | undefined) {
-    const like = file === '-' ? undefined : await stat(file); // before the first read moves its atime
-    const source = file === '-' ? undefined : await fileSource(file);
-    const input = source ? sequentialFromSource(source) : sequentialFromStream(process.stdin);
-    const progress = progressLine(input.size, !options.quiet);
-    let output: { sink: Sink; file?: AtomicFile } | undefined;
-    try {
-      const stored = await storedRangesOf(options as { store: string[]; storePartition: string[] }, source);
-      output = await openOutput(outPath, like);
-      const started = Date.now();
-      const result = await writeZstd(input, output.sink, { frameSize, level, threads, stored, onProgress: progress.update });
-      progress.finish();
-      await finish(file, output.file);
-      if (options.verbose && !options.quiet) {
-        const seconds = (Date.now() - started) / 1000;
-        process.stderr.write(
-          `${file}: ${formatSize(result.uncompressedSize)} -> ${formatSize(result.compressedSize)} ` +
-            `(${(result.compressedSize / Math.max(1, result.uncompressedSize)).toFixed(3)}), ${result.entries.length} frames ` +
-            `(${result.zeroFrames} all zero), ${result.storedBytes > 0 ? `${formatSize(result.storedBytes)} stored (editable), ` : ''}${formatSize(result.uncompressedSize / Math.max(seconds, 1e-3))}/s\n`,
-        );
-      }
-    } catch (error) {
-      progress.finish();
-      await output?.file?.abort();
-      throw error;
-    } finally {
-      await source?.close();
-    }
+  function compressFile(file: string, outPath: string | undefined) {
+    return compressWith(file, outPath, {
+      ...options,
+      store: options as { store: string[]; storePartition: string[] },
+      finish,
+      write: async (input, sink, stored, onProgress) => {
+        const result = await writeZstd(input, sink, { frameSize, level, threads, stored, onProgress });
+        return { ...result, units: `${result.entries.length} frames (${result.zeroFrames} all zero)` };
+      },
+    });
   }
 
   async function decompressFile(file: string, outPath: string | undefined) {
