@@ -2,6 +2,7 @@ import { availableParallelism } from 'node:os';
 import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { fail, SeekzError, type ErrorCode } from '../errors.js';
+import { inProcessRunner } from './in-process.js';
 import type { Job, ReplyOf } from './jobs.js';
 
 export function defaultThreads(): number {
@@ -63,15 +64,20 @@ interface Pending {
 }
 
 /**
- * A fixed set of worker threads with a queue: at most one job per worker at a time. An aborted
- * `signal` stops the pool as a process signal would (see stopAllWorkers): the library's way to
- * cancel a compression within one slice of a job, not after the block in hand.
+ * At most `threads` jobs at a time, each either in process (workers/in-process.ts: the kinds with
+ * an async native path, when the addon is built) or on a worker thread. Worker threads start only
+ * when a job needs one, so a pool whose jobs all run in process never starts a thread of its own.
+ * Jobs start in the order they were given. An aborted `signal` stops the pool as a process signal
+ * would (see stopAllWorkers): the library's way to cancel a compression within one slice of a
+ * job, not after the block in hand.
  */
 export function createWorkerPool(threads = defaultThreads(), signal?: AbortSignal): WorkerPool {
   const count = Math.max(1, threads);
   const stopFlag = new Int32Array(new SharedArrayBuffer(4));
+  const workers: Worker[] = [];
   const idle: Worker[] = [];
-  const busy = new Map<Worker, Pending | undefined>();
+  /** Running jobs: a worker's, or an in-process one's (keyed by its message); undefined once stop() rejected it. */
+  const busy = new Map<Worker | Pending['message'], Pending | undefined>();
   const queue: Pending[] = [];
   let nextId = 0;
   let failure: Error | undefined;
@@ -80,31 +86,31 @@ export function createWorkerPool(threads = defaultThreads(), signal?: AbortSigna
     for (const resolve of idleWaiters.splice(0)) resolve();
   };
   let stopping: Promise<void> | undefined;
+  /** Set while the first job of a kind waits for its runner to load: later jobs wait behind it. */
+  let loading = false;
 
-  const dispatch = () => {
-    while (idle.length > 0 && queue.length > 0) {
-      const worker = idle.pop()!;
-      const pending = queue.shift()!;
-      busy.set(worker, pending);
-      worker.postMessage(pending.message, pending.transfer);
+  const settle = (key: Worker | Pending['message'], outcome: { reply: unknown } | { error: Error }) => {
+    // After stop() the job was already rejected: the outcome is dropped.
+    const pending = busy.get(key);
+    busy.delete(key);
+    if (pending) {
+      if ('error' in outcome) pending.reject(outcome.error);
+      else pending.resolve(outcome.reply as never);
     }
+    dispatch();
+    if (busy.size === 0) onIdle();
   };
 
-  const workers = Array.from({ length: count }, () => {
+  const startWorker = (): Worker => {
     const worker = new Worker(workerScript(), { workerData: { stop: stopFlag.buffer } satisfies WorkerStart });
     worker.on('message', (message: WorkerMessage) => {
-      // After stop() the job was already rejected: the reply is dropped unread.
-      const pending = busy.get(worker);
-      busy.delete(worker);
       idle.push(worker);
-      if (pending && message.error) {
+      if (message.error) {
         const { code, message: text } = message.error;
-        pending.reject(code ? new SeekzError(code, text) : new Error(`seekz: worker failed: ${text}`));
+        settle(worker, { error: code ? new SeekzError(code, text) : new Error(`seekz: worker failed: ${text}`) });
       } else {
-        pending?.resolve(message.reply as never);
+        settle(worker, { reply: message.reply });
       }
-      dispatch();
-      if (busy.size === 0) onIdle();
     });
     worker.on('error', (error) => {
       failure = error;
@@ -113,9 +119,41 @@ export function createWorkerPool(threads = defaultThreads(), signal?: AbortSigna
       if (busy.size === 0) onIdle();
       for (const pending of queue.splice(0)) pending.reject(error);
     });
-    idle.push(worker);
+    workers.push(worker);
     return worker;
-  });
+  };
+
+  const dispatch = () => {
+    while (!loading && !stopping && busy.size < count && queue.length > 0) {
+      const runner = inProcessRunner(queue[0]!.message.job.kind);
+      if (runner instanceof Promise) {
+        loading = true;
+        void runner.then(
+          () => {
+            loading = false;
+            dispatch();
+          },
+          (error: Error) => {
+            loading = false;
+            for (const pending of queue.splice(0)) pending.reject(error);
+          },
+        );
+        return;
+      }
+      const pending = queue.shift()!;
+      if (runner) {
+        busy.set(pending.message, pending);
+        runner(pending.message.job, stopFlag).then(
+          ({ reply }) => settle(pending.message, { reply }),
+          (error: Error) => settle(pending.message, { error }),
+        );
+      } else {
+        const worker = idle.pop() ?? startWorker();
+        busy.set(worker, pending);
+        worker.postMessage(pending.message, pending.transfer);
+      }
+    }
+  };
 
   const untilIdle = async () => {
     while (busy.size > 0) await new Promise<void>((resolve) => idleWaiters.push(resolve));
@@ -148,9 +186,9 @@ export function createWorkerPool(threads = defaultThreads(), signal?: AbortSigna
         Atomics.store(stopFlag, 0, 1);
         const interrupted = fail('INTERRUPTED', 'a signal');
         for (const pending of queue.splice(0)) pending.reject(interrupted);
-        for (const [worker, pending] of busy) {
+        for (const [key, pending] of busy) {
           pending?.reject(interrupted);
-          busy.set(worker, undefined);
+          busy.set(key, undefined);
         }
         await untilIdle();
         await Promise.all(workers.map((worker) => worker.terminate()));

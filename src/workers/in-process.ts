@@ -1,0 +1,33 @@
+/**
+ * Jobs that run without a worker thread: on the calling thread, with their heavy part inside the
+ * seekz addons as async work on libuv's thread pool. A worker thread costs ~25 ms of start-up,
+ * ~30 ms of CPU and ~10 MiB of memory, and loads its own copy of the codecs; a 4 KiB read or a
+ * 256 MiB decompression pays that more than once. A job kind is listed here only when its codec
+ * has an async native path; `load` gives undefined when the addon is not built (SEEKZ_NATIVE=0),
+ * and the pool then runs the kind on worker threads as before.
+ *
+ * A runner gets the job as the caller made it (nothing is copied or transferred: the caller has
+ * given up its buffers, as with a worker) and the pool's stop flag, which the native code checks
+ * between slices, so a signal still stops a job within one slice.
+ */
+import type { Done, Job } from './jobs.js';
+
+export type InProcessRunner = (job: Job, stop: Int32Array) => Promise<Done<unknown>>;
+
+const loaders: { [K in Job['kind']]?: () => Promise<InProcessRunner | undefined> } = {};
+
+const loaded = new Map<Job['kind'], InProcessRunner | undefined>();
+
+/** The kind's in-process runner, if it has one and the addon is built: a promise only the first time. */
+export function inProcessRunner(kind: Job['kind']): InProcessRunner | undefined | Promise<InProcessRunner | undefined> {
+  if (loaded.has(kind)) return loaded.get(kind);
+  const load = loaders[kind];
+  if (!load) {
+    loaded.set(kind, undefined);
+    return undefined;
+  }
+  return load().then((runner) => {
+    loaded.set(kind, runner);
+    return runner;
+  });
+}
