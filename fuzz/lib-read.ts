@@ -4,7 +4,8 @@
  * xz, with a sidecar index when one sits beside it) and writes the bytes it reads.
  * A SeekzError is a clean refusal (exit 1, one line); anything else is a bug (exit 70, stack).
  */
-import { open, SeekzError } from '../src/index.js';
+// The package's own entry (package.json `exports`): the bundle that users' `import` loads.
+import { open, SeekzError } from 'seekz';
 
 const [path, offsetText, lengthText] = process.argv.slice(2) as [string, string, string];
 try {

@@ -11,6 +11,12 @@
 // the bundle through start.js (scripts/start-bundle.cjs) so that V8's compiled code is cached
 // between runs.
 //
+// The library (package.json `exports`, what `import … from 'seekz'` loads) is bundled the same way,
+// as lib.bundle.js behind lib.js, for the same reason: a program that opens one file and reads
+// 4 KiB should not pay for loading ~45 modules. lib.js ends with the list of the export names in the
+// form Node's CommonJS lexer reads (`0 && (module.exports = { … })`, as esbuild writes it), so that
+// ES modules can import them by name; the list is taken from the built bundle itself.
+//
 // The worker is an entry point of its own and lands beside the commands as worker.js, where
 // src/workers/pool.ts finds it: `./worker.js` next to the file that runs, as in tsc's build.
 // dist/bin/package.json says "commonjs", so those .js files are CommonJS in a "module" package.
@@ -24,6 +30,7 @@
 // Usage: node scripts/bundle.mjs [OUTDIR]   (default dist/bin)
 import { build } from 'esbuild';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -35,7 +42,7 @@ const COMMANDS = ['seekz', 'partial-deflate', 'seekxz', 'seekzstd'];
 const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
 const result = await build({
   absWorkingDir: root,
-  entryPoints: Object.fromEntries([...COMMANDS.map((name) => [`${name}.bundle`, `cli/${name}.ts`]), ['worker', 'src/workers/worker.ts']]),
+  entryPoints: Object.fromEntries([...COMMANDS.map((name) => [`${name}.bundle`, `cli/${name}.ts`]), ['lib.bundle', 'src/index.ts'], ['worker', 'src/workers/worker.ts']]),
   bundle: true,
   platform: 'node',
   format: 'cjs',
@@ -49,15 +56,24 @@ const result = await build({
 });
 
 mkdirSync(outdir, { recursive: true });
-const outputs = [
+const write = (path, text) => {
+  if (existsSync(path) && readFileSync(path, 'utf8') === text) return;
+  const temp = join(dirname(path), `.${process.pid}.tmp`);
+  writeFileSync(temp, text, { mode: text.startsWith('#!') && !path.endsWith('.bundle.js') ? 0o755 : 0o644 });
+  renameSync(temp, path);
+};
+for (const { path, text } of [
   ...result.outputFiles.map((file) => ({ path: file.path, text: file.text })),
   ...COMMANDS.map((name) => ({ path: join(outdir, `${name}.js`), text: `#!/usr/bin/env node\nrequire('./start.js')('${name}');\n` })),
   { path: join(outdir, 'start.js'), text: readFileSync(join(root, 'scripts/start-bundle.cjs'), 'utf8') },
   { path: join(outdir, 'package.json'), text: '{ "type": "commonjs" }\n' },
-];
-for (const { path, text } of outputs) {
-  if (existsSync(path) && readFileSync(path, 'utf8') === text) continue;
-  const temp = join(dirname(path), `.${process.pid}.tmp`);
-  writeFileSync(temp, text, { mode: text.startsWith('#!') && !path.endsWith('.bundle.js') ? 0o755 : 0o644 });
-  renameSync(temp, path);
+]) {
+  write(path, text);
 }
+const names = Object.keys(createRequire(import.meta.url)(join(outdir, 'lib.bundle.js'))).filter((name) => name !== '__esModule');
+write(
+  join(outdir, 'lib.js'),
+  "'use strict';\n// seekz's library: the bundle, started with its compiled code cached (start.js).\n" +
+    "const seekz = require('./start.js')('lib');\nmodule.exports = seekz;\n" +
+    `// The export names, for Node's import of a CommonJS module by name:\n0 && (module.exports = { ${names.join(', ')} });\n`,
+);

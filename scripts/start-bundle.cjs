@@ -1,7 +1,7 @@
 'use strict';
 /**
- * Starts a bundled command (scripts/bundle.mjs copies this file to dist/bin/start.js; each command's
- * bin script is two lines that call it). Compiling the ~450 KB bundle is a good part of a 4 KiB
+ * Starts a bundled command or the bundled library, and returns its exports (scripts/bundle.mjs
+ * copies this file to dist/bin/start.js; each command's bin script and the library's lib.js call it). Compiling the ~450 KB bundle is a good part of a 4 KiB
  * `seekz read`, so the compiled code is kept between runs. Node 22 does that itself
  * (module.enableCompileCache, given the directory below). On Node 20 this keeps V8's code cache:
  * written at the exit of the first run (so it holds the functions that ran, compiled), read by
@@ -90,4 +90,5 @@ module.exports = function start(name) {
   bundle.filename = file;
   bundle.paths = Module._nodeModulePaths(__dirname);
   script.runInThisContext()(bundle.exports, Module.createRequire(file), bundle, file, __dirname);
+  return bundle.exports;
 };
