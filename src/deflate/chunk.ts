@@ -1,4 +1,5 @@
-import { constants, deflateRawSync } from 'node:zlib';
+import { promisify } from 'node:util';
+import { constants, deflateRaw, deflateRawSync, type ZlibOptions } from 'node:zlib';
 
 export interface ChunkOptions {
   level: number;
@@ -15,18 +16,21 @@ export interface ChunkOptions {
  * SIMD zlib). It compresses about 1–2 % larger than GNU gzip at the same level; see the README.
  */
 export function deflateChunk(data: Uint8Array, options: ChunkOptions): Uint8Array {
-  return deflateRawSync(data, {
+  return deflateRawSync(data, zlibOptions(data, options));
+}
+
+const deflateRawAsync = promisify(deflateRaw);
+
+/** deflateChunk on libuv's thread pool: the same zlib call with the same options, so the same bytes. */
+export function deflateChunkAsync(data: Uint8Array, options: ChunkOptions): Promise<Uint8Array> {
+  return deflateRawAsync(data, zlibOptions(data, options));
+}
+
+function zlibOptions(data: Uint8Array, options: ChunkOptions): ZlibOptions {
+  return {
     level: options.level,
     memLevel: options.memLevel ?? 8,
     finishFlush: constants.Z_SYNC_FLUSH,
     chunkSize: Math.max(64 * 1024, Math.min(data.length + 1024, 4 * 1024 * 1024)),
-  });
-}
-
-/** A copy that owns its whole ArrayBuffer, so it can be transferred between threads safely. */
-export function ownedBytes(bytes: Uint8Array): Uint8Array {
-  if (bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && !(bytes.buffer instanceof SharedArrayBuffer)) {
-    return bytes;
-  }
-  return new Uint8Array(bytes);
+  };
 }

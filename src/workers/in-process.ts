@@ -3,18 +3,30 @@
  * seekz addons as async work on libuv's thread pool. A worker thread costs ~25 ms of start-up,
  * ~30 ms of CPU and ~10 MiB of memory, and loads its own copy of the codecs; a 4 KiB read or a
  * 256 MiB decompression pays that more than once. A job kind is listed here only when its codec
- * has an async native path; `load` gives undefined when the addon is not built (SEEKZ_NATIVE=0),
- * and the pool then runs the kind on worker threads as before.
+ * has an async native path: Node's own zlib for deflate (always), an addon for the others, whose
+ * loader gives undefined when the addon is not built (SEEKZ_NATIVE=0); the pool then runs the kind
+ * on worker threads.
  *
  * A runner gets the job as the caller made it (nothing is copied or transferred: the caller has
  * given up its buffers, as with a worker) and the pool's stop flag, which the native code checks
  * between slices, so a signal still stops a job within one slice.
  */
-import type { Done, Job } from './jobs.js';
+import { runDeflate, type DeflateJob, type Done, type Job } from './jobs.js';
 
-export type InProcessRunner = (job: Job, stop: Int32Array) => Promise<Done<unknown>>;
+export interface InProcessRunner {
+  (job: Job, stop: Int32Array): Promise<Done<unknown>>;
+  /**
+   * The job touches nothing but its own buffers (no file, no shared state), so a pool that stops
+   * for a signal need not wait for it: its result is dropped whenever it comes.
+   */
+  detached?: boolean;
+}
 
-const loaders: { [K in Job['kind']]?: () => Promise<InProcessRunner | undefined> } = {};
+const deflateRunner: InProcessRunner = Object.assign((job: Job) => runDeflate(job as DeflateJob), { detached: true });
+
+const loaders: { [K in Job['kind']]?: () => Promise<InProcessRunner | undefined> } = {
+  deflate: async () => deflateRunner,
+};
 
 const loaded = new Map<Job['kind'], InProcessRunner | undefined>();
 

@@ -1,9 +1,9 @@
 /**
- * What worker threads do, as plain functions: each job kind takes a message and returns a reply
- * plus the buffers to transfer back. The same functions run on the main thread in tests.
+ * The pool's job kinds: each takes a message and returns a reply plus the buffers to transfer back
+ * (when it ran on a worker thread; in process nothing is transferred).
  */
 import { crc32 } from '../crc/crc32.js';
-import { deflateChunk, ownedBytes } from '../deflate/chunk.js';
+import { deflateChunkAsync } from '../deflate/chunk.js';
 
 export interface DeflateJob {
   kind: 'deflate';
@@ -128,10 +128,11 @@ export interface Done<R> {
   transfer: ArrayBuffer[];
 }
 
-export function runDeflate(job: DeflateJob): Done<DeflateReply> {
-  const compressed = ownedBytes(deflateChunk(job.data, { level: job.level, memLevel: job.memLevel }));
-  return {
-    reply: { compressed, crc: crc32(job.data), data: job.data },
-    transfer: [compressed.buffer as ArrayBuffer, job.data.buffer as ArrayBuffer],
-  };
+/**
+ * A deflate job runs in process (workers/in-process.ts), with zlib on libuv's thread pool: Node's
+ * own zlib, so no addon is needed and no worker thread ever gets one.
+ */
+export async function runDeflate(job: DeflateJob): Promise<Done<DeflateReply>> {
+  const compressed = await deflateChunkAsync(job.data, { level: job.level, memLevel: job.memLevel });
+  return { reply: { compressed, crc: crc32(job.data), data: job.data }, transfer: [] };
 }

@@ -89,10 +89,14 @@ export function createWorkerPool(threads = defaultThreads(), signal?: AbortSigna
   /** Set while the first job of a kind waits for its runner to load: later jobs wait behind it. */
   let loading = false;
 
+  /** In-process jobs that stop() need not wait for (InProcessRunner.detached). */
+  const detached = new Set<Pending['message']>();
+
   const settle = (key: Worker | Pending['message'], outcome: { reply: unknown } | { error: Error }) => {
     // After stop() the job was already rejected: the outcome is dropped.
     const pending = busy.get(key);
     busy.delete(key);
+    detached.delete(key as Pending['message']);
     if (pending) {
       if ('error' in outcome) pending.reject(outcome.error);
       else pending.resolve(outcome.reply as never);
@@ -143,6 +147,7 @@ export function createWorkerPool(threads = defaultThreads(), signal?: AbortSigna
       const pending = queue.shift()!;
       if (runner) {
         busy.set(pending.message, pending);
+        if (runner.detached) detached.add(pending.message);
         runner(pending.message.job, stopFlag).then(
           ({ reply }) => settle(pending.message, { reply }),
           (error: Error) => settle(pending.message, { error }),
@@ -188,7 +193,8 @@ export function createWorkerPool(threads = defaultThreads(), signal?: AbortSigna
         for (const pending of queue.splice(0)) pending.reject(interrupted);
         for (const [key, pending] of busy) {
           pending?.reject(interrupted);
-          busy.set(key, undefined);
+          if (detached.has(key as Pending['message'])) busy.delete(key);
+          else busy.set(key, undefined);
         }
         await untilIdle();
         await Promise.all(workers.map((worker) => worker.terminate()));

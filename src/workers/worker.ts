@@ -1,6 +1,6 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { SeekzError } from '../errors.js';
-import { runDeflate, type Done, type Job } from './jobs.js';
+import type { Done, Job } from './jobs.js';
 import type { WorkerMessage, WorkerStart } from './pool.js';
 
 // Set by the pool when a signal stops it: long jobs look at it between slices of native work.
@@ -11,7 +11,8 @@ let xzJobs: typeof import('../xz/block-codec.js') | undefined;
 let zstdJobs: typeof import('../zstd/codec.js') | undefined;
 
 async function runJob(job: Job): Promise<Done<unknown>> {
-  if (job.kind === 'deflate') return runDeflate(job);
+  // Deflate jobs always run in process (workers/in-process.ts).
+  if (job.kind === 'deflate') throw new Error('seekz: a deflate job reached a worker thread');
   if (job.kind === 'zstd-encode-run' || job.kind === 'zstd-decode' || job.kind === 'zstd-decode-batch') {
     zstdJobs ??= await import('../zstd/codec.js');
     return zstdJobs.runZstdJob(job);
