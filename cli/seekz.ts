@@ -17,7 +17,7 @@ import type { GzipInfo } from '../src/info.js';
 import { decoderOf, open, type Decoder } from '../src/open.js';
 import type { GzipEnd } from '../src/gzip/index/types.js';
 import type { IndexFormat } from '../src/gzip/index/formats.js';
-import { createAtomicFile, streamSink, writeStdout } from '../src/io/atomic-file.js';
+import { createAtomicFile, sparseStdout, streamSink, writeStdout } from '../src/io/atomic-file.js';
 import { fileSource } from '../src/source/file.js';
 import type { Source } from '../src/source/source.js';
 import { formatSize, parseRange, parseSize } from '../src/size.js';
@@ -253,9 +253,13 @@ function saidRecovered(path: string, outcome: PatchResult['recovered']): void {
   if (outcome === 'discarded-incomplete') process.stderr.write(`seekz: removed the unfinished journal of an edit of ${path} that never began\n`);
 }
 
-/** Copies [start, end) of `data` to a file (zero blocks left as holes) or stdout in 4 MiB pieces, with a progress line on a TTY. */
+/**
+ * Copies [start, end) of `data` to a file or stdout in 4 MiB pieces, with a progress line on a TTY.
+ * Zero 4 KiB blocks are left as holes in a file, and in a stdout that is a regular file as
+ * `xz -dc > FILE` leaves them (sparseStdout); other stdouts get every byte.
+ */
 async function copyOut(data: Source, start: number, end: number, path: string, force: boolean, quiet: boolean): Promise<void> {
-  const output = path === '-' ? undefined : await createAtomicFile(path, { force, sparse: true });
+  const output = path === '-' ? sparseStdout() : await createAtomicFile(path, { force, sparse: true });
   const sink = output ? output.sink : streamSink(process.stdout);
   const progress = progressLine(end - start, !quiet);
   try {

@@ -271,6 +271,18 @@ describe('holes in stdout: a decompressed stdout that is a regular file gets the
     expect(zstdRun.status, zstdRun.stderr).toBe(0);
     expect(readFileSync(zstd).equals(readFileSync(oracle))).toBe(true);
     if (env === '') expect(allocated(zstd)).toBeLessThanOrEqual(allocated(oracle));
+    // seekz cat and seekz read write a redirected stdout the same way.
+    const seekz = (args: string) => `${env} ${node} ${JSON.stringify(cliPath('seekz'))} ${args}`;
+    const cat = at(`stdout-cat-${env || 'native'}`);
+    const catRun = shell(`{ ${seekz(`cat ${source}`)}; echo tail; } > ${JSON.stringify(cat)}`);
+    expect(catRun.status, catRun.stderr).toBe(0);
+    expect(readFileSync(cat).equals(readFileSync(oracle))).toBe(true);
+    if (env === '') expect(allocated(cat)).toBeLessThanOrEqual(allocated(oracle));
+    const read = at(`stdout-read-${env || 'native'}`);
+    const readRun = shell(`{ ${seekz(`read ${JSON.stringify(at('sparse.img.zst'))} --offset 0 --length ${24 * MIB}`)}; echo tail; } > ${JSON.stringify(read)}`);
+    expect(readRun.status, readRun.stderr).toBe(0);
+    expect(readFileSync(read).equals(readFileSync(oracle))).toBe(true);
+    if (env === '') expect(allocated(read)).toBeLessThanOrEqual(allocated(oracle));
   });
 
   it('a file that ends in zeros gets its full size; >> appends in full', () => {
