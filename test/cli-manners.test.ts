@@ -4,6 +4,7 @@
  * blocks, one line per error that starts with the command and the file, and xz's exit statuses.
  */
 import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -448,6 +449,24 @@ describe('start-up: each command loads what it uses', () => {
     }
     // --help still lists serve: its definition loads when no other command is named.
     expect(runCli('seekz', ['--help']).stdout.toString()).toMatch(/^ {2}serve /m);
+  });
+
+  it("partial-deflate starts no worker thread: its chunks deflate on libuv's thread pool (a worker would show in the hook, as seekxz's do without the addon)", () => {
+    writeFileSync(
+      at('worker-hook.cjs'),
+      "const threads = require('node:worker_threads');\nconst Worker = threads.Worker;\n" +
+        "threads.Worker = class extends Worker { constructor(...args) { process._rawDebug('worker started'); super(...args); } };\n",
+    );
+    const started = (name: CliName, args: string[], env: NodeJS.ProcessEnv = {}) => {
+      const result = run(process.execPath, ['--require', at('worker-hook.cjs'), cliPath(name), ...args], { env: { ...process.env, ...env } });
+      expect(result.status, result.stderr).toBe(0);
+      return result.stderr.split('\n').filter((line) => line === 'worker started').length;
+    };
+    const input = at('threads.img');
+    writeFileSync(input, Buffer.concat([randomBytes(3 * MIB), Buffer.alloc(2 * MIB), Buffer.from('text '.repeat(300_000))]));
+    expect(started('partial-deflate', ['-q', '-T2', '--chunk-size', '256K', input, at('threads.gz')])).toBe(0);
+    expect(run('gzip', ['-dc', at('threads.gz')]).stdout.equals(readFileSync(input))).toBe(true);
+    expect(started('seekxz', ['-q', '-k', '-f', '-T2', '--block-size', '1MiB', input], { SEEKZ_NATIVE: '0' })).toBe(2);
   });
 
   it("V8's compiled code is kept between runs, for the bundle it came from, only in a directory closed to others", () => {
