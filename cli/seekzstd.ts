@@ -8,7 +8,7 @@ import { fileSource } from '../src/source/file.js';
 import { formatSize, parseSize } from '../src/size.js';
 import { defaultThreads } from '../src/workers/pool.js';
 import { zstdCodecName } from '../src/zstd/codec.js';
-import { decompressZstd, streamDecompressZstd } from '../src/zstd/decompress.js';
+import { decodePoolThreads, decompressZstd, streamDecompressZstd } from '../src/zstd/decompress.js';
 import { DEFAULT_MAX_FRAME, openZstd } from '../src/zstd/reader.js';
 import { DEFAULT_FRAME_SIZE, DEFAULT_LEVEL, writeZstd, zstdWriterMemoryBound } from '../src/zstd/writer.js';
 import { parseInteger, progressLine, runCli, shellManners, storeOptions } from './common.js';
@@ -107,9 +107,8 @@ runCli('seekzstd', async () => {
   async function decompressFile(file: string, outPath: string | undefined) {
     if (file === '-') return decompressStdin(outPath, streamDecompressZstd); // streamed through libzstd
     const like = await stat(file); // before the first read moves its atime
-    // The main thread decodes too (decompressZstd): threads - 1 workers make `threads` cores.
-    // The pool starts with the first run sent to it (none when this thread decodes them all).
-    const zstd = await openFileWith(file, (source) => openZstd(source, { threads: Math.max(1, threads - 1), maxFrame }));
+    const poolThreads = await decodePoolThreads(threads);
+    const zstd = await openFileWith(file, (source) => openZstd(source, { threads: poolThreads, maxFrame }));
     const progress = progressLine(zstd.size, !options.quiet);
     let output: { sink: Sink; file?: AtomicFile } | undefined;
     try {

@@ -14,7 +14,13 @@ import type { Done, Job } from './jobs.js';
 
 export type InProcessRunner = (job: Job, stop: Int32Array) => Promise<Done<unknown>>;
 
-const loaders: { [K in Job['kind']]?: () => Promise<InProcessRunner | undefined> } = {};
+const zstd = () => import('../zstd/codec.js').then((codec) => codec.zstdRunner());
+
+const loaders: { [K in Job['kind']]?: () => Promise<InProcessRunner | undefined> } = {
+  'zstd-decode': zstd,
+  'zstd-decode-batch': zstd,
+  'zstd-encode-run': zstd,
+};
 
 const loaded = new Map<Job['kind'], InProcessRunner | undefined>();
 
@@ -30,4 +36,9 @@ export function inProcessRunner(kind: Job['kind']): InProcessRunner | undefined 
     loaded.set(kind, runner);
     return runner;
   });
+}
+
+/** Whether jobs of `kind` run in process: then no worker takes a core, and the caller leaves its own to them. */
+export async function runsInProcess(kind: Job['kind']): Promise<boolean> {
+  return (await inProcessRunner(kind)) !== undefined;
 }
