@@ -113,8 +113,9 @@ async function streamFrame(zstd: ZstdSource, frame: ZstdFrame, emit: (data: Uint
 }
 
 /**
- * The any-order pass (see decompressZstd): at most threads + 2 runs in flight, one each on the
- * workers and the rest here. A failure waits until no run is being written any more, so that the
+ * The any-order pass (see decompressZstd): at most threads + 2 runs in flight, `threads` in the
+ * pool and the rest read ahead (or, on worker threads, decoding here). The first failure of any run
+ * ends the pass (pinned by test/zstd-interop.test.ts, "a damaged frame fails both"); it waits until no run is being written any more, so that the
  * caller's cleanup (removing or truncating the output) is the last word.
  */
 async function decodeAnyOrder(zstd: ZstdSource, file: PositionalOutput | undefined, options: { threads: number; here: boolean; onProgress?: (done: number) => void }): Promise<void> {
@@ -131,7 +132,13 @@ async function decodeAnyOrder(zstd: ZstdSource, file: PositionalOutput | undefin
     if (file) await file.write(file.at + at, data);
     progress(data.length);
   };
-  const settleAll = () => Promise.all(running);
+  // The first run to fail: a run settles (and leaves `running`) on its own, maybe while nothing
+  // awaits it, and its failure must still end the pass.
+  let failure: { error: unknown } | undefined;
+  const settleAll = async () => {
+    await Promise.allSettled(running);
+    if (failure) throw failure.error;
+  };
   try {
     await eachRun(
       zstd,
@@ -144,9 +151,15 @@ async function decodeAnyOrder(zstd: ZstdSource, file: PositionalOutput | undefin
           spare.push({ bytes, out });
         });
         running.add(job);
-        const forget = () => running.delete(job);
-        job.then(forget, forget);
-        if (running.size >= options.threads + 2) await Promise.race(running);
+        job.then(
+          () => running.delete(job),
+          (error: unknown) => {
+            failure ??= { error };
+            running.delete(job);
+          },
+        );
+        if (running.size >= options.threads + 2) await Promise.race(running).catch(() => {});
+        if (failure) throw failure.error;
       },
       async (frame) => progress(frame.uSize),
       async (frame) => {
