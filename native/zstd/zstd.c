@@ -268,43 +268,28 @@ static napi_value versionNumber(napi_env env, napi_callback_info info) {
  * libuv's pool size at once), and the pool's threads keep none of their own.
  */
 #define SPARE_MAX 16
+typedef struct {
+  void *spare[SPARE_MAX];
+  int count;
+} FreeList;
 static pthread_mutex_t spareLock = PTHREAD_MUTEX_INITIALIZER;
-static ZSTD_CCtx *spareCCtx[SPARE_MAX];
-static ZSTD_DCtx *spareDCtx[SPARE_MAX];
-static int spareCCount, spareDCount;
+static FreeList spareCCtx, spareDCtx;
 
-static ZSTD_CCtx *takeCCtx(void) {
+/* A context left by an earlier job, or NULL (the caller creates one). */
+static void *take(FreeList *list) {
   pthread_mutex_lock(&spareLock);
-  ZSTD_CCtx *cctx = spareCCount > 0 ? spareCCtx[--spareCCount] : NULL;
+  void *context = list->count > 0 ? list->spare[--list->count] : NULL;
   pthread_mutex_unlock(&spareLock);
-  return cctx ? cctx : ZSTD_createCCtx();
+  return context;
 }
 
-static void giveCCtx(ZSTD_CCtx *cctx) {
+/* Keeps `context` for a later job; false when SPARE_MAX already wait (the caller frees it). */
+static int keep(FreeList *list, void *context) {
   pthread_mutex_lock(&spareLock);
-  if (spareCCount < SPARE_MAX) {
-    spareCCtx[spareCCount++] = cctx;
-    cctx = NULL;
-  }
+  int kept = list->count < SPARE_MAX;
+  if (kept) list->spare[list->count++] = context;
   pthread_mutex_unlock(&spareLock);
-  ZSTD_freeCCtx(cctx);
-}
-
-static ZSTD_DCtx *takeDCtx(void) {
-  pthread_mutex_lock(&spareLock);
-  ZSTD_DCtx *dctx = spareDCount > 0 ? spareDCtx[--spareDCount] : NULL;
-  pthread_mutex_unlock(&spareLock);
-  return dctx ? dctx : ZSTD_createDCtx();
-}
-
-static void giveDCtx(ZSTD_DCtx *dctx) {
-  pthread_mutex_lock(&spareLock);
-  if (spareDCount < SPARE_MAX) {
-    spareDCtx[spareDCount++] = dctx;
-    dctx = NULL;
-  }
-  pthread_mutex_unlock(&spareLock);
-  ZSTD_freeDCtx(dctx);
+  return kept;
 }
 
 /* A typed array of `type` (its data and element count), or false. */
@@ -350,7 +335,8 @@ typedef struct {
 static void compressExecute(napi_env env, void *data) {
   (void)env;
   Work *work = data;
-  ZSTD_CCtx *cctx = takeCCtx();
+  ZSTD_CCtx *cctx = take(&spareCCtx);
+  if (!cctx) cctx = ZSTD_createCCtx();
   if (!cctx) {
     work->error = (size_t)-ZSTD_error_memory_allocation;
     return;
@@ -369,13 +355,14 @@ static void compressExecute(napi_env env, void *data) {
     at += written;
   }
   work->wasStopped = work->done < work->count && !work->error;
-  giveCCtx(cctx);
+  if (!keep(&spareCCtx, cctx)) ZSTD_freeCCtx(cctx);
 }
 
 static void decompressExecute(napi_env env, void *data) {
   (void)env;
   Work *work = data;
-  ZSTD_DCtx *dctx = takeDCtx();
+  ZSTD_DCtx *dctx = take(&spareDCtx);
+  if (!dctx) dctx = ZSTD_createDCtx();
   if (!dctx) {
     work->error = (size_t)-ZSTD_error_memory_allocation;
     return;
@@ -400,7 +387,7 @@ static void decompressExecute(napi_env env, void *data) {
     }
     at += expected;
   }
-  giveDCtx(dctx);
+  if (!keep(&spareDCtx, dctx)) ZSTD_freeDCtx(dctx);
 }
 
 static void complete(napi_env env, napi_status status, void *data) {
