@@ -11,8 +11,7 @@
  */
 import { createRequire } from 'node:module';
 import { fail, SeekzError } from '../errors.js';
-import { nativeZstd } from '../native/zstd.js';
-import type { NativeZstd } from '../native/zstd.js';
+import { nativeZstd, type NativeZstd } from '../native/zstd.js';
 import type { InProcessRunner } from '../workers/in-process.js';
 import type { Done, ZstdDecodeBatchJob, ZstdDecodeBatchReply, ZstdDecodeJob, ZstdDecodeReply, ZstdEncodeRunJob, ZstdEncodeRunReply } from '../workers/jobs.js';
 import { frameChecksum, MAX_FRAME_HEADER, parseFrameHeader, type FrameHeader } from './format.js';
