@@ -8,7 +8,8 @@
  *    enough when every frame states its content size (zstd's own files, pzstd, `cat a.zst b.zst`);
  *  - otherwise one checked decoding pass on open learns the size, and the file is read as a stream.
  *
- * Invariant: no byte leaves read() unchecked. A frame is decoded whole (on a worker thread) and
+ * Invariant: no byte leaves read() unchecked. A frame is decoded whole (in the pool: libzstd on
+ * libuv's thread pool, or fzstd on a worker thread) and
  * must give exactly the size its index claims, with its own Content_Checksum verified and, where
  * the seek table has one, the table's checksum too (XXH64 of the data when the frame has none).
  * A frame larger than `maxFrame`, or a file without sizes, is streamed through libzstd (which
@@ -59,14 +60,14 @@ export interface ZstdSource extends Source {
   /** One frame's bytes, decoded whole and checked (cached). */
   readFrame(index: number): Promise<Uint8Array>;
   /**
-   * Frames `first` … `first + count - 1` (none streamed) decoded and checked in one worker
-   * message, bypassing the cache: for whole passes (seekzstd -d, -t). `reuse` offers the buffers
+   * Frames `first` … `first + count - 1` (none streamed) decoded and checked in one pool job,
+   * bypassing the cache: for whole passes (seekzstd -d, -t). `reuse` offers the buffers
    * of an earlier run (its compressed span and its output), taken when large enough; `data` is the
    * frames' bytes one after another, a view of `out`. With `here`, the frames decode on this
    * thread instead (the same checks), so a whole pass can use the main thread as one of its cores.
    */
   decodeRun(first: number, count: number, reuse?: DecodeRunBuffers, here?: boolean): Promise<DecodeRunBuffers & { data: Uint8Array }>;
-  /** Starts the decoder threads now (they start with the first decode otherwise): for a server, before its first client. */
+  /** Starts the decoder threads now (they start with the first decode otherwise): for a server, before its first client. Only the fallback (fzstd) has worker threads to start. */
   startThreads(): void;
   /** Whether frame `index` is read as a stream (too large to decode whole, or no sizes). */
   isStreamed(index: number): boolean;
