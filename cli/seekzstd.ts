@@ -8,7 +8,7 @@ import { fileSource } from '../src/source/file.js';
 import { formatSize, parseSize } from '../src/size.js';
 import { defaultThreads } from '../src/workers/pool.js';
 import { zstdCodecName } from '../src/zstd/codec.js';
-import { decompressZstd, streamDecompressZstd } from '../src/zstd/decompress.js';
+import { decodePoolThreads, decompressZstd, streamDecompressZstd } from '../src/zstd/decompress.js';
 import { DEFAULT_MAX_FRAME, openZstd } from '../src/zstd/reader.js';
 import { DEFAULT_FRAME_SIZE, DEFAULT_LEVEL, writeZstd, zstdWriterMemoryBound } from '../src/zstd/writer.js';
 import { parseInteger, progressLine, runCli, shellManners, storeOptions } from './common.js';
@@ -34,7 +34,7 @@ const program = shellManners(new Command('seekzstd'))
   .addOption(new Option('--frame-size <size>', 'uncompressed bytes per frame (K/M/G, KiB/MiB/GiB)').default(`${DEFAULT_FRAME_SIZE / 2 ** 20}MiB`))
   .addOption(new Option('--level <n>', 'level 1 to 19 (20 to 22 with --ultra); -1 … -19 work too').default(String(DEFAULT_LEVEL)))
   .option('--ultra', 'allow levels 20 to 22 (much more memory)')
-  .addOption(new Option('-T, --threads <n>', 'worker threads (0 = all cores; zstd defaults to 1, seekz to all)').default('0'))
+  .addOption(new Option('-T, --threads <n>', 'frames coded at once (0 = all cores; zstd defaults to 1, seekz to all)').default('0'))
   .option('--max-frame <size>', `largest frame decoded in one piece (default ${formatSize(DEFAULT_MAX_FRAME)}); larger ones stream`)
   .option('-q, --quiet', 'no progress line, no summary')
   .option('-v, --verbose', 'a summary per file')
@@ -107,9 +107,8 @@ runCli('seekzstd', async () => {
   async function decompressFile(file: string, outPath: string | undefined) {
     if (file === '-') return decompressStdin(outPath, streamDecompressZstd); // streamed through libzstd
     const like = await stat(file); // before the first read moves its atime
-    // The main thread decodes too (decompressZstd): threads - 1 workers make `threads` cores.
-    // The pool starts with the first run sent to it (none when this thread decodes them all).
-    const zstd = await openFileWith(file, (source) => openZstd(source, { threads: Math.max(1, threads - 1), maxFrame }));
+    const poolThreads = await decodePoolThreads(threads);
+    const zstd = await openFileWith(file, (source) => openZstd(source, { threads: poolThreads, maxFrame }));
     const progress = progressLine(zstd.size, !options.quiet);
     let output: { sink: Sink; file?: AtomicFile } | undefined;
     try {

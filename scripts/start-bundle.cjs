@@ -18,7 +18,7 @@
  */
 const { closeSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync } = require('node:fs');
 const Module = require('node:module');
-const { homedir } = require('node:os');
+const { availableParallelism, homedir } = require('node:os');
 const { join } = require('node:path');
 const { Script } = require('node:vm');
 
@@ -43,7 +43,20 @@ function placeTag(directory) {
   return hash.toString(36);
 }
 
+/**
+ * libuv's thread pool serves both the codecs' async work (seekzstd's frames, `threads` jobs at a
+ * time) and file I/O, and starts with its first job, sized by UV_THREADPOOL_SIZE (4 by default).
+ * With all cores busy compressing, reads and writes still need threads of their own, or the
+ * codecs wait for input: two more than the cores, unless the user chose a size.
+ */
+function sizeThreadPool() {
+  if (process.env.UV_THREADPOOL_SIZE) return;
+  process.env.UV_THREADPOOL_SIZE = String(Math.max(4, availableParallelism() + 2));
+}
+
 module.exports = function start(name) {
+  // A command owns its process; the library leaves its host's environment as it found it.
+  if (name !== 'lib') sizeThreadPool();
   const file = join(__dirname, `${name}.bundle.js`);
   const directory = cacheDirectory();
   if (typeof Module.enableCompileCache === 'function') {

@@ -27,6 +27,18 @@ beforeAll(() => {
 });
 afterAll(() => dir?.remove());
 
+/**
+ * The ways a frame gets decoded: libzstd in process (async work on libuv's thread pool, the
+ * default when the addon is built), libzstd on worker threads, fzstd on worker threads (the
+ * workers load the codec with SEEKZ_NATIVE=0; this process keeps its addon, so only a pool that
+ * starts workers reaches fzstd).
+ */
+const CODEC_PATHS = [
+  { name: 'libzstd in process', hide: false, inProcess: true },
+  { name: 'libzstd on worker threads', hide: false, inProcess: false },
+  { name: 'fzstd on worker threads', hide: true, inProcess: false },
+];
+
 /** Compresses `data` with seekzstd's writer into memory. */
 async function seekable(data: Uint8Array, options: { frameSize?: number; level?: number; threads?: number } = {}): Promise<Uint8Array> {
   const parts: Uint8Array[] = [];
@@ -183,14 +195,14 @@ describe('the reader', () => {
     }
   });
 
-  it('both codec paths read every byte right: libzstd (the addon) and fzstd (SEEKZ_NATIVE=0)', async () => {
-    for (const hide of [false, true]) {
+  it('both codec paths read every byte right: libzstd (the addon, in process and on workers) and fzstd (SEEKZ_NATIVE=0)', async () => {
+    for (const { name, hide, inProcess } of CODEC_PATHS) {
       const before = process.env.SEEKZ_NATIVE;
       if (hide) process.env.SEEKZ_NATIVE = '0';
-      const pool = createWorkerPool(2); // workers read the switch when they load the codec
+      const pool = createWorkerPool(2, undefined, { inProcess }); // workers read the switch when they load the codec
       try {
         const zstd = await openZstd(bufferSource(file), { pool });
-        expect(sha256(await zstd.read(0, zstd.size)), hide ? 'fzstd' : 'libzstd').toBe(sha256(data));
+        expect(sha256(await zstd.read(0, zstd.size)), name).toBe(sha256(data));
         await zstd.close();
       } finally {
         if (before === undefined) delete process.env.SEEKZ_NATIVE;
@@ -204,10 +216,10 @@ describe('the reader', () => {
   it('a flipped byte anywhere gives an error or the right bytes, on both codec paths', async () => {
     const small = await seekable(diskLikeData(150_000, 41), { frameSize: 65536 });
     const truth = diskLikeData(150_000, 41);
-    for (const hide of [false, true]) {
+    for (const { name, hide, inProcess } of CODEC_PATHS) {
       const before = process.env.SEEKZ_NATIVE;
       if (hide) process.env.SEEKZ_NATIVE = '0';
-      const pool = createWorkerPool(1);
+      const pool = createWorkerPool(1, undefined, { inProcess });
       try {
         for (let at = 0; at < small.length; at += Math.max(1, Math.floor(small.length / 97))) {
           const damaged = small.slice();
@@ -215,7 +227,7 @@ describe('the reader', () => {
           try {
             const zstd = await openZstd(bufferSource(damaged), { pool, cacheSize: 0 });
             const bytes = await zstd.read(0, zstd.size);
-            expect(sha256(bytes), `byte ${at} flipped (${hide ? 'fzstd' : 'libzstd'})`).toBe(sha256(truth));
+            expect(sha256(bytes), `byte ${at} flipped (${name})`).toBe(sha256(truth));
           } catch (error) {
             expect(error, `byte ${at}: ${(error as Error).message}`).toBeInstanceOf(SeekzError);
             expect((error as SeekzError).code).toMatch(/^ZSTD_/);

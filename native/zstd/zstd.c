@@ -1,7 +1,10 @@
 /*
  * seekz_zstd: frame-level zstd over Debian's libzstd, as a Node-API addon (src/native/zstd.ts
- * loads it). Every call is synchronous and meant for worker threads: one frame in, one frame out.
- * Each thread that loads the addon gets its own contexts (instance data), reused across calls.
+ * loads it). The synchronous calls are for worker threads (one frame in, one frame out; each
+ * thread that loads the addon gets its own contexts, instance data, reused across calls). The two
+ * *Async calls run on libuv's thread pool (src/zstd/codec.ts runs seekz's zstd jobs with them on
+ * the main thread, no worker thread started): their contexts come from a process-wide free list
+ * under a mutex, so memory follows the jobs in flight, not the threads that ever ran one.
  *   compress(data, level)            -> ArrayBuffer: one frame with content size and checksum
  *   decompress(frame, expectedSize)  -> [Buffer, size]: room for expectedSize + 1 bytes, so a
  *                                       frame that decodes to more shows; checksum verified
@@ -11,11 +14,35 @@
  *   decompressInto(frame, out)       -> size: decodes into `out` (a Uint8Array the caller reuses, so
  *                                       no fresh pages are faulted in per frame); checksum verified
  *   xxh64Low32(data)                 -> uint32: zstd's checksum of data (xxh64.c)
+ *   compressBound(size)              -> the most one frame of `size` bytes can take
+ *   compressRunAsync(data, lengths, frameSize, level, output, stop)
+ *                                    -> Promise<Float64Array | null>: frame i of lengths[i] bytes at
+ *                                       i × frameSize, compressed as compress() does, packed one
+ *                                       after another into `output` (room: the sum of their
+ *                                       bounds); their sizes, or null when `stop` was set
+ *   decompressBatchAsync(bytes, out, frames, stop)
+ *                                    -> Promise<[done, size, error, stopped]>: frames is
+ *                                       [start, compressedSize, expectedSize] per frame; each
+ *                                       decodes into `out` right after the one before (room:
+ *                                       expectedSize + 1), checksum verified, until one fails
+ *                                       (error: libzstd's name for it; or size: what it gave) or
+ *                                       `stop` is set; done counts the frames that gave their size
+ *
+ * Invariant of the async calls: their buffers stay referenced (napi_ref) until the work completes,
+ * and `stop` (an Int32Array over a SharedArrayBuffer) is read between frames and, above level 12,
+ * between slices of one frame, so a signal stops a job within a slice. A sliced frame is byte for
+ * byte the frame compress() makes (pinned by test/zstd.test.ts, "identical for any -T", and
+ * test/zstd-async.test.ts).
  */
 #include <node_api.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+/* For ZSTD_c_stableInBuffer, a parameter value only: no experimental function is called. */
+#define ZSTD_STATIC_LINKING_ONLY
 #include <zstd.h>
+#include <zstd_errors.h>
 
 typedef struct {
   ZSTD_CCtx *cctx;
@@ -78,6 +105,38 @@ static int bytesAndNumber(napi_env env, napi_callback_info info, void **data, si
   return 1;
 }
 
+/* Frames above this level (a few MB/s) are compressed in slices of this many bytes when a stop flag is given. */
+#define SLICED_LEVEL 12
+#define SLICE (256 << 10)
+
+static int stopped(const int32_t *stop) { return stop && __atomic_load_n(stop, __ATOMIC_RELAXED) != 0; }
+
+/*
+ * One frame of `length` bytes at `level`, with content size and checksum, into dst: its size, a
+ * zstd error code, or 0 when `stop` was set (no frame is 0 bytes). With a stop flag and a slow
+ * level the input goes in SLICE-byte steps through the same context, the flag read between them;
+ * the pledged size and the stable input make it the frame ZSTD_compress2 gives in one step.
+ */
+static size_t compressFrame(ZSTD_CCtx *cctx, int level, const void *src, size_t length, void *dst, size_t capacity, const int32_t *stop) {
+  ZSTD_CCtx_reset(cctx, ZSTD_reset_session_and_parameters);
+  ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, level);
+  ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 1);
+  ZSTD_CCtx_setParameter(cctx, ZSTD_c_contentSizeFlag, 1);
+  if (!stop || level <= SLICED_LEVEL || length <= SLICE) return ZSTD_compress2(cctx, dst, capacity, src, length);
+  ZSTD_CCtx_setParameter(cctx, ZSTD_c_stableInBuffer, 1);
+  ZSTD_CCtx_setPledgedSrcSize(cctx, length);
+  ZSTD_inBuffer in = {src, 0, 0};
+  ZSTD_outBuffer out = {dst, capacity, 0};
+  for (;;) {
+    if (stopped(stop)) return 0;
+    in.size = length - in.size > SLICE ? in.size + SLICE : length;
+    ZSTD_EndDirective end = in.size == length ? ZSTD_e_end : ZSTD_e_continue;
+    size_t left = ZSTD_compressStream2(cctx, &out, &in, end);
+    if (ZSTD_isError(left)) return left;
+    if (end == ZSTD_e_end && left == 0) return out.pos;
+  }
+}
+
 static napi_value compress(napi_env env, napi_callback_info info) {
   void *data;
   size_t length;
@@ -95,11 +154,7 @@ static napi_value compress(napi_env env, napi_callback_info info) {
       return NULL;
     }
   }
-  ZSTD_CCtx_reset(contexts->cctx, ZSTD_reset_session_and_parameters);
-  ZSTD_CCtx_setParameter(contexts->cctx, ZSTD_c_compressionLevel, level);
-  ZSTD_CCtx_setParameter(contexts->cctx, ZSTD_c_checksumFlag, 1);
-  ZSTD_CCtx_setParameter(contexts->cctx, ZSTD_c_contentSizeFlag, 1);
-  size_t written = ZSTD_compress2(contexts->cctx, contexts->scratch, bound, data, length);
+  size_t written = compressFrame(contexts->cctx, level, data, length, contexts->scratch, bound, NULL);
   if (ZSTD_isError(written)) return throwZstd(env, "ZSTD_COMPRESS", written);
   void *out;
   napi_value result;
@@ -207,6 +262,280 @@ static napi_value versionNumber(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/*
+ * Contexts for the async calls: a process-wide free list under a mutex. A job takes one for its
+ * run and gives it back; at most SPARE_MAX wait, so memory follows the jobs in flight (at most
+ * libuv's pool size at once), and the pool's threads keep none of their own. A context above
+ * SPARE_MAX_BYTES is freed after its job instead (-3 keeps 1.3 MiB; -19 on 1 MiB frames 17 MiB;
+ * -22 on 4 MiB frames 65 MiB): a process that once compressed at a high level keeps no such memory.
+ */
+#define SPARE_MAX 16
+#define SPARE_MAX_BYTES (32 << 20)
+typedef struct {
+  void *spare[SPARE_MAX];
+  int count;
+} FreeList;
+static pthread_mutex_t spareLock = PTHREAD_MUTEX_INITIALIZER;
+static FreeList spareCCtx, spareDCtx;
+
+/* A context left by an earlier job, or NULL (the caller creates one). */
+static void *take(FreeList *list) {
+  pthread_mutex_lock(&spareLock);
+  void *context = list->count > 0 ? list->spare[--list->count] : NULL;
+  pthread_mutex_unlock(&spareLock);
+  return context;
+}
+
+/* Keeps `context` for a later job; false when SPARE_MAX already wait (the caller frees it). */
+static int keep(FreeList *list, void *context) {
+  pthread_mutex_lock(&spareLock);
+  int kept = list->count < SPARE_MAX;
+  if (kept) list->spare[list->count++] = context;
+  pthread_mutex_unlock(&spareLock);
+  return kept;
+}
+
+/* A typed array of `type` (its data and element count), or false. */
+static int typedOf(napi_env env, napi_value value, napi_typedarray_type want, void **data, size_t *count) {
+  bool is;
+  napi_typedarray_type type;
+  napi_value buffer;
+  size_t offset;
+  if (napi_is_typedarray(env, value, &is) != napi_ok || !is) return 0;
+  return napi_get_typedarray_info(env, value, &type, count, data, &buffer, &offset) == napi_ok && type == want;
+}
+
+#define MAX_REFS 6
+
+/* One async call: its arguments (kept referenced), its outcome, and the promise it settles. */
+typedef struct {
+  napi_async_work work;
+  napi_deferred deferred;
+  napi_ref refs[MAX_REFS];
+  int refCount;
+  const int32_t *stop;
+  /* Both calls: the frames (compress: lengths; decompress: start, compressed size, expected size each). */
+  const double *frames;
+  size_t count;
+  /* compressRunAsync */
+  const uint8_t *data;
+  size_t frameSize;
+  int level;
+  uint8_t *output;
+  size_t outputLength;
+  double *sizes;
+  /* decompressBatchAsync */
+  const uint8_t *bytes;
+  uint8_t *out;
+  size_t outLength;
+  /* The outcome: frames done; the failing frame's size (decode) or a zstd error; stopped. */
+  size_t done;
+  size_t size;
+  size_t error;
+  int wasStopped;
+} Work;
+
+static void compressExecute(napi_env env, void *data) {
+  (void)env;
+  Work *work = data;
+  ZSTD_CCtx *cctx = take(&spareCCtx);
+  if (!cctx) cctx = ZSTD_createCCtx();
+  if (!cctx) {
+    work->error = (size_t)-ZSTD_error_memory_allocation;
+    return;
+  }
+  size_t at = 0;
+  for (; work->done < work->count; work->done++) {
+    if (stopped(work->stop)) break;
+    size_t length = (size_t)work->frames[work->done];
+    size_t written = compressFrame(cctx, work->level, work->data + work->done * work->frameSize, length, work->output + at, work->outputLength - at, work->stop);
+    if (ZSTD_isError(written)) {
+      work->error = written;
+      break;
+    }
+    if (written == 0) break; /* stopped inside the frame */
+    work->sizes[work->done] = (double)written;
+    at += written;
+  }
+  work->wasStopped = work->done < work->count && !work->error;
+  if (ZSTD_sizeof_CCtx(cctx) > SPARE_MAX_BYTES || !keep(&spareCCtx, cctx)) ZSTD_freeCCtx(cctx);
+}
+
+static void decompressExecute(napi_env env, void *data) {
+  (void)env;
+  Work *work = data;
+  ZSTD_DCtx *dctx = take(&spareDCtx);
+  if (!dctx) dctx = ZSTD_createDCtx();
+  if (!dctx) {
+    work->error = (size_t)-ZSTD_error_memory_allocation;
+    return;
+  }
+  size_t at = 0;
+  for (; work->done < work->count; work->done++) {
+    if (stopped(work->stop)) {
+      work->wasStopped = 1;
+      break;
+    }
+    const double *frame = work->frames + 3 * work->done;
+    size_t expected = (size_t)frame[2];
+    /* One byte more than expected: a frame that decodes to more is caught, not cut short. */
+    size_t got = ZSTD_decompressDCtx(dctx, work->out + at, expected + 1, work->bytes + (size_t)frame[0], (size_t)frame[1]);
+    if (ZSTD_isError(got)) {
+      work->error = got;
+      break;
+    }
+    if (got != expected) {
+      work->size = got;
+      break;
+    }
+    at += expected;
+  }
+  if (ZSTD_sizeof_DCtx(dctx) > SPARE_MAX_BYTES || !keep(&spareDCtx, dctx)) ZSTD_freeDCtx(dctx);
+}
+
+static void complete(napi_env env, napi_status status, void *data) {
+  Work *work = data;
+  napi_value result = NULL, error = NULL;
+  if (status != napi_ok) {
+    napi_value message;
+    napi_create_string_utf8(env, "seekz_zstd: the job was cancelled", NAPI_AUTO_LENGTH, &message);
+    napi_create_error(env, NULL, message, &error);
+  } else if (work->error) {
+    napi_value code, message;
+    napi_create_string_utf8(env, work->out ? "ZSTD_DECOMPRESS" : "ZSTD_COMPRESS", NAPI_AUTO_LENGTH, &code);
+    napi_create_string_utf8(env, ZSTD_getErrorName(work->error), NAPI_AUTO_LENGTH, &message);
+    /* A decode error is an outcome (the caller names the frame); a compress error is a failure. */
+    if (work->out) {
+      napi_value done, size, flag;
+      napi_create_double(env, (double)work->done, &done);
+      napi_get_undefined(env, &size);
+      napi_get_boolean(env, false, &flag);
+      napi_create_array_with_length(env, 4, &result);
+      napi_set_element(env, result, 0, done);
+      napi_set_element(env, result, 1, size);
+      napi_set_element(env, result, 2, message);
+      napi_set_element(env, result, 3, flag);
+    } else {
+      napi_create_error(env, code, message, &error);
+    }
+  } else if (work->out) {
+    napi_value done, size, none, flag;
+    napi_create_double(env, (double)work->done, &done);
+    napi_create_double(env, (double)work->size, &size);
+    napi_get_undefined(env, &none);
+    napi_get_boolean(env, work->wasStopped, &flag);
+    napi_create_array_with_length(env, 4, &result);
+    napi_set_element(env, result, 0, done);
+    napi_set_element(env, result, 1, size);
+    napi_set_element(env, result, 2, none);
+    napi_set_element(env, result, 3, flag);
+  } else {
+    napi_get_boolean(env, !work->wasStopped, &result);
+  }
+  if (error) napi_reject_deferred(env, work->deferred, error);
+  else napi_resolve_deferred(env, work->deferred, result);
+  for (int at = 0; at < work->refCount; at++) napi_delete_reference(env, work->refs[at]);
+  napi_delete_async_work(env, work->work);
+  free(work);
+}
+
+/* Keeps argv[0..count) alive, then queues the work: its promise, or NULL with an exception pending. */
+static napi_value queue(napi_env env, Work *work, napi_value *argv, int count, const char *name, napi_async_execute_callback execute) {
+  napi_value promise, resource;
+  for (; work->refCount < count; work->refCount++) {
+    if (napi_create_reference(env, argv[work->refCount], 1, &work->refs[work->refCount]) != napi_ok) goto failed;
+  }
+  if (napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &resource) != napi_ok || napi_create_promise(env, &work->deferred, &promise) != napi_ok) goto failed;
+  if (napi_create_async_work(env, NULL, resource, execute, complete, work, &work->work) != napi_ok) goto failed;
+  if (napi_queue_async_work(env, work->work) != napi_ok) {
+    napi_delete_async_work(env, work->work);
+    goto failed;
+  }
+  return promise;
+failed:
+  /* A promise made before a failure is left unsettled: the call throws instead. */
+  for (int at = 0; at < work->refCount; at++) napi_delete_reference(env, work->refs[at]);
+  free(work);
+  napi_throw_error(env, NULL, "seekz_zstd: queueing the work failed");
+  return NULL;
+}
+
+static napi_value compressRunAsync(napi_env env, napi_callback_info info) {
+  const char *usage = "compressRunAsync(data: Uint8Array, lengths: Float64Array, frameSize: number, level: number, output: Uint8Array, sizes: Float64Array, stop: Int32Array)";
+  size_t argc = 7;
+  napi_value argv[7];
+  void *data, *lengths, *output, *sizes, *stop;
+  size_t dataLength, count, outputLength, sizeCount, stopCount;
+  double frameSize, level;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 7 || !typedOf(env, argv[0], napi_uint8_array, &data, &dataLength) ||
+      !typedOf(env, argv[1], napi_float64_array, &lengths, &count) || napi_get_value_double(env, argv[2], &frameSize) != napi_ok ||
+      napi_get_value_double(env, argv[3], &level) != napi_ok || !typedOf(env, argv[4], napi_uint8_array, &output, &outputLength) ||
+      !typedOf(env, argv[5], napi_float64_array, &sizes, &sizeCount) || !typedOf(env, argv[6], napi_int32_array, &stop, &stopCount) || stopCount < 1 ||
+      sizeCount < count || !(frameSize >= 0)) {
+    napi_throw_type_error(env, NULL, usage);
+    return NULL;
+  }
+  for (size_t at = 0; at < count; at++) {
+    double length = ((double *)lengths)[at];
+    if (!(length >= 0 && length <= frameSize && at * frameSize + length <= (double)dataLength)) {
+      napi_throw_range_error(env, NULL, "compressRunAsync: a frame lies outside data");
+      return NULL;
+    }
+  }
+  Work *work = calloc(1, sizeof *work);
+  if (!work) {
+    napi_throw_error(env, NULL, "seekz_zstd: out of memory");
+    return NULL;
+  }
+  *work = (Work){.frames = lengths, .count = count, .data = data, .frameSize = (size_t)frameSize, .level = (int)level, .output = output, .outputLength = outputLength, .sizes = sizes, .stop = stop};
+  napi_value kept[5] = {argv[0], argv[1], argv[4], argv[5], argv[6]};
+  return queue(env, work, kept, 5, "seekz_zstd.compressRunAsync", compressExecute);
+}
+
+static napi_value decompressBatchAsync(napi_env env, napi_callback_info info) {
+  const char *usage = "decompressBatchAsync(bytes: Uint8Array, out: Uint8Array, frames: Float64Array, stop: Int32Array)";
+  size_t argc = 4;
+  napi_value argv[4];
+  void *bytes, *out, *frames, *stop;
+  size_t bytesLength, outLength, values, stopCount;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 4 || !typedOf(env, argv[0], napi_uint8_array, &bytes, &bytesLength) ||
+      !typedOf(env, argv[1], napi_uint8_array, &out, &outLength) || !typedOf(env, argv[2], napi_float64_array, &frames, &values) || values % 3 != 0 ||
+      !typedOf(env, argv[3], napi_int32_array, &stop, &stopCount) || stopCount < 1) {
+    napi_throw_type_error(env, NULL, usage);
+    return NULL;
+  }
+  /* Every frame inside `bytes`, and room in `out` for all of them plus the one byte that catches more. */
+  double room = 1;
+  for (size_t at = 0; at < values; at += 3) {
+    const double *frame = (const double *)frames + at;
+    if (!(frame[0] >= 0 && frame[1] >= 0 && frame[0] + frame[1] <= (double)bytesLength && frame[2] >= 0)) room = -1;
+    room += frame[2];
+  }
+  if (!(room >= 1 && room <= (double)outLength)) {
+    napi_throw_range_error(env, NULL, "decompressBatchAsync: a frame lies outside bytes, or out is too small");
+    return NULL;
+  }
+  Work *work = calloc(1, sizeof *work);
+  if (!work) {
+    napi_throw_error(env, NULL, "seekz_zstd: out of memory");
+    return NULL;
+  }
+  *work = (Work){.frames = frames, .count = values / 3, .bytes = bytes, .out = out, .outLength = outLength, .stop = stop};
+  return queue(env, work, argv, 4, "seekz_zstd.decompressBatchAsync", decompressExecute);
+}
+
+static napi_value compressBound(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], result;
+  double size;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1 || napi_get_value_double(env, argv[0], &size) != napi_ok || !(size >= 0)) {
+    napi_throw_type_error(env, NULL, "compressBound(size: number)");
+    return NULL;
+  }
+  CALL(env, napi_create_double(env, (double)ZSTD_compressBound((size_t)size), &result));
+  return result;
+}
+
 napi_value seekzXxh64Low32(napi_env env, napi_callback_info info); /* xxh64.c */
 
 NAPI_MODULE_INIT() {
@@ -223,6 +552,9 @@ NAPI_MODULE_INIT() {
       {"streamPush", NULL, streamPush, NULL, NULL, NULL, napi_default, NULL},
       {"versionNumber", NULL, versionNumber, NULL, NULL, NULL, napi_default, NULL},
       {"xxh64Low32", NULL, seekzXxh64Low32, NULL, NULL, NULL, napi_default, NULL},
+      {"compressBound", NULL, compressBound, NULL, NULL, NULL, napi_default, NULL},
+      {"compressRunAsync", NULL, compressRunAsync, NULL, NULL, NULL, napi_default, NULL},
+      {"decompressBatchAsync", NULL, decompressBatchAsync, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof(properties) / sizeof(properties[0]), properties);
   return exports;

@@ -15,6 +15,21 @@ export interface NativeZstd {
   versionNumber(): number;
   /** zstd's checksum: the low 32 bits of XXH64 (native/zstd/xxh64.c). */
   xxh64Low32(data: Uint8Array): number;
+  /** The most one frame of `size` bytes can take. */
+  compressBound(size: number): number;
+  /**
+   * On libuv's thread pool: frame i (lengths[i] bytes at i × frameSize of data) compressed as
+   * compress() does, packed one after another into `output` (room: the sum of their bounds), its
+   * size in sizes[i]. False when `stop` was set first (then output and sizes are partial).
+   */
+  compressRunAsync(data: Uint8Array, lengths: Float64Array, frameSize: number, level: number, output: Uint8Array, sizes: Float64Array, stop: Int32Array): Promise<boolean>;
+  /**
+   * On libuv's thread pool: frames ([start, compressedSize, expectedSize] each, in `bytes`) decoded
+   * into `out` one after another (each with room for expectedSize + 1 bytes), checksums verified,
+   * up to the first that fails. `done` frames gave their size; frame `done`, if any, failed with
+   * libzstd's `error` or gave `size` bytes, unless `stopped`.
+   */
+  decompressBatchAsync(bytes: Uint8Array, out: Uint8Array, frames: Float64Array, stop: Int32Array): Promise<[done: number, size: number | undefined, error: string | undefined, stopped: boolean]>;
 }
 
 let loaded: NativeZstd | undefined | null = null;

@@ -23,9 +23,13 @@ export interface InProcessRunner {
 }
 
 const deflateRunner: InProcessRunner = Object.assign((job: Job) => runDeflate(job as DeflateJob), { detached: true });
+const zstd = () => import('../zstd/codec.js').then((codec) => codec.zstdRunner());
 
 const loaders: { [K in Job['kind']]?: () => Promise<InProcessRunner | undefined> } = {
   deflate: async () => deflateRunner,
+  'zstd-decode': zstd,
+  'zstd-decode-batch': zstd,
+  'zstd-encode-run': zstd,
 };
 
 const loaded = new Map<Job['kind'], InProcessRunner | undefined>();
@@ -42,4 +46,9 @@ export function inProcessRunner(kind: Job['kind']): InProcessRunner | undefined 
     loaded.set(kind, runner);
     return runner;
   });
+}
+
+/** Whether jobs of `kind` run in process: then no worker takes a core, and the caller leaves its own to them. */
+export async function runsInProcess(kind: Job['kind']): Promise<boolean> {
+  return (await inProcessRunner(kind)) !== undefined;
 }

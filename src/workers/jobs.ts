@@ -90,11 +90,18 @@ export interface ZstdEncodeRunJob {
   lengths: number[];
   frameSize: number;
   level: number;
+  /**
+   * In process only (workers/in-process.ts; a worker would get a copy): a buffer an earlier run's
+   * frames came back in, already written out, for this run's frames when large enough.
+   */
+  output?: Uint8Array;
 }
 export interface ZstdEncodeRunReply {
-  /** One frame (content size and checksum) per length. */
+  /** One frame (content size and checksum) per length: in process, views of `output`. */
   frames: Uint8Array[];
   data: Uint8Array;
+  /** In process: the buffer that holds the frames, for a later run once they are written. */
+  output?: Uint8Array;
 }
 
 /** Several frames that lie in one span of the file, decoded in one message (seekzstd -d, -t). */

@@ -56,6 +56,11 @@ export interface WorkerPool {
   stop(): Promise<void>;
 }
 
+export interface WorkerPoolOptions {
+  /** False: every job on a worker thread, also the kinds with an in-process runner (tests compare both paths). Default true. */
+  inProcess?: boolean;
+}
+
 interface Pending {
   message: { id: number; job: Job };
   transfer: ArrayBuffer[];
@@ -71,7 +76,7 @@ interface Pending {
  * would (see stopAllWorkers): the library's way to cancel a compression within one slice of a
  * job, not after the block in hand.
  */
-export function createWorkerPool(threads = defaultThreads(), signal?: AbortSignal): WorkerPool {
+export function createWorkerPool(threads = defaultThreads(), signal?: AbortSignal, options: WorkerPoolOptions = {}): WorkerPool {
   const count = Math.max(1, threads);
   const stopFlag = new Int32Array(new SharedArrayBuffer(4));
   const workers: Worker[] = [];
@@ -129,7 +134,7 @@ export function createWorkerPool(threads = defaultThreads(), signal?: AbortSigna
 
   const dispatch = () => {
     while (!loading && !stopping && busy.size < count && queue.length > 0) {
-      const runner = inProcessRunner(queue[0]!.message.job.kind);
+      const runner = options.inProcess === false ? undefined : inProcessRunner(queue[0]!.message.job.kind);
       if (runner instanceof Promise) {
         loading = true;
         void runner.then(

@@ -3,12 +3,18 @@
  * (pure JavaScript, decode only). Both paths check every frame's content checksum: libzstd does it
  * itself, and after fzstd (which does not) xxh64.ts does. Compressing needs the addon.
  * Pinned by test/zstd.test.ts ("both codec paths").
+ *
+ * The zstd job kinds run two ways: runZstdJob on a worker thread (or this one), and, with the
+ * addon, zstdRunner on this thread with libzstd on libuv's thread pool (workers/in-process.ts). Both
+ * make the same checks in the same frame order through checkFrame, so a damaged file gives the
+ * same first error either way (pinned by test/zstd-async.test.ts).
  */
 import { createRequire } from 'node:module';
 import { fail, SeekzError } from '../errors.js';
-import { nativeZstd } from '../native/zstd.js';
+import { nativeZstd, type NativeZstd } from '../native/zstd.js';
+import type { InProcessRunner } from '../workers/in-process.js';
 import type { Done, ZstdDecodeBatchJob, ZstdDecodeBatchReply, ZstdDecodeJob, ZstdDecodeReply, ZstdEncodeRunJob, ZstdEncodeRunReply } from '../workers/jobs.js';
-import { frameChecksum, MAX_FRAME_HEADER, parseFrameHeader } from './format.js';
+import { frameChecksum, MAX_FRAME_HEADER, parseFrameHeader, type FrameHeader } from './format.js';
 import { xxh64Low32 } from './xxh64.js';
 
 // fzstd loads only where it is used (no addon): a worker with libzstd does not pay for it.
@@ -62,12 +68,19 @@ export function decompressFrame(bytes: Uint8Array, expectedSize: number, frame: 
       data = into.subarray(0, expectedSize);
     }
   }
-  if (data.length !== expectedSize) throw fail('ZSTD_SIZE_MISMATCH', frame, offset, expectedSize, data.length);
+  return checkFrame(bytes, header, data, { expectedSize, number: frame, offset, tableChecksum });
+}
+
+type FrameClaims = Pick<ZstdDecodeBatchJob['frames'][number], 'expectedSize' | 'number' | 'offset' | 'tableChecksum'>;
+
+/** What a frame decoded by libzstd (its own checksum verified) must still pass: its size, and the seek table's checksum. */
+function checkFrame(bytes: Uint8Array, header: FrameHeader, data: Uint8Array, { expectedSize, number, offset, tableChecksum }: FrameClaims): Uint8Array {
+  if (data.length !== expectedSize) throw fail('ZSTD_SIZE_MISMATCH', number, offset, expectedSize, data.length);
   if (tableChecksum !== undefined) {
     // The frame's own checksum was verified above; the table's must be the same number. A frame
     // without one (the reference compressor writes none) is hashed here.
     const found = header.checksum ? frameChecksum(bytes) : xxh64Low32(data);
-    if (found !== tableChecksum) throw fail('ZSTD_CHECKSUM', frame, offset, tableChecksum, found);
+    if (found !== tableChecksum) throw fail('ZSTD_CHECKSUM', number, offset, tableChecksum, found);
   }
   return data;
 }
@@ -115,6 +128,72 @@ export function runZstdJob(job: ZstdEncodeRunJob | ZstdDecodeJob | ZstdDecodeBat
   }
   const data = decompressFrame(job.frame, job.expectedSize, job.number, job.offset, job.tableChecksum);
   return { reply: { data }, transfer: [data.buffer as ArrayBuffer] };
+}
+
+/**
+ * The in-process runner of the zstd job kinds (undefined without the addon): libzstd works on
+ * libuv's thread pool while this thread reads and writes. Nothing is transferred: the buffers
+ * come back as they went.
+ */
+export function zstdRunner(): InProcessRunner | undefined {
+  const native = nativeZstd();
+  if (!native) return undefined;
+  return async (job, stop) => {
+    if (job.kind === 'zstd-encode-run') {
+      const { data, lengths, frameSize, level } = job;
+      const room = lengths.reduce((sum, length) => sum + native.compressBound(length), 0);
+      const output = job.output && job.output.length >= room ? job.output : new Uint8Array(room);
+      const sizes = new Float64Array(lengths.length);
+      if (!(await native.compressRunAsync(data, Float64Array.from(lengths), frameSize, level, output, sizes, stop))) throw fail('INTERRUPTED', 'a signal');
+      let at = 0;
+      const frames = Array.from(sizes, (size) => output.subarray(at, (at += size)));
+      return { reply: { frames, data, output } satisfies ZstdEncodeRunReply, transfer: [] };
+    }
+    if (job.kind === 'zstd-decode-batch') {
+      await decodeBatchAsync(native, job, stop);
+      return { reply: { bytes: job.bytes, out: job.out } satisfies ZstdDecodeBatchReply, transfer: [] };
+    }
+    if (job.kind === 'zstd-decode') {
+      // Not zero-filled first: libzstd writes every byte kept (the one more catches a longer frame).
+      const out = new Uint8Array(Buffer.allocUnsafeSlow(job.expectedSize + 1).buffer);
+      const { frame, expectedSize, number, offset, tableChecksum } = job;
+      await decodeBatchAsync(native, { bytes: frame, out, frames: [{ start: 0, compressedSize: frame.length, expectedSize, number, offset, tableChecksum }] }, stop);
+      return { reply: { data: out.subarray(0, expectedSize) } satisfies ZstdDecodeReply, transfer: [] };
+    }
+    throw new Error(`seekz: ${job.kind} is not a zstd job`);
+  };
+}
+
+/**
+ * decodeBatch on libuv's thread pool. Each frame's header is parsed here first, as decompressFrame
+ * does; libzstd decodes up to the first bad header and stops at the first frame that fails; then
+ * the frames are checked in order, so the first error is the one decodeBatch would throw.
+ */
+async function decodeBatchAsync(native: NativeZstd, { bytes, out, frames }: Pick<ZstdDecodeBatchJob, 'bytes' | 'out' | 'frames'>, stop: Int32Array): Promise<void> {
+  const headers: Array<FrameHeader | Error> = [];
+  for (const frame of frames) {
+    try {
+      headers.push(parseFrameHeader(bytes.subarray(frame.start, frame.start + Math.min(MAX_FRAME_HEADER, frame.compressedSize)), frame.offset));
+    } catch (error) {
+      headers.push(error as Error);
+      break;
+    }
+  }
+  const decodable = headers[headers.length - 1] instanceof Error ? headers.length - 1 : headers.length;
+  const layout = new Float64Array(decodable * 3);
+  for (let index = 0; index < decodable; index++) layout.set([frames[index]!.start, frames[index]!.compressedSize, frames[index]!.expectedSize], index * 3);
+  const [done, size, error, stopped] = await native.decompressBatchAsync(bytes, out, layout, stop);
+  if (stopped) throw fail('INTERRUPTED', 'a signal');
+  let at = 0;
+  for (let index = 0; index < Math.min(frames.length, done + 1); index++) {
+    const frame = frames[index]!;
+    const header = headers[index]!;
+    if (header instanceof Error) throw header;
+    if (index === done && error !== undefined) throw decodeError(new Error(error), frame.number, frame.offset);
+    const data = out.subarray(at, at + (index === done ? size! : frame.expectedSize));
+    checkFrame(bytes.subarray(frame.start, frame.start + frame.compressedSize), header, data, frame);
+    at += frame.expectedSize;
+  }
 }
 
 /** Frame i of a run is `lengths[i]` bytes at i × frameSize in `data`: each becomes one frame. */

@@ -1,18 +1,28 @@
 import { fail } from '../errors.js';
 import type { PositionalOutput, Sink } from '../io/sink.js';
+import { runsInProcess } from '../workers/in-process.js';
 import { orderedWindow } from '../workers/ordered.js';
 import { streamDecoder } from './codec.js';
 import type { DecodeRunBuffers, ZstdFrame, ZstdSource } from './reader.js';
 
 /** Uncompressed bytes decoded per worker message in a whole pass (or one frame, when larger). */
 export const DECODE_RUN_BYTES = 4 << 20;
-/** The largest run decoded on the main thread: about 50 ms of libzstd. */
+/** The largest run decoded on the main thread: about 50 ms of libzstd (larger ones, huge frames, stay off it: its event loop answers signals). */
 const HERE_MAX_BYTES = 64 << 20;
 
 /**
+ * The decoder pool's size for a whole pass on `threads` cores: with the addon, runs decode in
+ * process (libzstd on libuv's thread pool) `threads` at a time, and this thread only reads and
+ * writes; on worker threads (fzstd) this thread decodes too, beside threads - 1 workers.
+ */
+export async function decodePoolThreads(threads: number): Promise<number> {
+  return (await runsInProcess('zstd-decode-batch')) ? threads : Math.max(1, threads - 1);
+}
+
+/**
  * Decodes a whole .zst to `sink` (or only checks it, without one): runs of frames (about
- * DECODE_RUN_BYTES each) decode on worker threads and on this one, and are written; their buffers
- * serve later runs, so no frame faults in fresh pages (measured: a fresh 1 MiB buffer per frame
+ * DECODE_RUN_BYTES each) decode in the pool (see decodePoolThreads) and, on worker threads, on
+ * this one too, and are written; their buffers serve later runs, so no frame faults in fresh pages (measured: a fresh 1 MiB buffer per frame
  * cost a quarter of the decode in system time). Frames proven zero are not decoded (isZeroFrame:
  * the same bytes as a zero frame decoded and checked in this pass); frames read as a stream (too
  * large, or without sizes) go through libzstd on this thread. Memory: about (threads + 3) ×
@@ -26,7 +36,8 @@ const HERE_MAX_BYTES = 64 << 20;
  */
 export async function decompressZstd(zstd: ZstdSource, sink: Sink | undefined, options: { threads: number; onProgress?: (done: number) => void }): Promise<void> {
   const file = sink?.positional ? await sink.positional() : undefined;
-  if (file || !sink) return decodeAnyOrder(zstd, file, options);
+  const here = options.threads >= 2 && (await decodePoolThreads(options.threads)) < options.threads;
+  if (file || !sink) return decodeAnyOrder(zstd, file, { ...options, here });
   let done = 0;
   const emit = async (data: Uint8Array) => {
     await sink.write(data);
@@ -44,10 +55,10 @@ export async function decompressZstd(zstd: ZstdSource, sink: Sink | undefined, o
   await eachRun(
     zstd,
     async (first, count, bytes) => {
-      // With threads ≥ 2, one run in `threads` decodes here: this thread is one of the cores (the
+      // On worker threads, one run in `threads` decodes here: this thread is one of the cores (the
       // pool has threads - 1 workers), and its own share of the work, reading and writing, is small.
-      const here = mayDecodeHere(options.threads, bytes) && runs++ % options.threads === options.threads - 1;
-      await window.push(zstd.decodeRun(first, count, spare.pop(), here).then(({ data, bytes, out }) => ({ data, buffers: { bytes, out } })));
+      const decodeHere = here && bytes <= HERE_MAX_BYTES && runs++ % options.threads === options.threads - 1;
+      await window.push(zstd.decodeRun(first, count, spare.pop(), decodeHere).then(({ data, bytes, out }) => ({ data, buffers: { bytes, out } })));
     },
     async (frame) => {
       let zero = zeros.get(frame.uSize);
@@ -61,9 +72,6 @@ export async function decompressZstd(zstd: ZstdSource, sink: Sink | undefined, o
   );
   await window.drain();
 }
-
-/** Runs above HERE_MAX_BYTES (huge frames) stay off this thread: its event loop answers signals. */
-const mayDecodeHere = (threads: number, bytes: number) => threads >= 2 && bytes <= HERE_MAX_BYTES;
 
 /** Walks the frames: runs of decodable frames (about DECODE_RUN_BYTES), proven zero frames, streamed frames, in order. */
 async function eachRun(
@@ -105,12 +113,13 @@ async function streamFrame(zstd: ZstdSource, frame: ZstdFrame, emit: (data: Uint
 }
 
 /**
- * The any-order pass (see decompressZstd): at most threads + 2 runs in flight, one each on the
- * workers and the rest here. A failure waits until no run is being written any more, so that the
+ * The any-order pass (see decompressZstd): at most threads + 2 runs in flight, `threads` in the
+ * pool and the rest read ahead (or, on worker threads, decoding here). The first failure of any run
+ * ends the pass (pinned by test/zstd-interop.test.ts, "a damaged frame fails both"); it waits until no run is being written any more, so that the
  * caller's cleanup (removing or truncating the output) is the last word.
  */
-async function decodeAnyOrder(zstd: ZstdSource, file: PositionalOutput | undefined, options: { threads: number; onProgress?: (done: number) => void }): Promise<void> {
-  const workers = Math.max(1, options.threads - 1);
+async function decodeAnyOrder(zstd: ZstdSource, file: PositionalOutput | undefined, options: { threads: number; here: boolean; onProgress?: (done: number) => void }): Promise<void> {
+  const workers = options.here ? options.threads - 1 : options.threads;
   const spare: DecodeRunBuffers[] = [];
   const running = new Set<Promise<void>>();
   let onWorkers = 0;
@@ -123,12 +132,18 @@ async function decodeAnyOrder(zstd: ZstdSource, file: PositionalOutput | undefin
     if (file) await file.write(file.at + at, data);
     progress(data.length);
   };
-  const settleAll = () => Promise.all(running);
+  // The first run to fail: a run settles (and leaves `running`) on its own, maybe while nothing
+  // awaits it, and its failure must still end the pass.
+  let failure: { error: unknown } | undefined;
+  const settleAll = async () => {
+    await Promise.allSettled(running);
+    if (failure) throw failure.error;
+  };
   try {
     await eachRun(
       zstd,
       async (first, count, bytes) => {
-        const here = mayDecodeHere(options.threads, bytes) && onWorkers >= workers;
+        const here = options.here && bytes <= HERE_MAX_BYTES && onWorkers >= workers;
         if (!here) onWorkers++;
         const job = zstd.decodeRun(first, count, spare.pop(), here).then(async ({ data, bytes, out }) => {
           if (!here) onWorkers--;
@@ -136,9 +151,15 @@ async function decodeAnyOrder(zstd: ZstdSource, file: PositionalOutput | undefin
           spare.push({ bytes, out });
         });
         running.add(job);
-        const forget = () => running.delete(job);
-        job.then(forget, forget);
-        if (running.size >= options.threads + 2) await Promise.race(running);
+        job.then(
+          () => running.delete(job),
+          (error: unknown) => {
+            failure ??= { error };
+            running.delete(job);
+          },
+        );
+        if (running.size >= options.threads + 2) await Promise.race(running).catch(() => {});
+        if (failure) throw failure.error;
       },
       async (frame) => progress(frame.uSize),
       async (frame) => {

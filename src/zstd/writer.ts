@@ -2,7 +2,7 @@
  * Writes the zstd seekable format: independent frames of exactly `frameSize` uncompressed bytes
  * (the last may be shorter), each with its content size and Content_Checksum, then the seek table
  * (a skippable frame with one entry per frame, checksums included) that ends the file. Frames are
- * compressed on worker threads and written in order, and each frame's bytes depend only on its
+ * compressed in runs, in process (libzstd on libuv's thread pool) or on worker threads, and written in order, and each frame's bytes depend only on its
  * data and the level, so the output is the same for any thread count. An all-zero frame is
  * compressed once and its bytes reused. The entry a frame gets in the seek table is made from the
  * frame as it is written (sizes counted, checksum copied from its last four bytes), so the table
@@ -17,7 +17,7 @@ import { orderedWindow } from '../workers/ordered.js';
 import { createWorkerPool, defaultThreads } from '../workers/pool.js';
 import { nextPiece, normaliseRanges, type ByteRange } from '../stored-ranges.js';
 import { isAllZero } from '../zeros.js';
-import { compressFrame, encodeRun } from './codec.js';
+import { compressFrame } from './codec.js';
 import { buildSeekTable, frameChecksum, SEEKABLE_MAX_FRAME_SIZE, type SeekEntry } from './format.js';
 import { buildStoredFrame, STORED_FRAME_MAX } from './stored.js';
 
@@ -29,7 +29,7 @@ import { buildStoredFrame, STORED_FRAME_MAX } from './stored.js';
 export const DEFAULT_FRAME_SIZE = 2 ** 20;
 export const DEFAULT_LEVEL = 3;
 export const MAX_LEVEL = 22;
-/** Uncompressed bytes per worker message (whole frames; at least one). */
+/** Uncompressed bytes per job (whole frames; at least one). */
 export const ENCODE_RUN_BYTES = 4 << 20;
 /** Frames that need no encoding (zero frames) that one run may carry besides its frames to encode. */
 const READY_FRAMES_PER_RUN = 256;
@@ -47,7 +47,7 @@ export interface ZstdWriterOptions {
   /** Called as each frame is written: its seek table entry and file offset. */
   onFrame?: (frame: SeekEntry & { offset: number }) => void;
   onProgress?: (done: number) => void;
-  /** Stops the worker threads at once when aborted; the write then fails. */
+  /** Stops the encoding within a slice when aborted; the write then fails. */
   signal?: AbortSignal;
 }
 
@@ -80,11 +80,11 @@ export async function writeZstd(input: SequentialInput, sink: Sink, options: Zst
   }
   if (!Number.isInteger(level) || level < 1 || level > MAX_LEVEL) throw fail('BAD_ARGUMENT', `level ${level} must be 1 to ${MAX_LEVEL}`);
 
-  // With threads ≥ 2 this thread encodes one run in `threads` (see flush, encodeHere) beside threads - 1
-  // workers: measured on the bench image, a second worker's start-up and the hand-offs left both
-  // cores idle for a while, and this thread, which only reads and writes, was idle most of the run.
+  // Runs encode in process (libzstd on libuv's thread pool, workers/in-process.ts), `threads` at a
+  // time, and this thread only reads and writes: no worker thread starts. Without the addon there
+  // is no encoder anywhere, and the first frame fails with ZSTD_UNSUPPORTED.
   const threads = Math.max(1, options.threads ?? defaultThreads());
-  const pool = createWorkerPool(Math.max(1, threads - 1), options.signal);
+  const pool = createWorkerPool(threads, options.signal);
   const entries: SeekEntry[] = [];
   let compressedSize = 0;
   let uncompressedSize = 0;
@@ -92,16 +92,15 @@ export async function writeZstd(input: SequentialInput, sink: Sink, options: Zst
   let storedBytes = 0;
   const stored = normaliseRanges(options.stored ?? []);
 
-  // Runs stay short in time, so that a signal stops the work within a second: above level 12 the
-  // encoder runs at a few MB/s, and a run is one frame; and this thread encodes only runs that
-  // take milliseconds (its event loop is what answers the signal).
-  const fast = level <= 12;
-  const framesPerRun = fast ? Math.max(1, Math.floor(ENCODE_RUN_BYTES / frameSize)) : 1;
-  const encodeHere = fast && frameSize <= ENCODE_RUN_BYTES && threads >= 2;
+  // Above level 12 the encoder runs at a few MB/s and a run is one frame, so that `threads` runs
+  // keep the cores busy; a signal stops one within a slice of its frame (native/zstd/zstd.c).
+  const framesPerRun = level <= 12 ? Math.max(1, Math.floor(ENCODE_RUN_BYTES / frameSize)) : 1;
   const spare: Uint8Array[] = [];
+  /** Buffers whose frames are written (in process only), for later runs' frames: no fresh pages per run. */
+  const spareOutputs: Uint8Array[] = [];
   const zeroFramesByLength = new Map<number, Uint8Array>();
   // threads + 2 runs in flight: each run is several frames, so the workers always have the next.
-  const window = orderedWindow<{ frames: Uint8Array[]; lengths: number[]; data?: Uint8Array }>(threads + 2, async ({ frames, lengths, data }) => {
+  const window = orderedWindow<{ frames: Uint8Array[]; lengths: number[]; data?: Uint8Array; output?: Uint8Array }>(threads + 2, async ({ frames, lengths, data, output }) => {
     for (let index = 0; index < frames.length; index++) {
       const frame = frames[index]!;
       const offset = compressedSize;
@@ -114,6 +113,7 @@ export async function writeZstd(input: SequentialInput, sink: Sink, options: Zst
       options.onProgress?.(uncompressedSize);
     }
     if (data) spare.push(data);
+    if (output) spareOutputs.push(output);
   });
 
   // The run being filled: its buffer, the length of each frame read into it to be encoded, and
@@ -122,7 +122,6 @@ export async function writeZstd(input: SequentialInput, sink: Sink, options: Zst
   // place of their own in the window: one each left the window full of finished frames behind a
   // run still encoding, and the workers idle (measured: 0.15 s of 0.8 s with /boot stored).
   let run: { data: Uint8Array; lengths: number[]; items: { frame?: Uint8Array; length: number }[]; readyBytes: number } | undefined;
-  let runs = 0;
   const flush = async () => {
     if (!run || run.items.length === 0) return;
     const { data, lengths, items } = run;
@@ -136,12 +135,9 @@ export async function writeZstd(input: SequentialInput, sink: Sink, options: Zst
       await window.push(Promise.resolve({ frames: inOrder([]), lengths: itemLengths, data }));
       return;
     }
-    if (encodeHere && runs++ % threads === threads - 1) {
-      await window.push(Promise.resolve({ frames: inOrder(encodeRun(data, lengths, frameSize, level)), lengths: itemLengths, data }));
-      return;
-    }
-    const encoded = pool.run({ kind: 'zstd-encode-run', data, lengths, frameSize, level }, [data.buffer as ArrayBuffer]);
-    await window.push(encoded.then(({ frames, data }) => ({ frames: inOrder(frames), lengths: itemLengths, data })));
+    const output = spareOutputs.pop();
+    const encoded = pool.run({ kind: 'zstd-encode-run', data, lengths, frameSize, level, output }, [data.buffer as ArrayBuffer]);
+    await window.push(encoded.then(({ frames, data, output }) => ({ frames: inOrder(frames), lengths: itemLengths, data, output })));
   };
   /** Adds a frame that needs no encoding to the run; a run holds at most a run's worth of such bytes. */
   const addReady = async (frame: Uint8Array, length: number, bytes: number) => {
@@ -169,7 +165,7 @@ export async function writeZstd(input: SequentialInput, sink: Sink, options: Zst
         continue;
       }
       // A frame to encode has its slot of frameSize bytes in the run; one cut short by a stored
-      // range leaves the rest of its slot unused (encodeRun reads each frame at index × frameSize).
+      // range leaves the rest of its slot unused (frame i of a run is read at i × frameSize).
       run ??= { data: spare.pop() ?? new Uint8Array(framesPerRun * frameSize), lengths: [], items: [], readyBytes: 0 };
       const slot = run.lengths.length * frameSize;
       const data = await input.read(run.data.subarray(slot, slot + next.length));
