@@ -138,7 +138,9 @@ export function runZstdJob(job: ZstdEncodeRunJob | ZstdDecodeJob | ZstdDecodeBat
 export function zstdRunner(): InProcessRunner | undefined {
   const native = nativeZstd();
   if (!native) return undefined;
-  return async (job, stop) => {
+  // Detached: a zstd job writes only into its own buffers (the caller writes the file), so a
+  // signal's stop need not wait for it; it ends at its next look at the stop flag anyway.
+  const run: InProcessRunner = async (job, stop) => {
     if (job.kind === 'zstd-encode-run') {
       const { data, lengths, frameSize, level } = job;
       const room = lengths.reduce((sum, length) => sum + native.compressBound(length), 0);
@@ -162,6 +164,7 @@ export function zstdRunner(): InProcessRunner | undefined {
     }
     throw new Error(`seekz: ${job.kind} is not a zstd job`);
   };
+  return Object.assign(run, { detached: true });
 }
 
 /**
