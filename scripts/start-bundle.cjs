@@ -10,7 +10,8 @@
  * Invariants, pinned by test/cli-manners.test.ts (start-up):
  * - A cache serves only the exact bundle file it was made from: its name holds the file's size,
  *   mtime and inode, and V8 checks its own version and flags. A rebuilt bundle never runs stale
- *   code, and writing a cache removes those of the command's earlier builds.
+ *   code, and writing a cache removes those of the command's earlier builds, and any cache not
+ *   rewritten for 30 days (of installs since removed), so the directory does not grow.
  * - Cached code runs as the user, so the directory must be the user's own and writable by no one
  *   else (it is made 0700); otherwise no cache is read or written.
  * - A cache is written to a temp name and renamed: no run reads half of one.
@@ -90,9 +91,14 @@ module.exports = function start(name) {
           closeSync(fd);
         }
         renameSync(temp, cachePath);
-        // The caches of this command's earlier builds, here, will never be read again.
+        // The caches of this command's earlier builds, here, will never be read again; nor, most
+        // likely, any cache not rewritten for 30 days (an install since removed: a clone, a test
+        // directory). Removing one that is still used costs its next run one compile.
+        const stale = Date.now() - 30 * 24 * 3600 * 1000;
         for (const entry of readdirSync(directory)) {
-          if (entry.startsWith(prefix) && entry.endsWith('.v8') && join(directory, entry) !== cachePath) rmSync(join(directory, entry), { force: true });
+          const path = join(directory, entry);
+          if (!entry.endsWith('.v8') || path === cachePath) continue;
+          if (entry.startsWith(prefix) || statSync(path, { throwIfNoEntry: false })?.mtimeMs < stale) rmSync(path, { force: true });
         }
       } catch {
         rmSync(temp, { force: true }); // a read-only or full disk: the next run compiles as usual

@@ -490,10 +490,20 @@ describe('start-up: each command loads what it uses', () => {
     read();
     expect(readFileSync(join(directory, cache!)).equals(written), 'a cache V8 took is left as it is').toBe(true);
 
-    // A cache V8 refuses (here garbage) only costs a compile, and is written again.
+    // A cache V8 refuses (here garbage) only costs a compile, and is written again. Writing one
+    // also removes caches of other installs not rewritten for 30 days, and keeps newer ones.
     writeFileSync(join(directory, cache!), 'not a code cache');
+    const gone = join(directory, 'seekxz-oldinstall-v20-x64-1-2-3.v8');
+    const kept = join(directory, 'seekxz-otherinstall-v20-x64-1-2-3.v8');
+    writeFileSync(gone, 'an old cache');
+    writeFileSync(kept, 'a recent cache');
+    const daysAgo = (days: number) => new Date(Date.now() - days * 24 * 3600 * 1000);
+    utimesSync(gone, daysAgo(31), daysAgo(31));
+    utimesSync(kept, daysAgo(29), daysAgo(29));
     read();
     expect(readFileSync(join(directory, cache!)).length).toBeGreaterThan(written.length / 2);
+    expect([existsSync(gone), existsSync(kept)]).toEqual([false, true]);
+    rmSync(kept);
 
     // Cached code runs as the user: a directory others may write to is neither read nor written.
     rmSync(join(directory, cache!));
