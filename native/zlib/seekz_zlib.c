@@ -315,8 +315,8 @@ static napi_value crc32_of(napi_env env, napi_callback_info info) {
  * the builder uses a start only after zlib, inflating from the member's start, reports a block
  * boundary at exactly that bit. A wrong guess costs time, never a wrong index.
  */
-#define FAST_BITS 12
-#define DIST_FAST_BITS 11
+#define FAST_BITS 9
+#define DIST_FAST_BITS 8
 
 typedef struct {
   uint16_t fast[1 << FAST_BITS]; /* symbol << 4 | code length; 0: a longer code (slow path) */
@@ -415,90 +415,27 @@ static inline int decode(BitReader *r, const Huffman *h) {
   return -1;
 }
 
-static const uint16_t length_base[29] = {3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31, 35, 43, 51, 59, 67, 83, 99, 115, 131, 163, 195, 227, 258};
 static const uint8_t length_extra[29] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0};
 static const uint8_t distance_extra[30] = {0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13};
 
-/*
- * One block's symbols: its output length added to *u, 1 at its end-of-block code, 0 on bad data or
- * overrun. The hot loop: the reader lives in locals (a BitReader behind a pointer is reloaded
- * after every byte load, which may alias it), and it refills only below 48 bits, the most one
- * length-distance pair takes (15 + 5 + 15 + 13).
- */
-static int walk_symbols(BitReader *r, const Huffman *literals, const Huffman *distances, double *u) {
-  const unsigned char *in = r->in;
-  const size_t length = r->length;
-  size_t pos = r->pos;
-  uint64_t buffer = r->buffer;
-  unsigned bits = r->bits;
-  uint64_t out = 0;
-  const unsigned literal_mask = (1u << literals->fast_bits) - 1, distance_mask = (1u << distances->fast_bits) - 1;
-  int ok = 0;
-#define REFILL()                                                  \
-  do {                                                            \
-    if (pos + 8 <= length) {                                      \
-      uint64_t word;                                              \
-      memcpy(&word, in + pos, 8);                                 \
-      buffer |= word << bits;                                     \
-      pos += (63 - bits) >> 3;                                    \
-      bits |= 56;                                                 \
-    } else {                                                      \
-      while (bits <= 56) {                                        \
-        buffer |= (uint64_t)(pos < length ? in[pos] : 0) << bits; \
-        pos++;                                                    \
-        bits += 8;                                                \
-      }                                                           \
-    }                                                             \
-  } while (0)
-#define TAKE(n) (value = (uint32_t)(buffer & ((1ull << (n)) - 1)), buffer >>= (n), bits -= (n), value)
+/* One block's symbols, without output: 1 at its end-of-block code, 0 on bad data or overrun. */
+static int walk_symbols(BitReader *r, const Huffman *literals, const Huffman *distances) {
   for (;;) {
-    if (bits < 48) {
-      REFILL();
-      if (pos > length + 16) break;
-    }
-    uint32_t value;
-    int symbol;
-    uint16_t entry = literals->fast[buffer & literal_mask];
-    if (entry) {
-      TAKE(entry & 15);
-      symbol = entry >> 4;
-    } else {
-      r->buffer = buffer, r->bits = bits;
-      symbol = decode(r, literals);
-      buffer = r->buffer, bits = r->bits;
-      if (symbol < 0) break;
-    }
+    refill(r); /* 56 bits or more: enough for a length and a distance with their extra bits */
+    if (r->pos > r->length + 16) return 0;
+    int symbol = decode(r, literals);
     if (symbol < 256) {
-      out++;
+      if (symbol < 0) return 0;
       continue;
     }
-    if (symbol == 256) {
-      ok = 1;
-      break;
-    }
+    if (symbol == 256) return 1;
     symbol -= 257;
-    if (symbol >= 29) break;
-    out += length_base[symbol] + TAKE(length_extra[symbol]);
-    entry = distances->fast[buffer & distance_mask];
-    int distance;
-    if (entry) {
-      TAKE(entry & 15);
-      distance = entry >> 4;
-    } else {
-      r->buffer = buffer, r->bits = bits;
-      distance = decode(r, distances);
-      buffer = r->buffer, bits = r->bits;
-    }
-    if (distance < 0 || distance >= 30) break;
-    TAKE(distance_extra[distance]);
+    if (symbol >= 29) return 0;
+    take(r, length_extra[symbol]);
+    int distance = decode(r, distances);
+    if (distance < 0 || distance >= 30) return 0;
+    take(r, distance_extra[distance]);
   }
-#undef TAKE
-#undef REFILL
-  r->pos = pos;
-  r->buffer = buffer;
-  r->bits = bits;
-  *u += (double)out;
-  return ok;
 }
 
 static const uint8_t code_length_order[19] = {16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15};
@@ -552,8 +489,7 @@ static int block_starts_at(const unsigned char *input, size_t length, double bit
   take(&r, (unsigned)(bit - (double)byte * 8));
   if ((r.buffer & 7) != 4) return 0; /* BFINAL 0, BTYPE 2 */
   take(&r, 3);
-  double u = 0;
-  if (!read_dynamic_tables(&r, literals, distances) || !walk_symbols(&r, literals, distances, &u) || overrun(&r)) return 0;
+  if (!read_dynamic_tables(&r, literals, distances) || !walk_symbols(&r, literals, distances) || overrun(&r)) return 0;
   refill(&r);
   return ((r.buffer >> 1) & 3) != 3 && !overrun(&r);
 }
