@@ -597,11 +597,11 @@ async function inflateNative(
         const from = live.readAt + Math.max(MIN_AHEAD, Math.floor(buffer / Math.max(1, ratio)));
         if (from < source.size) {
           const bit = native.findBlock(await source.read(from, Math.min(SCAN_BYTES, source.size - from)), 0);
-          if (bit >= 0) {
+          // Nothing at or past readAt is inflated yet (checked after the read), so the live stream cannot pass this stop unseen.
+          if (bit >= 0 && from * 8 + bit >= live.readAt * 8) {
             streams.push((next = inflateStream(native, source, from * 8 + bit, buffer, true, spare)));
-            // Nothing at or past readAt is inflated yet, so the live stream cannot pass this stop unseen.
             live.stopBit = next.startBit;
-          } else scanFrom = from;
+          } else if (bit < 0) scanFrom = from;
         }
       }
     }
