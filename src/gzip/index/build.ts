@@ -310,7 +310,7 @@ const ONES_WINDOW = new Uint8Array(WINDOW_SIZE).fill(0xff);
 
 /** When the native engine starts a second, speculative stream (BuildOptions.speculation). */
 export interface SpeculationOptions {
-  /** Compressed bytes a member must have left for a speculative stream to start; default 16 MiB (Infinity: never). */
+  /** Compressed bytes from a member's start to the end of the file for speculative streams to run; default 16 MiB (Infinity: never). */
   minimum?: number;
   /** Output a speculative stream may hold until the stream behind it reaches it; default 32 MiB. */
   buffer?: number;
@@ -591,10 +591,12 @@ async function inflateNative(
       }
       if (piece.stopped) live.resume();
       if (next?.failure !== undefined) drop();
-      if (!next && indexer.produced > 0 && source.size - live.readAt >= minimum && live.readAt >= scanFrom) {
-        // Far enough ahead that the speculative stream fills about its buffer by the time the live one arrives.
+      if (!next && indexer.produced > 0 && source.size - deflateStart >= minimum && live.readAt >= scanFrom) {
+        // Far enough ahead that the speculative stream fills about its buffer by the time the live
+        // one arrives, or halfway through what is left.
         const ratio = indexer.produced / Math.max(1, piece.inputEnd - deflateStart);
-        const from = live.readAt + Math.max(MIN_AHEAD, Math.floor(buffer / Math.max(1, ratio)));
+        const ahead = Math.min(Math.floor(buffer / Math.max(1, ratio)), Math.floor((source.size - live.readAt) / 2));
+        const from = live.readAt + Math.max(MIN_AHEAD, ahead);
         if (from < source.size) {
           const bit = native.findBlock(await source.read(from, Math.min(SCAN_BYTES, source.size - from)), 0);
           // Nothing at or past readAt is inflated yet (checked after the read), so the live stream cannot pass this stop unseen.
