@@ -481,18 +481,26 @@ static int read_dynamic_tables(BitReader *r, Huffman *literals, Huffman *distanc
   return build_huffman(literals, lengths, literal_count, FAST_BITS) && build_huffman(distances, lengths + literal_count, distance_count, DIST_FAST_BITS);
 }
 
-/* Whether a whole non-final dynamic block starts at bit `bit` of input (see findBlock). */
-static int block_starts_at(const unsigned char *input, size_t length, double bit, Huffman *literals, Huffman *distances) {
+/*
+ * Whether a whole non-final dynamic block starts at bit `bit` of input (see findBlock). Counts in
+ * *walks each guess whose tables were complete, so that hostile data cannot make the scan long.
+ */
+static int block_starts_at(const unsigned char *input, size_t length, double bit, Huffman *literals, Huffman *distances, int *walks) {
   size_t byte = (size_t)(bit / 8);
   BitReader r = {input, length, byte, 0, 0};
   refill(&r);
   take(&r, (unsigned)(bit - (double)byte * 8));
   if ((r.buffer & 7) != 4) return 0; /* BFINAL 0, BTYPE 2 */
   take(&r, 3);
-  if (!read_dynamic_tables(&r, literals, distances) || !walk_symbols(&r, literals, distances) || overrun(&r)) return 0;
+  if (!read_dynamic_tables(&r, literals, distances)) return 0;
+  ++*walks;
+  if (!walk_symbols(&r, literals, distances) || overrun(&r)) return 0;
   refill(&r);
   return ((r.buffer >> 1) & 3) != 3 && !overrun(&r);
 }
+
+/* Guesses with complete tables that findBlock walks before it gives up (real data needs one or two). */
+#define MAX_WALKS 64
 
 /* findBlock(input, fromBit) -> bit or -1 */
 static napi_value find_block(napi_env env, napi_callback_info info) {
@@ -509,8 +517,9 @@ static napi_value find_block(napi_env env, napi_callback_info info) {
   Huffman *tables = malloc(2 * sizeof(Huffman));
   double found = -1;
   if (tables) {
-    for (double bit = from; bit < (double)length * 8; bit++) {
-      if (block_starts_at(input, length, bit, tables, tables + 1)) {
+    int walks = 0;
+    for (double bit = from; bit < (double)length * 8 && walks < MAX_WALKS; bit++) {
+      if (block_starts_at(input, length, bit, tables, tables + 1, &walks)) {
         found = bit;
         break;
       }
