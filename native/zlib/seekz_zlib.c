@@ -3,7 +3,7 @@
  * and indexed reads (src/gzip/index/indexed-reader.ts). C glue over the system zlib, nothing more:
  *
  *   createInflater(dictionary?) -> handle        a raw inflate stream (windowBits -15)
- *   inflateBlocks(handle, input, output, bits?) -> Promise<[inUsed, outUsed, ended, boundaries]>
+ *   inflateBlocks(handle, input, output, bits?, stopBit?) -> Promise<[inUsed, outUsed, ended, boundaries]>
  *   inflateBlocksSync(...)                        the same on the calling thread
  *   crc32(data, previous?) -> number              libdeflate's CRC-32 (PCLMUL), zlib's semantics
  *   findBlock(input, fromBit) -> number           the first bit at or past fromBit where a dynamic
@@ -226,7 +226,7 @@ static Job *new_job(napi_env env, napi_callback_info info, napi_value *argv) {
   }
   Inflater *inflater;
   if (argc < 3 || napi_get_value_external(env, argv[0], (void **)&inflater) != napi_ok) {
-    napi_throw_type_error(env, NULL, "seekz_zlib: inflateBlocks(handle, input, output[, bits])");
+    napi_throw_type_error(env, NULL, "seekz_zlib: inflateBlocks(handle, input, output[, bits[, stopBit]])");
     return NULL;
   }
   Job *job = calloc(1, sizeof *job);
