@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { createInflateRaw, inflateRawSync, type ZlibOptions } from 'node:zlib';
 import { walkDeflate } from '../../deflate/walk.js';
 import { fail } from '../../errors.js';
@@ -310,7 +311,7 @@ const ONES_WINDOW = new Uint8Array(WINDOW_SIZE).fill(0xff);
 
 /** When the native engine starts a second, speculative stream (BuildOptions.speculation). */
 export interface SpeculationOptions {
-  /** Compressed bytes from a member's start to the end of the file for speculative streams to run; default 16 MiB (Infinity: never). */
+  /** Compressed bytes from a member's start to the end of the file for speculative streams to run; default 16 MiB, Infinity (never) with one CPU. */
   minimum?: number;
   /** Output a speculative stream may hold until the stream behind it reaches it; default 32 MiB. */
   buffer?: number;
@@ -318,7 +319,8 @@ export interface SpeculationOptions {
   onJoin?: (bit: number) => void;
 }
 
-const DEFAULT_SPECULATION = { minimum: 16 * 2 ** 20, buffer: 32 * 2 ** 20 };
+// With one CPU a second stream only costs (it needs a core of its own to pay).
+const DEFAULT_SPECULATION = { minimum: availableParallelism() > 1 ? 16 * 2 ** 20 : Infinity, buffer: 32 * 2 ** 20 };
 
 /** One inflateBlocks call's worth of a stream, in order. */
 interface Piece {
