@@ -90,6 +90,9 @@ describe('index builder engines', () => {
       const [native, node] = await Promise.all(engines.map((engine) => withEngine(engine, () => buildGzipIndex(bufferSource(file), { spacing: SPACING }))));
       const bytes = serializeSeekzIndex(native!);
       expect(Buffer.from(serializeSeekzIndex(node!)).equals(Buffer.from(bytes))).toBe(true);
+      // Speculative streams as close as they come (these files are too small for many; see below).
+      const speculative = await withEngine('native', () => buildGzipIndex(bufferSource(file), { spacing: SPACING, speculation: { minimum: 0, buffer: 64 * KiB } }));
+      expect(Buffer.from(serializeSeekzIndex(speculative)).equals(Buffer.from(bytes))).toBe(true);
       const index = parseSeekzIndex(bytes);
       expect(index.uncompressedSize).toBe(truth.length);
       // Granules: GRANULE_SIZE long except where a span ends; their compressed ends never go back.
@@ -133,6 +136,45 @@ describe('index builder engines', () => {
       damaged[at]! ^= 0x5a;
       const codes = await Promise.all(engines.map((engine) => withEngine(engine, () => codeOf(() => buildGzipIndex(bufferSource(damaged), { spacing: SPACING })))));
       for (const code of codes) expect(code, `byte ${at}`).not.toBe('ok');
+    }
+  });
+
+  // Big enough for several speculative streams ahead of the live one: 24 MB of disk-like data with zero runs.
+  let made: Uint8Array[] | undefined;
+  const bigFiles = () => {
+    if (made) return made;
+    const big = new Uint8Array(Buffer.concat([diskLikeData(12_000_000, 7), new Uint8Array(3_000_000), noise(500 * KiB, 8), diskLikeData(9_000_000, 9)]));
+    made = ['-6', '-1'].map((level) => new Uint8Array(run('gzip', [level, '-n', '-c'], { input: big }).stdout));
+    made.push(new Uint8Array(run('pigz', ['-6', '-c'], { input: big }).stdout));
+    made.push(new Uint8Array(Buffer.concat([made[2]!, made[0]!])));
+    return made;
+  };
+
+  it('speculative streams (the second core) give the index a single stream gives, byte for byte', async () => {
+    for (const [number, file] of bigFiles().entries()) {
+      const single = await buildGzipIndex(bufferSource(file), { spacing: SPACING, speculation: { minimum: Infinity } });
+      let joins = 0;
+      const speculation = { minimum: 0, buffer: 1024 * KiB, onJoin: () => joins++ };
+      const speculative = await buildGzipIndex(bufferSource(file), { spacing: SPACING, speculation });
+      expect(Buffer.from(serializeSeekzIndex(speculative)).equals(Buffer.from(serializeSeekzIndex(single))), `file ${number}`).toBe(true);
+      expect(joins, `file ${number}: speculative streams taken`).toBeGreaterThan(2);
+    }
+  });
+
+  it('speculative streams change no outcome: damage anywhere gives the error a single stream gives', async () => {
+    const good = bigFiles()[0]!;
+    const speculation = { minimum: 0, buffer: 1024 * KiB };
+    for (let at = 20; at < good.length; at += Math.floor(good.length / 13)) {
+      for (const damage of [0x5a, 0x01]) {
+        const damaged = new Uint8Array(good);
+        damaged[at]! ^= damage;
+        const single = await codeOf(() => buildGzipIndex(bufferSource(damaged), { spacing: SPACING, speculation: { minimum: Infinity } }));
+        const speculative = await codeOf(() => buildGzipIndex(bufferSource(damaged), { spacing: SPACING, speculation }));
+        expect(speculative, `byte ${at} ^ ${damage}`).toBe(single);
+      }
+    }
+    for (const cut of [good.length - 9, Math.floor(good.length / 2), Math.floor(good.length / 5)]) {
+      expect(await codeOf(() => buildGzipIndex(bufferSource(good.subarray(0, cut)), { spacing: SPACING, speculation }))).toBe('DEFLATE_TRUNCATED');
     }
   });
 });

@@ -3,9 +3,11 @@
  * and indexed reads (src/gzip/index/indexed-reader.ts). C glue over the system zlib, nothing more:
  *
  *   createInflater(dictionary?) -> handle        a raw inflate stream (windowBits -15)
- *   inflateBlocks(handle, input, output, bits?) -> Promise<[inUsed, outUsed, ended, boundaries]>
+ *   inflateBlocks(handle, input, output, bits?, stopBit?) -> Promise<[inUsed, outUsed, ended, boundaries]>
  *   inflateBlocksSync(...)                        the same on the calling thread
  *   crc32(data, previous?) -> number              libdeflate's CRC-32 (PCLMUL), zlib's semantics
+ *   findBlock(input, fromBit) -> number           the first bit at or past fromBit where a dynamic
+ *                                                 block plausibly starts, or -1 (see find_block)
  *
  * inflateBlocks runs on libuv's thread pool. It inflates `input` into `output` until one of them
  * is used up or the deflate stream ends, and returns, for every block boundary it passed (not
@@ -13,7 +15,8 @@
  * the stream-relative output offset there, as pairs in a Float64Array: the same boundaries zran.c
  * and gztool take from data_type. `bits` (1-7, first call only) primes the stream with the top
  * bits of input[0], so inflation can start inside a byte (inflatePrime), and the first byte is
- * then skipped.
+ * then skipped. `stopBit` (optional, stream-relative, -1 for none) ends the call at the boundary
+ * found exactly there (it is the last pair returned), so that another inflater can take over.
  *
  * Invariant: one call at a time per handle (the JavaScript side awaits each), and input/output
  * stay referenced until the call completes. Pinned by test/gzip-index-engines.test.ts, which
@@ -40,6 +43,7 @@ typedef struct {
   unsigned char *output;
   size_t output_length;
   int prime_bits;
+  double stop_bit; /* stop at the boundary at this stream-relative bit; -1: none */
   /* results */
   size_t in_used, out_used;
   int status; /* zlib code of a failure, or Z_OK */
@@ -150,7 +154,9 @@ static void run_job(Job *job) {
         strncpy(job->message, "more than 7 bits pending at a block boundary", sizeof job->message - 1);
         break;
       }
-      add_boundary(job, (double)strm->total_in * 8 - (strm->data_type & 7), (double)strm->total_out);
+      double bit = (double)strm->total_in * 8 - (strm->data_type & 7);
+      add_boundary(job, bit, (double)strm->total_out);
+      if (bit == job->stop_bit) break;
     }
     if (strm->avail_in == 0 || strm->avail_out == 0) break;
   }
@@ -213,14 +219,14 @@ static void complete(napi_env env, napi_status status, void *data) {
 
 /* A job from (handle, input, output[, bits]), or NULL with an exception pending. */
 static Job *new_job(napi_env env, napi_callback_info info, napi_value *argv) {
-  size_t argc = 4;
+  size_t argc = 5;
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) {
     napi_throw_error(env, NULL, "seekz_zlib: node-api call failed");
     return NULL;
   }
   Inflater *inflater;
   if (argc < 3 || napi_get_value_external(env, argv[0], (void **)&inflater) != napi_ok) {
-    napi_throw_type_error(env, NULL, "seekz_zlib: inflateBlocks(handle, input, output[, bits])");
+    napi_throw_type_error(env, NULL, "seekz_zlib: inflateBlocks(handle, input, output[, bits[, stopBit]])");
     return NULL;
   }
   Job *job = calloc(1, sizeof *job);
@@ -239,6 +245,10 @@ static Job *new_job(napi_env env, napi_callback_info info, napi_value *argv) {
   if (argc >= 4) napi_typeof(env, argv[3], &kind);
   if (kind == napi_number) napi_get_value_int32(env, argv[3], &job->prime_bits);
   if (job->prime_bits < 0 || job->prime_bits > 7) job->prime_bits = 0;
+  job->stop_bit = -1;
+  kind = napi_undefined;
+  if (argc >= 5) napi_typeof(env, argv[4], &kind);
+  if (kind == napi_number) napi_get_value_double(env, argv[4], &job->stop_bit);
   if (inflater->busy) {
     free(job);
     napi_throw_error(env, NULL, "seekz_zlib: one inflateBlocks call at a time per inflater");
@@ -249,7 +259,7 @@ static Job *new_job(napi_env env, napi_callback_info info, napi_value *argv) {
 
 /* inflateBlocksSync: the same work on this thread, for reads that wait for it anyway. */
 static napi_value inflate_blocks_sync(napi_env env, napi_callback_info info) {
-  napi_value argv[4], result, error;
+  napi_value argv[5], result, error;
   Job *job = new_job(env, info, argv);
   if (!job) return NULL;
   run_job(job);
@@ -264,7 +274,7 @@ static napi_value inflate_blocks_sync(napi_env env, napi_callback_info info) {
 }
 
 static napi_value inflate_blocks(napi_env env, napi_callback_info info) {
-  napi_value argv[4], promise, name;
+  napi_value argv[5], promise, name;
   Job *job = new_job(env, info, argv);
   if (!job) return NULL;
   Inflater *inflater = job->inflater;
@@ -297,12 +307,236 @@ static napi_value crc32_of(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/*
+ * findBlock: where a second inflater may start, for the gzip index builder's second core
+ * (src/gzip/index/build.ts, "speculative streams"). It tries every bit from `fromBit` on for a
+ * non-final dynamic block (RFC 1951 §3.2.7) whose code tables are complete, as zlib requires,
+ * and whose symbols run to an end-of-block code followed by a valid block type. It only guesses:
+ * the builder uses a start only after zlib, inflating from the member's start, reports a block
+ * boundary at exactly that bit. A wrong guess costs time, never a wrong index.
+ */
+#define FAST_BITS 9
+#define DIST_FAST_BITS 8
+
+typedef struct {
+  uint16_t fast[1 << FAST_BITS]; /* symbol << 4 | code length; 0: a longer code (slow path) */
+  uint16_t count[16];
+  uint16_t symbol[320];
+  int fast_bits;
+} Huffman;
+
+typedef struct {
+  const unsigned char *in;
+  size_t length, pos; /* pos may run past length: zero bytes, noticed by overrun() */
+  uint64_t buffer;
+  unsigned bits;
+} BitReader;
+
+static inline void refill(BitReader *r) {
+  if (r->pos + 8 <= r->length) {
+    uint64_t word;
+    memcpy(&word, r->in + r->pos, 8);
+    r->buffer |= word << r->bits;
+    r->pos += (63 - r->bits) >> 3;
+    r->bits |= 56;
+  } else {
+    while (r->bits <= 56) {
+      uint64_t byte = r->pos < r->length ? r->in[r->pos] : 0;
+      r->buffer |= byte << r->bits;
+      r->pos++;
+      r->bits += 8;
+    }
+  }
+}
+
+static inline uint32_t take(BitReader *r, unsigned n) {
+  uint32_t value = (uint32_t)(r->buffer & ((1ull << n) - 1));
+  r->buffer >>= n;
+  r->bits -= n;
+  return value;
+}
+
+static inline int overrun(const BitReader *r) { return (double)r->pos * 8 - r->bits > (double)r->length * 8; }
+
+/* Canonical Huffman code from code lengths: 1 when complete, or when it has a single code, else 0. */
+static int build_huffman(Huffman *h, const uint8_t *lengths, int n, int fast_bits) {
+  uint16_t offsets[16];
+  int next_code[16];
+  memset(h->count, 0, sizeof h->count);
+  for (int i = 0; i < n; i++) h->count[lengths[i]]++;
+  h->count[0] = 0;
+  int left = 1, codes = 0;
+  for (int len = 1; len < 16; len++) {
+    left = (left << 1) - h->count[len];
+    codes += h->count[len];
+    if (left < 0) return 0;
+  }
+  if (left > 0 && codes != 1) return 0;
+  offsets[1] = 0;
+  for (int len = 1; len < 15; len++) offsets[len + 1] = offsets[len] + h->count[len];
+  for (int i = 0; i < n; i++)
+    if (lengths[i]) h->symbol[offsets[lengths[i]]++] = (uint16_t)i;
+  h->fast_bits = fast_bits;
+  memset(h->fast, 0, sizeof(uint16_t) << fast_bits);
+  /* RFC 1951 §3.2.2: the first code of each length. */
+  int code = 0;
+  for (int len = 1; len < 16; len++) {
+    code = (code + (len > 1 ? h->count[len - 1] : 0)) << 1;
+    next_code[len] = code;
+  }
+  for (int i = 0; i < n; i++) {
+    int len = lengths[i];
+    if (!len) continue;
+    int c = next_code[len]++;
+    if (len > fast_bits) continue;
+    int reversed = 0;
+    for (int b = 0; b < len; b++) reversed |= ((c >> b) & 1) << (len - 1 - b);
+    for (int at = reversed; at < (1 << fast_bits); at += 1 << len) h->fast[at] = (uint16_t)(i << 4 | len);
+  }
+  return 1;
+}
+
+/* One symbol; -1 when no code matches. Needs at least 15 bits in the buffer. */
+static inline int decode(BitReader *r, const Huffman *h) {
+  uint16_t entry = h->fast[r->buffer & ((1u << h->fast_bits) - 1)];
+  if (entry) {
+    take(r, entry & 15);
+    return entry >> 4;
+  }
+  int code = 0, first = 0, index = 0;
+  for (int len = 1; len < 16; len++) {
+    code |= (int)take(r, 1);
+    int count = h->count[len];
+    if (code - count < first) return h->symbol[index + (code - first)];
+    index += count;
+    first = (first + count) << 1;
+    code <<= 1;
+  }
+  return -1;
+}
+
+static const uint8_t length_extra[29] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0};
+static const uint8_t distance_extra[30] = {0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13};
+
+/* One block's symbols, without output: 1 at its end-of-block code, 0 on bad data or overrun. */
+static int walk_symbols(BitReader *r, const Huffman *literals, const Huffman *distances) {
+  for (;;) {
+    refill(r); /* 56 bits or more: enough for a length and a distance with their extra bits */
+    if (r->pos > r->length + 16) return 0;
+    int symbol = decode(r, literals);
+    if (symbol < 256) {
+      if (symbol < 0) return 0;
+      continue;
+    }
+    if (symbol == 256) return 1;
+    symbol -= 257;
+    if (symbol >= 29) return 0;
+    take(r, length_extra[symbol]);
+    int distance = decode(r, distances);
+    if (distance < 0 || distance >= 30) return 0;
+    take(r, distance_extra[distance]);
+  }
+}
+
+static const uint8_t code_length_order[19] = {16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15};
+
+/* A dynamic block's code tables (RFC 1951 §3.2.7); 0 on bad data. */
+static int read_dynamic_tables(BitReader *r, Huffman *literals, Huffman *distances) {
+  refill(r);
+  int literal_count = (int)take(r, 5) + 257, distance_count = (int)take(r, 5) + 1, code_count = (int)take(r, 4) + 4;
+  if (literal_count > 286 || distance_count > 30) return 0;
+  uint8_t lengths[320];
+  memset(lengths, 0, 19);
+  int kraft = 0; /* a complete code-length code sums to 2^7 (checked before building any table) */
+  for (int i = 0; i < code_count; i++) {
+    if (r->bits < 3) refill(r);
+    int len = (int)take(r, 3);
+    lengths[code_length_order[i]] = (uint8_t)len;
+    if (len) kraft += 128 >> len;
+  }
+  if (kraft != 128) return 0;
+  Huffman code_lengths;
+  if (!build_huffman(&code_lengths, lengths, 19, 7)) return 0;
+  int total = literal_count + distance_count;
+  for (int i = 0; i < total;) {
+    refill(r);
+    if (r->pos > r->length + 16) return 0;
+    int symbol = decode(r, &code_lengths);
+    if (symbol < 0) return 0;
+    if (symbol < 16) {
+      lengths[i++] = (uint8_t)symbol;
+      continue;
+    }
+    int repeat, value = 0;
+    if (symbol == 16) {
+      if (i == 0) return 0;
+      value = lengths[i - 1];
+      repeat = 3 + (int)take(r, 2);
+    } else if (symbol == 17) repeat = 3 + (int)take(r, 3);
+    else repeat = 11 + (int)take(r, 7);
+    if (i + repeat > total) return 0;
+    while (repeat--) lengths[i++] = (uint8_t)value;
+  }
+  if (lengths[256] == 0) return 0;
+  return build_huffman(literals, lengths, literal_count, FAST_BITS) && build_huffman(distances, lengths + literal_count, distance_count, DIST_FAST_BITS);
+}
+
+/*
+ * Whether a whole non-final dynamic block starts at bit `bit` of input (see findBlock). Counts in
+ * *walks each guess whose tables were complete, so that hostile data cannot make the scan long.
+ */
+static int block_starts_at(const unsigned char *input, size_t length, double bit, Huffman *literals, Huffman *distances, int *walks) {
+  size_t byte = (size_t)(bit / 8);
+  BitReader r = {input, length, byte, 0, 0};
+  refill(&r);
+  take(&r, (unsigned)(bit - (double)byte * 8));
+  if ((r.buffer & 7) != 4) return 0; /* BFINAL 0, BTYPE 2 */
+  take(&r, 3);
+  if (!read_dynamic_tables(&r, literals, distances)) return 0;
+  ++*walks;
+  if (!walk_symbols(&r, literals, distances) || overrun(&r)) return 0;
+  refill(&r);
+  return ((r.buffer >> 1) & 3) != 3 && !overrun(&r);
+}
+
+/* Guesses with complete tables that findBlock walks before it gives up (real data needs one or two). */
+#define MAX_WALKS 64
+
+/* findBlock(input, fromBit) -> bit or -1 */
+static napi_value find_block(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2], result;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  unsigned char *input;
+  size_t length;
+  double from = 0;
+  if (argc < 2 || !bytes_of(env, argv[0], &input, &length) || napi_get_value_double(env, argv[1], &from) != napi_ok || !(from >= 0)) {
+    napi_throw_type_error(env, NULL, "seekz_zlib: findBlock(input: Uint8Array, fromBit: number)");
+    return NULL;
+  }
+  Huffman *tables = malloc(2 * sizeof(Huffman));
+  double found = -1;
+  if (tables) {
+    int walks = 0;
+    for (double bit = from; bit < (double)length * 8 && walks < MAX_WALKS; bit++) {
+      if (block_starts_at(input, length, bit, tables, tables + 1, &walks)) {
+        found = bit;
+        break;
+      }
+    }
+    free(tables);
+  }
+  CHECK(napi_create_double(env, found, &result));
+  return result;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor properties[] = {
       {"createInflater", NULL, create_inflater, NULL, NULL, NULL, napi_default, NULL},
       {"inflateBlocks", NULL, inflate_blocks, NULL, NULL, NULL, napi_default, NULL},
       {"inflateBlocksSync", NULL, inflate_blocks_sync, NULL, NULL, NULL, napi_default, NULL},
       {"crc32", NULL, crc32_of, NULL, NULL, NULL, napi_default, NULL},
+      {"findBlock", NULL, find_block, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_value version;
   napi_create_string_utf8(env, zlibVersion(), NAPI_AUTO_LENGTH, &version);

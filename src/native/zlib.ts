@@ -19,20 +19,26 @@ export interface InflateResult {
 export interface NativeZlib {
   /** A raw inflate stream, primed with up to 32 KiB of history. */
   createInflater(dictionary?: Uint8Array): unknown;
-  /** Inflates on the thread pool until input or output is used up or the stream ends (see the C file). */
-  inflateBlocks(inflater: unknown, input: Uint8Array, output: Uint8Array, primeBits?: number): Promise<InflateResult>;
+  /**
+   * Inflates on the thread pool until input or output is used up or the stream ends (see the C
+   * file); with `stopBit` (stream-relative) also at the block boundary found exactly there.
+   */
+  inflateBlocks(inflater: unknown, input: Uint8Array, output: Uint8Array, primeBits?: number, stopBit?: number): Promise<InflateResult>;
   /** The same on this thread: for reads that wait for the result anyway (no thread-pool round trip). */
   inflateBlocksSync(inflater: unknown, input: Uint8Array, output: Uint8Array, primeBits?: number): InflateResult;
   /** CRC-32 as zlib computes it (continuing from `previous`), by libdeflate: PCLMUL folding. */
   crc32(data: Uint8Array, previous?: number): number;
+  /** A guess: the first bit at or past `fromBit` of `input` where a dynamic deflate block seems to start, or -1. */
+  findBlock(input: Uint8Array, fromBit: number): number;
   zlibVersion: string;
 }
 
 interface Binding {
   createInflater(dictionary?: Uint8Array): unknown;
-  inflateBlocks(inflater: unknown, input: Uint8Array, output: Uint8Array, primeBits?: number): Promise<[number, number, boolean, Float64Array]>;
+  inflateBlocks(inflater: unknown, input: Uint8Array, output: Uint8Array, primeBits?: number, stopBit?: number): Promise<[number, number, boolean, Float64Array]>;
   inflateBlocksSync(inflater: unknown, input: Uint8Array, output: Uint8Array, primeBits?: number): [number, number, boolean, Float64Array];
   crc32(data: Uint8Array, previous?: number): number;
+  findBlock(input: Uint8Array, fromBit: number): number;
   zlibVersion: string;
 }
 
@@ -54,8 +60,8 @@ function load(): NativeZlib | null {
     }
     return {
       createInflater: (dictionary) => binding.createInflater(dictionary),
-      inflateBlocks: async (inflater, input, output, primeBits) => {
-        const [inUsed, outUsed, ended, boundaries] = await binding.inflateBlocks(inflater, input, output, primeBits);
+      inflateBlocks: async (inflater, input, output, primeBits, stopBit) => {
+        const [inUsed, outUsed, ended, boundaries] = await binding.inflateBlocks(inflater, input, output, primeBits, stopBit);
         return { inUsed, outUsed, ended, boundaries };
       },
       inflateBlocksSync: (inflater, input, output, primeBits) => {
@@ -63,6 +69,7 @@ function load(): NativeZlib | null {
         return { inUsed, outUsed, ended, boundaries };
       },
       crc32: (data, previous = 0) => binding.crc32(data, previous),
+      findBlock: (input, fromBit) => binding.findBlock(input, fromBit),
       zlibVersion: binding.zlibVersion,
     };
   }

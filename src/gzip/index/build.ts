@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { createInflateRaw, inflateRawSync, type ZlibOptions } from 'node:zlib';
 import { walkDeflate } from '../../deflate/walk.js';
 import { fail } from '../../errors.js';
@@ -17,6 +18,8 @@ export interface BuildOptions {
   onWindow?: (window: Uint8Array) => void;
   /** Told of each member once its trailer checks out (seekz info lists them). */
   onMember?: (member: GzipMember) => void;
+  /** When the native engine runs a second stream ahead (see inflateNative). */
+  speculation?: SpeculationOptions;
 }
 
 export interface GzipMember {
@@ -284,24 +287,252 @@ async function indexMember(
   uBase: number,
   spacing: number,
   points: AccessPoint[],
-  { onProgress, onWindow }: BuildOptions,
+  { onProgress, onWindow, speculation }: BuildOptions,
 ): Promise<{ uLength: number; deflateEnd: number; crc: number }> {
   const indexer = memberIndexer(deflateStart, uBase, spacing, points, onWindow);
   const native = nativeZlib();
   const { deflateEnd, endBit } = native
-    ? await inflateNative(native, source, deflateStart, indexer, onProgress)
+    ? await inflateNative(native, source, deflateStart, indexer, onProgress, speculation)
     : await inflateWithWalker(source, deflateStart, indexer, onProgress);
   const crc = indexer.finish(endBit);
   return { uLength: indexer.produced, deflateEnd, crc };
 }
 
-/** Output buffers the native engine fills in turn: one is summed while zlib fills the other. */
+/** Output per inflateBlocks call of the native engine. */
 const NATIVE_OUTPUT = 1 << 20;
+/** Compressed bytes scanned for a place where a speculative stream may start. */
+const SCAN_BYTES = 256 * 1024;
+/** The least distance (compressed bytes) between the live stream and a speculative one. */
+const MIN_AHEAD = 64 * 1024;
+/** Output a speculative stream may give before its two dictionaries agree on a whole window, or it gives up. */
+const DUAL_LIMIT = 16 * 2 ** 20;
+const ZERO_WINDOW = new Uint8Array(WINDOW_SIZE);
+const ONES_WINDOW = new Uint8Array(WINDOW_SIZE).fill(0xff);
+
+/** When the native engine starts a second, speculative stream (BuildOptions.speculation). */
+export interface SpeculationOptions {
+  /** Compressed bytes from a member's start to the end of the file for speculative streams to run; default 16 MiB, Infinity (never) with one CPU. */
+  minimum?: number;
+  /** Output a speculative stream may hold until the stream behind it reaches it; default 32 MiB. */
+  buffer?: number;
+  /** Told each time a speculative stream's output is taken, with the bit where it joined (tests count them). */
+  onJoin?: (bit: number) => void;
+}
+
+// With one CPU a second stream only costs (it needs a core of its own to pay).
+const DEFAULT_SPECULATION = { minimum: availableParallelism() > 1 ? 16 * 2 ** 20 : Infinity, buffer: 32 * 2 ** 20 };
+
+/** One inflateBlocks call's worth of a stream, in order. */
+interface Piece {
+  /** Pairs: absolute bit where a block starts, stream-relative output offset there. */
+  boundaries: number[];
+  output: Uint8Array;
+  /** The call stopped at the stream's stopBit: the last boundary is that one. */
+  stopped: boolean;
+  ended: boolean;
+  /** File offset just past the compressed bytes inflated so far. */
+  inputEnd: number;
+}
+
+/**
+ * A zlib stream over one member from a block boundary on, run on libuv's thread pool ahead of
+ * the consumer, which takes its pieces in order. A speculative stream starts where no history is
+ * known yet (see inflateNative) and keeps nothing until its output is known to be true: from then
+ * on (`join`) it queues its pieces.
+ */
+interface InflateStream {
+  readonly startBit: number;
+  /** Where this stream's pieces begin: a block boundary (absolute bit) and the stream-relative output there. */
+  join: { bit: number; u: number } | undefined;
+  /** Settles once `join` is known, or the stream gave up. */
+  readonly joined: Promise<void>;
+  /** Absolute bit of a block boundary to stop at (read when each call starts). */
+  stopBit: number | undefined;
+  /** Where the next read starts: nothing at or past it has been inflated. */
+  readonly readAt: number;
+  /** File offset just past the compressed bytes inflated so far. */
+  readonly inputEnd: number;
+  /** Why a speculative stream gave up (it is then dropped), or the error a live one meets. */
+  readonly failure: unknown;
+  take(): Promise<Piece>;
+  /** Gives a taken piece's output buffer back to the shared pool (fresh 1 MiB buffers per call cost page faults). */
+  release(piece: Piece): void;
+  /** After a stopped piece: go on past the stop. */
+  resume(): void;
+  cancel(): void;
+  /** Settles when no call is left running (it never rejects). */
+  readonly finished: Promise<void>;
+}
+
+function inflateStream(
+  native: NativeZlib,
+  source: Source,
+  startBit: number,
+  capacity: number,
+  speculative: boolean,
+  spare: Uint8Array[],
+): InflateStream {
+  const pieces: Piece[] = [];
+  let queued = 0;
+  let markJoined!: () => void;
+  const joined = new Promise<void>((resolve) => (markJoined = resolve));
+  let done = false;
+  let cancelled = false;
+  let paused = false; // after a stopped piece, until resume()
+  let wakeConsumer: (() => void) | undefined;
+  let wakeProducer: (() => void) | undefined;
+  const wake = () => {
+    wakeConsumer?.();
+    wakeConsumer = undefined;
+  };
+  const startByte = Math.floor(startBit / 8);
+  // A block inside a byte: zlib is primed with the byte's top bits and counts bits from the next byte.
+  const primeBits = startBit % 8 === 0 ? 0 : 8 - (startBit % 8);
+  const baseBit = (startByte + (primeBits > 0 ? 1 : 0)) * 8;
+  const stream: InflateStream & { failure: unknown; readAt: number; inputEnd: number } = {
+    startBit,
+    join: speculative ? undefined : { bit: startBit, u: 0 },
+    joined,
+    stopBit: undefined,
+    readAt: startByte,
+    inputEnd: startByte,
+    failure: undefined,
+    async take() {
+      for (;;) {
+        const piece = pieces.shift();
+        if (piece) {
+          queued -= piece.output.length;
+          wakeProducer?.();
+          wakeProducer = undefined;
+          return piece;
+        }
+        if (stream.failure !== undefined) throw stream.failure;
+        if (done) throw new Error('seekz: an inflate stream was read past its end');
+        await new Promise<void>((resolve) => (wakeConsumer = resolve));
+      }
+    },
+    release(piece) {
+      if (piece.output.buffer.byteLength === NATIVE_OUTPUT) spare.push(new Uint8Array(piece.output.buffer));
+    },
+    resume() {
+      paused = false;
+      wakeProducer?.();
+      wakeProducer = undefined;
+    },
+    cancel() {
+      cancelled = true;
+      stream.resume();
+    },
+    finished: Promise.resolve(),
+  };
+  const readPiece = () => {
+    const length = Math.min(READ_PIECE, source.size - stream.readAt);
+    const reading = length > 0 ? source.read(stream.readAt, length) : Promise.resolve(new Uint8Array(0));
+    stream.readAt += length;
+    return reading;
+  };
+  const produce = async () => {
+    // Two dictionaries that differ in every byte: output that agrees does not depend on the history.
+    const inflaters = speculative ? [native.createInflater(ZERO_WINDOW), native.createInflater(ONES_WINDOW)] : [native.createInflater()];
+    let nextInput = readPiece();
+    let input: Uint8Array = new Uint8Array(0);
+    let first = true;
+    let produced = 0; // stream-relative output so far
+    let lastDifference = -1; // the last output byte the two dictionaries gave differently
+    let clean = !speculative; // every byte from here on is true output
+    try {
+      for (;;) {
+        while ((queued >= capacity || paused) && !cancelled) await new Promise<void>((resolve) => (wakeProducer = resolve));
+        if (cancelled) return;
+        if (input.length === 0) {
+          input = await nextInput;
+          if (input.length === 0) throw fail('DEFLATE_TRUNCATED', source.size * 8);
+          nextInput = readPiece();
+        }
+        const stop = stream.stopBit === undefined ? -1 : stream.stopBit - baseBit;
+        const outputs = inflaters.map(() => spare.pop() ?? new Uint8Array(NATIVE_OUTPUT));
+        const prime = first ? primeBits : 0;
+        first = false;
+        const results = await Promise.all(inflaters.map((inflater, at) => native.inflateBlocks(inflater, input, outputs[at]!, prime, stop)));
+        const result = results[0]!;
+        input = input.subarray(result.inUsed);
+        const inputEnd = (stream.inputEnd += result.inUsed);
+        const boundaries: number[] = [];
+        for (let at = 0; at < result.boundaries.length; at += 2) boundaries.push(baseBit + result.boundaries[at]!, result.boundaries[at + 1]!);
+        let output = outputs[0]!.subarray(0, result.outUsed);
+        const start = produced;
+        produced += result.outUsed;
+        if (inflaters.length === 2) {
+          const other = results[1]!;
+          if (other.outUsed !== result.outUsed || other.inUsed !== result.inUsed || other.ended !== result.ended) throw new Error('the dictionaries parsed differently');
+          const difference = lastDifferenceOf(output, outputs[1]!.subarray(0, other.outUsed));
+          spare.push(outputs[1]!);
+          if (difference >= 0) lastDifference = start + difference;
+          // A whole window that agrees is true output, and so is everything inflated from it.
+          if (produced - (lastDifference + 1) >= WINDOW_SIZE) {
+            inflaters.pop();
+            clean = true;
+          } else if (produced > DUAL_LIMIT) throw new Error('the dictionaries still disagree');
+        }
+        if (!stream.join && clean) {
+          // The first boundary with a true window behind it.
+          const from = lastDifference + 1 + WINDOW_SIZE;
+          let at = 0;
+          while (at < boundaries.length && boundaries[at + 1]! < from) at += 2;
+          if (at < boundaries.length) {
+            stream.join = { bit: boundaries[at]!, u: boundaries[at + 1]! };
+            markJoined();
+            boundaries.splice(0, at + 2);
+            output = output.subarray(stream.join.u - start);
+          }
+        }
+        if (!stream.join) {
+          if (result.ended) throw new Error('the member ended first');
+          spare.push(outputs[0]!);
+          continue;
+        }
+        const stopped = stop >= 0 && result.boundaries.at(-2) === stop;
+        pieces.push({ boundaries, output, stopped, ended: result.ended, inputEnd });
+        queued += output.length;
+        paused = stopped;
+        wake();
+        if (result.ended) return;
+      }
+    } catch (error) {
+      stream.failure = error;
+    } finally {
+      done = true;
+      markJoined();
+      wake();
+      await nextInput.catch(() => {});
+    }
+  };
+  (stream as { finished: Promise<void> }).finished = produce();
+  return stream;
+}
+
+/** The offset of the last byte where a and b (of one length) differ, or -1. */
+function lastDifferenceOf(a: Uint8Array, b: Uint8Array): number {
+  if (Buffer.compare(a, b) === 0) return -1;
+  let at = a.length - 1;
+  while (at >= 0 && a[at] === b[at]) at--;
+  return at;
+}
 
 /**
  * The native engine: zlib's own inflate (Z_BLOCK) on libuv's thread pool stops at every block
- * boundary and says at which bit (as zran.c and gztool use it), so no walker runs. While it
- * fills one output buffer, this thread sums the CRC-32s and copies windows from the other.
+ * boundary and says at which bit (as zran.c and gztool use it), so no walker runs; this thread
+ * sums the CRC-32s and copies windows.
+ *
+ * Speculative streams put the second core to work. Ahead of the live stream, at a block that
+ * findBlock guesses, a second stream starts twice, with two dictionaries that differ in every
+ * byte; where both give the same 32 KiB, that output came from the compressed bits alone, and so
+ * does everything after it. From the next block boundary on (its join) the stream queues its
+ * output. Its work is used only when the live stream, zlib from the member's start, reports a
+ * block boundary at exactly its start and stops at exactly its join: the speculative stream then
+ * holds zlib's own output and boundaries from there, and the same indexer goes on with them,
+ * so the index is the one a single stream gives. Otherwise it is dropped. Pinned by
+ * test/gzip-index-engines.test.ts (indexes with and without speculation, byte for byte).
  */
 async function inflateNative(
   native: NativeZlib,
@@ -309,50 +540,80 @@ async function inflateNative(
   deflateStart: number,
   indexer: MemberIndexer,
   onProgress: ((done: number) => void) | undefined,
+  speculation: SpeculationOptions | undefined,
 ): Promise<{ deflateEnd: number; endBit: number }> {
-  const inflater = native.createInflater();
-  const outputs = [new Uint8Array(NATIVE_OUTPUT), new Uint8Array(NATIVE_OUTPUT)];
-  let readAt = deflateStart;
-  const readPiece = () => {
-    const length = Math.min(READ_PIECE, source.size - readAt);
-    const reading = length > 0 ? source.read(readAt, length) : Promise.resolve(new Uint8Array(0));
-    readAt += length;
-    return reading;
+  const { minimum, buffer, onJoin } = { ...DEFAULT_SPECULATION, ...speculation };
+  const spare: Uint8Array[] = []; // output buffers the streams share, for reuse
+  let live = inflateStream(native, source, deflateStart * 8, NATIVE_OUTPUT, false, spare);
+  const streams = [live];
+  let offset = 0; // member-relative output where the live stream's output starts
+  let next: InflateStream | undefined;
+  let confirmed = false; // the live stream stopped at a block boundary exactly where `next` starts
+  let scanFrom = 0; // no speculation before the live stream reads this far (after a scan found nothing)
+  const drop = () => {
+    next?.cancel();
+    next = undefined;
+    confirmed = false;
+    live.stopBit = undefined;
   };
-  let nextInput = readPiece();
-  let input: Uint8Array = new Uint8Array(0);
-  let inputAt = deflateStart; // file offset of input[0]
-  const run = async (output: Uint8Array) => {
-    if (input.length === 0) {
-      input = await nextInput;
-      if (input.length === 0) throw fail('DEFLATE_TRUNCATED', source.size * 8);
-      nextInput = readPiece();
-      onProgress?.(inputAt + input.length);
-    }
-    const result = await native.inflateBlocks(inflater, input, output);
-    input = input.subarray(result.inUsed);
-    inputAt += result.inUsed;
-    return result;
-  };
-  const fail_ = (error: unknown, at: number) => (error as { code?: string }).code === 'Z_DATA_ERROR' ? fail('DEFLATE_BAD_DATA', (error as Error).message, at * 8) : error;
-  let turn = 0;
-  let running = run(outputs[0]!);
   try {
     for (;;) {
-      const result = await running;
-      const output = outputs[turn]!;
-      turn ^= 1;
-      // zlib fills the other buffer while this one is summed.
-      if (!result.ended) running = run(outputs[turn]!);
-      for (let at = 0; at < result.boundaries.length; at += 2) indexer.boundary(deflateStart * 8 + result.boundaries[at]!, result.boundaries[at + 1]!);
-      indexer.output(output.subarray(0, result.outUsed));
-      if (result.ended) return { deflateEnd: inputAt, endBit: inputAt * 8 };
+      const piece = await live.take();
+      const { boundaries } = piece;
+      const stop = piece.stopped ? boundaries.at(-2) : undefined;
+      const joining = next?.join !== undefined && confirmed && stop === next.join.bit;
+      for (let at = 0; at < (joining ? boundaries.length - 2 : boundaries.length); at += 2) {
+        const bit = boundaries[at]!;
+        // Passed where the speculative stream starts, or joins, without a boundary there.
+        if (next && (confirmed ? bit > next.join!.bit : bit > next.startBit)) drop();
+        indexer.boundary(bit, offset + boundaries[at + 1]!);
+      }
+      indexer.output(piece.output);
+      live.release(piece);
+      onProgress?.(piece.inputEnd);
+      if (joining) {
+        // zlib from the member's start stopped at the join: from here the speculative stream's output is zlib's.
+        const join = next!.join!;
+        indexer.boundary(join.bit, indexer.produced);
+        onJoin?.(join.bit);
+        offset = indexer.produced - join.u;
+        live.cancel();
+        live = next!;
+        next = undefined;
+        confirmed = false;
+        continue;
+      }
+      if (piece.ended) return { deflateEnd: piece.inputEnd, endBit: piece.inputEnd * 8 };
+      if (next && stop === next.startBit) {
+        // A block starts where the speculative stream does: wait for its join (it is far ahead, so rarely).
+        confirmed = true;
+        await next.joined;
+        if (next.join && next.failure === undefined) live.stopBit = next.join.bit;
+        else drop();
+      }
+      if (piece.stopped) live.resume();
+      if (next?.failure !== undefined) drop();
+      if (!next && indexer.produced > 0 && source.size - deflateStart >= minimum && live.readAt >= scanFrom) {
+        // Far enough ahead that the speculative stream fills about its buffer by the time the live
+        // one arrives, or halfway through what is left.
+        const ratio = indexer.produced / Math.max(1, piece.inputEnd - deflateStart);
+        const ahead = Math.min(Math.floor(buffer / Math.max(1, ratio)), Math.floor((source.size - live.readAt) / 2));
+        const from = live.readAt + Math.max(MIN_AHEAD, ahead);
+        if (from < source.size) {
+          const bit = native.findBlock(await source.read(from, Math.min(SCAN_BYTES, source.size - from)), 0);
+          // Nothing at or past readAt is inflated yet (checked after the read), so the live stream cannot pass this stop unseen.
+          if (bit >= 0 && from * 8 + bit >= live.readAt * 8) {
+            streams.push((next = inflateStream(native, source, from * 8 + bit, buffer, true, spare)));
+            live.stopBit = next.startBit;
+          } else if (bit < 0) scanFrom = from;
+        }
+      }
     }
   } catch (error) {
-    await running.catch(() => {});
-    throw fail_(error, inputAt);
+    throw (error as { code?: string }).code === 'Z_DATA_ERROR' ? fail('DEFLATE_BAD_DATA', (error as Error).message, live.inputEnd * 8) : error;
   } finally {
-    await nextInput.catch(() => {});
+    for (const stream of streams) stream.cancel();
+    await Promise.all(streams.map((stream) => stream.finished));
   }
 }
 
