@@ -54,9 +54,9 @@ function jobFor(index: number, change: { bytes?: (bytes: Uint8Array) => void; un
   };
 }
 
-function outcome(job: XzDecodeJob, stop?: Int32Array): string {
+async function outcome(job: XzDecodeJob, stop?: Int32Array): Promise<string> {
   try {
-    return sha256(runXzDecode(job, stop).reply.data);
+    return sha256((await runXzDecode(job, stop)).reply.data);
   } catch (error) {
     return error instanceof SeekzError ? `${error.code}: ${error.message}` : `not a SeekzError: ${String(error)}`;
   }
@@ -74,9 +74,9 @@ describe(`the ${fallback ? 'node-liblzma (SEEKZ_NATIVE=0)' : 'native'} engine`, 
     }
   });
 
-  it('decodes every block to the bytes xz -dc gives', () => {
+  it('decodes every block to the bytes xz -dc gives', async () => {
     for (const [index, block] of blocks.entries()) {
-      expect(outcome(jobFor(index))).toBe(sha256(decoded.subarray(block.uStart, block.uStart + block.uSize)));
+      expect(await outcome(jobFor(index))).toBe(sha256(decoded.subarray(block.uStart, block.uStart + block.uSize)));
     }
   });
 
@@ -93,18 +93,18 @@ describe(`the ${fallback ? 'node-liblzma (SEEKZ_NATIVE=0)' : 'native'} engine`, 
     ['the block cut short', (index) => ({ ...jobFor(index), bytes: jobFor(index).bytes.subarray(0, blocks[index]!.totalSize >> 1) }), /does not decode/],
   ];
   for (const [what, job, message] of damage) {
-    it(`XZ_DECODE_FAILED for ${what}, naming the block`, () => {
+    it(`XZ_DECODE_FAILED for ${what}, naming the block`, async () => {
       for (const index of [0, blocks.length - 1]) {
-        const result = outcome(job(index));
+        const result = await outcome(job(index));
         expect(result).toMatch(/^XZ_DECODE_FAILED: xz: block \d+ at offset \d+ does not decode: /);
         expect(result).toMatch(message);
       }
     });
   }
 
-  it('INTERRUPTED when the stop flag is up, before any output', () => {
+  it('INTERRUPTED when the stop flag is up, before any output', async () => {
     const stop = new Int32Array(new SharedArrayBuffer(4));
     Atomics.store(stop, 0, 1);
-    expect(outcome(jobFor(0), stop)).toMatch(/^INTERRUPTED: /);
+    expect(await outcome(jobFor(0), stop)).toMatch(/^INTERRUPTED: /);
   });
 });
