@@ -326,11 +326,17 @@ static void complete_job(napi_env env, napi_status status, void *data) {
 }
 
 /*
- * Queues `job` (its fields set from the arguments, which `values` holds: input, output or NULL,
- * stop) and returns the Promise of its result; frees it and throws when node-api fails.
+ * Queues a job with the fields of `fields` (set from the arguments, which `values` holds: input,
+ * output or NULL, stop or NULL) and returns the Promise of its result; throws when node-api fails.
  */
-static napi_value queue_job(napi_env env, xz_job *job, napi_value values[3], const char *name) {
+static napi_value queue_job(napi_env env, const xz_job *fields, napi_value values[3], const char *name) {
   napi_value promise, resource_name;
+  xz_job *job = malloc(sizeof *job);
+  if (job == NULL) {
+    napi_throw_error(env, NULL, "seekz_xz: out of memory");
+    return NULL;
+  }
+  *job = *fields;
   int ok = 1;
   for (int at = 0; at < 3 && ok; at++)
     if (values[at]) ok = napi_create_reference(env, values[at], 1, &job->refs[at]) == napi_ok;
@@ -346,13 +352,6 @@ static napi_value queue_job(napi_env env, xz_job *job, napi_value values[3], con
   free(job);
   napi_throw_error(env, NULL, "seekz_xz: node-api call failed");
   return NULL;
-}
-
-static xz_job *new_job(napi_env env, job_kind kind) {
-  xz_job *job = calloc(1, sizeof *job);
-  if (job == NULL) napi_throw_error(env, NULL, "seekz_xz: out of memory");
-  else job->kind = kind;
-  return job;
 }
 
 /*
@@ -374,17 +373,10 @@ static napi_value decode_block_js(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, NULL, "seekz_xz.decodeBlock(input, checkId, unpaddedSize, output, stop): bad arguments");
     return NULL;
   }
-  xz_job *job = new_job(env, JOB_DECODE);
-  if (job == NULL) return NULL;
-  job->input = input;
-  job->input_length = input_length;
-  job->output = output;
-  job->output_length = output_length;
-  job->check = check;
-  job->unpadded_size = (uint64_t)unpadded;
-  job->stop = stop;
+  xz_job job = {.kind = JOB_DECODE, .input = input, .input_length = input_length, .output = output, .output_length = output_length,
+                .check = check, .unpadded_size = (uint64_t)unpadded, .stop = stop};
   napi_value values[3] = {argv[0], argv[3], stop ? argv[4] : NULL};
-  return queue_job(env, job, values, "seekz_xz.decodeBlock");
+  return queue_job(env, &job, values, "seekz_xz.decodeBlock");
 }
 
 /*
@@ -410,17 +402,10 @@ static napi_value decode_block_to_file_js(napi_env env, napi_callback_info info)
     napi_throw_type_error(env, NULL, "seekz_xz.decodeBlockToFile(input, checkId, unpaddedSize, size, fd, position, stop): bad arguments");
     return NULL;
   }
-  xz_job *job = new_job(env, JOB_DECODE_TO_FILE);
-  if (job == NULL) return NULL;
-  job->input = input;
-  job->input_length = input_length;
-  job->output_length = (size_t)size;
-  job->check = check;
-  job->unpadded_size = (uint64_t)unpadded;
-  job->file = (file_out){fd, (uint64_t)position};
-  job->stop = stop;
+  xz_job job = {.kind = JOB_DECODE_TO_FILE, .input = input, .input_length = input_length, .output_length = (size_t)size, .check = check,
+                .unpadded_size = (uint64_t)unpadded, .file = {fd, (uint64_t)position}, .stop = stop};
   napi_value values[3] = {argv[0], NULL, stop ? argv[6] : NULL};
-  return queue_job(env, job, values, "seekz_xz.decodeBlockToFile");
+  return queue_job(env, &job, values, "seekz_xz.decodeBlockToFile");
 }
 
 /* encodeBlock(input: Uint8Array, preset: number, checkId: number, output: Uint8Array, stop: Int32Array | null): Promise<number> */
@@ -437,17 +422,10 @@ static napi_value encode_block_js(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, NULL, "seekz_xz.encodeBlock(input, preset, checkId, output, stop): bad arguments");
     return NULL;
   }
-  xz_job *job = new_job(env, JOB_ENCODE);
-  if (job == NULL) return NULL;
-  job->input = input;
-  job->input_length = input_length;
-  job->output = output;
-  job->output_length = output_length;
-  job->preset = preset;
-  job->check = check;
-  job->stop = stop;
+  xz_job job = {.kind = JOB_ENCODE, .input = input, .input_length = input_length, .output = output, .output_length = output_length,
+                .preset = preset, .check = check, .stop = stop};
   napi_value values[3] = {argv[0], argv[3], stop ? argv[4] : NULL};
-  return queue_job(env, job, values, "seekz_xz.encodeBlock");
+  return queue_job(env, &job, values, "seekz_xz.encodeBlock");
 }
 
 /* filterFlags(preset: number): Uint8Array — the block header's Filter Flags for encodeBlock's chain. */
