@@ -62,7 +62,7 @@ const LZMA_MESSAGES: Record<number, string> = {
 };
 
 /**
- * How much one native call may do. A worker is inside liblzma for one slice at a time and looks at
+ * How much one native call may do. A thread is inside liblzma for one slice at a time and looks at
  * `shouldStop` between slices, so a signal waits for at most one slice, never a whole block
  * (a 16 MiB block at -6 takes seconds; 64 KiB of input takes milliseconds even at -9e).
  * Terminating a thread while it is inside liblzma aborts the process, so stopping is cooperative.

@@ -61,11 +61,11 @@ export interface XzSource extends Source {
   /**
    * The decoded bytes of one block, bypassing the cache and the check of the blocks before it:
    * for sequential passes, which decode (and so confirm) every block before they emit a later one.
-   * `into`, when given, is a buffer the caller gives up (it is moved to a worker) to decode into.
+   * `into`, when given, is a buffer the caller gives up (it is moved to the decoder) to decode into.
    */
   decodeBlock(index: number, into?: ArrayBuffer): Promise<Uint8Array>;
   /**
-   * As decodeBlock, but a worker writes the block into `to.fd` at `to.position` as it decodes
+   * As decodeBlock, but the decoding thread writes the block into `to.fd` at `to.position` as it decodes
    * (the native engine; holes for zero 4 KiB blocks) and the result is undefined. A block small
    * enough to be a zero block is decoded as by decodeBlock and returned, for the caller to write
    * (or not: a verified zero block comes back as zeros without a decode).
