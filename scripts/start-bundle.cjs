@@ -44,11 +44,6 @@ function placeTag(directory) {
 }
 
 module.exports = function start(name) {
-  // xz and zstd blocks are coded on libuv's thread pool (src/workers/in-process.ts), `-T` at a time
-  // (all cores by default), and file reads and writes wait in the same queue: its default of 4
-  // threads would cap -T at 4 and hold reads behind blocks. libuv reads this when the pool first
-  // starts, which is after this line (nothing before it queues work). A value the user set stays.
-  process.env.UV_THREADPOOL_SIZE ||= String(Math.min(1024, require('node:os').availableParallelism() + 4));
   const file = join(__dirname, `${name}.bundle.js`);
   const directory = cacheDirectory();
   if (typeof Module.enableCompileCache === 'function') {

@@ -37,9 +37,6 @@ function countingPool(inner: WorkerPool) {
   const counter = { decodes: 0 };
   const pool: WorkerPool = {
     threads: inner.threads,
-    get workerThreads() {
-      return inner.workerThreads;
-    },
     run(job, transfer) {
       if (job.kind === 'xz-decode') counter.decodes++;
       return inner.run(job, transfer);

@@ -10,19 +10,15 @@
  * given up its buffers, as with a worker) and the pool's stop flag, which the native code checks
  * between slices, so a signal still stops a job within one slice.
  */
-import type { Done, Job, XzDecodeJob, XzEncodeJob } from './jobs.js';
+import type { Done, Job } from './jobs.js';
 
 export type InProcessRunner = (job: Job, stop: Int32Array) => Promise<Done<unknown>>;
 
-/** xz blocks: native/xz/seekz_xz.c codes them on libuv's thread pool (src/xz/block-codec.ts). */
-const xzRunner = async (): Promise<InProcessRunner | undefined> => {
-  const [{ nativeXz }, { runXzJob }] = await Promise.all([import('../native/xz-engine.js'), import('../xz/block-codec.js')]);
-  return nativeXz() ? (job, stop) => runXzJob(job as XzEncodeJob | XzDecodeJob, stop) : undefined;
-};
+const xz = () => import('../xz/block-codec.js').then((codec) => codec.xzRunner());
 
 const loaders: { [K in Job['kind']]?: () => Promise<InProcessRunner | undefined> } = {
-  'xz-decode': xzRunner,
-  'xz-encode': xzRunner,
+  'xz-decode': xz,
+  'xz-encode': xz,
 };
 
 const loaded = new Map<Job['kind'], InProcessRunner | undefined>();

@@ -49,8 +49,6 @@ export interface WorkerMessage {
 
 export interface WorkerPool {
   readonly threads: number;
-  /** Worker threads started so far: none while every job ran in process (workers/in-process.ts). */
-  readonly workerThreads: number;
   /** Runs `job` on a worker. Buffers in `transfer` move to it (the caller must own all of them). */
   run<J extends Job>(job: J, transfer: ArrayBuffer[]): Promise<ReplyOf[J['kind']]>;
   close(): Promise<void>;
@@ -163,9 +161,6 @@ export function createWorkerPool(threads = defaultThreads(), signal?: AbortSigna
 
   const pool: WorkerPool = {
     threads: count,
-    get workerThreads() {
-      return workers.length;
-    },
     run(job, transfer) {
       if (stopping) return Promise.reject(fail('INTERRUPTED', 'a signal'));
       if (failure) return Promise.reject(failure);

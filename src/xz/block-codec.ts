@@ -17,7 +17,7 @@ import { createRequire } from 'node:module';
 import { getSystemErrorName } from 'node:util';
 import { fail } from '../errors.js';
 import { NATIVE_CODES, nativeXz, type NativeXz } from '../native/xz-engine.js';
-import type { Done, XzDecodeJob, XzDecodeReply, XzEncodeJob, XzEncodeReply } from '../workers/jobs.js';
+import type { Done, Job, XzDecodeJob, XzDecodeReply, XzEncodeJob, XzEncodeReply } from '../workers/jobs.js';
 import {
   STREAM_FOOTER_SIZE,
   STREAM_HEADER_SIZE,
@@ -125,6 +125,11 @@ function codeInSlices(
  */
 export function runXzJob(job: XzEncodeJob | XzDecodeJob, stop?: StopFlag): Promise<Done<XzEncodeReply | XzDecodeReply>> {
   return job.kind === 'xz-encode' ? runXzEncode(job, stop) : runXzDecode(job, stop);
+}
+
+/** The pool's in-process runner for xz jobs (workers/in-process.ts): only with the addon. */
+export function xzRunner(): ((job: Job, stop: Int32Array) => Promise<Done<unknown>>) | undefined {
+  return nativeXz() ? (job, stop) => runXzJob(job as XzEncodeJob | XzDecodeJob, stop) : undefined;
 }
 
 export async function runXzEncode(job: XzEncodeJob, stop?: StopFlag): Promise<Done<XzEncodeReply>> {
