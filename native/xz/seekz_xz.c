@@ -24,7 +24,9 @@
  * process under a mutex: a job takes one and gives it back. liblzma keeps a coder's allocations
  * when the next block asks for the same sizes, so a block costs no mmap and no page faults for an
  * 8 MiB dictionary or a 94 MiB match finder (-6), and the coders alive are at most the jobs that
- * ever ran at once: per libuv thread they would be 4 encoders (376 MiB at -6) on 2 cores.
+ * ever ran at once: per libuv thread they would be 4 encoders (376 MiB at -6) on 2 cores. When a
+ * file is done (writeXz, a reader's close), releaseCoders frees the idle ones, so a process that
+ * goes on does not keep them (test/xz-native.test.ts "releaseXzCoders").
  */
 #include <errno.h>
 #include <lzma.h>
@@ -97,6 +99,21 @@ static void give_coder(coder_list *list, coder *given) {
   given->next = list->free;
   list->free = given;
   pthread_mutex_unlock(&list->lock);
+}
+
+/* Frees the coders in `list`: those no job holds. */
+static void release_coders(coder_list *list) {
+  pthread_mutex_lock(&list->lock);
+  coder *held = list->free;
+  list->free = NULL;
+  pthread_mutex_unlock(&list->lock);
+  while (held) {
+    coder *next = held->next;
+    lzma_end(&held->stream);
+    free(held->window);
+    free(held);
+    held = next;
+  }
 }
 
 static void free_filters(lzma_filter *filters) {
@@ -451,6 +468,19 @@ static napi_value filter_flags_js(napi_env env, napi_callback_info info) {
   return buffer;
 }
 
+/*
+ * releaseCoders(): frees the idle decoders and encoders (a -9 encoder holds 674 MiB), for a
+ * process that goes on after its last block; a later job makes new ones.
+ */
+static napi_value release_coders_js(napi_env env, napi_callback_info info) {
+  (void)info;
+  release_coders(&decoders);
+  release_coders(&encoders);
+  napi_value result;
+  napi_get_undefined(env, &result);
+  return result;
+}
+
 static napi_value version_js(napi_env env, napi_callback_info info) {
   (void)info;
   napi_value result;
@@ -464,6 +494,7 @@ NAPI_MODULE_INIT() {
       {"decodeBlockToFile", NULL, decode_block_to_file_js, NULL, NULL, NULL, napi_enumerable, NULL},
       {"encodeBlock", NULL, encode_block_js, NULL, NULL, NULL, napi_enumerable, NULL},
       {"filterFlags", NULL, filter_flags_js, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"releaseCoders", NULL, release_coders_js, NULL, NULL, NULL, napi_enumerable, NULL},
       {"liblzmaVersion", NULL, version_js, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof properties / sizeof properties[0], properties);

@@ -31,6 +31,8 @@ export interface NativeXz {
    * an lzma_ret or NATIVE_CODES code. Encoders are kept between blocks, as many as ever ran at once.
    */
   encodeBlock(input: Uint8Array, preset: number, checkId: number, output: Uint8Array, stop: Int32Array | null): Promise<number>;
+  /** Frees the decoders and encoders no job holds (a -9 encoder is 674 MiB); later jobs make new ones. */
+  releaseCoders(): void;
   /** The block header's Filter Flags for encodeBlock's filter chain at `preset`. */
   filterFlags(preset: number): Uint8Array;
   liblzmaVersion(): string;

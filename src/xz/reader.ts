@@ -3,6 +3,7 @@ import { createBlockCache, type BlockCache } from '../source/block-cache.js';
 import { clipRead, readRanges, type Source } from '../source/source.js';
 import type { XzDecodeJob } from '../workers/jobs.js';
 import { inProcessRunner } from '../workers/in-process.js';
+import { releaseXzCoders } from './block-codec.js';
 import { createWorkerPool, type WorkerPool } from '../workers/pool.js';
 import { lastAtOrBefore } from '../search.js';
 import { isAllZero } from '../zeros.js';
@@ -445,6 +446,7 @@ export async function openXz(source: Source, options: XzReaderOptions = {}): Pro
     },
     async close() {
       if (ownPool && pool) await pool.close();
+      releaseXzCoders();
       await source.close?.();
     },
   };

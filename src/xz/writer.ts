@@ -1,6 +1,7 @@
 import { fail } from '../errors.js';
 import type { Sink } from '../io/sink.js';
 import { nativeXz } from '../native/xz-engine.js';
+import { releaseXzCoders } from './block-codec.js';
 import type { SequentialInput } from '../source/sequential.js';
 import type { XzEncodeReply } from '../workers/jobs.js';
 import { orderedWindow } from '../workers/ordered.js';
@@ -186,6 +187,7 @@ export async function writeXz(input: SequentialInput, sink: Sink, options: XzWri
     await write(buildStreamFooter(checkId, index.length));
   } finally {
     await pool.close();
+    releaseXzCoders();
   }
   return { records, uncompressedSize, compressedSize, zeroBlocks, storedBytes };
 }
