@@ -33,19 +33,20 @@ const program = shellManners(new Command('seekxz'))
   .addOption(new Option('--level <n>', 'preset 0 to 9; -0 … -9 work too').default(String(DEFAULT_PRESET)))
   .option('-e, --extreme', 'slower, sometimes smaller (xz -e)')
   .addOption(new Option('-C, --check <check>', 'integrity check').choices(['crc32', 'crc64', 'sha256', 'none']).default('crc64'))
-  .addOption(new Option('-T, --threads <n>', 'worker threads (0 = all cores)').default('0'))
+  .addOption(new Option('-T, --threads <n>', 'blocks coded at once, one per thread (0 = all cores)').default('0'))
   .option('--max-block <size>', `largest block decoded in one piece (default ${formatSize(DEFAULT_MAX_BLOCK)}); larger ones stream`)
   .option('-q, --quiet', 'no progress line, no warnings')
   .option('-v, --verbose', 'progress and a summary per file')
   .addHelpText(
     'after',
     `
-Memory while compressing: about 70 MiB + threads × (encoder + 3 × block size); the encoder takes
-94 MiB at -6 (674 MiB at -9), so ${formatSize(xzWriterMemoryBound(defaultThreads(), DEFAULT_BLOCK_SIZE, DEFAULT_PRESET))} at the defaults (${defaultThreads()} threads, -6, 16 MiB blocks).
+Memory while compressing: about 50 MiB (70 with node-liblzma, SEEKZ_NATIVE=0) + threads × (encoder
++ 3 × block size); the encoder takes 94 MiB at -6 (674 MiB at -9), so
+${formatSize(xzWriterMemoryBound(defaultThreads(), DEFAULT_BLOCK_SIZE, DEFAULT_PRESET))} at the defaults (${defaultThreads()} threads, -6, 16 MiB blocks).
 While decompressing into a regular file (-o, or stdout redirected to one) with the native engine,
-the workers write the blocks themselves: about 100 MiB + (threads + 2) × 2 × compressed block size
-(measured 148–179 MiB at 2 threads and 16 MiB blocks); through a pipe, about 100 MiB + (threads + 2)
-× 2 × block size (measured 227 MiB).
+the decoding threads write the blocks themselves: about 100 MiB + (threads + 2) × 2 × compressed
+block size (measured 95 MiB at 2 threads and 16 MiB blocks, 256 MiB image); through a pipe, about
+100 MiB + (threads + 2) × 2 × block size (measured 227 MiB).
 
 Examples:
   seekxz --block-size=16M disk.img        # disk.img -> disk.img.xz

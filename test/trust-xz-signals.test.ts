@@ -407,6 +407,14 @@ describe('signals: Ctrl-C, SIGTERM and SIGHUP stop every command within a second
       output: () => `${big()}.xz`,
     },
     {
+      // The longest slices there are: 64 KiB at -9e, with a 674 MiB encoder per block in flight.
+      label: 'seekxz -9e (compress 200 MiB, 1 MiB blocks)',
+      name: 'seekxz',
+      args: () => ['-q', '-T2', '-9e', '--block-size=1M', big()],
+      busy: () => tempFileGrows(work.path, 12),
+      output: () => `${big()}.xz`,
+    },
+    {
       label: 'seekxz -d (208 MiB)',
       name: 'seekxz',
       args: () => ['-d', '-k', '-f', '-q', '-T2', join(work.path, 'big.xz')],

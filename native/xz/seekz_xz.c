@@ -15,13 +15,23 @@
  * so a signal waits for one slice, never a whole block (see src/workers/pool.ts). Pinned by
  * test/trust-xz-signals.test.ts and test/xz-native.test.ts.
  *
- * One lzma_stream per thread (node-api instance data), reused block after block: liblzma keeps its
- * dictionary allocation when the next block asks for the same size, so a block costs no mmap and
- * no page faults for an 8 MiB dictionary.
+ * Every entry point is async (napi_async_work on libuv's thread pool; the JavaScript thread only
+ * queues the job and gets a Promise of its code): the pool in src/workers/pool.ts keeps at most
+ * `threads` jobs in flight, and node-api references keep the job's buffers and stop flag alive
+ * until it completes. The JavaScript side must not touch a buffer it gave until then.
+ *
+ * Coders (lzma_streams) sit in two free lists, decoders and encoders, shared by every thread of the
+ * process under a mutex: a job takes one and gives it back. liblzma keeps a coder's allocations
+ * when the next block asks for the same sizes, so a block costs no mmap and no page faults for an
+ * 8 MiB dictionary or a 94 MiB match finder (-6), and the coders alive are at most the jobs that
+ * ever ran at once: per libuv thread they would be 4 encoders (376 MiB at -6) on 2 cores. When a
+ * file is done (writeXz, a reader's close), releaseCoders frees the idle ones, so a process that
+ * goes on does not keep them (test/xz-native.test.ts "releaseXzCoders").
  */
 #include <errno.h>
 #include <lzma.h>
 #include <node_api.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -54,20 +64,56 @@ typedef struct {
   uint64_t position;
 } file_out;
 
-typedef struct {
-  lzma_stream stream;  /* the block decoder */
-  lzma_stream encoder; /* the block encoder: its match finder (94 MiB at -6) is kept, not freed and page-faulted again per block */
-  uint8_t *window;     /* decodeBlockToFile's FILE_WINDOW bytes, allocated on first use */
-} thread_state;
+/* A decoder or an encoder, in its free list while no job holds it. */
+typedef struct coder {
+  lzma_stream stream;
+  uint8_t *window; /* a decoder's FILE_WINDOW bytes for decodeBlockToFile, allocated on first use */
+  struct coder *next;
+} coder;
 
-static void free_state(napi_env env, void *data, void *hint) {
-  (void)env;
-  (void)hint;
-  thread_state *state = data;
-  lzma_end(&state->stream);
-  lzma_end(&state->encoder);
-  free(state->window);
-  free(state);
+typedef struct {
+  pthread_mutex_t lock;
+  coder *free;
+} coder_list;
+
+static coder_list decoders = {PTHREAD_MUTEX_INITIALIZER, NULL};
+static coder_list encoders = {PTHREAD_MUTEX_INITIALIZER, NULL};
+
+/* A coder from `list`, or a new one; NULL when out of memory. */
+static coder *take_coder(coder_list *list) {
+  pthread_mutex_lock(&list->lock);
+  coder *taken = list->free;
+  if (taken) list->free = taken->next;
+  pthread_mutex_unlock(&list->lock);
+  if (taken) return taken;
+  taken = calloc(1, sizeof *taken);
+  if (taken) {
+    lzma_stream blank = LZMA_STREAM_INIT;
+    taken->stream = blank;
+  }
+  return taken;
+}
+
+static void give_coder(coder_list *list, coder *given) {
+  pthread_mutex_lock(&list->lock);
+  given->next = list->free;
+  list->free = given;
+  pthread_mutex_unlock(&list->lock);
+}
+
+/* Frees the coders in `list`: those no job holds. */
+static void release_coders(coder_list *list) {
+  pthread_mutex_lock(&list->lock);
+  coder *held = list->free;
+  list->free = NULL;
+  pthread_mutex_unlock(&list->lock);
+  while (held) {
+    coder *next = held->next;
+    lzma_end(&held->stream);
+    free(held->window);
+    free(held);
+    held = next;
+  }
 }
 
 static void free_filters(lzma_filter *filters) {
@@ -138,7 +184,7 @@ static int write_sparse(const file_out *file, const uint8_t *bytes, size_t lengt
  * fills (so the bytes reach the file before the block's check is read: the caller removes or
  * truncates its output when the decode fails).
  */
-static int decode_block(thread_state *state, const uint8_t *input, size_t input_length, uint32_t check, uint64_t unpadded_size,
+static int decode_block(lzma_stream *stream, const uint8_t *input, size_t input_length, uint32_t check, uint64_t unpadded_size,
                         uint8_t *output, size_t output_length, const file_out *file, size_t window, const int32_t *stop) {
   if (input_length == 0 || input[0] == 0) return LZMA_DATA_ERROR; /* an index indicator, not a block header */
   lzma_filter filters[LZMA_FILTERS_MAX + 1];
@@ -159,11 +205,10 @@ static int decode_block(thread_state *state, const uint8_t *input, size_t input_
     return ret;
   }
   block.uncompressed_size = output_length;
-  ret = lzma_block_decoder(&state->stream, &block);
+  ret = lzma_block_decoder(stream, &block);
   free_filters(filters); /* the decoder has copied what it needs */
   if (ret != LZMA_OK) return ret;
 
-  lzma_stream *stream = &state->stream;
   size_t in_at = block.header_size;
   size_t out_at = 0;
   size_t flushed = 0; /* with `file`: bytes written out; the window holds out_at - flushed */
@@ -198,89 +243,13 @@ static int decode_block(thread_state *state, const uint8_t *input, size_t input_
 }
 
 /*
- * decodeBlock(input: Uint8Array, checkId: number, unpaddedSize: number, output: Uint8Array,
- *             stop: Int32Array | null): number
- * `input` is the block as it sits in the file (header through check, padding included).
- */
-static napi_value decode_block_js(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
-  napi_value argv[5];
-  napi_value result;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 5) {
-    napi_throw_type_error(env, NULL, "seekz_xz.decodeBlock: 5 arguments");
-    return NULL;
-  }
-  uint8_t *input, *output;
-  size_t input_length, output_length;
-  uint32_t check;
-  double unpadded;
-  if (!bytes_of(env, argv[0], &input, &input_length) || !bytes_of(env, argv[3], &output, &output_length) ||
-      napi_get_value_uint32(env, argv[1], &check) != napi_ok || napi_get_value_double(env, argv[2], &unpadded) != napi_ok) {
-    napi_throw_type_error(env, NULL, "seekz_xz.decodeBlock(input, checkId, unpaddedSize, output, stop): bad arguments");
-    return NULL;
-  }
-  const int32_t *stop;
-  if (!get_stop(env, argv[4], &stop)) {
-    napi_throw_type_error(env, NULL, "seekz_xz.decodeBlock: stop must be an Int32Array");
-    return NULL;
-  }
-  thread_state *state;
-  if (napi_get_instance_data(env, (void **)&state) != napi_ok || state == NULL) {
-    napi_throw_error(env, NULL, "seekz_xz: no thread state");
-    return NULL;
-  }
-  int code = decode_block(state, input, input_length, check, (uint64_t)unpadded, output, output_length, NULL, 0, stop);
-  napi_create_int32(env, code, &result);
-  return result;
-}
-
-/*
- * decodeBlockToFile(input: Uint8Array, checkId: number, unpaddedSize: number, size: number, fd: number,
- *                   position: number, stop: Int32Array | null): number
- * As decodeBlock, for a block of `size` bytes, but the bytes go to `fd` at `position` (pwrite), whole
- * zero 4 KiB blocks left as holes: the file must hold nothing there yet. The same codes, plus
- * SEEKZ_WRITE_ERRNO + errno when a write fails.
- */
-static napi_value decode_block_to_file_js(napi_env env, napi_callback_info info) {
-  size_t argc = 7;
-  napi_value argv[7];
-  napi_value result;
-  uint8_t *input;
-  size_t input_length;
-  uint32_t check;
-  int32_t fd;
-  double unpadded, size, position;
-  const int32_t *stop;
-  thread_state *state;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 7 || !bytes_of(env, argv[0], &input, &input_length) ||
-      napi_get_value_uint32(env, argv[1], &check) != napi_ok || napi_get_value_double(env, argv[2], &unpadded) != napi_ok ||
-      napi_get_value_double(env, argv[3], &size) != napi_ok || napi_get_value_int32(env, argv[4], &fd) != napi_ok ||
-      napi_get_value_double(env, argv[5], &position) != napi_ok || !get_stop(env, argv[6], &stop) || size < 0 || position < 0) {
-    napi_throw_type_error(env, NULL, "seekz_xz.decodeBlockToFile(input, checkId, unpaddedSize, size, fd, position, stop): bad arguments");
-    return NULL;
-  }
-  if (napi_get_instance_data(env, (void **)&state) != napi_ok || state == NULL) {
-    napi_throw_error(env, NULL, "seekz_xz: no thread state");
-    return NULL;
-  }
-  if (state->window == NULL && (state->window = malloc(FILE_WINDOW)) == NULL) {
-    napi_create_int32(env, LZMA_MEM_ERROR, &result);
-    return result;
-  }
-  file_out file = {fd, (uint64_t)position};
-  int code = decode_block(state, input, input_length, check, (uint64_t)unpadded, state->window, (size_t)size, &file, FILE_WINDOW, stop);
-  napi_create_int32(env, code, &result);
-  return result;
-}
-
-/*
  * Encodes `input` as one block's data with the LZMA2 preset: writes compressed data, block padding
  * and check into `output` (at least lzma_block_buffer_bound(input.length) bytes) and returns the
  * compressed size, or -(lzma_ret / SEEKZ_* code). The filter chain is xz's for the preset, so the
  * bytes are those a liblzma stream encoder gives (node-liblzma's path): the output does not depend
  * on the engine. Interruptible like decode_block.
  */
-static int64_t encode_block(thread_state *state, const uint8_t *input, size_t input_length, uint32_t preset, uint32_t check,
+static int64_t encode_block(lzma_stream *stream, const uint8_t *input, size_t input_length, uint32_t preset, uint32_t check,
                             uint8_t *output, size_t output_length, const int32_t *stop) {
   lzma_options_lzma options;
   if (lzma_lzma_preset(&options, preset)) return -LZMA_OPTIONS_ERROR;
@@ -292,9 +261,8 @@ static int64_t encode_block(thread_state *state, const uint8_t *input, size_t in
   block.filters = filters;
   block.compressed_size = LZMA_VLI_UNKNOWN;
   block.uncompressed_size = LZMA_VLI_UNKNOWN;
-  lzma_ret ret = lzma_block_encoder(&state->encoder, &block);
+  lzma_ret ret = lzma_block_encoder(stream, &block);
   if (ret != LZMA_OK) return -ret;
-  lzma_stream *stream = &state->encoder;
   size_t in_at = 0;
   stream->next_out = output;
   stream->avail_out = output_length;
@@ -312,28 +280,169 @@ static int64_t encode_block(thread_state *state, const uint8_t *input, size_t in
   return (int64_t)block.compressed_size;
 }
 
-/* encodeBlock(input: Uint8Array, preset: number, checkId: number, output: Uint8Array, stop: Int32Array | null): number */
+/* The three kinds of job, all run by run_job on one of libuv's threads. */
+typedef enum { JOB_DECODE, JOB_DECODE_TO_FILE, JOB_ENCODE } job_kind;
+
+typedef struct {
+  job_kind kind;
+  const uint8_t *input;
+  size_t input_length;
+  uint8_t *output; /* decode: the block's bytes; encode: compressed data, padding and check */
+  size_t output_length;
+  uint32_t check;
+  uint32_t preset;        /* encode */
+  uint64_t unpadded_size; /* decode */
+  file_out file;          /* decode to file: output_length is the block's size */
+  const int32_t *stop;
+  int64_t result; /* decode: 0 or a code; encode: the compressed size or minus a code */
+  napi_ref refs[3]; /* input, output and stop, alive until the job completes */
+  napi_deferred deferred;
+  napi_async_work work;
+} xz_job;
+
+static void run_job(napi_env env, void *data) {
+  (void)env;
+  xz_job *job = data;
+  coder *held = take_coder(job->kind == JOB_ENCODE ? &encoders : &decoders);
+  if (held == NULL) {
+    job->result = job->kind == JOB_ENCODE ? -LZMA_MEM_ERROR : LZMA_MEM_ERROR;
+    return;
+  }
+  if (job->kind == JOB_ENCODE) {
+    job->result = encode_block(&held->stream, job->input, job->input_length, job->preset, job->check, job->output, job->output_length, job->stop);
+    give_coder(&encoders, held);
+    return;
+  }
+  if (job->kind == JOB_DECODE) {
+    job->result = decode_block(&held->stream, job->input, job->input_length, job->check, job->unpadded_size, job->output, job->output_length, NULL, 0, job->stop);
+  } else if (held->window == NULL && (held->window = malloc(FILE_WINDOW)) == NULL) {
+    job->result = LZMA_MEM_ERROR;
+  } else {
+    job->result = decode_block(&held->stream, job->input, job->input_length, job->check, job->unpadded_size, held->window, job->output_length, &job->file,
+                               FILE_WINDOW, job->stop);
+  }
+  give_coder(&decoders, held);
+}
+
+static void complete_job(napi_env env, napi_status status, void *data) {
+  xz_job *job = data;
+  napi_value value;
+  if (status == napi_ok) {
+    napi_create_int64(env, job->result, &value);
+    napi_resolve_deferred(env, job->deferred, value);
+  } else {
+    napi_value message;
+    napi_create_string_utf8(env, "seekz_xz: the job was cancelled", NAPI_AUTO_LENGTH, &message);
+    napi_create_error(env, NULL, message, &value);
+    napi_reject_deferred(env, job->deferred, value);
+  }
+  for (int at = 0; at < 3; at++)
+    if (job->refs[at]) napi_delete_reference(env, job->refs[at]);
+  napi_delete_async_work(env, job->work);
+  free(job);
+}
+
+/*
+ * Queues a job with the fields of `fields` (set from the arguments, which `values` holds: input,
+ * output or NULL, stop or NULL) and returns the Promise of its result; throws when node-api fails.
+ */
+static napi_value queue_job(napi_env env, const xz_job *fields, napi_value values[3], const char *name) {
+  napi_value promise, resource_name;
+  xz_job *job = malloc(sizeof *job);
+  if (job == NULL) {
+    napi_throw_error(env, NULL, "seekz_xz: out of memory");
+    return NULL;
+  }
+  *job = *fields;
+  int ok = 1;
+  for (int at = 0; at < 3 && ok; at++)
+    if (values[at]) ok = napi_create_reference(env, values[at], 1, &job->refs[at]) == napi_ok;
+  ok = ok && napi_create_promise(env, &job->deferred, &promise) == napi_ok &&
+       napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &resource_name) == napi_ok &&
+       napi_create_async_work(env, NULL, resource_name, run_job, complete_job, job, &job->work) == napi_ok &&
+       napi_queue_async_work(env, job->work) == napi_ok;
+  if (ok) return promise;
+  /* Only before queueing: the promise, if made, is dropped unsettled with its job. */
+  for (int at = 0; at < 3; at++)
+    if (job->refs[at]) napi_delete_reference(env, job->refs[at]);
+  if (job->work) napi_delete_async_work(env, job->work);
+  free(job);
+  napi_throw_error(env, NULL, "seekz_xz: node-api call failed");
+  return NULL;
+}
+
+/*
+ * decodeBlock(input: Uint8Array, checkId: number, unpaddedSize: number, output: Uint8Array,
+ *             stop: Int32Array | null): Promise<number>
+ * `input` is the block as it sits in the file (header through check, padding included).
+ */
+static napi_value decode_block_js(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  uint8_t *input, *output;
+  size_t input_length, output_length;
+  uint32_t check;
+  double unpadded;
+  const int32_t *stop;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 5 || !bytes_of(env, argv[0], &input, &input_length) ||
+      !bytes_of(env, argv[3], &output, &output_length) || napi_get_value_uint32(env, argv[1], &check) != napi_ok ||
+      napi_get_value_double(env, argv[2], &unpadded) != napi_ok || !get_stop(env, argv[4], &stop) || unpadded < 0) {
+    napi_throw_type_error(env, NULL, "seekz_xz.decodeBlock(input, checkId, unpaddedSize, output, stop): bad arguments");
+    return NULL;
+  }
+  xz_job job = {.kind = JOB_DECODE, .input = input, .input_length = input_length, .output = output, .output_length = output_length,
+                .check = check, .unpadded_size = (uint64_t)unpadded, .stop = stop};
+  napi_value values[3] = {argv[0], argv[3], stop ? argv[4] : NULL};
+  return queue_job(env, &job, values, "seekz_xz.decodeBlock");
+}
+
+/*
+ * decodeBlockToFile(input: Uint8Array, checkId: number, unpaddedSize: number, size: number, fd: number,
+ *                   position: number, stop: Int32Array | null): Promise<number>
+ * As decodeBlock, for a block of `size` bytes, but the bytes go to `fd` at `position` (pwrite), whole
+ * zero 4 KiB blocks left as holes: the file must hold nothing there yet. The same codes, plus
+ * SEEKZ_WRITE_ERRNO + errno when a write fails.
+ */
+static napi_value decode_block_to_file_js(napi_env env, napi_callback_info info) {
+  size_t argc = 7;
+  napi_value argv[7];
+  uint8_t *input;
+  size_t input_length;
+  uint32_t check;
+  int32_t fd;
+  double unpadded, size, position;
+  const int32_t *stop;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 7 || !bytes_of(env, argv[0], &input, &input_length) ||
+      napi_get_value_uint32(env, argv[1], &check) != napi_ok || napi_get_value_double(env, argv[2], &unpadded) != napi_ok ||
+      napi_get_value_double(env, argv[3], &size) != napi_ok || napi_get_value_int32(env, argv[4], &fd) != napi_ok ||
+      napi_get_value_double(env, argv[5], &position) != napi_ok || !get_stop(env, argv[6], &stop) || unpadded < 0 || size < 0 || position < 0) {
+    napi_throw_type_error(env, NULL, "seekz_xz.decodeBlockToFile(input, checkId, unpaddedSize, size, fd, position, stop): bad arguments");
+    return NULL;
+  }
+  xz_job job = {.kind = JOB_DECODE_TO_FILE, .input = input, .input_length = input_length, .output_length = (size_t)size, .check = check,
+                .unpadded_size = (uint64_t)unpadded, .file = {fd, (uint64_t)position}, .stop = stop};
+  napi_value values[3] = {argv[0], NULL, stop ? argv[6] : NULL};
+  return queue_job(env, &job, values, "seekz_xz.decodeBlockToFile");
+}
+
+/* encodeBlock(input: Uint8Array, preset: number, checkId: number, output: Uint8Array, stop: Int32Array | null): Promise<number> */
 static napi_value encode_block_js(napi_env env, napi_callback_info info) {
   size_t argc = 5;
   napi_value argv[5];
-  napi_value result;
   uint8_t *input, *output;
   size_t input_length, output_length;
   uint32_t preset, check;
   const int32_t *stop;
-  thread_state *state;
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 5 || !bytes_of(env, argv[0], &input, &input_length) ||
       napi_get_value_uint32(env, argv[1], &preset) != napi_ok || napi_get_value_uint32(env, argv[2], &check) != napi_ok ||
       !bytes_of(env, argv[3], &output, &output_length) || !get_stop(env, argv[4], &stop)) {
     napi_throw_type_error(env, NULL, "seekz_xz.encodeBlock(input, preset, checkId, output, stop): bad arguments");
     return NULL;
   }
-  if (napi_get_instance_data(env, (void **)&state) != napi_ok || state == NULL) {
-    napi_throw_error(env, NULL, "seekz_xz: no thread state");
-    return NULL;
-  }
-  napi_create_int64(env, encode_block(state, input, input_length, preset, check, output, output_length, stop), &result);
-  return result;
+  xz_job job = {.kind = JOB_ENCODE, .input = input, .input_length = input_length, .output = output, .output_length = output_length,
+                .preset = preset, .check = check, .stop = stop};
+  napi_value values[3] = {argv[0], argv[3], stop ? argv[4] : NULL};
+  return queue_job(env, &job, values, "seekz_xz.encodeBlock");
 }
 
 /* filterFlags(preset: number): Uint8Array — the block header's Filter Flags for encodeBlock's chain. */
@@ -359,6 +468,19 @@ static napi_value filter_flags_js(napi_env env, napi_callback_info info) {
   return buffer;
 }
 
+/*
+ * releaseCoders(): frees the idle decoders and encoders (a -9 encoder holds 674 MiB), for a
+ * process that goes on after its last block; a later job makes new ones.
+ */
+static napi_value release_coders_js(napi_env env, napi_callback_info info) {
+  (void)info;
+  release_coders(&decoders);
+  release_coders(&encoders);
+  napi_value result;
+  napi_get_undefined(env, &result);
+  return result;
+}
+
 static napi_value version_js(napi_env env, napi_callback_info info) {
   (void)info;
   napi_value result;
@@ -367,17 +489,12 @@ static napi_value version_js(napi_env env, napi_callback_info info) {
 }
 
 NAPI_MODULE_INIT() {
-  thread_state *state = calloc(1, sizeof *state);
-  if (state == NULL) return NULL;
-  lzma_stream blank = LZMA_STREAM_INIT;
-  state->stream = blank;
-  state->encoder = blank;
-  napi_set_instance_data(env, state, free_state, NULL);
   napi_property_descriptor properties[] = {
       {"decodeBlock", NULL, decode_block_js, NULL, NULL, NULL, napi_enumerable, NULL},
       {"decodeBlockToFile", NULL, decode_block_to_file_js, NULL, NULL, NULL, napi_enumerable, NULL},
       {"encodeBlock", NULL, encode_block_js, NULL, NULL, NULL, napi_enumerable, NULL},
       {"filterFlags", NULL, filter_flags_js, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"releaseCoders", NULL, release_coders_js, NULL, NULL, NULL, napi_enumerable, NULL},
       {"liblzmaVersion", NULL, version_js, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof properties / sizeof properties[0], properties);

@@ -8,26 +8,31 @@
  */
 import { createRequire } from 'node:module';
 
-/** The addon's functions (native/xz/seekz_xz.c). */
+/**
+ * The addon's functions (native/xz/seekz_xz.c). The block verbs run on libuv's thread pool and
+ * resolve to their code; the buffers given to them must stay untouched until then.
+ */
 export interface NativeXz {
   /**
    * Decodes one block (header through check, as in the file) into `output`, whose length is the
    * index's uncompressed size. Returns 0, an lzma_ret code, or one of NATIVE_CODES. Reads `stop`
    * between slices and gives up when it is nonzero.
    */
-  decodeBlock(input: Uint8Array, checkId: number, unpaddedSize: number, output: Uint8Array, stop: Int32Array | null): number;
+  decodeBlock(input: Uint8Array, checkId: number, unpaddedSize: number, output: Uint8Array, stop: Int32Array | null): Promise<number>;
   /**
    * As decodeBlock, for a block of `size` bytes, written to `fd` at `position` (pwrite) as it is
    * decoded, 256 KiB at a time, whole zero 4 KiB blocks left as holes. Also returns
    * NATIVE_CODES.writeErrno + errno when a write fails.
    */
-  decodeBlockToFile(input: Uint8Array, checkId: number, unpaddedSize: number, size: number, fd: number, position: number, stop: Int32Array | null): number;
+  decodeBlockToFile(input: Uint8Array, checkId: number, unpaddedSize: number, size: number, fd: number, position: number, stop: Int32Array | null): Promise<number>;
   /**
    * Encodes `input` as one block's LZMA2 data at `preset` (extreme flag included): writes the
    * compressed data, block padding and check into `output`; returns the compressed size, or minus
-   * an lzma_ret or NATIVE_CODES code. The encoder is kept per thread between blocks.
+   * an lzma_ret or NATIVE_CODES code. Encoders are kept between blocks, as many as ever ran at once.
    */
-  encodeBlock(input: Uint8Array, preset: number, checkId: number, output: Uint8Array, stop: Int32Array | null): number;
+  encodeBlock(input: Uint8Array, preset: number, checkId: number, output: Uint8Array, stop: Int32Array | null): Promise<number>;
+  /** Frees the decoders and encoders no job holds (a -9 encoder is 674 MiB); later jobs make new ones. */
+  releaseCoders(): void;
   /** The block header's Filter Flags for encodeBlock's filter chain at `preset`. */
   filterFlags(preset: number): Uint8Array;
   liblzmaVersion(): string;

@@ -16,20 +16,23 @@ import { runDeflate, type DeflateJob, type Done, type Job } from './jobs.js';
 export interface InProcessRunner {
   (job: Job, stop: Int32Array): Promise<Done<unknown>>;
   /**
-   * The job touches nothing but its own buffers (no file, no shared state), so a pool that stops
-   * for a signal need not wait for it: its result is dropped whenever it comes.
+   * Whether the job touches nothing but its own buffers (no file, no shared state): a pool that
+   * stops for a signal need not wait for such a job, and drops its result whenever it comes.
    */
-  detached?: boolean;
+  detached?: (job: Job) => boolean;
 }
 
-const deflateRunner: InProcessRunner = Object.assign((job: Job) => runDeflate(job as DeflateJob), { detached: true });
+const deflateRunner: InProcessRunner = Object.assign((job: Job) => runDeflate(job as DeflateJob), { detached: () => true });
 const zstd = () => import('../zstd/codec.js').then((codec) => codec.zstdRunner());
+const xz = () => import('../xz/block-codec.js').then((codec) => codec.xzRunner());
 
 const loaders: { [K in Job['kind']]?: () => Promise<InProcessRunner | undefined> } = {
   deflate: async () => deflateRunner,
   'zstd-decode': zstd,
   'zstd-decode-batch': zstd,
   'zstd-encode-run': zstd,
+  'xz-decode': xz,
+  'xz-encode': xz,
 };
 
 const loaded = new Map<Job['kind'], InProcessRunner | undefined>();

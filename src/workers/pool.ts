@@ -152,7 +152,7 @@ export function createWorkerPool(threads = defaultThreads(), signal?: AbortSigna
       const pending = queue.shift()!;
       if (runner) {
         busy.set(pending.message, pending);
-        if (runner.detached) detached.add(pending.message);
+        if (runner.detached?.(pending.message.job)) detached.add(pending.message);
         runner(pending.message.job, stopFlag).then(
           ({ reply }) => settle(pending.message, { reply }),
           (error: Error) => settle(pending.message, { error }),

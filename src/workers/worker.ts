@@ -18,7 +18,7 @@ async function runJob(job: Job): Promise<Done<unknown>> {
     return zstdJobs.runZstdJob(job);
   }
   xzJobs ??= await import('../xz/block-codec.js');
-  return job.kind === 'xz-encode' ? xzJobs.runXzEncode(job, stopFlag) : xzJobs.runXzDecode(job, stopFlag);
+  return xzJobs.runXzJob(job, stopFlag);
 }
 
 parentPort!.on('message', async ({ id, job }: { id: number; job: Job }) => {

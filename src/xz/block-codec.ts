@@ -17,7 +17,8 @@ import { createRequire } from 'node:module';
 import { getSystemErrorName } from 'node:util';
 import { fail } from '../errors.js';
 import { NATIVE_CODES, nativeXz, type NativeXz } from '../native/xz-engine.js';
-import type { Done, XzDecodeJob, XzDecodeReply, XzEncodeJob, XzEncodeReply } from '../workers/jobs.js';
+import type { Done, Job, XzDecodeJob, XzDecodeReply, XzEncodeJob, XzEncodeReply } from '../workers/jobs.js';
+import type { InProcessRunner } from '../workers/in-process.js';
 import {
   STREAM_FOOTER_SIZE,
   STREAM_HEADER_SIZE,
@@ -40,7 +41,7 @@ interface Liblzma {
   createXz(options: { preset: number; check: number }): { lzma: NativeStream; close(): void };
   createUnxz(): { lzma: NativeStream; close(): void };
 }
-// Loaded on first use: a worker on the native engine never needs it (about 20 ms of CPU each).
+// Loaded on first use: the native engine never needs it (about 20 ms of CPU each).
 let loadedLiblzma: Liblzma | undefined;
 const liblzma = (): Liblzma => (loadedLiblzma ??= createRequire(import.meta.url)('node-liblzma') as Liblzma);
 /** lzma/container.h's LZMA_PRESET_EXTREME. */
@@ -62,7 +63,7 @@ const LZMA_MESSAGES: Record<number, string> = {
 };
 
 /**
- * How much one native call may do. A worker is inside liblzma for one slice at a time and looks at
+ * How much one native call may do. A thread is inside liblzma for one slice at a time and looks at
  * `shouldStop` between slices, so a signal waits for at most one slice, never a whole block
  * (a 16 MiB block at -6 takes seconds; 64 KiB of input takes milliseconds even at -9e).
  * Terminating a thread while it is inside liblzma aborts the process, so stopping is cooperative.
@@ -118,7 +119,34 @@ function codeInSlices(
   }
 }
 
-export function runXzEncode(job: XzEncodeJob, stop?: StopFlag): Done<XzEncodeReply> {
+/**
+ * An xz job, as a worker thread runs it and as the pool runs it in process (workers/in-process.ts):
+ * with the addon, the block is coded on libuv's thread pool and this thread only waits; with
+ * node-liblzma (SEEKZ_NATIVE=0, or no addon), on this thread, which is then a worker's.
+ */
+export function runXzJob(job: XzEncodeJob | XzDecodeJob, stop?: StopFlag): Promise<Done<XzEncodeReply | XzDecodeReply>> {
+  return job.kind === 'xz-encode' ? runXzEncode(job, stop) : runXzDecode(job, stop);
+}
+
+/** The pool's in-process runner for xz jobs (workers/in-process.ts): only with the addon. */
+export function xzRunner(): InProcessRunner | undefined {
+  if (!nativeXz()) return undefined;
+  return Object.assign((job: Job, stop: Int32Array) => runXzJob(job as XzEncodeJob | XzDecodeJob, stop), {
+    // Only a block decoded straight into the output file touches more than its own buffers: a
+    // signal's stop waits for that one (the caller truncates the file after it), not the others.
+    detached: (job: Job) => job.kind === 'xz-encode' || (job as XzDecodeJob).to === undefined,
+  });
+}
+
+/**
+ * Frees the addon's idle coders (decoders and encoders no job holds: a -9 encoder is 674 MiB), for
+ * a process that goes on after a file is done; the next job makes new ones.
+ */
+export function releaseXzCoders(): void {
+  nativeXz()?.releaseCoders();
+}
+
+export async function runXzEncode(job: XzEncodeJob, stop?: StopFlag): Promise<Done<XzEncodeReply>> {
   const preset = job.preset | (job.extreme ? PRESET_EXTREME : 0);
   const native = nativeXz();
   if (native) return nativeEncode(native, job, preset, stop);
@@ -152,16 +180,16 @@ export function runXzEncode(job: XzEncodeJob, stop?: StopFlag): Done<XzEncodeRep
 
 /**
  * native/xz/seekz_xz.c's encodeBlock: the same filter chain and so the same bytes as the stream path below,
- * but with the thread's encoder kept from block to block (its match finder, 94 MiB at -6, is
- * allocated once, not freed into the heap and page-faulted in again for every block). The output
- * buffer is fresh and goes to the writer whole, uncopied: its pages past the compressed size are
+ * but with encoders kept from block to block (a match finder, 94 MiB at -6, is allocated once per
+ * job in flight, not freed into the heap and page-faulted in again for every block). The output
+ * buffer is fresh (or one lent back) and goes to the writer whole, uncopied: its pages past the compressed size are
  * never touched, so they take no memory.
  */
-function nativeEncode(native: NativeXz, job: XzEncodeJob, preset: number, stop: StopFlag): Done<XzEncodeReply> {
+async function nativeEncode(native: NativeXz, job: XzEncodeJob, preset: number, stop: StopFlag): Promise<Done<XzEncodeReply>> {
   // LZMA2 adds at most 3 bytes per 64 KiB of incompressible input, plus its end marker and the check.
   const bound = job.data.length + (job.data.length >> 10) + 1024;
   const output = job.into && job.into.byteLength >= bound ? new Uint8Array(job.into) : new Uint8Array(bound);
-  const result = native.encodeBlock(job.data, preset >>> 0, job.checkId, output, stop ?? null);
+  const result = await native.encodeBlock(job.data, preset >>> 0, job.checkId, output, stop ?? null);
   if (result === -NATIVE_CODES.interrupted) throw fail('INTERRUPTED', 'a signal');
   if (result < 0) throw new Error(`liblzma could not compress: ${LZMA_MESSAGES[-result] ?? `liblzma error ${-result}`}`);
   const compressed = output.subarray(0, result);
@@ -180,13 +208,13 @@ function nativeEncode(native: NativeXz, job: XzEncodeJob, preset: number, stop: 
  * length than the index says is an error either way. The native engine decodes straight into the
  * reply's buffer; node-liblzma gets the block wrapped back into a one-block stream.
  */
-export function runXzDecode(job: XzDecodeJob, stop?: StopFlag): Done<XzDecodeReply> {
+export async function runXzDecode(job: XzDecodeJob, stop?: StopFlag): Promise<Done<XzDecodeReply>> {
   if (job.to) return decodeToFile(job, job.to, stop);
   // One output buffer of the block's size (the caller's, when it lent one); it owns its memory, so
   // it can be transferred, and it goes out only when the engine has filled all of it.
   const output = job.into && job.into.byteLength >= job.expectedSize ? Buffer.from(job.into, 0, job.expectedSize) : Buffer.allocUnsafeSlow(job.expectedSize);
   const native = nativeXz();
-  const error = native ? nativeDecode(native, job, output, stop) : fallbackDecode(job, output, stop);
+  const error = native ? codeMessage(job, await native.decodeBlock(job.bytes, job.checkId, job.unpaddedSize, output, stop ?? null)) : fallbackDecode(job, output, stop);
   if (error !== undefined) throw fail('XZ_DECODE_FAILED', job.block, job.offset, error);
   const data = new Uint8Array(output.buffer, 0, job.expectedSize);
   return { reply: { data }, transfer: [data.buffer as ArrayBuffer] };
@@ -197,13 +225,13 @@ const tooLittle = (job: XzDecodeJob, length: number) =>
 
 /**
  * The block straight into the output file (native/xz/seekz_xz.c's decodeBlockToFile), written from
- * this thread as it decodes. A failed write is the output's error (OUTPUT_FAILED); a bad block is
+ * the thread that decodes it, as it decodes. A failed write is the output's error (OUTPUT_FAILED); a bad block is
  * the block's, as with runXzDecode. Either way the caller drops what was written.
  */
-function decodeToFile(job: XzDecodeJob, to: NonNullable<XzDecodeJob['to']>, stop: StopFlag): Done<XzDecodeReply> {
+async function decodeToFile(job: XzDecodeJob, to: NonNullable<XzDecodeJob['to']>, stop: StopFlag): Promise<Done<XzDecodeReply>> {
   const native = nativeXz();
   if (!native) throw new Error('seekz: an xz block was sent to be written by the native engine, which is not loaded');
-  const code = native.decodeBlockToFile(job.bytes, job.checkId, job.unpaddedSize, job.expectedSize, to.fd, to.position, stop ?? null);
+  const code = await native.decodeBlockToFile(job.bytes, job.checkId, job.unpaddedSize, job.expectedSize, to.fd, to.position, stop ?? null);
   if (code >= NATIVE_CODES.writeErrno) {
     const name = getSystemErrorName(NATIVE_CODES.writeErrno - code);
     throw fail('OUTPUT_FAILED', to.name, to.outputOffset, `${name === 'ENOSPC' ? 'no space left on device' : 'write failed'} (${name})`);
@@ -211,11 +239,6 @@ function decodeToFile(job: XzDecodeJob, to: NonNullable<XzDecodeJob['to']>, stop
   const error = codeMessage(job, code);
   if (error !== undefined) throw fail('XZ_DECODE_FAILED', job.block, job.offset, error);
   return { reply: { data: new Uint8Array(0) }, transfer: [] };
-}
-
-/** native/xz/seekz_xz.c's decodeBlock; returns the error text, or undefined when the block checked out. */
-function nativeDecode(native: NativeXz, job: XzDecodeJob, output: Buffer, stop: StopFlag): string | undefined {
-  return codeMessage(job, native.decodeBlock(job.bytes, job.checkId, job.unpaddedSize, output, stop ?? null));
 }
 
 /** What a native decode's return code says: undefined when the block checked out, else the error text. */

@@ -8,7 +8,7 @@ import { FOOTER_MAGIC, STREAM_FOOTER_SIZE, STREAM_HEADER_SIZE, parseStreamFooter
 import type { XzSource } from './reader.js';
 
 /**
- * Decompresses a whole .xz file in order. Blocks decode in parallel on the reader's worker pool,
+ * Decompresses a whole .xz file in order. Blocks decode in parallel on the reader's pool,
  * a window of `threads + 1` at a time, bypassing the cache (a sequential pass would only evict
  * it). A file with a block larger than the reader's limit (one-block files from single-threaded
  * xz) is streamed through liblzma instead: one thread, bounded memory.
@@ -37,7 +37,7 @@ export async function decompressXz(
     return done;
   }
   // Each decoded block is ours alone (decodeBlock bypasses the cache) and the sink is done with it
-  // once its write resolves, so its buffer goes back to a worker for a later block: the pass
+  // once its write resolves, so its buffer goes back to the decoder for a later block: the pass
   // touches a window's worth of buffers, not fresh memory (and page faults) for every block.
   const spare: ArrayBuffer[] = [];
   const window = orderedWindow<Uint8Array>(options.threads + 1, async (bytes) => {
@@ -50,10 +50,10 @@ export async function decompressXz(
 }
 
 /**
- * The native engine into a regular file: each worker writes its block at the block's offset as it
+ * The native engine into a regular file: each decoding thread writes its block at the block's offset as it
  * decodes it (the index gives every offset), holes for zero 4 KiB blocks, so decoded bytes cross
  * no thread and are copied into the page cache while still in the decoding core's cache. Blocks
- * finish in any order; `progress` hears of them in order. A failure waits until no worker writes
+ * finish in any order; `progress` hears of them in order. A failure waits until no thread writes
  * any more, so that the caller's cleanup (removing or truncating the output) is the last word.
  */
 async function decodeIntoFile(xz: XzSource, file: PositionalOutput, threads: number, progress: (length: number) => void): Promise<void> {

@@ -1,5 +1,7 @@
 import { fail } from '../errors.js';
 import type { Sink } from '../io/sink.js';
+import { nativeXz } from '../native/xz-engine.js';
+import { releaseXzCoders } from './block-codec.js';
 import type { SequentialInput } from '../source/sequential.js';
 import type { XzEncodeReply } from '../workers/jobs.js';
 import { orderedWindow } from '../workers/ordered.js';
@@ -54,11 +56,13 @@ export interface XzWriterResult {
  */
 const ENCODER_MIB = [2, 4, 7, 12, 24, 94, 94, 186, 370, 674];
 export function xzWriterMemoryBound(threads: number, blockSize: number, preset: number): number {
-  // 70 MiB is Node with two worker threads and liblzma loaded (measured: 67 MiB). A thread holds
+  // 50 MiB is Node with the addon and liblzma loaded (measured: 48 MiB; blocks are coded on libuv's
+  // threads); with node-liblzma, 70 MiB: two worker threads too (measured: 67 MiB). A thread holds
   // its input block, the native encoder's output buffer (touched as far as the compressed size)
   // and compressed blocks on their way to the writer, with garbage V8 frees late: about 3 blocks.
-  // Measured at 2 threads, 16 MiB blocks, -6: 307-354 MiB (xz -6 -T2: 232-246 MiB).
-  return 70 * 2 ** 20 + threads * (ENCODER_MIB[preset]! * 2 ** 20 + 3 * blockSize);
+  // Measured at 2 threads, 16 MiB blocks, -6, on 48 MiB of no-zeros data: 284 MiB (xz -6 -T2:
+  // 241 MiB; on worker threads it was 299 MiB).
+  return (nativeXz() ? 50 : 70) * 2 ** 20 + threads * (ENCODER_MIB[preset]! * 2 ** 20 + 3 * blockSize);
 }
 
 /**
@@ -183,6 +187,7 @@ export async function writeXz(input: SequentialInput, sink: Sink, options: XzWri
     await write(buildStreamFooter(checkId, index.length));
   } finally {
     await pool.close();
+    releaseXzCoders();
   }
   return { records, uncompressedSize, compressedSize, zeroBlocks, storedBytes };
 }

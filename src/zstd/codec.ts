@@ -164,7 +164,7 @@ export function zstdRunner(): InProcessRunner | undefined {
     }
     throw new Error(`seekz: ${job.kind} is not a zstd job`);
   };
-  return Object.assign(run, { detached: true });
+  return Object.assign(run, { detached: () => true });
 }
 
 /**
