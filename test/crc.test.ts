@@ -129,7 +129,8 @@ describe('crc32Zeros', () => {
 
   it('is additive in the length: zeros(a + b) = combine(zeros(a), zeros(b), b)', () => {
     fc.assert(
-      fc.property(countUpTo(52), countUpTo(52), (first, second) => {
+      // The sum must stay a safe integer (2^52 + 2^52 is not): both below 2^52.
+      fc.property(countUpTo(52).filter((n) => n < 2 ** 52), countUpTo(52).filter((n) => n < 2 ** 52), (first, second) => {
         expect(crc32Zeros(first + second)).toBe(crc32Combine(crc32Zeros(first), crc32Zeros(second), second));
       }),
       { numRuns: 500 },
