@@ -49,7 +49,7 @@ export interface WorkerMessage {
 
 export interface WorkerPool {
   readonly threads: number;
-  /** Runs `job` on a worker. Buffers in `transfer` move to it (the caller must own all of them). */
+  /** Runs `job` in process or on a worker. Buffers in `transfer` move to it (the caller must own all of them, and gives them up either way). */
   run<J extends Job>(job: J, transfer: ArrayBuffer[]): Promise<ReplyOf[J['kind']]>;
   close(): Promise<void>;
   /** See stopAllWorkers. */
@@ -74,7 +74,9 @@ interface Pending {
  * when a job needs one, so a pool whose jobs all run in process never starts a thread of its own.
  * Jobs start in the order they were given. An aborted `signal` stops the pool as a process signal
  * would (see stopAllWorkers): the library's way to cancel a compression within one slice of a
- * job, not after the block in hand.
+ * job, not after the block in hand. Pinned by test/zstd-async.test.ts and test/xz-native.test.ts
+ * (no worker starts where a runner exists; the forced worker path gives the same results) and
+ * test/cli-manners.test.ts (partial-deflate starts none).
  */
 export function createWorkerPool(threads = defaultThreads(), signal?: AbortSignal, options: WorkerPoolOptions = {}): WorkerPool {
   const count = Math.max(1, threads);
