@@ -25,7 +25,7 @@ const program = shellManners(new Command('partial-deflate'))
   .addOption(new Option('-l, --level <n>', 'compression level 1 (fast) to 9 (best); -1 … -9 work too').default(String(DEFAULT_LEVEL)))
   .option('--store <start:end>', 'also store this range (repeatable)', (value: string, all: string[]) => [...all, value], [] as string[])
   .option('--store-partition <n>', "store partition N of the input's MBR or GPT (repeatable)", (value: string, all: string[]) => [...all, value], [] as string[])
-  .addOption(new Option('-T, --threads <n>', 'worker threads (0 = all cores)').default(String(defaultThreads())))
+  .addOption(new Option('-T, --threads <n>', 'chunks deflated at once (0 = all cores)').default(String(defaultThreads())))
   .addOption(new Option('--chunk-size <size>', 'uncompressed bytes per independent chunk (a checkpoint each)').default('1MiB'))
   .option('-f, --force', 'overwrite OUT if it exists; write to a terminal')
   .option('-q, --quiet', 'no progress line, no summary')
@@ -33,7 +33,7 @@ const program = shellManners(new Command('partial-deflate'))
   .addHelpText(
     'after',
     `
-Memory: at most about 100 MiB + threads × 50 MiB + (4 × threads + 4) × chunk size;
+Memory: at most about 100 MiB + threads × 8 MiB + (4 × threads + 4) × chunk size;
 ${formatSize(writerMemoryBound(defaultThreads(), DEFAULT_CHUNK_SIZE))} at the defaults (${defaultThreads()} threads, ${formatSize(DEFAULT_CHUNK_SIZE)} chunks), whatever the input size.
 
 Examples:

@@ -71,12 +71,14 @@ export interface PartialDeflateResult {
 /**
  * Peak resident memory of a writing process, for --help and the bench: the chunks in flight (in
  * and out), plus a measured allowance for the Node runtime (about 100 MiB, V8 heap growth
- * included) and for each worker thread (about 50 MiB: its isolate, zlib state, and output
- * buffers V8 has not collected yet). Measured: 196–213 MiB with 2 threads on 2 and 6 GiB images.
+ * included) and for each chunk being deflated (8 MiB: zlib's state and its output buffer, up to
+ * 4 MiB). Chunks deflate on libuv's thread pool, with no worker isolate each (those took about
+ * 50 MiB a thread). Measured: 90 MiB on 256 MiB and 98 MiB on 1 GiB at 2 threads and 1 MiB chunks,
+ * 126 MiB at 4 threads and 4 MiB chunks.
  */
 export function writerMemoryBound(threads: number, chunkSize: number): number {
   const inFlight = 2 * threads + 2;
-  return 100 * 2 ** 20 + threads * 50 * 2 ** 20 + inFlight * 2 * chunkSize;
+  return 100 * 2 ** 20 + threads * 8 * 2 ** 20 + inFlight * 2 * chunkSize;
 }
 
 interface Piece {
