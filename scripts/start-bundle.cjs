@@ -1,8 +1,9 @@
 'use strict';
 /**
  * Starts a bundled command or the bundled library, and returns its exports (scripts/bundle.mjs
- * copies this file to dist/bin/start.js; each command's bin script and the library's lib.js call it). Compiling the ~450 KB bundle is a good part of a 4 KiB
- * `seekz read`, so the compiled code is kept between runs. Node 22 does that itself
+ * copies this file to dist/bin/start.js; each command's bin script and the library's lib.js call
+ * it). Compiling the ~450 KB bundle is a good part of a 4 KiB `seekz read`, so the compiled code
+ * is kept between runs. Node 22 does that itself
  * (module.enableCompileCache, given the directory below). On Node 20 this keeps V8's code cache:
  * written at the exit of the first run (so it holds the functions that ran, compiled), read by
  * every later run, and rewritten only when V8 rejects it (another Node, other V8 flags).
