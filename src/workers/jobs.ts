@@ -140,6 +140,7 @@ export interface Done<R> {
  * own zlib, so no addon is needed and no worker thread ever gets one.
  */
 export async function runDeflate(job: DeflateJob): Promise<Done<DeflateReply>> {
-  const compressed = await deflateChunkAsync(job.data, { level: job.level, memLevel: job.memLevel });
-  return { reply: { compressed, crc: crc32(job.data), data: job.data }, transfer: [] };
+  const deflating = deflateChunkAsync(job.data, { level: job.level, memLevel: job.memLevel });
+  const crc = crc32(job.data); // meanwhile, on this thread
+  return { reply: { compressed: await deflating, crc, data: job.data }, transfer: [] };
 }
