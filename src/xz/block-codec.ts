@@ -182,8 +182,8 @@ export async function runXzEncode(job: XzEncodeJob, stop?: StopFlag): Promise<Do
  * native/xz/seekz_xz.c's encodeBlock: the same filter chain and so the same bytes as the stream path below,
  * but with encoders kept from block to block (a match finder, 94 MiB at -6, is allocated once per
  * job in flight, not freed into the heap and page-faulted in again for every block). The output
- * buffer is fresh (or one lent back) and goes to the writer whole, uncopied: its pages past the compressed size are
- * never touched, so they take no memory.
+ * buffer is fresh (or one lent back) and goes to the writer whole, uncopied: its pages past the
+ * compressed size are never touched, so they take no memory.
  */
 async function nativeEncode(native: NativeXz, job: XzEncodeJob, preset: number, stop: StopFlag): Promise<Done<XzEncodeReply>> {
   // LZMA2 adds at most 3 bytes per 64 KiB of incompressible input, plus its end marker and the check.
@@ -225,8 +225,8 @@ const tooLittle = (job: XzDecodeJob, length: number) =>
 
 /**
  * The block straight into the output file (native/xz/seekz_xz.c's decodeBlockToFile), written from
- * the thread that decodes it, as it decodes. A failed write is the output's error (OUTPUT_FAILED); a bad block is
- * the block's, as with runXzDecode. Either way the caller drops what was written.
+ * the thread that decodes it, as it decodes. A failed write is the output's error (OUTPUT_FAILED);
+ * a bad block is the block's, as with runXzDecode. Either way the caller drops what was written.
  */
 async function decodeToFile(job: XzDecodeJob, to: NonNullable<XzDecodeJob['to']>, stop: StopFlag): Promise<Done<XzDecodeReply>> {
   const native = nativeXz();

@@ -66,8 +66,8 @@ export interface XzSource extends Source {
    */
   decodeBlock(index: number, into?: ArrayBuffer): Promise<Uint8Array>;
   /**
-   * As decodeBlock, but the decoding thread writes the block into `to.fd` at `to.position` as it decodes
-   * (the native engine; holes for zero 4 KiB blocks) and the result is undefined. A block small
+   * As decodeBlock, but the decoding thread writes the block into `to.fd` at `to.position` as it
+   * decodes (the native engine; holes for zero 4 KiB blocks) and the result is undefined. A block small
    * enough to be a zero block is decoded as by decodeBlock and returned, for the caller to write
    * (or not: a verified zero block comes back as zeros without a decode).
    */
