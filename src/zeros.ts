@@ -43,3 +43,31 @@ export function dataRuns(bytes: Uint8Array, at: number, holesFrom = 0): Array<[n
   if (from < bytes.length) runs.push([from, bytes.length]);
   return runs;
 }
+
+/**
+ * `data`, which starts at stream offset `at`, cut at the edges of its all-zero grains: the
+ * `grain`-byte pieces aligned to the stream (not to `data`) whose bytes are all zero. Returns the
+ * runs in order as [from, to, zero] relative to `data`; adjacent zero grains form one run, and a
+ * partial grain at either end belongs to the data around it. One memcmp per grain.
+ */
+export function zeroGrainRuns(data: Uint8Array, at: number, grain: number): Array<[from: number, to: number, zero: boolean]> {
+  const runs: Array<[number, number, boolean]> = [];
+  let from = 0; // start of the run not yet closed
+  let zero = false;
+  for (let start = ((grain - (at % grain)) % grain); start + grain <= data.length; start += grain) {
+    const isZero = isAllZero(data.subarray(start, start + grain));
+    if (isZero === zero) continue;
+    if (start > from) runs.push([from, start, zero]);
+    from = start;
+    zero = isZero;
+  }
+  // A zero run ends at its last whole grain; what follows is data.
+  if (zero) {
+    const end = from + Math.floor((data.length - from) / grain) * grain;
+    runs.push([from, end, true]);
+    from = end;
+    zero = false;
+  }
+  if (from < data.length) runs.push([from, data.length, false]);
+  return runs;
+}

@@ -15,7 +15,7 @@ import { buildIndex, buildStreamFooter, buildStreamHeader, CHECK_IDS, type Check
 import { openXz, readXzLayout } from '../src/xz/reader.js';
 import { writeXz } from '../src/xz/writer.js';
 import { forgetZeroBlocks } from '../src/xz/zero-blocks.js';
-import { diskLikeData, requireTool, run, sha256, tempDir } from './helpers/tools.js';
+import { cliPath, diskLikeData, requireTool, run, sha256, tempDir, xzList } from './helpers/tools.js';
 
 const BLOCK = 256 * 1024;
 const zeros = (length: number) => new Uint8Array(length);
@@ -232,5 +232,84 @@ describe('bytes that only resemble a verified zero block are decoded and checked
       await xz.close();
     }
     expect(counter.decodes).toBe(4);
+  });
+});
+
+describe('zero runs of whole MiBs inside a block get blocks of their own (writer.ts ZERO_GRAIN)', () => {
+  const MIB = 2 ** 20;
+  const CELL = 4 * MIB;
+  /**
+   * Cell 0: data to 1.5 MiB, then zeros. Cell 1: zeros, a little data at 5 MiB, zeros. Cell 2:
+   * 3 MiB of zeros, then data to 100 bytes short of 12 MiB.
+   */
+  function layout(): Uint8Array {
+    const bytes = new Uint8Array(3 * CELL - 100);
+    bytes.set(diskLikeData(1.5 * MIB, 7), 0);
+    bytes.set(diskLikeData(MIB / 4, 8), 5 * MIB);
+    bytes.set(diskLikeData(MIB - 100, 9), 11 * MIB);
+    return bytes;
+  }
+  /** The oracle: each block-size cell that is all zeros, and in the others each whole MiB of zeros (aligned to the file), merged. */
+  function zeroMibs(bytes: Uint8Array, cell: number) {
+    const zero = (from: number, to: number) => bytes.subarray(from, to).every((byte) => byte === 0);
+    const ranges: { offset: number; length: number }[] = [];
+    const add = (offset: number, length: number) => {
+      const last = ranges[ranges.length - 1];
+      if (last && last.offset + last.length >= offset) last.length = Math.max(last.length, offset + length - last.offset);
+      else ranges.push({ offset, length });
+    };
+    for (let start = 0; start < bytes.length; start += cell) {
+      const end = Math.min(bytes.length, start + cell);
+      if (zero(start, end)) add(start, end - start);
+      else for (let grain = Math.ceil(start / MIB) * MIB; grain + MIB <= end; grain += MIB) if (zero(grain, grain + MIB)) add(grain, MIB);
+    }
+    return ranges;
+  }
+
+  it('seekxz cuts them out, as xz --list sees it; the same bytes at -T1, -T2 and on worker threads; xz -dc gives the data back', () => {
+    const bytes = layout();
+    const input = join(dir.path, 'runs.img');
+    writeFileSync(input, bytes);
+    const outputs = [
+      run(process.execPath, [cliPath('seekxz'), '-0', '-T1', '--block-size=4M', '-c', input]),
+      run(process.execPath, [cliPath('seekxz'), '-0', '-T2', '--block-size=4M', '-c', input]),
+      run(process.execPath, [cliPath('seekxz'), '-0', '-T2', '--block-size=4M', '-c', input], { env: { ...process.env, SEEKZ_NATIVE: '0' } }),
+    ];
+    for (const output of outputs) expect(output.status, output.stderr).toBe(0);
+    expect(sha256(outputs[1]!.stdout)).toBe(sha256(outputs[0]!.stdout));
+    expect(sha256(outputs[2]!.stdout)).toBe(sha256(outputs[0]!.stdout));
+    const path = join(dir.path, 'runs.img.xz');
+    writeFileSync(path, outputs[0]!.stdout);
+    expect(sha256(run('xz', ['-dc', path]).stdout)).toBe(sha256(bytes));
+    // Zero runs in 1, 2, 4 ... MiB pieces: [2M,4M) | [4M,5M) · [6M,8M) | [8M,10M) [10M,11M).
+    expect(xzList(path).blocks.map((block) => block.uncompressedSize)).toEqual([2 * MIB, 2 * MIB, MIB, MIB, 2 * MIB, 2 * MIB, MIB, MIB - 100]);
+  });
+
+  it('property: for random layouts, xz -dc gives the data back and zeroRanges is exactly the zero MiBs and zero blocks', async () => {
+    let seed = 11;
+    const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    for (let round = 0; round < 6; round++) {
+      const cell = [2 * MIB, 3 * MIB, 4 * MIB, 3.5 * MIB][round % 4]!;
+      const parts: Uint8Array[] = [];
+      for (let length = 0; length < 14 * MIB; ) {
+        const piece = Math.max(1, Math.floor(random() * 2.5 * MIB));
+        parts.push(random() < 0.5 ? zeros(piece) : diskLikeData(piece, round * 100 + parts.length));
+        length += piece;
+      }
+      const bytes = new Uint8Array(Buffer.concat(parts));
+      const chunks: Uint8Array[] = [];
+      await writeXz(sequentialFromSource(bufferSource(bytes)), { write: async (chunk) => void chunks.push(new Uint8Array(chunk)) }, { blockSize: cell, threads: 2, preset: 0 });
+      const compressed = new Uint8Array(Buffer.concat(chunks));
+      const path = join(dir.path, `property-${round}.xz`);
+      writeFileSync(path, compressed);
+      expect(sha256(run('xz', ['-dc', path]).stdout), `round ${round}`).toBe(sha256(bytes));
+      const xz = await openXz(bufferSource(compressed), { pool: shared });
+      try {
+        expect(await xz.zeroRanges(0, xz.size), `round ${round}`).toEqual(zeroMibs(bytes, cell));
+        expect(sha256(await xz.read(0, xz.size)), `round ${round}`).toBe(sha256(bytes));
+      } finally {
+        await xz.close();
+      }
+    }
   });
 });
