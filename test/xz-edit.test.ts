@@ -36,6 +36,16 @@ function expectXzHolds(path: string, expected: Uint8Array): void {
   expect(python.stdout.toString().trim()).toBe(sha256(expected));
 }
 
+/** The editable layout of the .xz at `path`, from a file source closed afterwards. */
+async function editableOf<T>(path: string, use: (layout: Awaited<ReturnType<typeof readXzEditable>>) => Promise<T>): Promise<T> {
+  const source = await fileSource(path);
+  try {
+    return await use(await readXzEditable(source));
+  } finally {
+    await source.close();
+  }
+}
+
 const withEdit = (base: Uint8Array, offset: number, data: Uint8Array) => {
   const out = base.slice();
   out.set(data, offset);
@@ -71,7 +81,7 @@ describe('seekxz --store and patch', () => {
       const starts = listed.split('\n').filter((line) => line.startsWith('block\t')).map((line) => Number(line.split('\t')[5]));
       expect(starts).toContain(stored.start);
       expect(starts).toContain(stored.end);
-      const editable = await (await readXzEditable(await fileSource(path))).editableRanges();
+      const editable = await editableOf(path, (layout) => layout.editableRanges());
       expect(editable).toContainEqual(stored);
 
       // An edit across a 1 MiB stored-block boundary, and one across a chunk boundary.
@@ -111,7 +121,7 @@ describe('seekxz --store and patch', () => {
   it('refuses a stored block whose bytes no longer match its check, and writes nothing', async () => {
     const path = file('damaged.xz');
     copyFileSync(file('stored-crc64.xz'), path);
-    const editable = await (await readXzEditable(await fileSource(path))).extents(stored.start + 5000, 1);
+    const editable = await editableOf(path, (layout) => layout.extents(stored.start + 5000, 1));
     const bytes = readFileSync(path);
     bytes[editable[0]!.fileOffset]! ^= 0xff; // damage inside the block, then try to edit elsewhere in it
     writeFileSync(path, bytes);
@@ -184,7 +194,7 @@ describe('foreign .xz files', () => {
 
       // Damage elsewhere in the block is kept, never hidden under a fresh check.
       const bytes = readFileSync(path);
-      const [extent] = await (await readXzEditable(await fileSource(path))).extents(4 * MIB, 1);
+      const [extent] = await editableOf(path, (layout) => layout.extents(4 * MIB, 1));
       bytes[extent!.fileOffset]! ^= 0x40;
       writeFileSync(path, bytes);
       await patchFile(path, [{ offset: 3 * MIB, data: noise(64, 34) }]);
@@ -204,8 +214,7 @@ describe('foreign .xz files', () => {
     // The block really mixes them: its first chunk is uncompressed (0x01), and the block is smaller than its data.
     expect(bytes[12 + (bytes[12]! + 1) * 4]).toBe(0x01);
     expect(bytes.length).toBeLessThan(mixed.length);
-    const layout = await readXzEditable(await fileSource(file('mixed.img.xz')));
-    expect(await layout.editableRanges()).toEqual([]);
+    expect(await editableOf(file('mixed.img.xz'), (layout) => layout.editableRanges())).toEqual([]);
     await expect(patchFile(file('mixed.img.xz'), [{ offset: 10, data: Uint8Array.of(1) }])).rejects.toMatchObject({ code: 'XZ_NOT_EDITABLE' });
   });
 });
