@@ -8,7 +8,7 @@
  * path, which test/zstd.test.ts holds against zstd on its own.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, statSync, watch, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, ftruncateSync, openSync, readdirSync, readFileSync, statSync, watch, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Sink } from '../src/io/sink.js';
@@ -147,6 +147,22 @@ describe('in process', () => {
         return sha256(copy.out);
       });
       expect(inProcess, what).toEqual(onWorker);
+      // Written by the addon (seekzstd -d into a file; -t: written nowhere): the same first
+      // error, and on success the same bytes, holes included.
+      const total = job.frames.reduce((sum, frame) => sum + frame.expectedSize, 0);
+      for (const written of [true, false]) {
+        const path = join(dir.path, 'direct.out');
+        writeFileSync(path, '');
+        const fd = written ? openSync(path, 'r+') : -1;
+        const direct = await outcome(async () => {
+          const largest = Math.max(...job.frames.map((frame) => frame.expectedSize));
+          await runner({ ...job, bytes: job.bytes.slice(), out: new Uint8Array(largest + 1), to: { fd, position: 0, name: 'out', outputOffset: 0 } }, noStop());
+          if (written) ftruncateSync(fd, total);
+          return sha256(Buffer.concat([written ? readFileSync(path) : data, new Uint8Array(job.out.length - total)]));
+        });
+        if (written) closeSync(fd);
+        expect(direct, `${what}, written by the addon${written ? '' : ' (nowhere)'}`).toEqual(onWorker);
+      }
       if ('error' in inProcess) {
         failures++;
         expect(inProcess.error.code, what).toMatch(/^ZSTD_/);
@@ -154,6 +170,20 @@ describe('in process', () => {
       }
     }
     expect(failures).toBeGreaterThan(cases.length / 2);
+  });
+
+  it('a run the addon writes: a failed write is OUTPUT_FAILED naming the output, where its frame starts and the errno', async () => {
+    const good = await batchOf(await compress(data));
+    const path = join(dir.path, 'read-only.out');
+    writeFileSync(path, '');
+    const fd = openSync(path, 'r'); // pwrite fails with EBADF
+    const largest = Math.max(...good.frames.map((frame) => frame.expectedSize));
+    try {
+      const failed = await outcome(() => runner({ ...good, out: new Uint8Array(largest + 1), to: { fd, position: 0, name: 'the output', outputOffset: 5 } }, noStop()));
+      expect(failed).toEqual({ error: { code: 'OUTPUT_FAILED', message: expect.stringMatching(/^writing the output failed after \d+ bytes: bad file descriptor \(EBADF\); /) } });
+    } finally {
+      closeSync(fd);
+    }
   });
 
   it("the pool's stop flag ends a slow frame in the middle", async () => {

@@ -10,6 +10,7 @@
  * same first error either way (pinned by test/zstd-async.test.ts).
  */
 import { createRequire } from 'node:module';
+import { getSystemErrorMap } from 'node:util';
 import { fail, SeekzError } from '../errors.js';
 import { nativeZstd, type NativeZstd } from '../native/zstd.js';
 import type { InProcessRunner } from '../workers/in-process.js';
@@ -123,6 +124,7 @@ export function runZstdJob(job: ZstdEncodeRunJob | ZstdDecodeJob | ZstdDecodeBat
     return { reply: { frames, data: job.data }, transfer: [...frames.map((frame) => frame.buffer as ArrayBuffer), job.data.buffer as ArrayBuffer] };
   }
   if (job.kind === 'zstd-decode-batch') {
+    if (job.to) throw new Error('seekz: a zstd run to be written by the addon was sent to a worker');
     decodeBatch(job);
     return { reply: { bytes: job.bytes, out: job.out }, transfer: [job.bytes.buffer as ArrayBuffer, job.out.buffer as ArrayBuffer] };
   }
@@ -168,11 +170,27 @@ export function zstdRunner(): InProcessRunner | undefined {
 }
 
 /**
+ * What the addon checks of a frame after its decode, when it writes the frame itself (see
+ * decompressBatchAsync): -1 nothing more, -2 the seek table's checksum differs from the frame's own
+ * (which libzstd verifies against the data), else the table's checksum, held against XXH64 of the
+ * data of a frame that has none. The same rule as checkFrame, in the addon's terms.
+ */
+function tableCheck(bytes: Uint8Array, header: FrameHeader, tableChecksum: number | undefined): number {
+  if (tableChecksum === undefined) return -1;
+  if (!header.checksum) return tableChecksum;
+  return frameChecksum(bytes) === tableChecksum ? -1 : -2;
+}
+
+/**
  * decodeBatch on libuv's thread pool. Each frame's header is parsed here first, as decompressFrame
  * does; libzstd decodes up to the first bad header and stops at the first frame that fails; then
  * the frames are checked in order, so the first error is the one decodeBatch would throw.
+ *
+ * With `to`, the addon makes checkFrame's checks itself and writes each frame once they pass (the
+ * bytes leave while still in that core's cache, and `out` holds one frame); it stops at the first
+ * that fails, whose data it leaves in `out`, so checkFrame names the failure as without `to`.
  */
-async function decodeBatchAsync(native: NativeZstd, { bytes, out, frames }: Pick<ZstdDecodeBatchJob, 'bytes' | 'out' | 'frames'>, stop: Int32Array): Promise<void> {
+async function decodeBatchAsync(native: NativeZstd, { bytes, out, frames, to }: Pick<ZstdDecodeBatchJob, 'bytes' | 'out' | 'frames' | 'to'>, stop: Int32Array): Promise<void> {
   const headers: Array<FrameHeader | Error> = [];
   for (const frame of frames) {
     try {
@@ -185,7 +203,9 @@ async function decodeBatchAsync(native: NativeZstd, { bytes, out, frames }: Pick
   const decodable = headers[headers.length - 1] instanceof Error ? headers.length - 1 : headers.length;
   const layout = new Float64Array(decodable * 3);
   for (let index = 0; index < decodable; index++) layout.set([frames[index]!.start, frames[index]!.compressedSize, frames[index]!.expectedSize], index * 3);
-  const [done, size, error, stopped] = await native.decompressBatchAsync(bytes, out, layout, stop);
+  const compressed = (frame: ZstdDecodeBatchJob['frames'][number]) => bytes.subarray(frame.start, frame.start + frame.compressedSize);
+  const checks = to && Float64Array.from({ length: decodable }, (_, index) => tableCheck(compressed(frames[index]!), headers[index] as FrameHeader, frames[index]!.tableChecksum));
+  const [done, size, error, stopped, writeErrno] = await (checks ? native.decompressBatchAsync(bytes, out, layout, stop, checks, to!.fd, to!.position) : native.decompressBatchAsync(bytes, out, layout, stop));
   if (stopped) throw fail('INTERRUPTED', 'a signal');
   let at = 0;
   for (let index = 0; index < Math.min(frames.length, done + 1); index++) {
@@ -193,8 +213,17 @@ async function decodeBatchAsync(native: NativeZstd, { bytes, out, frames }: Pick
     const header = headers[index]!;
     if (header instanceof Error) throw header;
     if (index === done && error !== undefined) throw decodeError(new Error(error), frame.number, frame.offset);
-    const data = out.subarray(at, at + (index === done ? size! : frame.expectedSize));
-    checkFrame(bytes.subarray(frame.start, frame.start + frame.compressedSize), header, data, frame);
+    if (to && index < done) {
+      at += frame.expectedSize; // checked and written by the addon
+      continue;
+    }
+    if (to && writeErrno) {
+      const [code, message] = getSystemErrorMap().get(-writeErrno) ?? ['EIO', 'i/o error'];
+      throw fail('OUTPUT_FAILED', to.name, to.outputOffset + at, `${message} (${code})`);
+    }
+    const data = to ? out.subarray(0, size!) : out.subarray(at, at + (index === done ? size! : frame.expectedSize));
+    checkFrame(compressed(frame), header, data, frame);
+    if (to) throw new Error(`seekz: the addon stopped at frame ${frame.number}, which checks out here`);
     at += frame.expectedSize;
   }
 }
