@@ -14,7 +14,7 @@ import { getSystemErrorMap } from 'node:util';
 import { fail, SeekzError } from '../errors.js';
 import { nativeZstd, type NativeZstd } from '../native/zstd.js';
 import type { InProcessRunner } from '../workers/in-process.js';
-import type { Done, ZstdDecodeBatchJob, ZstdDecodeBatchReply, ZstdDecodeJob, ZstdDecodeReply, ZstdEncodeRunJob, ZstdEncodeRunReply } from '../workers/jobs.js';
+import type { Done, Job, ZstdDecodeBatchJob, ZstdDecodeBatchReply, ZstdDecodeJob, ZstdDecodeReply, ZstdEncodeRunJob, ZstdEncodeRunReply } from '../workers/jobs.js';
 import { frameChecksum, MAX_FRAME_HEADER, parseFrameHeader, type FrameHeader } from './format.js';
 import { xxh64Low32 } from './xxh64.js';
 
@@ -140,8 +140,10 @@ export function runZstdJob(job: ZstdEncodeRunJob | ZstdDecodeJob | ZstdDecodeBat
 export function zstdRunner(): InProcessRunner | undefined {
   const native = nativeZstd();
   if (!native) return undefined;
-  // Detached: a zstd job writes only into its own buffers (the caller writes the file), so a
-  // signal's stop need not wait for it; it ends at its next look at the stop flag anyway.
+  // Detached: a zstd job that writes only into its own buffers need not be waited for by a
+  // signal's stop; it ends at its next look at the stop flag anyway. One that writes a file (a
+  // run's `to`) is waited for, one frame at most: the output's cleanup (a temp file removed, a
+  // stdout truncated back) must come after its last write.
   const run: InProcessRunner = async (job, stop) => {
     if (job.kind === 'zstd-encode-run') {
       const { data, lengths, frameSize, level } = job;
@@ -166,7 +168,7 @@ export function zstdRunner(): InProcessRunner | undefined {
     }
     throw new Error(`seekz: ${job.kind} is not a zstd job`);
   };
-  return Object.assign(run, { detached: () => true });
+  return Object.assign(run, { detached: (job: Job) => !(job.kind === 'zstd-decode-batch' && job.to && job.to.fd >= 0) });
 }
 
 /**
