@@ -260,7 +260,10 @@ static napi_value streamPush(napi_env env, napi_callback_info info) {
       CALL(env, napi_create_typedarray(env, napi_uint8_array, output.pos, buffer, 0, &view));
       napi_set_element(env, chunks, count++, view);
     }
-    if (in.pos == in.size && output.pos < output.size) break;
+    /* Done when the input is used up and either the output has room left (nothing more to flush)
+     * or a frame just ended flushed (0): another call would start reading the next frame and
+     * report its header's size as the status, as if this frame were cut short. */
+    if (in.pos == in.size && (output.pos < output.size || last == 0)) break;
   }
   napi_value pair, status;
   CALL(env, napi_create_array_with_length(env, 2, &pair));
