@@ -180,6 +180,7 @@ describe('Full disk: short writes, ENOSPC and EIO are errors for every command',
   let bin: string;
   let gz: string;
   let xzFile: string;
+  let zst: string;
 
   beforeAll(() => {
     bin = file('out-src.bin');
@@ -189,6 +190,8 @@ describe('Full disk: short writes, ENOSPC and EIO are errors for every command',
     expect(run('sh', ['-c', `gzip -6 -c '${bin}' > '${gz}'`]).status).toBe(0);
     xzFile = file('out-src.xz');
     expect(run('sh', ['-c', `xz -T2 -1 --block-size=1MiB -c '${bin}' > '${xzFile}'`]).status).toBe(0);
+    zst = file('out-src.zst');
+    expect(runCli('seekzstd', ['-q', '-T2', '--frame-size=1M', bin, '-o', zst]).status).toBe(0);
   });
 
   const toStdout: [label: string, name: CliName, args: () => string[]][] = [
@@ -199,6 +202,7 @@ describe('Full disk: short writes, ENOSPC and EIO are errors for every command',
     ['seekz info', 'seekz', () => ['info', xzFile]],
     ['seekxz -c', 'seekxz', () => ['-c', '-T1', bin]],
     ['seekxz -dc', 'seekxz', () => ['-dc', xzFile]],
+    ['seekzstd -dc', 'seekzstd', () => ['-dc', '-T2', zst]],
     ['partial-deflate IN -', 'partial-deflate', () => ['-q', bin, '-']],
   ];
   const toFile: [label: string, name: CliName, args: (out: string) => string[]][] = [
@@ -206,6 +210,7 @@ describe('Full disk: short writes, ENOSPC and EIO are errors for every command',
     ['seekz extract -o', 'seekz', (out) => ['extract', xzFile, '--range', `0:${4 * MIB}`, '-o', out, '-q']],
     ['seekz index -o', 'seekz', (out) => ['index', '-q', '--spacing', '64KiB', gz, '-o', out]],
     ['seekxz -o', 'seekxz', (out) => ['-k', '-T1', bin, '-o', out]],
+    ['seekzstd -d -o', 'seekzstd', (out) => ['-d', '-q', '-T2', zst, '-o', out]],
     ['partial-deflate IN OUT', 'partial-deflate', (out) => ['-q', bin, out]],
   ];
 
@@ -218,14 +223,14 @@ describe('Full disk: short writes, ENOSPC and EIO are errors for every command',
   it.each(toStdout)(
     'stdout is /dev/full: %s fails with one line',
     (_label, name, args) => {
-      expectOneLineError(runTo(name, args(), '/dev/full'), _label, /^(seekz|seekxz|partial-deflate): \S+: writing stdout failed after \d+ bytes: no space left on device \(ENOSPC\)/);
+      expectOneLineError(runTo(name, args(), '/dev/full'), _label, /^(seekz|seekxz|seekzstd|partial-deflate): \S+: writing stdout failed after \d+ bytes: no space left on device \(ENOSPC\)/);
     },
   );
 
   it.each(toFile)(
     '-o /dev/full: %s fails with one line, and /dev/full is still a device',
     (_label, name, args) => {
-      expectOneLineError(runCli(name, args('/dev/full')), _label, /^(seekz|seekxz|partial-deflate): \S+: writing \/dev\/full failed after \d+ bytes: no space left on device \(ENOSPC\)/);
+      expectOneLineError(runCli(name, args('/dev/full')), _label, /^(seekz|seekxz|seekzstd|partial-deflate): \S+: writing \/dev\/full failed after \d+ bytes: no space left on device \(ENOSPC\)/);
       expect(run('test', ['-c', '/dev/full']).status, '/dev/full was not replaced by a file').toBe(0);
     },
   );
@@ -238,7 +243,7 @@ describe('Full disk: short writes, ENOSPC and EIO are errors for every command',
     try {
       for (const [label, name, args] of toStdout.filter(([label]) => label !== 'seekz info')) {
         const out = join(mount, 'stdout');
-        expectOneLineError(runTo(name, args(), out), label, /^(seekz|seekxz|partial-deflate): \S+: writing stdout failed after \d+ bytes: no space left on device \(ENOSPC\)/);
+        expectOneLineError(runTo(name, args(), out), label, /^(seekz|seekxz|seekzstd|partial-deflate): \S+: writing stdout failed after \d+ bytes: no space left on device \(ENOSPC\)/);
         run('rm', ['-f', out]);
       }
       for (const [label, name, args] of toFile) {

@@ -3,12 +3,13 @@
  * on libuv's thread pool (src/zstd/codec.ts zstdRunner, native/zstd/zstd.c), and no worker thread
  * starts. This file pins that no worker starts (process 'worker' events), that the in-process path
  * gives what the worker path gives (the same frames, the same data, the same first error for a
- * damaged frame, table or size), that the pool's stop flag ends a slow frame in the middle, and
- * that Ctrl-C stops `seekzstd -19` within a second. The oracles are zstd itself and the worker
- * path, which test/zstd.test.ts holds against zstd on its own.
+ * damaged frame, table or size; with the frames written by the addon too), that the pool's stop
+ * flag ends a slow frame in the middle, and that Ctrl-C stops `seekzstd -19`, and `seekzstd -d`
+ * while its decoding threads write the file, within a second. The oracles are zstd itself and the
+ * worker path, which test/zstd.test.ts holds against zstd on its own.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, statSync, watch, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, statSync, watch, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Sink } from '../src/io/sink.js';
@@ -19,7 +20,7 @@ import { writeZstd } from '../src/zstd/writer.js';
 import { bufferSource } from '../src/source/buffer.js';
 import { createWorkerPool } from '../src/workers/pool.js';
 import type { ZstdDecodeBatchJob, ZstdEncodeRunJob } from '../src/workers/jobs.js';
-import { cliPath, diskLikeData, requireTool, run, sha256, tempDir } from './helpers/tools.js';
+import { cliPath, diskLikeData, requireTool, run, runCli, sha256, tempDir } from './helpers/tools.js';
 
 let dir: { path: string; remove: () => void };
 let workersStarted = 0;
@@ -147,6 +148,22 @@ describe('in process', () => {
         return sha256(copy.out);
       });
       expect(inProcess, what).toEqual(onWorker);
+      // Written by the addon (seekzstd -d into a file; -t: written nowhere): the same first
+      // error, and on success the same bytes, holes included.
+      const total = job.frames.reduce((sum, frame) => sum + frame.expectedSize, 0);
+      for (const written of [true, false]) {
+        const path = join(dir.path, 'direct.out');
+        writeFileSync(path, '');
+        const fd = written ? openSync(path, 'r+') : -1;
+        const direct = await outcome(async () => {
+          const largest = Math.max(...job.frames.map((frame) => frame.expectedSize));
+          await runner({ ...job, bytes: job.bytes.slice(), out: new Uint8Array(largest + 1), to: { fd, position: 0, name: 'out', outputOffset: 0 } }, noStop());
+          if (written) ftruncateSync(fd, total);
+          return sha256(Buffer.concat([written ? readFileSync(path) : data, new Uint8Array(job.out.length - total)]));
+        });
+        if (written) closeSync(fd);
+        expect(direct, `${what}, written by the addon${written ? '' : ' (nowhere)'}`).toEqual(onWorker);
+      }
       if ('error' in inProcess) {
         failures++;
         expect(inProcess.error.code, what).toMatch(/^ZSTD_/);
@@ -154,6 +171,20 @@ describe('in process', () => {
       }
     }
     expect(failures).toBeGreaterThan(cases.length / 2);
+  });
+
+  it('a run the addon writes: a failed write is OUTPUT_FAILED naming the output, where its frame starts and the errno', async () => {
+    const good = await batchOf(await compress(data));
+    const path = join(dir.path, 'read-only.out');
+    writeFileSync(path, '');
+    const fd = openSync(path, 'r'); // pwrite fails with EBADF
+    const largest = Math.max(...good.frames.map((frame) => frame.expectedSize));
+    try {
+      const failed = await outcome(() => runner({ ...good, out: new Uint8Array(largest + 1), to: { fd, position: 0, name: 'the output', outputOffset: 5 } }, noStop()));
+      expect(failed).toEqual({ error: { code: 'OUTPUT_FAILED', message: expect.stringMatching(/^writing the output failed after \d+ bytes: bad file descriptor \(EBADF\); /) } });
+    } finally {
+      closeSync(fd);
+    }
   });
 
   it("the pool's stop flag ends a slow frame in the middle", async () => {
@@ -199,6 +230,36 @@ describe('seekzstd', () => {
     expect(stopMs).toBeLessThanOrEqual(1500); // the target is 1 s; room for a busy machine, as test/trust-xz-signals.test.ts
     expect(tempFiles(dir.path)).toEqual([]);
     expect(existsSync(`${input}.zst`)).toBe(false);
+  });
+
+  it('Ctrl-C stops seekzstd -d into a file (frames written by the decoding threads) at once: exit 130, no temp file left', async () => {
+    const input = join(dir.path, 'big.img');
+    writeFileSync(input, diskLikeData(256 << 20, 41));
+    expect(runCli('seekzstd', ['-q', '-1', '-T2', input]).status).toBe(0);
+    const out = join(dir.path, 'big-out');
+    mkdirSync(out);
+    const child = spawn(process.execPath, [cliPath('seekzstd'), '-q', '-d', '-T2', `${input}.zst`, '-o', join(out, 'big.img')], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const exited = new Promise<{ status: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('exit', (status, signal) => resolve({ status, signal })));
+    // Busy: the first frames are in the temp file, the next ones inside libzstd.
+    await new Promise<void>((resolve) => {
+      const watcher = watch(out, () => {
+        if (tempBytes(out) > 0) {
+          watcher.close();
+          resolve();
+        }
+      });
+    });
+    const sent = performance.now();
+    child.kill('SIGINT');
+    const { status, signal } = await exited;
+    const stopMs = performance.now() - sent;
+    expect(stderr).toMatch(/interrupted by SIGINT/);
+    expect(signal).toBe(null);
+    expect(status).toBe(130);
+    expect(stopMs).toBeLessThanOrEqual(1500);
+    expect(readdirSync(out)).toEqual([]);
   });
 
   it('-t and -d fail on a damaged frame with one line naming it, in process as on worker threads (fzstd, SEEKZ_NATIVE=0)', async () => {

@@ -184,6 +184,30 @@ describe('seekz reads .zst files the real tools made', () => {
       const cat = runCli('seekz', ['cat', file]);
       expect(cat.status, cat.stderr).toBe(0);
       expect(sha256(cat.stdout)).toBe(sha256(truth));
+      // seekzstd -d and -t: whole passes, each frame checked and written by the thread that decodes it.
+      const out = path(`fixture-${index}.out`);
+      const decompressed = runCli('seekzstd', ['-d', '-q', '-f', '-T2', file, '-o', out]);
+      expect(decompressed.status, decompressed.stderr).toBe(0);
+      expect(sha256(readFileSync(out))).toBe(sha256(truth));
+      expect(runCli('seekzstd', ['-t', '-q', '-T2', file]).status).toBe(0);
+      if (layout === 'seekable') {
+        // A seek table checksum that is not its frame's (XXH64 of the data: these frames have none
+        // of their own) fails -d and -t as it fails cat: that of the largest frame, one of data.
+        const bytes = readFileSync(file);
+        const frames = bytes.readUInt32LE(bytes.length - 9);
+        const entry = (index: number) => bytes.length - 9 - (frames - index) * 12; // Seek_Table_Entries: 12 bytes each
+        let largest = 0;
+        for (let index = 1; index < frames; index++) if (bytes.readUInt32LE(entry(index)) > bytes.readUInt32LE(entry(largest))) largest = index;
+        bytes[entry(largest) + 8]! ^= 1; // its Checksum field
+        writeFileSync(path('bad-table.zst'), bytes);
+        const catBad = runCli('seekz', ['cat', path('bad-table.zst')]);
+        expect(catBad.stderr.toString()).toMatch(new RegExp(`frame ${largest + 1} .*checksum`));
+        for (const args of [['-d', '-f', '-o', out], ['-t']]) {
+          const failed = runCli('seekzstd', [...args, '-T2', path('bad-table.zst')]);
+          expect(failed.status, args[0]).toBe(1);
+          expect(failed.stderr.toString()).toContain(catBad.stderr.toString().replace(/^seekz: /, '').trim().split(': ').slice(1).join(': '));
+        }
+      }
       if (layout === 'stream') {
         const read = runCli('seekz', ['read', file, '--offset', '5000', '--length', '10']);
         expect(read.status).toBe(1);

@@ -14,6 +14,7 @@ import { open } from '../src/open.js';
 import { bufferSource } from '../src/source/buffer.js';
 import { createWorkerPool } from '../src/workers/pool.js';
 import { parseFrameHeader, SEEK_TABLE_FOOTER_SIZE, walkFrame } from '../src/zstd/format.js';
+import { compressFrame, streamDecoder } from '../src/zstd/codec.js';
 import { openZstd } from '../src/zstd/reader.js';
 import { writeZstd } from '../src/zstd/writer.js';
 import { xxh64 } from '../src/zstd/xxh64.js';
@@ -258,6 +259,21 @@ describe('the reader', () => {
     expect(result.entries.length).toBe(Math.ceil(data.length / (256 * 1024)));
     expect(sha256(run('zstd', ['-dc', join(dir.path, 'lib.img.zst')]).stdout)).toBe(sha256(data));
     await expect(compressZstd(input, join(dir.path, 'lib.img.zst'))).rejects.toMatchObject({ code: 'OUTPUT_EXISTS' });
+  });
+
+  it('a frame pushed whole to the stream decoder ends it, also when its data ends on a step of the output (4 MiB: four 1 MiB steps)', async () => {
+    const frameData = diskLikeData(4 << 20, 23);
+    const decoder = streamDecoder();
+    const out = decoder.push(compressFrame(frameData, 3));
+    expect(sha256(Buffer.concat(out))).toBe(sha256(frameData));
+    expect(decoder.ended(), 'the stream is at a frame end').toBe(true);
+    // The same frames above maxFrame in a seekable file, each read as a stream in one piece.
+    const file = join(dir.path, 'streamed-frames.zst');
+    const input = Buffer.concat([frameData, frameData.subarray(0, 12345)]);
+    writeFileSync(join(dir.path, 'streamed-frames.img'), input);
+    await compressZstd(join(dir.path, 'streamed-frames.img'), file, { frameSize: 4 << 20, threads: 2 });
+    await using zst = await open(file, { maxBlock: 3 << 20 });
+    expect(sha256(await zst.read(0, zst.size))).toBe(sha256(input));
   });
 
   it('a frame above maxFrame streams front to back; a read elsewhere in it names the limit and seekzstd', async () => {

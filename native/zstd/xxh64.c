@@ -22,7 +22,7 @@ static inline uint32_t read32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); 
 static inline uint64_t round64(uint64_t acc, uint64_t input) { return rotl64(acc + input * P2, 31) * P1; }
 static inline uint64_t merge64(uint64_t acc, uint64_t value) { return (acc ^ round64(0, value)) * P1 + P4; }
 
-static uint64_t xxh64(const uint8_t *p, size_t length) {
+uint64_t seekzXxh64(const uint8_t *p, size_t length) {
   const uint8_t *end = p + length;
   uint64_t h;
   if (length >= 32) {
@@ -56,6 +56,6 @@ napi_value seekzXxh64Low32(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, NULL, "seekz_zstd: xxh64Low32 takes a Uint8Array");
     return NULL;
   }
-  if (napi_create_uint32(env, (uint32_t)xxh64(data, length), &result) != napi_ok) return NULL;
+  if (napi_create_uint32(env, (uint32_t)seekzXxh64(data, length), &result) != napi_ok) return NULL;
   return result;
 }

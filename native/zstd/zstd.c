@@ -20,13 +20,25 @@
  *                                       i × frameSize, compressed as compress() does, packed one
  *                                       after another into `output` (room: the sum of their
  *                                       bounds); their sizes, or null when `stop` was set
- *   decompressBatchAsync(bytes, out, frames, stop)
- *                                    -> Promise<[done, size, error, stopped]>: frames is
- *                                       [start, compressedSize, expectedSize] per frame; each
+ *   decompressBatchAsync(bytes, out, frames, stop[, checks, fd, position])
+ *                                    -> Promise<[done, size, error, stopped, writeErrno]>: frames
+ *                                       is [start, compressedSize, expectedSize] per frame; each
  *                                       decodes into `out` right after the one before (room:
  *                                       expectedSize + 1), checksum verified, until one fails
  *                                       (error: libzstd's name for it; or size: what it gave) or
- *                                       `stop` is set; done counts the frames that gave their size
+ *                                       `stop` is set; done counts the frames that gave their size.
+ *                                       With `checks` (one per frame: -1 nothing more, -2 the seek
+ *                                       table's checksum is known wrong, else the table's checksum
+ *                                       of a frame without one of its own, held against XXH64 of
+ *                                       its data here) every frame decodes at the start of `out`
+ *                                       (room: the largest expectedSize + 1), and once it passed
+ *                                       every check it goes to `fd` (unless -1) at `position` + the
+ *                                       sizes before it, whole zero 4 KiB blocks left as holes: the
+ *                                       bytes are copied to the page cache while still in this
+ *                                       core's cache, and no buffer of the run's size is touched.
+ *                                       done then counts the frames checked (and written); frame
+ *                                       `done` failed a check with its `size` bytes left in `out`,
+ *                                       or its write failed with writeErrno
  *
  * Invariant of the async calls: their buffers stay referenced (napi_ref) until the work completes,
  * and `stop` (an Int32Array over a SharedArrayBuffer) is read between frames and, above level 12,
@@ -34,11 +46,13 @@
  * byte the frame compress() makes (pinned by test/zstd.test.ts, "identical for any -T", and
  * test/zstd-async.test.ts).
  */
+#include <errno.h>
 #include <node_api.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 /* For ZSTD_c_stableInBuffer, a parameter value only: no experimental function is called. */
 #define ZSTD_STATIC_LINKING_ONLY
 #include <zstd.h>
@@ -246,7 +260,10 @@ static napi_value streamPush(napi_env env, napi_callback_info info) {
       CALL(env, napi_create_typedarray(env, napi_uint8_array, output.pos, buffer, 0, &view));
       napi_set_element(env, chunks, count++, view);
     }
-    if (in.pos == in.size && output.pos < output.size) break;
+    /* Done when the input is used up and either the output has room left (nothing more to flush)
+     * or a frame just ended flushed (0): another call would start reading the next frame and
+     * report its header's size as the status, as if this frame were cut short. */
+    if (in.pos == in.size && (output.pos < output.size || last == 0)) break;
   }
   napi_value pair, status;
   CALL(env, napi_create_array_with_length(env, 2, &pair));
@@ -328,6 +345,10 @@ typedef struct {
   const uint8_t *bytes;
   uint8_t *out;
   size_t outLength;
+  const double *checks; /* with checks: frames decode at out[0], are checked here, and go to fd */
+  int fd;
+  double position;
+  int writeErrno;
   /* The outcome: frames done; the failing frame's size (decode) or a zstd error; stopped. */
   size_t done;
   size_t size;
@@ -361,6 +382,40 @@ static void compressExecute(napi_env env, void *data) {
   if (ZSTD_sizeof_CCtx(cctx) > SPARE_MAX_BYTES || !keep(&spareCCtx, cctx)) ZSTD_freeCCtx(cctx);
 }
 
+uint64_t seekzXxh64(const uint8_t *p, size_t length); /* xxh64.c */
+
+/* Holes: whole zero blocks of this size (aligned to the file) are skipped, as zstd -d and xz -d do. */
+#define HOLE_BLOCK 4096
+static const uint8_t zeroBlock[HOLE_BLOCK];
+
+/* pwrite until done: 0, or the errno of the write that failed (EIO for one that wrote nothing). */
+static int writeAll(int fd, const uint8_t *bytes, size_t length, double at) {
+  while (length > 0) {
+    ssize_t written = pwrite(fd, bytes, length, (off_t)at);
+    if (written < 0 && errno == EINTR) continue;
+    if (written <= 0) return written < 0 ? errno : EIO;
+    bytes += written;
+    length -= (size_t)written;
+    at += (double)written;
+  }
+  return 0;
+}
+
+/* Writes `length` bytes that belong at file offset `at` (where the file holds nothing yet), leaving whole zero HOLE_BLOCKs as holes. */
+static int writeSparse(int fd, const uint8_t *bytes, size_t length, double at) {
+  size_t from = 0; /* start of the data run not yet written */
+  size_t cut = (size_t)((HOLE_BLOCK - (uint64_t)at % HOLE_BLOCK) % HOLE_BLOCK);
+  for (; cut + HOLE_BLOCK <= length; cut += HOLE_BLOCK) {
+    if (memcmp(bytes + cut, zeroBlock, HOLE_BLOCK) != 0) continue;
+    if (cut > from) {
+      int error = writeAll(fd, bytes + from, cut - from, at + (double)from);
+      if (error) return error;
+    }
+    from = cut + HOLE_BLOCK;
+  }
+  return from < length ? writeAll(fd, bytes + from, length - from, at + (double)from) : 0;
+}
+
 static void decompressExecute(napi_env env, void *data) {
   (void)env;
   Work *work = data;
@@ -378,8 +433,9 @@ static void decompressExecute(napi_env env, void *data) {
     }
     const double *frame = work->frames + 3 * work->done;
     size_t expected = (size_t)frame[2];
+    uint8_t *into = work->checks ? work->out : work->out + at;
     /* One byte more than expected: a frame that decodes to more is caught, not cut short. */
-    size_t got = ZSTD_decompressDCtx(dctx, work->out + at, expected + 1, work->bytes + (size_t)frame[0], (size_t)frame[1]);
+    size_t got = ZSTD_decompressDCtx(dctx, into, expected + 1, work->bytes + (size_t)frame[0], (size_t)frame[1]);
     if (ZSTD_isError(got)) {
       work->error = got;
       break;
@@ -387,6 +443,13 @@ static void decompressExecute(napi_env env, void *data) {
     if (got != expected) {
       work->size = got;
       break;
+    }
+    if (work->checks) {
+      /* Nothing leaves before every check has passed; the caller names a failed one from `out`. */
+      double check = work->checks[work->done];
+      work->size = got;
+      if (check == -2 || (check >= 0 && (double)(uint32_t)seekzXxh64(into, got) != check)) break;
+      if (work->fd >= 0 && (work->writeErrno = writeSparse(work->fd, into, got, work->position + (double)at))) break;
     }
     at += expected;
   }
@@ -419,16 +482,18 @@ static void complete(napi_env env, napi_status status, void *data) {
       napi_create_error(env, code, message, &error);
     }
   } else if (work->out) {
-    napi_value done, size, none, flag;
+    napi_value done, size, none, flag, writeErrno;
     napi_create_double(env, (double)work->done, &done);
     napi_create_double(env, (double)work->size, &size);
     napi_get_undefined(env, &none);
     napi_get_boolean(env, work->wasStopped, &flag);
-    napi_create_array_with_length(env, 4, &result);
+    napi_create_int32(env, work->writeErrno, &writeErrno);
+    napi_create_array_with_length(env, 5, &result);
     napi_set_element(env, result, 0, done);
     napi_set_element(env, result, 1, size);
     napi_set_element(env, result, 2, none);
     napi_set_element(env, result, 3, flag);
+    napi_set_element(env, result, 4, writeErrno);
   } else {
     napi_get_boolean(env, !work->wasStopped, &result);
   }
@@ -493,25 +558,31 @@ static napi_value compressRunAsync(napi_env env, napi_callback_info info) {
 }
 
 static napi_value decompressBatchAsync(napi_env env, napi_callback_info info) {
-  const char *usage = "decompressBatchAsync(bytes: Uint8Array, out: Uint8Array, frames: Float64Array, stop: Int32Array)";
-  size_t argc = 4;
-  napi_value argv[4];
-  void *bytes, *out, *frames, *stop;
-  size_t bytesLength, outLength, values, stopCount;
+  const char *usage = "decompressBatchAsync(bytes: Uint8Array, out: Uint8Array, frames: Float64Array, stop: Int32Array[, checks: Float64Array, fd: number, position: number])";
+  size_t argc = 7;
+  napi_value argv[7];
+  void *bytes, *out, *frames, *stop, *checks = NULL;
+  size_t bytesLength, outLength, values, stopCount, checkCount = 0;
+  int32_t fd = -1;
+  double position = 0;
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 4 || !typedOf(env, argv[0], napi_uint8_array, &bytes, &bytesLength) ||
       !typedOf(env, argv[1], napi_uint8_array, &out, &outLength) || !typedOf(env, argv[2], napi_float64_array, &frames, &values) || values % 3 != 0 ||
-      !typedOf(env, argv[3], napi_int32_array, &stop, &stopCount) || stopCount < 1) {
+      !typedOf(env, argv[3], napi_int32_array, &stop, &stopCount) || stopCount < 1 ||
+      (argc > 4 && (argc < 7 || !typedOf(env, argv[4], napi_float64_array, &checks, &checkCount) || checkCount != values / 3 ||
+                    napi_get_value_int32(env, argv[5], &fd) != napi_ok || napi_get_value_double(env, argv[6], &position) != napi_ok || !(position >= 0)))) {
     napi_throw_type_error(env, NULL, usage);
     return NULL;
   }
-  /* Every frame inside `bytes`, and room in `out` for all of them plus the one byte that catches more. */
+  /* Every frame inside `bytes`, and room in `out` for all of them (with checks: the largest) plus the one byte that catches more. */
   double room = 1;
+  int inside = 1;
   for (size_t at = 0; at < values; at += 3) {
     const double *frame = (const double *)frames + at;
-    if (!(frame[0] >= 0 && frame[1] >= 0 && frame[0] + frame[1] <= (double)bytesLength && frame[2] >= 0)) room = -1;
-    room += frame[2];
+    if (!(frame[0] >= 0 && frame[1] >= 0 && frame[0] + frame[1] <= (double)bytesLength && frame[2] >= 0)) inside = 0;
+    if (!checks) room += frame[2];
+    else if (frame[2] + 1 > room) room = frame[2] + 1;
   }
-  if (!(room >= 1 && room <= (double)outLength)) {
+  if (!inside || !(room >= 1 && room <= (double)outLength)) {
     napi_throw_range_error(env, NULL, "decompressBatchAsync: a frame lies outside bytes, or out is too small");
     return NULL;
   }
@@ -520,8 +591,8 @@ static napi_value decompressBatchAsync(napi_env env, napi_callback_info info) {
     napi_throw_error(env, NULL, "seekz_zstd: out of memory");
     return NULL;
   }
-  *work = (Work){.frames = frames, .count = values / 3, .bytes = bytes, .out = out, .outLength = outLength, .stop = stop};
-  return queue(env, work, argv, 4, "seekz_zstd.decompressBatchAsync", decompressExecute);
+  *work = (Work){.frames = frames, .count = values / 3, .bytes = bytes, .out = out, .outLength = outLength, .checks = checks, .fd = fd, .position = position, .stop = stop};
+  return queue(env, work, argv, checks ? 5 : 4, "seekz_zstd.decompressBatchAsync", decompressExecute);
 }
 
 static napi_value compressBound(napi_env env, napi_callback_info info) {

@@ -28,8 +28,21 @@ export interface NativeZstd {
    * into `out` one after another (each with room for expectedSize + 1 bytes), checksums verified,
    * up to the first that fails. `done` frames gave their size; frame `done`, if any, failed with
    * libzstd's `error` or gave `size` bytes, unless `stopped`.
+   *
+   * With `checks` (one per frame: -1 nothing more to check, -2 the seek table's checksum is known
+   * wrong, else the table's checksum of a frame without its own, held against XXH64 of its data)
+   * each frame decodes at the start of `out` (room: the largest expectedSize + 1), is checked, and
+   * goes to `fd` (unless -1) at `position` + the sizes before it, whole zero 4 KiB blocks left as
+   * holes. `done` then counts the frames checked and written; frame `done` failed a check, with its
+   * `size` bytes left at the start of `out`, or its write failed with `writeErrno`.
    */
-  decompressBatchAsync(bytes: Uint8Array, out: Uint8Array, frames: Float64Array, stop: Int32Array): Promise<[done: number, size: number | undefined, error: string | undefined, stopped: boolean]>;
+  decompressBatchAsync(
+    bytes: Uint8Array,
+    out: Uint8Array,
+    frames: Float64Array,
+    stop: Int32Array,
+    ...write: [checks: Float64Array, fd: number, position: number] | []
+  ): Promise<[done: number, size: number | undefined, error: string | undefined, stopped: boolean, writeErrno?: number]>;
 }
 
 let loaded: NativeZstd | undefined | null = null;

@@ -109,10 +109,17 @@ export interface ZstdDecodeBatchJob {
   kind: 'zstd-decode-batch';
   /** The span of the file that holds the frames. */
   bytes: Uint8Array;
-  /** Where each frame's data goes, one after another; its length is their total plus one. */
+  /** Where each frame's data goes, one after another; its length is their total plus one (with `to`: the largest frame plus one). */
   out: Uint8Array;
   /** Each frame: where it starts in `bytes`, and what zstd-decode takes. */
   frames: Array<{ start: number; compressedSize: number; expectedSize: number; number: number; offset: number; tableChecksum?: number }>;
+  /**
+   * In process only (the addon): each frame decodes at the start of `out`, is checked, and goes to
+   * this file (fd -1: nowhere, a test) at `position` + the sizes of the frames before it, holes for
+   * its zero 4 KiB blocks, instead of staying in `out`. `outputOffset` is `position` as messages
+   * name it (an offset in the output).
+   */
+  to?: { fd: number; position: number; name: string; outputOffset: number };
 }
 export interface ZstdDecodeBatchReply {
   /** Both buffers come back for reuse; `out` holds the frames' data. */

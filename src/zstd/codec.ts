@@ -10,10 +10,11 @@
  * same first error either way (pinned by test/zstd-async.test.ts).
  */
 import { createRequire } from 'node:module';
+import { getSystemErrorMap } from 'node:util';
 import { fail, SeekzError } from '../errors.js';
 import { nativeZstd, type NativeZstd } from '../native/zstd.js';
 import type { InProcessRunner } from '../workers/in-process.js';
-import type { Done, ZstdDecodeBatchJob, ZstdDecodeBatchReply, ZstdDecodeJob, ZstdDecodeReply, ZstdEncodeRunJob, ZstdEncodeRunReply } from '../workers/jobs.js';
+import type { Done, Job, ZstdDecodeBatchJob, ZstdDecodeBatchReply, ZstdDecodeJob, ZstdDecodeReply, ZstdEncodeRunJob, ZstdEncodeRunReply } from '../workers/jobs.js';
 import { frameChecksum, MAX_FRAME_HEADER, parseFrameHeader, type FrameHeader } from './format.js';
 import { xxh64Low32 } from './xxh64.js';
 
@@ -123,6 +124,7 @@ export function runZstdJob(job: ZstdEncodeRunJob | ZstdDecodeJob | ZstdDecodeBat
     return { reply: { frames, data: job.data }, transfer: [...frames.map((frame) => frame.buffer as ArrayBuffer), job.data.buffer as ArrayBuffer] };
   }
   if (job.kind === 'zstd-decode-batch') {
+    if (job.to) throw new Error('seekz: a zstd run to be written by the addon was sent to a worker');
     decodeBatch(job);
     return { reply: { bytes: job.bytes, out: job.out }, transfer: [job.bytes.buffer as ArrayBuffer, job.out.buffer as ArrayBuffer] };
   }
@@ -138,8 +140,10 @@ export function runZstdJob(job: ZstdEncodeRunJob | ZstdDecodeJob | ZstdDecodeBat
 export function zstdRunner(): InProcessRunner | undefined {
   const native = nativeZstd();
   if (!native) return undefined;
-  // Detached: a zstd job writes only into its own buffers (the caller writes the file), so a
-  // signal's stop need not wait for it; it ends at its next look at the stop flag anyway.
+  // Detached: a zstd job that writes only into its own buffers need not be waited for by a
+  // signal's stop; it ends at its next look at the stop flag anyway. One that writes a file (a
+  // run's `to`) is waited for, one frame at most: the output's cleanup (a temp file removed, a
+  // stdout truncated back) must come after its last write.
   const run: InProcessRunner = async (job, stop) => {
     if (job.kind === 'zstd-encode-run') {
       const { data, lengths, frameSize, level } = job;
@@ -164,15 +168,31 @@ export function zstdRunner(): InProcessRunner | undefined {
     }
     throw new Error(`seekz: ${job.kind} is not a zstd job`);
   };
-  return Object.assign(run, { detached: () => true });
+  return Object.assign(run, { detached: (job: Job) => !(job.kind === 'zstd-decode-batch' && job.to && job.to.fd >= 0) });
+}
+
+/**
+ * What the addon checks of a frame after its decode, when it writes the frame itself (see
+ * decompressBatchAsync): -1 nothing more, -2 the seek table's checksum differs from the frame's own
+ * (which libzstd verifies against the data), else the table's checksum, held against XXH64 of the
+ * data of a frame that has none. The same rule as checkFrame, in the addon's terms.
+ */
+function tableCheck(bytes: Uint8Array, header: FrameHeader, tableChecksum: number | undefined): number {
+  if (tableChecksum === undefined) return -1;
+  if (!header.checksum) return tableChecksum;
+  return frameChecksum(bytes) === tableChecksum ? -1 : -2;
 }
 
 /**
  * decodeBatch on libuv's thread pool. Each frame's header is parsed here first, as decompressFrame
  * does; libzstd decodes up to the first bad header and stops at the first frame that fails; then
  * the frames are checked in order, so the first error is the one decodeBatch would throw.
+ *
+ * With `to`, the addon makes checkFrame's checks itself and writes each frame once they pass (the
+ * bytes leave while still in that core's cache, and `out` holds one frame); it stops at the first
+ * that fails, whose data it leaves in `out`, so checkFrame names the failure as without `to`.
  */
-async function decodeBatchAsync(native: NativeZstd, { bytes, out, frames }: Pick<ZstdDecodeBatchJob, 'bytes' | 'out' | 'frames'>, stop: Int32Array): Promise<void> {
+async function decodeBatchAsync(native: NativeZstd, { bytes, out, frames, to }: Pick<ZstdDecodeBatchJob, 'bytes' | 'out' | 'frames' | 'to'>, stop: Int32Array): Promise<void> {
   const headers: Array<FrameHeader | Error> = [];
   for (const frame of frames) {
     try {
@@ -185,7 +205,9 @@ async function decodeBatchAsync(native: NativeZstd, { bytes, out, frames }: Pick
   const decodable = headers[headers.length - 1] instanceof Error ? headers.length - 1 : headers.length;
   const layout = new Float64Array(decodable * 3);
   for (let index = 0; index < decodable; index++) layout.set([frames[index]!.start, frames[index]!.compressedSize, frames[index]!.expectedSize], index * 3);
-  const [done, size, error, stopped] = await native.decompressBatchAsync(bytes, out, layout, stop);
+  const compressed = (frame: ZstdDecodeBatchJob['frames'][number]) => bytes.subarray(frame.start, frame.start + frame.compressedSize);
+  const checks = to && Float64Array.from({ length: decodable }, (_, index) => tableCheck(compressed(frames[index]!), headers[index] as FrameHeader, frames[index]!.tableChecksum));
+  const [done, size, error, stopped, writeErrno] = await (checks ? native.decompressBatchAsync(bytes, out, layout, stop, checks, to!.fd, to!.position) : native.decompressBatchAsync(bytes, out, layout, stop));
   if (stopped) throw fail('INTERRUPTED', 'a signal');
   let at = 0;
   for (let index = 0; index < Math.min(frames.length, done + 1); index++) {
@@ -193,8 +215,17 @@ async function decodeBatchAsync(native: NativeZstd, { bytes, out, frames }: Pick
     const header = headers[index]!;
     if (header instanceof Error) throw header;
     if (index === done && error !== undefined) throw decodeError(new Error(error), frame.number, frame.offset);
-    const data = out.subarray(at, at + (index === done ? size! : frame.expectedSize));
-    checkFrame(bytes.subarray(frame.start, frame.start + frame.compressedSize), header, data, frame);
+    if (to && index < done) {
+      at += frame.expectedSize; // checked and written by the addon
+      continue;
+    }
+    if (to && writeErrno) {
+      const [code, message] = getSystemErrorMap().get(-writeErrno) ?? ['EIO', 'i/o error'];
+      throw fail('OUTPUT_FAILED', to.name, to.outputOffset + at, `${message} (${code})`);
+    }
+    const data = to ? out.subarray(0, size!) : out.subarray(at, at + (index === done ? size! : frame.expectedSize));
+    checkFrame(compressed(frame), header, data, frame);
+    if (to) throw new Error(`seekz: the addon stopped at frame ${frame.number}, which checks out here`);
     at += frame.expectedSize;
   }
 }

@@ -30,6 +30,7 @@ import { createBlockCache, type BlockCache } from '../source/block-cache.js';
 import { clipRead, readRanges, type Source } from '../source/source.js';
 import { createWorkerPool, type WorkerPool } from '../workers/pool.js';
 import { isAllZero } from '../zeros.js';
+import type { ZstdDecodeBatchJob } from '../workers/jobs.js';
 import { decodeBatch, streamDecoder } from './codec.js';
 import { FRAME_MAGIC_BYTES, isSkippableMagic, parseFrameHeader, parseSeekTable, parseSeekTableFooter, SEEK_TABLE_FOOTER_SIZE, seekTableSize, walkFrame, MAX_FRAME_HEADER, type FrameHeader } from './format.js';
 
@@ -65,8 +66,10 @@ export interface ZstdSource extends Source {
    * of an earlier run (its compressed span and its output), taken when large enough; `data` is the
    * frames' bytes one after another, a view of `out`. With `here`, the frames decode on this
    * thread instead (the same checks), so a whole pass can use the main thread as one of its cores.
+   * With `to` (in process only: the addon) the frames go to a file instead, each written once it
+   * checked out (ZstdDecodeBatchJob's `to`), `out` holds one frame at a time, and `data` is empty.
    */
-  decodeRun(first: number, count: number, reuse?: DecodeRunBuffers, here?: boolean): Promise<DecodeRunBuffers & { data: Uint8Array }>;
+  decodeRun(first: number, count: number, reuse?: DecodeRunBuffers, here?: boolean, to?: ZstdDecodeBatchJob['to']): Promise<DecodeRunBuffers & { data: Uint8Array }>;
   /** Starts the decoder threads now (they start with the first decode otherwise): for a server, before its first client. Only the fallback (fzstd) has worker threads to start. */
   startThreads(): void;
   /** Whether frame `index` is read as a stream (too large to decode whole, or no sizes). */
@@ -263,15 +266,17 @@ export async function openZstd(source: Source, options: ZstdReaderOptions = {}):
     placing = step.catch(() => {});
     return step;
   };
-  const decodeRun = async (first: number, count: number, reuse?: DecodeRunBuffers, here = false) => {
+  const decodeRun = async (first: number, count: number, reuse?: DecodeRunBuffers, here = false, to?: ZstdDecodeBatchJob['to']) => {
     const run = frames.slice(first, first + count);
     const head = run[0]!;
     const tail = run[run.length - 1]!;
     const span = tail.offset + tail.compressedSize - head.offset;
-    const total = run.reduce((sum, frame) => sum + frame.uSize, 0);
-    // Fresh buffers own their ArrayBuffer whole: the worker takes them by transfer.
-    const bytes = reuse && reuse.bytes.length >= span ? reuse.bytes : new Uint8Array(span);
-    const out = reuse && reuse.out.length > total ? reuse.out : new Uint8Array(total + 1);
+    // Room for the run's frames, or with `to` for its largest (one at a time), plus the byte that catches more.
+    const room = (to ? run.reduce((most, frame) => Math.max(most, frame.uSize), 0) : run.reduce((sum, frame) => sum + frame.uSize, 0)) + 1;
+    // Fresh buffers own their ArrayBuffer whole: the worker takes them by transfer. A compressed
+    // span is rounded up to a MiB, so that the spans of later runs, which vary, fit it.
+    const bytes = reuse && reuse.bytes.length >= span ? reuse.bytes : new Uint8Array(Math.ceil(span / 2 ** 20) * 2 ** 20);
+    const out = reuse && reuse.out.length >= room ? reuse.out : new Uint8Array(room);
     let got: number;
     if (source.readInto) got = await source.readInto(bytes.subarray(0, span), head.offset);
     else {
@@ -288,12 +293,13 @@ export async function openZstd(source: Source, options: ZstdReaderOptions = {}):
       offset: frame.offset,
       tableChecksum: frame.tableChecksum,
     }));
+    const total = to ? 0 : room - 1;
     if (here) {
       decodeBatch({ bytes, out, frames: jobFrames });
       return { bytes, out, data: out.subarray(0, total) };
     }
     pool ??= createWorkerPool(options.threads ?? 2);
-    const reply = await pool.run({ kind: 'zstd-decode-batch', bytes, out, frames: jobFrames }, [bytes.buffer as ArrayBuffer, out.buffer as ArrayBuffer]);
+    const reply = await pool.run({ kind: 'zstd-decode-batch', bytes, out, frames: jobFrames, to }, [bytes.buffer as ArrayBuffer, out.buffer as ArrayBuffer]);
     return { bytes: reply.bytes, out: reply.out, data: reply.out.subarray(0, total) };
   };
   const locate = (offset: number) => lastAtOrBefore(frames, (frame) => frame.uStart, offset);
