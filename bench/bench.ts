@@ -4,6 +4,7 @@
  * ratios are the result. Each section prints its part and adds to the targets and the JSON report.
  * Usage: npm run bench -- [--size 2G] [--dir DIR] [--quick] [--repeat N] [--seed N] [--data-fraction F] [--only xz]
  */
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, tmpdir } from 'node:os';
@@ -83,6 +84,7 @@ async function main(): Promise<void> {
       `work dir ${bench.dir}, repeat ${bench.repeat} (median wall, highest RSS), RSS from ${rssMethod}`,
   );
   bench.report = { date: new Date().toISOString(), node: process.version, cpus: cpus().length, rssMethod, repeat: bench.repeat, sections: chosen.map((section) => section.name) };
+  noteExtraCaCerts(bench);
   try {
     for (const section of chosen) {
       console.log(`\n== ${section.name}`);
@@ -96,6 +98,33 @@ async function main(): Promise<void> {
   const reportPath = join(bench.dir, only ? `bench-results-${only.join('-')}.json` : 'bench-results.json');
   writeFileSync(reportPath, `${JSON.stringify({ ...bench.report, targets: bench.targets }, null, 2)}\n`);
   console.log(`\nresults: ${reportPath}`);
+}
+
+/**
+ * Node parses NODE_EXTRA_CA_CERTS at every start, before any of our code runs. Some machines set it
+ * (this sandbox: the whole system bundle), and then every seekz row pays for it and the C peers do
+ * not. The bench keeps the environment it was given; this says what that costs.
+ */
+function noteExtraCaCerts(bench: Bench): void {
+  const extra = process.env.NODE_EXTRA_CA_CERTS;
+  if (!extra) return;
+  const start = (env: NodeJS.ProcessEnv) => {
+    const walls: number[] = [];
+    for (let round = 0; round < 9; round++) {
+      const began = performance.now();
+      execFileSync(process.execPath, ['-e', ''], { env });
+      walls.push(performance.now() - began);
+    }
+    return walls.sort((a, b) => a - b)[4]!;
+  };
+  const without = { ...process.env };
+  delete without.NODE_EXTRA_CA_CERTS;
+  const [withIt, withoutIt] = [start(process.env), start(without)];
+  console.log(
+    `NODE_EXTRA_CA_CERTS=${extra} is set: node -e '' takes ${withIt.toFixed(1)} ms with it, ${withoutIt.toFixed(1)} ms without ` +
+      `(medians of 9). Every seekz command below pays the difference at start; the peers in C do not.`,
+  );
+  bench.report.extraCaCerts = { path: extra, nodeStartMs: withIt, nodeStartWithoutMs: withoutIt };
 }
 
 /** The sections named by --only, plus the ones they need, in run order. */
