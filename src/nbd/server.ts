@@ -61,7 +61,7 @@ export interface NbdExport {
    * taken it, past the block's eviction from the cache: such blocks are bounded server-wide by
    * `maxPinned` bytes, beyond which a reply is copied instead. Absent: `source.read`.
    */
-  views?: { read(offset: number, length: number): Promise<Uint8Array[]>; maxPinned: number };
+  views?: { read(offset: number, length: number): Promise<{ parts: Uint8Array[]; release: () => void }>; maxPinned: number };
   /**
    * What BLOCK_STATUS may know without decoding: the decoded bytes from `offset` to the end of
    * their unit when they are cached whole, or else how many bytes from `offset` on are not at
@@ -354,8 +354,12 @@ export function createNbdHandler(exported: NbdExport, options: NbdServerOptions 
   const budget = byteBudget(options.maxBytesInFlight ?? DEFAULT_MAX_BYTES_IN_FLIGHT);
   const readAhead = readAheadFor(exported, budget);
   const views = exported.views;
-  /** Bytes of a read: views of the decoder's blocks when the export offers them, else one new buffer. */
-  const readParts = async (offset: number, length: number): Promise<Uint8Array[]> => (views ? views.read(offset, length) : [await exported.source.read(offset, length)]);
+  /**
+   * Bytes of a read: views of the decoder's blocks when the export offers them (held until
+   * `release`, so that no later decode writes into them), else one new buffer.
+   */
+  const readParts = async (offset: number, length: number): Promise<{ parts: Uint8Array[]; release: () => void }> =>
+    views ? views.read(offset, length) : { parts: [await exported.source.read(offset, length)], release: () => {} };
   /**
    * Blocks that views in the socket's queue keep alive, server-wide: each block's buffer counted
    * once, whatever number of replies show it. `pinned(data)` pins the blocks of a reply's views
@@ -430,11 +434,20 @@ export function createNbdHandler(exported: NbdExport, options: NbdServerOptions 
     /**
      * A reply's headers, then its data as views (pinned until flushed, within the server's
      * maxPinned) or, when the pins would go over, copied into one buffer the budget paid for.
+     * The views' holds are released once the kernel has taken them, or once they are copied.
      */
-    const sendData = (head: Parts, data: Uint8Array[]): Promise<void> => {
-      if (!views) return send([...head, ...data]);
-      const unpin = pinned(data);
-      return unpin ? send([...head, ...data], unpin) : send([...head, Buffer.concat(data)]);
+    const sendData = (head: Parts, { parts, release }: { parts: Uint8Array[]; release: () => void }): Promise<void> => {
+      if (!views) return send([...head, ...parts]);
+      const unpin = pinned(parts);
+      if (!unpin) {
+        const copy = Buffer.concat(parts);
+        release();
+        return send([...head, copy]);
+      }
+      return send([...head, ...parts], () => {
+        unpin();
+        release();
+      });
     };
     const hello = Buffer.alloc(18);
     hello.writeBigUInt64BE(P.NBDMAGIC, 0);
@@ -583,7 +596,7 @@ export function createNbdHandler(exported: NbdExport, options: NbdServerOptions 
         const at = Buffer.alloc(8);
         at.writeBigUInt64BE(BigInt(offset), 0);
         await sendData(structured ? [chunkHeader(handle, P.REPLY_FLAG_DONE, P.REPLY_TYPE_OFFSET_DATA, 8 + length), at] : simpleReply(handle, 0), first);
-        for (let done = lengthOf(first); done < length && !socket.destroyed; ) {
+        for (let done = lengthOf(first.parts); done < length && !socket.destroyed; ) {
           const piece = await readParts(offset + done, Math.min(length - done, PIECE)).catch((error: Error) => {
             // proto.md: after a reply header that promised data, an error leaves only a hard disconnect.
             options.onClientError?.(error);
@@ -592,7 +605,7 @@ export function createNbdHandler(exported: NbdExport, options: NbdServerOptions 
           });
           if (!piece) return;
           await sendData([], piece);
-          done += lengthOf(piece);
+          done += lengthOf(piece.parts);
         }
       });
     };
