@@ -22,7 +22,10 @@
  *   before they were read (test/nbd-pipeline.test.ts, "status decodes nothing").
  * - Bytes sent as views of cached blocks (`views`) pin those blocks until the kernel has taken
  *   them; blocks pinned that way stay under `maxPinned` bytes server-wide, else a reply is copied
- *   (test/nbd-pipeline.test.ts, "replies from views of cached blocks").
+ *   (test/nbd-pipeline.test.ts, "replies from views of cached blocks"). The views come held (the
+ *   export holds each block's buffer from the moment it got it) and are released once the kernel
+ *   has taken them or they were copied, so a buffer the cache recycles into a later decode is never
+ *   one a reply still sends from (test/nbd-pipeline.test.ts, "recycled buffers").
  */
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
