@@ -3,10 +3,12 @@
  * counted) and real clients in others: libnbd's Python binding, nbdinfo, nbdcopy.
  * - decode once: concurrent, overlapping reads of one block share one decode;
  * - read-ahead: a sequential reader gets the next blocks decoded ahead, never more than the
- *   export's read-ahead allows, and none when the budget has no room;
+ *   export's read-ahead allows, and none when the budget has no room; status queries carry a
+ *   reader across holes it does not read; a reader warms nothing in another reader's range;
  * - zeroRanges: known zero chunks are holes in BLOCK_STATUS and in reads, without inflating.
  * - status decodes nothing (xz, zstd): holes from the index and from blocks already cached;
- * - replies as views of cached blocks, copied once the server-wide pin limit is reached.
+ * - replies as views of cached blocks, copied once the server-wide pin limit is reached;
+ * - recycled buffers: decodes reuse the buffers of blocks the cache let go of, never one a reply still sends from.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import type { Server } from 'node:net';
@@ -50,8 +52,8 @@ if args['mode'] == 'concurrent':
             h.poll(-1)
     out['sha'] = [hashlib.sha256(buf.to_bytearray()).hexdigest() for (h, buf, cookie) in pending if h.aio_command_completed(cookie)]
 else:
-    # One at a time, in order.
-    out['sha'] = [hashlib.sha256(handles[0].pread(length, offset)).hexdigest() for (offset, length) in args['reads']]
+    # One at a time, in order; a read's third item, when given, is the connection it goes on.
+    out['sha'] = [hashlib.sha256(handles[read[2] if len(read) > 2 else 0].pread(read[1], read[0])).hexdigest() for read in args['reads']]
 for h in handles:
     h.shutdown()
 print(json.dumps(out))
@@ -116,6 +118,20 @@ describe('NBD pipeline', () => {
     return JSON.parse(result.stdout.toString().trim().split('\n').pop()!) as { sha: string[] };
   }
 
+  /**
+   * The export with every read of its source and of its views logged in order: warm-ups read one
+   * byte of the source, the client's reads come through views.
+   */
+  const logReads = (exported: NbdExport) => {
+    const reads: [number, number][] = [];
+    const { source, views } = exported;
+    const logged: NbdExport = {
+      ...exported,
+      source: { ...source, size: source.size, zeroRanges: source.zeroRanges?.bind(source), read: (offset, length) => (reads.push([offset, length]), source.read(offset, length)) },
+      views: { ...views!, read: (offset, length) => (reads.push([offset, length]), views!.read(offset, length)) },
+    };
+    return { logged, reads };
+  };
   const withoutReadAhead = (data: Decoder): NbdExport => ({ ...nbdExportOf('', data), readAhead: undefined });
   const shaOf = (offset: number, length: number) => sha256(raw.subarray(offset, offset + length));
 
@@ -235,6 +251,62 @@ describe('NBD pipeline', () => {
     }
   });
 
+  it('read-ahead follows status queries: nbdcopy to a pipe asks the status of each 256 KiB and reads no hole, and the first block after a 12 MiB hole is warmed before it is read', async () => {
+    // Blocks 2 to 13 are zeros: nbdcopy reads block 1, then only asks the status of the hole, then reads block 14 on.
+    const holed = diskLikeData(24 * MIB, 17);
+    holed.fill(0, 2 * MIB, 14 * MIB);
+    writeFileSync(path('holed.img'), holed);
+    expect(run('xz', ['-T2', '-1', `--block-size=${BLOCK}`, '-k', path('holed.img')]).status).toBe(0);
+    const data = await openDecoder(path('holed.img.xz'));
+    try {
+      const { logged, reads } = logReads(nbdExportOf('', data));
+      const { result } = await serving(logged, {}, async (socket) => runAsync('sh', ['-c', `nbdcopy 'nbd+unix:///?socket=${socket}' - | sha256sum`]));
+      expect(result.status, result.stderr).toBe(0);
+      expect(result.stdout.toString().split(' ')[0]).toBe(sha256(holed));
+      const inBlock14 = (offset: number) => offset >= 14 * MIB && offset < 15 * MIB;
+      const warmed = reads.findIndex(([offset, length]) => length === 1 && inBlock14(offset));
+      expect(warmed, 'a warm-up of block 14').toBeGreaterThanOrEqual(0);
+      // It is the first thing that touched block 14: no read of the client came before it.
+      expect(reads.findIndex(([offset]) => inBlock14(offset))).toBe(warmed);
+    } finally {
+      await data.close?.();
+    }
+  });
+
+  it('read-ahead stays out of another reader\'s range: two readers of neighbouring 12 MiB ranges, a four-block cache, no block warmed after it was read, and every block decoded once', async () => {
+    // Ranges far enough apart (more than SEQUENTIAL_SLACK) to be two readers, as nbdcopy's connections are.
+    const half = 12 * MIB;
+    const twice = diskLikeData(2 * half, 19);
+    writeFileSync(path('two-ranges.img'), twice);
+    expect(run('xz', ['-T2', '-1', `--block-size=${BLOCK}`, '-k', path('two-ranges.img')]).status).toBe(0);
+    const data = await openDecoder(path('two-ranges.img.xz'), { cacheSize: 4 * BLOCK });
+    try {
+      if (data.format !== 'xz') throw new Error('expected xz');
+      // Reader 0 reads [0, half), reader 1 reads [half, 2 × half), in turns, 256 KiB at a time.
+      // Reader 1 is a block ahead: the blocks it has read are dropped by the time reader 0 nears them.
+      const reads: [number, number, number][] = [];
+      const step = 256 * 1024;
+      for (let at = 0; at < half + BLOCK; at += step) {
+        if (at >= BLOCK) reads.push([at - BLOCK, step, 0]);
+        if (at < half) reads.push([half + at, step, 1]);
+      }
+      const { logged, reads: log } = logReads(nbdExportOf('', data));
+      const { result } = await serving(logged, {}, (socket) => python(socket, { mode: 'sequential', connections: 2, reads }));
+      expect(result.sha).toEqual(reads.map(([offset, length]) => sha256(twice.subarray(offset, offset + length))));
+      // No warm-up in reader 1's range comes after reader 1 has read past it.
+      let readTo = 0;
+      const late: number[] = [];
+      for (const [offset, length] of log) {
+        if (length > 1) readTo = Math.max(readTo, offset + length);
+        else if (offset >= half && offset < readTo) late.push(offset);
+      }
+      expect(late).toEqual([]);
+      expect(data.cache.loads).toBe((2 * half) / BLOCK);
+    } finally {
+      await data.close?.();
+    }
+  });
+
   it('read-ahead is bounded by the budget: with no room for a block beside the reads, nothing is decoded ahead', async () => {
     const data = await openDecoder(xzPath);
     try {
@@ -255,6 +327,30 @@ describe('NBD pipeline', () => {
       expect(nbdExportOf('', data).readAhead).toEqual({ unit: BLOCK, distance: BLOCK, inFlight: 2 });
     } finally {
       await data.close?.();
+    }
+  });
+
+  it('recycled buffers: with a two-block cache that recycles, reads across block edges from 2 connections, all sent before any reply, get every byte right, and decodes reuse buffers', async () => {
+    for (const maxPinned of [undefined, 1]) {
+      const data = await openDecoder(xzPath, { cacheSize: 2 * BLOCK });
+      try {
+        if (data.format !== 'xz') throw new Error('expected xz');
+        const exported = nbdExportOf('', data, { recycle: true });
+        // Several passes over the file: blocks leave the two-block cache while replies from them are
+        // queued, and the next decodes take the buffers of blocks no reply holds any more.
+        const reads = Array.from({ length: 96 }, (_unused, index): [number, number] => [(index * 700_001) % (SIZE - 900_000), 200_000 + ((index * 37_000) % 700_000)]);
+        const views = maxPinned === undefined ? exported.views! : { ...exported.views!, maxPinned };
+        const { result } = await serving({ ...exported, views }, {}, (socket) => python(socket, { mode: 'concurrent', connections: 2, reads }));
+        expect(result.sha, `maxPinned ${maxPinned}`).toEqual(reads.map(([offset, length]) => shaOf(offset, length)));
+        expect(data.cache.recycled, `maxPinned ${maxPinned}`).toBeGreaterThan(0);
+        // nbdcopy over the same server: the whole disk, byte for byte.
+        const copy = path('recycled-copy.img');
+        const { result: copied } = await serving({ ...exported, views }, {}, (socket) => runAsync('nbdcopy', ['--connections=2', '--requests=8', `nbd+unix:///?socket=${socket}`, copy]));
+        expect(copied.status, copied.stderr).toBe(0);
+        expect(sha256(readFileSync(copy))).toBe(sha256(raw));
+      } finally {
+        await data.close?.();
+      }
     }
   });
 

@@ -7,7 +7,7 @@ import { PIECE, zeroPiece, type NbdExport } from './server.js';
  * the bytes as views of cached units (replies without copies), and what BLOCK_STATUS may say
  * without decoding. The server itself knows no format; this is the glue between it and the decoders.
  */
-export function nbdExportOf(name: string, data: Decoder): NbdExport {
+export function nbdExportOf(name: string, data: Decoder, options: { recycle?: boolean } = {}): NbdExport {
   if (data.format !== 'xz' && data.format !== 'zstd') {
     // A gzip read inflates on the main thread, into as much again as it returns; decoding ahead
     // would only move that work earlier on the same core.
@@ -17,6 +17,10 @@ export function nbdExportOf(name: string, data: Decoder): NbdExport {
   const units: readonly { uStart: number; uSize: number }[] = data.format === 'xz' ? data.blocks : data.frames;
   // A thread takes tens of milliseconds to start: while the first client connects, not after its first read.
   data.startThreads();
+  // xz blocks are decoded into the buffers of blocks the cache let go of (no fresh 16 MiB to fault
+  // in and collect for each): every view below holds its buffer until the server releases it. Only
+  // for a file the server opened itself: a caller's own file may hold blocks' bytes without holds.
+  if (options.recycle && data.format === 'xz') data.cache.recycle();
   const largest = units.reduce((most, unit) => Math.max(most, unit.uSize), 0);
   const readUnit = (index: number) => (data.format === 'xz' ? data.readBlock(index) : data.readFrame(index));
   /** Units a view cannot come from: xz blocks of 0 bytes (read() confirms them), zstd frames read as a stream. */
@@ -54,9 +58,13 @@ export function nbdExportOf(name: string, data: Decoder): NbdExport {
         const first = data.locate(offset);
         let last = first;
         while (last + 1 < units.length && (units[last + 1]!.uStart < end || units[last + 1]!.uSize === 0)) last++;
-        for (let index = first; index <= last; index++) if (plain(index)) return [await data.read(offset, length)];
+        for (let index = first; index <= last; index++) if (plain(index)) return { parts: [await data.read(offset, length)], release: () => {} };
         const known = await data.zeroRanges(offset, length);
         const parts: Promise<Uint8Array>[] = [];
+        // Each unit's buffer is held from the continuation that got it, before any other unit of
+        // this read is waited for: it may leave the cache meanwhile, and must not be decoded into.
+        const releases: (() => void)[] = [];
+        const release = () => releases.forEach((one) => one());
         for (let index = first, at = offset; at < end; index++) {
           const unit = units[index]!;
           const stop = Math.min(end, unit.uStart + unit.uSize);
@@ -68,6 +76,7 @@ export function nbdExportOf(name: string, data: Decoder): NbdExport {
             const leaves = stop === unit.uStart + unit.uSize;
             parts.push(
               readUnit(index).then((bytes) => {
+                releases.push(data.cache.hold(bytes.buffer));
                 if (leaves) data.cache.passed(index);
                 return bytes.subarray(within, within + take);
               }),
@@ -78,8 +87,11 @@ export function nbdExportOf(name: string, data: Decoder): NbdExport {
         // Every decode of this read settles before it fails, as in read().
         const settled = await Promise.allSettled(parts);
         const failed = settled.find((result) => result.status === 'rejected');
-        if (failed) throw failed.reason;
-        return settled.map((result) => (result as PromiseFulfilledResult<Uint8Array>).value);
+        if (failed) {
+          release();
+          throw failed.reason;
+        }
+        return { parts: settled.map((result) => (result as PromiseFulfilledResult<Uint8Array>).value), release };
       },
       // Two units: a reply from each of two readers at once; more replies in the socket's queue
       // at once are copied.
@@ -88,10 +100,12 @@ export function nbdExportOf(name: string, data: Decoder): NbdExport {
     async peek(offset) {
       const index = data.locate(offset);
       const unit = units[index]!;
-      const bytes = data.cache.peek(index);
-      if (!bytes || plain(index)) return { skip: unit.uStart + unit.uSize - offset };
+      if (!data.cache.peek(index) || plain(index)) return { skip: unit.uStart + unit.uSize - offset };
       // Its offset rests on the records before it, as a read's does.
       if (data.format === 'xz') await data.confirmBefore(index);
+      // Looked up again after the wait: a buffer the cache let go of meanwhile may be decoded into.
+      const bytes = data.cache.peek(index);
+      if (!bytes) return { skip: unit.uStart + unit.uSize - offset };
       return { bytes: bytes.subarray(offset - unit.uStart) };
     },
   };

@@ -274,7 +274,8 @@ async function exportOf(target: Target, options: ServeOptions): Promise<{ export
   const file = await open(target, { cacheSize: options.cacheSize, onRecovered: options.onRecovered });
   const data = decoderOf(file);
   const release = () => file.close();
-  const exported = nbdExportOf(name, data);
+  // The server opened this file and nothing else reads it: decoded blocks' buffers may be recycled.
+  const exported = nbdExportOf(name, data, { recycle: true });
   if (text === undefined || isUrl || options.readonly) return { exported, release };
   const overlay = await writableOverlay(text, data);
   if (!overlay) return { exported, release };

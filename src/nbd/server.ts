@@ -22,7 +22,10 @@
  *   before they were read (test/nbd-pipeline.test.ts, "status decodes nothing").
  * - Bytes sent as views of cached blocks (`views`) pin those blocks until the kernel has taken
  *   them; blocks pinned that way stay under `maxPinned` bytes server-wide, else a reply is copied
- *   (test/nbd-pipeline.test.ts, "replies from views of cached blocks").
+ *   (test/nbd-pipeline.test.ts, "replies from views of cached blocks"). The views come held (the
+ *   export holds each block's buffer from the moment it got it) and are released once the kernel
+ *   has taken them or they were copied, so a buffer the cache recycles into a later decode is never
+ *   one a reply still sends from (test/nbd-pipeline.test.ts, "recycled buffers").
  */
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -61,7 +64,7 @@ export interface NbdExport {
    * taken it, past the block's eviction from the cache: such blocks are bounded server-wide by
    * `maxPinned` bytes, beyond which a reply is copied instead. Absent: `source.read`.
    */
-  views?: { read(offset: number, length: number): Promise<Uint8Array[]>; maxPinned: number };
+  views?: { read(offset: number, length: number): Promise<{ parts: Uint8Array[]; release: () => void }>; maxPinned: number };
   /**
    * What BLOCK_STATUS may know without decoding: the decoded bytes from `offset` to the end of
    * their unit when they are cached whole, or else how many bytes from `offset` on are not at
@@ -252,61 +255,75 @@ const ACTIVE_MS = 1000;
 
 /**
  * Read-ahead for sequential readers, across all connections (nbdcopy's connections share one
- * pass). Once a reader has made two reads in a row, the server warms points one `unit` apart up
- * to its share of `distance` past the end of its reads, `inFlight` at a time: a one-byte read of each makes
- * the source decode the unit holding it, so decoder threads are busy with the next units while
- * this one is sent, and a unit that decodes fast frees its thread for the one after. Each point
- * is warmed once per reader; each warm-up is charged readCost from the server's budget if the
- * bytes are free at once, and skipped (tried again on the next read) if not. Pinned by
+ * pass). Once a reader has made two reads in a row (or starts at 0), the server warms points one
+ * `unit` apart up to its share of `distance` past the end of its reads: a one-byte read of each
+ * makes the source decode the unit holding it, so decoder threads are busy with the next units
+ * while this one is sent. At most `inFlight` warm-ups run at once server-wide (the decoder
+ * threads), each going to the reader least far ahead, so that with several readers the pool's
+ * queue holds no far warm-up in front of a near one. A reader never warms what another reader
+ * has read already (nbdcopy's connections copy neighbouring ranges: the first would otherwise
+ * decode again, past its range's end, blocks the second has read and let go). Each point is
+ * warmed once per reader; each warm-up is charged readCost from the server's budget if the bytes
+ * are free at once, and skipped (tried again on the next read) if not. Pinned by
  * test/nbd-pipeline.test.ts ("read-ahead").
  */
 function readAheadFor(exported: NbdExport, budget: ReturnType<typeof byteBudget>) {
   const { unit, distance, inFlight } = exported.readAhead ?? { unit: 0, distance: 0, inFlight: 0 };
-  type Stream = { end: number; warmedTo: number; warming: number; seen: number };
+  type Stream = { start: number; end: number; warmedTo: number; seen: number; warming: boolean };
   const streams: Stream[] = [];
   const size = exported.source.size;
-  /**
-   * Warms the stream's next points while there is room; a warm-up that ends makes room for the
-   * next. `distance` is shared by the readers active now, so that with several of them the blocks
-   * decoded ahead still fit the cache until they are read; one reader alone reaches the farthest.
-   */
-  const advance = (stream: Stream) => {
-    const now = Date.now();
-    const active = Math.max(1, streams.filter((other) => now - other.seen < ACTIVE_MS).length);
-    const reach = Math.max(unit, Math.floor(distance / active / unit) * unit);
-    while (stream.warming < inFlight && stream.warmedTo < Math.min(size, stream.end + reach)) {
-      const release = budget.tryTake(exported.readCost?.(stream.warmedTo, 1) ?? 1);
+  let warming = 0;
+  /** Where the stream's warming stops: its share of `distance` past its end, and never into the range of another reader active now. */
+  const limitOf = (stream: Stream, active: Stream[]) => {
+    const reach = Math.max(unit, Math.floor(distance / Math.max(1, active.length) / unit) * unit);
+    let limit = Math.min(size, stream.end + reach);
+    for (const other of active) if (other !== stream && other.start >= stream.end) limit = Math.min(limit, other.start);
+    return limit;
+  };
+  /** Starts warm-ups while there is room: each to the warming reader least far ahead; one that ends makes room for the next. */
+  const advance = () => {
+    while (warming < inFlight) {
+      const now = Date.now();
+      const active = streams.filter((other) => now - other.seen < ACTIVE_MS);
+      let next: Stream | undefined;
+      for (const stream of streams) {
+        if (stream.warming && stream.warmedTo < limitOf(stream, active) && (!next || stream.warmedTo - stream.end < next.warmedTo - next.end)) next = stream;
+      }
+      if (!next) return;
+      const release = budget.tryTake(exported.readCost?.(next.warmedTo, 1) ?? 1);
       if (!release) return;
-      stream.warming++;
+      warming++;
       exported.source
-        .read(stream.warmedTo, 1)
+        .read(next.warmedTo, 1)
         .catch(() => {}) // a hint: the read that needs the unit reports its error
         .finally(() => {
-          stream.warming--;
+          warming--;
           release();
-          if (streams.includes(stream)) advance(stream);
+          advance();
         });
-      stream.warmedTo += unit;
+      next.warmedTo += unit;
     }
   };
-  return (offset: number, length: number) => {
+  /** `starts`: false for a request that may only continue a reader already seen (a status query). */
+  return (offset: number, length: number, starts = true) => {
     if (unit <= 0 || distance <= 0 || inFlight <= 0) return;
     const end = offset + length;
     let stream = streams.find((candidate) => Math.abs(offset - candidate.end) <= SEQUENTIAL_SLACK);
-    const continues = stream !== undefined;
+    if (!stream && !starts) return;
     if (stream) {
       streams.splice(streams.indexOf(stream), 1);
       stream.end = Math.max(stream.end, end);
       stream.seen = Date.now();
       // A reader that jumped ahead (over a hole) resumes warming from where it is.
       stream.warmedTo = Math.max(stream.warmedTo, stream.end);
+      stream.warming = true;
     } else {
       if (streams.length === READ_STREAMS) streams.shift();
-      stream = { end, warmedTo: end, warming: 0, seen: Date.now() };
+      // A reader starting at 0 is copying the disk: it is sequential from its first read.
+      stream = { start: offset, end, warmedTo: end, seen: Date.now(), warming: offset === 0 };
     }
     streams.push(stream); // most recently seen last
-    // A reader starting at 0 is copying the disk: it is sequential from its first read.
-    if (continues || offset === 0) advance(stream);
+    advance();
   };
 }
 
@@ -340,8 +357,12 @@ export function createNbdHandler(exported: NbdExport, options: NbdServerOptions 
   const budget = byteBudget(options.maxBytesInFlight ?? DEFAULT_MAX_BYTES_IN_FLIGHT);
   const readAhead = readAheadFor(exported, budget);
   const views = exported.views;
-  /** Bytes of a read: views of the decoder's blocks when the export offers them, else one new buffer. */
-  const readParts = async (offset: number, length: number): Promise<Uint8Array[]> => (views ? views.read(offset, length) : [await exported.source.read(offset, length)]);
+  /**
+   * Bytes of a read: views of the decoder's blocks when the export offers them (held until
+   * `release`, so that no later decode writes into them), else one new buffer.
+   */
+  const readParts = async (offset: number, length: number): Promise<{ parts: Uint8Array[]; release: () => void }> =>
+    views ? views.read(offset, length) : { parts: [await exported.source.read(offset, length)], release: () => {} };
   /**
    * Blocks that views in the socket's queue keep alive, server-wide: each block's buffer counted
    * once, whatever number of replies show it. `pinned(data)` pins the blocks of a reply's views
@@ -416,11 +437,20 @@ export function createNbdHandler(exported: NbdExport, options: NbdServerOptions 
     /**
      * A reply's headers, then its data as views (pinned until flushed, within the server's
      * maxPinned) or, when the pins would go over, copied into one buffer the budget paid for.
+     * The views' holds are released once the kernel has taken them, or once they are copied.
      */
-    const sendData = (head: Parts, data: Uint8Array[]): Promise<void> => {
-      if (!views) return send([...head, ...data]);
-      const unpin = pinned(data);
-      return unpin ? send([...head, ...data], unpin) : send([...head, Buffer.concat(data)]);
+    const sendData = (head: Parts, { parts, release }: { parts: Uint8Array[]; release: () => void }): Promise<void> => {
+      if (!views) return send([...head, ...parts]);
+      const unpin = pinned(parts);
+      if (!unpin) {
+        const copy = Buffer.concat(parts);
+        release();
+        return send([...head, copy]);
+      }
+      return send([...head, ...parts], () => {
+        unpin();
+        release();
+      });
     };
     const hello = Buffer.alloc(18);
     hello.writeBigUInt64BE(P.NBDMAGIC, 0);
@@ -569,7 +599,7 @@ export function createNbdHandler(exported: NbdExport, options: NbdServerOptions 
         const at = Buffer.alloc(8);
         at.writeBigUInt64BE(BigInt(offset), 0);
         await sendData(structured ? [chunkHeader(handle, P.REPLY_FLAG_DONE, P.REPLY_TYPE_OFFSET_DATA, 8 + length), at] : simpleReply(handle, 0), first);
-        for (let done = lengthOf(first); done < length && !socket.destroyed; ) {
+        for (let done = lengthOf(first.parts); done < length && !socket.destroyed; ) {
           const piece = await readParts(offset + done, Math.min(length - done, PIECE)).catch((error: Error) => {
             // proto.md: after a reply header that promised data, an error leaves only a hard disconnect.
             options.onClientError?.(error);
@@ -578,7 +608,7 @@ export function createNbdHandler(exported: NbdExport, options: NbdServerOptions 
           });
           if (!piece) return;
           await sendData([], piece);
-          done += lengthOf(piece);
+          done += lengthOf(piece.parts);
         }
       });
     };
@@ -692,7 +722,12 @@ export function createNbdHandler(exported: NbdExport, options: NbdServerOptions 
           : type === P.CMD_CACHE
             ? exported.source.read(offset, reading).then(() => replyDone(handle)) // a hint: warms one piece at most
             : streamRead(handle, offset, length);
-      if (type === P.CMD_READ || statusReads) readAhead(offset, type === P.CMD_READ ? length : reading);
+      // A status query continues a reader, never starts one: nbdcopy to a pipe asks the status of
+      // each 256 KiB before it reads it, and reads nothing where it hears of a hole, so its reads
+      // alone jump past holes and look like new readers (whose warming waits for a second read).
+      // A map of the disk alone (nbdinfo --map) decodes nothing.
+      if (type === P.CMD_READ) readAhead(offset, length);
+      else if (type === P.CMD_BLOCK_STATUS) readAhead(offset, Math.min(length, statusReads ? reading : PIECE), statusReads);
       work
         .catch((error: Error) => replyError(handle, P.EIO, error.message))
         .finally(() => {

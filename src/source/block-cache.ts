@@ -13,14 +13,21 @@ import { isAllZero } from '../zeros.js';
  *   for that are still here when it reads them.
  * - A block a reader has gone past (`passed`) is dropped, not packed: packing costs a pass over
  *   the block and a copy of its data, which a sequential copy never gets back.
- * Pinned by test/nbd-pipeline.test.ts ("decode once", "sparse blocks").
+ * - Recycling (off unless `recycle()` is called: the NBD server over a file it opened itself): the
+ *   buffer of a whole block the cache lets go of is handed to a later load (`spare`) only once
+ *   nothing can still read it. Whoever keeps a block's bytes past the continuation of the `get`
+ *   that returned them takes a `hold` on the buffer in that continuation and releases it when
+ *   done (the server: once the kernel has taken a reply sent from it). A buffer let go of becomes
+ *   spare only on a later turn of the event loop (setImmediate), after every continuation of a
+ *   `get` that returned it has run, and only while no hold is on it.
+ * Pinned by test/nbd-pipeline.test.ts ("decode once", "sparse blocks", "recycled buffers").
  */
 export interface BlockCache {
   /**
    * The cached bytes for `key`, or `load()`'s. With `isEnough`, a cached value that fails it (a
    * prefix decoded for an earlier, shorter read) is loaded again and replaced.
    */
-  get(key: number, load: () => Promise<Uint8Array>, isEnough?: (data: Uint8Array) => boolean): Promise<Uint8Array>;
+  get(key: number, load: (spare: Spare) => Promise<Uint8Array>, isEnough?: (data: Uint8Array) => boolean): Promise<Uint8Array>;
   /**
    * True when `key` is cached or its decode is under way: a read of it now starts no decode. The
    * NBD server's budget charges a read only for the blocks it would decode (src/nbd/export.ts).
@@ -43,7 +50,19 @@ export interface BlockCache {
   readonly loads: number;
   /** Forgets every decoded block (the file under it was patched in place); decodes in flight are not kept. */
   clear(): void;
+  /** Turns recycling on (see the invariants): from now on, blocks' buffers let go of are handed to later loads. */
+  recycle(): void;
+  /** Keeps `buffer` from being handed to a load until the returned release is called (once; more calls do nothing). */
+  hold(buffer: ArrayBufferLike): () => void;
+  /** Loads given a spare buffer, for tests and the bench. */
+  readonly recycled: number;
 }
+
+/** A buffer of exactly `size` bytes that nothing reads any more, to decode into, or undefined. */
+export type Spare = (size: number) => ArrayBuffer | undefined;
+
+/** Buffers kept for later loads at most: as many as decoder threads fill at once, and one more. */
+const MAX_SPARES = 3;
 
 /** Granule of sparse blocks: an all-zero run of this size, aligned, is not stored. */
 const SPARSE_GRANULE = 64 * 1024;
@@ -102,11 +121,44 @@ export function createBlockCache(capacity: number): BlockCache {
   const loading = new Map<number, Promise<Uint8Array>>();
   let bytes = 0;
   let loads = 0;
+  let recycling = false;
+  let recycled = 0;
+  /** Holds on buffers, by buffer; and buffers let go of while held, to retire once the last hold goes. */
+  const holds = new Map<ArrayBufferLike, number>();
+  const heldWhenDropped = new Set<ArrayBufferLike>();
+  const spares: ArrayBuffer[] = [];
+  let cooling: ArrayBuffer[] = [];
+  /** A buffer nothing holds: spare on the next turn of the event loop, after every continuation of the gets that returned it. */
+  const cool = (buffer: ArrayBuffer) => {
+    cooling.push(buffer);
+    if (cooling.length > 1) return;
+    setImmediate(() => {
+      for (const cooled of cooling) {
+        if (holds.has(cooled)) heldWhenDropped.add(cooled); // held in a continuation: spare once released
+        else if (spares.length < MAX_SPARES) spares.push(cooled);
+      }
+      cooling = [];
+    });
+  };
+  /** The cache lets go of a block's bytes: their buffer may serve a later load, once nothing holds it. */
+  const drop = (data: Uint8Array) => {
+    const buffer = data.buffer;
+    if (!recycling || !(buffer instanceof ArrayBuffer) || data.byteOffset !== 0 || data.byteLength !== buffer.byteLength) return;
+    if (holds.has(buffer)) heldWhenDropped.add(buffer);
+    else cool(buffer);
+  };
+  const spare: Spare = (size) => {
+    const at = spares.findIndex((buffer) => buffer.byteLength === size);
+    if (at < 0) return undefined;
+    recycled++;
+    return spares.splice(at, 1)[0];
+  };
   const put = (key: number, entry: Entry) => {
     const previous = ready.get(key);
     if (previous) {
       ready.delete(key);
       bytes -= sizeOf(previous);
+      if ('whole' in previous && (!('whole' in entry) || entry.whole !== previous.whole)) drop(previous.whole);
     }
     ready.set(key, entry);
     bytes += sizeOf(entry);
@@ -123,6 +175,7 @@ export function createBlockCache(capacity: number): BlockCache {
       if (entry.passed) {
         ready.delete(key);
         bytes -= entry.whole.length;
+        drop(entry.whole);
         continue;
       }
       const sparse = makeSparse(entry.whole);
@@ -132,11 +185,13 @@ export function createBlockCache(capacity: number): BlockCache {
       }
       bytes += sparse.packed.length + sparse.kept.length - entry.whole.length;
       ready.set(key, { sparse });
+      drop(entry.whole);
     }
     while (bytes > capacity && ready.size > 1) {
       const [oldest, entry] = ready.entries().next().value as [number, Entry];
       ready.delete(oldest);
       bytes -= sizeOf(entry);
+      if ('whole' in entry) drop(entry.whole);
     }
   };
   /** The entry's bytes, whole; a sparse entry is made whole and kept whole (it is in use again). */
@@ -154,6 +209,24 @@ export function createBlockCache(capacity: number): BlockCache {
     capacity,
     get loads() {
       return loads;
+    },
+    get recycled() {
+      return recycled;
+    },
+    recycle() {
+      recycling = true;
+    },
+    hold(buffer) {
+      holds.set(buffer, (holds.get(buffer) ?? 0) + 1);
+      let released = false;
+      return () => {
+        if (released) return;
+        released = true;
+        const count = holds.get(buffer)! - 1;
+        if (count > 0) return void holds.set(buffer, count);
+        holds.delete(buffer);
+        if (heldWhenDropped.delete(buffer)) cool(buffer as ArrayBuffer);
+      };
     },
     has(key) {
       return ready.has(key) || loading.has(key);
@@ -181,6 +254,7 @@ export function createBlockCache(capacity: number): BlockCache {
         if (!isEnough || isEnough(hit)) return Promise.resolve(hit);
         ready.delete(key);
         bytes -= hit.length;
+        drop(hit);
       }
       const inFlight = loading.get(key);
       if (inFlight) {
@@ -188,7 +262,7 @@ export function createBlockCache(capacity: number): BlockCache {
         return inFlight.then((data) => (isEnough(data) ? data : cache.get(key, load, isEnough)));
       }
       loads++;
-      const promise = load().then(
+      const promise = load(spare).then(
         (data) => {
           if (loading.get(key) !== promise) return data; // cleared meanwhile: not kept
           loading.delete(key);

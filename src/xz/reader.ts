@@ -370,7 +370,9 @@ export async function openXz(source: Source, options: XzReaderOptions = {}): Pro
     return run;
   };
 
-  const cachedDecode = (index: number) => cache.get(index, () => decode(blocks[index]!));
+  // A spare buffer (the cache recycles them only when the NBD server turned that on) saves the
+  // page faults of a fresh one.
+  const cachedDecode = (index: number) => cache.get(index, (spare) => decode(blocks[index]!, spare(blocks[index]!.uSize)));
   const readBlock = async (index: number) => {
     await confirmBefore(index);
     return cachedDecode(index);
