@@ -83,12 +83,12 @@ export interface ZstdDecodeReply {
   data: Uint8Array;
 }
 
-/** Several frames' data in one buffer (seekzstd): frame i is `lengths[i]` bytes at i × frameSize. */
+/** Several frames' data in one buffer (seekzstd): frame i is `lengths[i]` bytes at `starts[i]`. */
 export interface ZstdEncodeRunJob {
   kind: 'zstd-encode-run';
   data: Uint8Array;
+  starts: number[];
   lengths: number[];
-  frameSize: number;
   level: number;
   /**
    * In process only (workers/in-process.ts; a worker would get a copy): a buffer an earlier run's
