@@ -32,6 +32,11 @@ export function compressFrame(data: Uint8Array, level: number): Uint8Array {
   return new Uint8Array(native.compress(data, level));
 }
 
+/** The most compressFrame can make of `size` bytes (libzstd's bound; without the addon, nothing is compressed). */
+export function frameBound(size: number): number {
+  return nativeZstd()?.compressBound(size) ?? size;
+}
+
 /**
  * Decodes one whole frame that must give exactly `expectedSize` bytes; `frame` and `offset` (its
  * number and file offset) name it in errors. With `into` (at least expectedSize + 1 bytes: the one

@@ -19,7 +19,7 @@ import { createWorkerPool, defaultThreads } from '../workers/pool.js';
 import { readChunks } from '../source/chunks.js';
 import { normaliseRanges, type ByteRange } from '../stored-ranges.js';
 import { isAllZero } from '../zeros.js';
-import { compressFrame } from './codec.js';
+import { compressFrame, frameBound } from './codec.js';
 import { buildSeekTable, frameChecksum, SEEKABLE_MAX_FRAME_SIZE, type SeekEntry } from './format.js';
 import { buildStoredFrame, STORED_FRAME_MAX } from './stored.js';
 
@@ -107,7 +107,8 @@ export async function writeZstd(input: SequentialInput, sink: Sink, options: Zst
   const repeats = new Map<Uint8Array, Uint8Array>();
   /** Buffers whose frames are written (in process only), for later runs' frames: no fresh pages per run. */
   const spareOutputs: Uint8Array[] = [];
-  // threads + 2 batches in flight: each holds a run of several frames, so the pool always has the next.
+  // threads + 2 batches in flight: each holds a run of several frames, so the pool always has the
+  // next; each batch is written as soon as it is done (eager), its output buffer free for the next.
   const window = orderedWindow<{ frames: Uint8Array[]; lengths: number[]; output?: Uint8Array }>(threads + 2, async ({ frames, lengths, output }) => {
     for (const bytes of coalesce(frames, repeats)) await sink.write(bytes);
     for (let index = 0; index < frames.length; index++) {
@@ -120,7 +121,7 @@ export async function writeZstd(input: SequentialInput, sink: Sink, options: Zst
     }
     options.onProgress?.(uncompressedSize);
     if (output) spareOutputs.push(output);
-  });
+  }, { eager: true });
 
   // The batch being gathered for the window: every frame of one or more chunks in file order, each
   // either to be encoded (no bytes yet: the run's next) or ready already (a zero frame's reused
@@ -178,7 +179,9 @@ export async function writeZstd(input: SequentialInput, sink: Sink, options: Zst
         if (batch.readyBytes >= runBytes || batch.items.length >= READY_FRAMES_PER_RUN) await pushBatch();
         continue;
       }
-      const output = spareOutputs.pop();
+      // Every output buffer has room for a whole run, so that a short run's (at the start, the
+      // end, beside a stored range) serves every later one: buffers are reused, never outgrown.
+      const output = spareOutputs.pop() ?? new Uint8Array((runBytes / frameSize) * frameBound(frameSize));
       const job = { kind: 'zstd-encode-run' as const, data: chunk.buffer, starts, lengths, level, output };
       const encoded = pool.run(job, [chunk.buffer.buffer as ArrayBuffer]).then(
         (reply) => {
