@@ -248,6 +248,15 @@ static int decode_block(lzma_stream *stream, const uint8_t *input, size_t input_
  * compressed size, or -(lzma_ret / SEEKZ_* code). The filter chain is xz's for the preset, so the
  * bytes are those a liblzma stream encoder gives (node-liblzma's path): the output does not depend
  * on the engine. Interruptible like decode_block.
+ *
+ * In place: `output` may start before `input` in the same buffer and run over it (the writer keeps
+ * one buffer per block, not an input and an output: 16 MiB less per thread at the default block).
+ * Each lzma_code call then gets output room only up to the input it consumed before the call: the
+ * block encoder hashes the input it consumed in a call (the check) after the call, and liblzma never
+ * reads input again once consumed, so no byte is overwritten before it has been read for the last
+ * time. LZMA2's output runs ahead of its consumed input by at most 3 bytes per 64 KiB plus its
+ * end, padding and check (what lzma_block_buffer_bound adds), so a gap of that much in front of
+ * the input always leaves room; a smaller one fails with LZMA_BUF_ERROR, never a wrong byte.
  */
 static int64_t encode_block(lzma_stream *stream, const uint8_t *input, size_t input_length, uint32_t preset, uint32_t check,
                             uint8_t *output, size_t output_length, const int32_t *stop) {
@@ -264,6 +273,9 @@ static int64_t encode_block(lzma_stream *stream, const uint8_t *input, size_t in
   lzma_ret ret = lzma_block_encoder(stream, &block);
   if (ret != LZMA_OK) return -ret;
   size_t in_at = 0;
+  const uint8_t *output_end = output + output_length;
+  int in_place = output < input + input_length && input < output_end;
+  if (in_place && output > input) return -LZMA_PROG_ERROR;
   stream->next_out = output;
   stream->avail_out = output_length;
   for (;;) {
@@ -271,11 +283,16 @@ static int64_t encode_block(lzma_stream *stream, const uint8_t *input, size_t in
     size_t in_take = input_length - in_at < SLICE_IN ? input_length - in_at : SLICE_IN;
     stream->next_in = input + in_at;
     stream->avail_in = in_take;
+    if (in_place) {
+      const uint8_t *limit = input + in_at < output_end ? input + in_at : output_end;
+      stream->avail_out = limit > stream->next_out ? (size_t)(limit - stream->next_out) : 0;
+      if (stream->avail_out == 0) return -LZMA_BUF_ERROR;
+    }
     ret = lzma_code(stream, in_at + in_take == input_length ? LZMA_FINISH : LZMA_RUN);
     in_at += in_take - stream->avail_in;
     if (ret == LZMA_STREAM_END) break;
     if (ret != LZMA_OK) return -ret;
-    if (stream->avail_out == 0) return -LZMA_BUF_ERROR;
+    if (stream->avail_out == 0 && !in_place) return -LZMA_BUF_ERROR;
   }
   return (int64_t)block.compressed_size;
 }

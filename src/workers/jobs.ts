@@ -25,11 +25,11 @@ export interface XzEncodeJob {
   extreme: boolean;
   checkId: number;
   /**
-   * A buffer an earlier block's compressed bytes came back in, already written out: the native
-   * engine encodes into it when it is large enough, so that compressed blocks reuse a few buffers
-   * instead of leaving one to the garbage collector per block.
+   * `data` lies in its buffer behind at least encodeRoom(data.length) free bytes (src/xz/block-codec.ts):
+   * the native engine writes the compressed block over the buffer from its start, so a block
+   * needs one buffer, not an input and an output. The reply's `compressed` is then a view of it.
    */
-  into?: ArrayBuffer;
+  inPlace?: boolean;
 }
 export interface XzEncodeReply {
   filterCount: number;
