@@ -34,6 +34,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #define SLICE_IN (64 * 1024)
@@ -243,6 +244,29 @@ static int decode_block(lzma_stream *stream, const uint8_t *input, size_t input_
 }
 
 /*
+ * The encoders' allocator: a large allocation (the match finder's hash table and binary tree,
+ * 64 MiB and more at -6, looked up at random for every byte) is aligned to 2 MiB and marked for
+ * transparent huge pages, where the kernel gives them only when asked (the usual
+ * /sys/kernel/mm/transparent_hugepage/enabled = madvise): one TLB entry per 2 MiB instead of per
+ * 4 KiB. Only where memory lies changes, never a byte of the output.
+ */
+#define HUGE_PAGE (2u << 20)
+static void *encoder_alloc(void *opaque, size_t count, size_t size) {
+  (void)opaque;
+  size_t bytes = count * size;
+  if (bytes < HUGE_PAGE) return malloc(bytes);
+  void *memory = NULL;
+  if (posix_memalign(&memory, HUGE_PAGE, bytes) != 0) return NULL;
+  madvise(memory, bytes & ~(size_t)(HUGE_PAGE - 1), MADV_HUGEPAGE); /* advice only: a refusal changes nothing */
+  return memory;
+}
+static void encoder_free(void *opaque, void *memory) {
+  (void)opaque;
+  free(memory);
+}
+static const lzma_allocator encoder_allocator = {encoder_alloc, encoder_free, NULL};
+
+/*
  * Encodes `input` as one block's data with the LZMA2 preset: writes compressed data, block padding
  * and check into `output` (at least lzma_block_buffer_bound(input.length) bytes) and returns the
  * compressed size, or -(lzma_ret / SEEKZ_* code). The filter chain is xz's for the preset, so the
@@ -270,6 +294,7 @@ static int64_t encode_block(lzma_stream *stream, const uint8_t *input, size_t in
   block.filters = filters;
   block.compressed_size = LZMA_VLI_UNKNOWN;
   block.uncompressed_size = LZMA_VLI_UNKNOWN;
+  stream->allocator = &encoder_allocator; /* the same for every block of the stream, and for lzma_end */
   lzma_ret ret = lzma_block_encoder(stream, &block);
   if (ret != LZMA_OK) return -ret;
   size_t in_at = 0;
