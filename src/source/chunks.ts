@@ -6,9 +6,10 @@
  * overlap the work. Buffers come back through `release` and are reused: no fresh pages per chunk.
  *
  * Invariant: reads are issued one after another (a SequentialInput has one position), each into a
- * buffer nobody else holds, and at most `buffers` buffers exist; `next` gives the chunks in file
- * order, then undefined at the end of the input. Pinned by test/zstd.test.ts ("identical for any
- * -T", "stored frames") and test/xz-edit.test.ts.
+ * buffer nobody else holds (a new one, or one given back); `next` gives the chunks in file order,
+ * then undefined at the end of the input. At most one read runs ahead of the caller, so buffers in
+ * use are the caller's (each bound by its window) plus one. Pinned by test/zstd.test.ts
+ * ("identical for any -T") and test/zstd-edit.test.ts (stored frames).
  */
 import { nextPiece, type ByteRange } from '../stored-ranges.js';
 import type { SequentialInput } from './sequential.js';
@@ -38,30 +39,23 @@ export interface ChunkReaderOptions {
   bufferBytes: number;
   /** Bytes of whole pieces to read into the chunk at `at` (at least one piece is). */
   capacity: (at: number) => number;
-  /** Buffers at most (those read into, given out and not yet released): a read waits for one. Default: no limit. */
-  buffers?: number;
 }
 
 export interface ChunkReader {
   next(): Promise<Chunk | undefined>;
-  /** Gives a chunk's buffer back; without one (a job that failed kept it), only its place. */
-  release(buffer?: Uint8Array): void;
+  /** Gives a chunk's buffer back, for a later chunk. */
+  release(buffer: Uint8Array): void;
   /** No read starts after this (the writer failed or was stopped). */
   stop(): void;
 }
 
 export function readChunks(input: SequentialInput, options: ChunkReaderOptions): ChunkReader {
   const spare: Uint8Array[] = [];
-  let out = 0;
-  const waiters: (() => void)[] = [];
   let at = 0;
   let ended = false;
-  const limit = options.buffers ?? Infinity;
 
   const readOne = async (): Promise<Chunk | undefined> => {
-    while (!ended && out >= limit) await new Promise<void>((resolve) => waiters.push(resolve));
     if (ended) return undefined;
-    out++;
     const buffer = spare.pop() ?? new Uint8Array(options.bufferBytes);
     const capacity = options.capacity(at);
     const planned: ChunkPiece[] = [];
@@ -72,29 +66,14 @@ export function readChunks(input: SequentialInput, options: ChunkReaderOptions):
       planned.push({ start: total, length: piece.length, stored: piece.stored });
       total += piece.length;
     } while (total < capacity);
-    let data: Uint8Array;
-    try {
-      data = await input.read(buffer.subarray(0, total));
-    } catch (error) {
-      ended = true;
-      throw error;
-    }
+    const data = await input.read(buffer.subarray(0, total));
     at += data.length;
     if (data.length < total) ended = true;
-    if (data.length === 0) {
-      release(buffer);
-      return undefined;
-    }
+    if (data.length === 0) return undefined;
     const pieces = planned.filter((piece) => piece.start < data.length);
     const last = pieces[pieces.length - 1]!;
     last.length = Math.min(last.length, data.length - last.start);
     return { buffer, data, pieces };
-  };
-
-  const release = (buffer?: Uint8Array) => {
-    out--;
-    if (buffer) spare.push(buffer);
-    waiters.shift()?.();
   };
 
   let ahead: Promise<Chunk | undefined> | undefined;
@@ -106,10 +85,7 @@ export function readChunks(input: SequentialInput, options: ChunkReaderOptions):
       ahead.catch(() => {}); // reported when the caller takes it; unread if the caller stopped first
       return current;
     },
-    release,
-    stop() {
-      ended = true;
-      for (const wake of waiters.splice(0)) wake();
-    },
+    release: (buffer) => void spare.push(buffer),
+    stop: () => void (ended = true),
   };
 }

@@ -183,16 +183,10 @@ export async function writeZstd(input: SequentialInput, sink: Sink, options: Zst
       // end, beside a stored range) serves every later one: buffers are reused, never outgrown.
       const output = spareOutputs.pop() ?? new Uint8Array((runBytes / frameSize) * frameBound(frameSize));
       const job = { kind: 'zstd-encode-run' as const, data: chunk.buffer, starts, lengths, level, output };
-      const encoded = pool.run(job, [chunk.buffer.buffer as ArrayBuffer]).then(
-        (reply) => {
-          chunks.release(reply.data);
-          return reply;
-        },
-        (error: unknown) => {
-          chunks.release(); // a reader waiting for a buffer must not wait for one a failed job never returns
-          throw error;
-        },
-      );
+      const encoded = pool.run(job, [chunk.buffer.buffer as ArrayBuffer]).then((reply) => {
+        chunks.release(reply.data);
+        return reply;
+      });
       await pushBatch(encoded);
     }
     await pushBatch();
