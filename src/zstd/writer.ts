@@ -2,14 +2,15 @@
  * Writes the zstd seekable format: independent frames of exactly `frameSize` uncompressed bytes
  * (the last may be shorter), each with its content size and Content_Checksum, then the seek table
  * (a skippable frame with one entry per frame, checksums included) that ends the file. Frames are
- * compressed in runs, in process (libzstd on libuv's thread pool) or on worker threads, and written in order, and each frame's bytes depend only on its
- * data and the level, so the output is the same for any thread count. An all-zero frame is
- * compressed once and its bytes reused. The entry a frame gets in the seek table is made from the
- * frame as it is written (sizes counted, checksum copied from its last four bytes), so the table
- * cannot disagree with the file. The input is read a chunk (a run's frames) ahead, in one read
- * (src/source/chunks.ts), and a run's frames go out in as few writes as lie back to back. `stored` ranges become stored frames (src/zstd/stored.ts) cut by
- * the same grid as seekxz's stored blocks (src/stored-ranges.ts). Pinned by test/zstd.test.ts
- * ("identical for any -T") and test/zstd-edit.test.ts.
+ * compressed in runs, in process (libzstd on libuv's thread pool) or on worker threads, and
+ * written in order, and each frame's bytes depend only on its data and the level, so the output
+ * is the same for any thread count. An all-zero frame is compressed once and its bytes reused.
+ * The entry a frame gets in the seek table is made from the frame as it is written (sizes
+ * counted, checksum copied from its last four bytes), so the table cannot disagree with the file.
+ * The input is read a run ahead, one read per run (src/source/chunks.ts), and a run's frames go
+ * out in as few writes as lie back to back. `stored` ranges become stored frames
+ * (src/zstd/stored.ts) cut by the same grid as seekxz's stored blocks (src/stored-ranges.ts).
+ * Pinned by test/zstd.test.ts ("identical for any -T") and test/zstd-edit.test.ts.
  */
 import { fail } from '../errors.js';
 import type { Sink } from '../io/sink.js';
