@@ -25,9 +25,16 @@ export interface XzEncodeJob {
   extreme: boolean;
   checkId: number;
   /**
-   * `data` lies in its buffer behind at least encodeRoom(data.length) free bytes (src/xz/block-codec.ts):
-   * the native engine writes the compressed block over the buffer from its start, so a block
-   * needs one buffer, not an input and an output. The reply's `compressed` is then a view of it.
+   * A buffer an earlier block's compressed bytes came back in, already written out: the native
+   * engine encodes into it when it is large enough, so that compressed blocks reuse a few buffers
+   * instead of leaving one to the garbage collector per block.
+   */
+  into?: ArrayBuffer;
+  /**
+   * `data` is the only block in its buffer and lies behind at least encodeRoom(data.length) free
+   * bytes (src/xz/block-codec.ts): the native engine writes the compressed block over the buffer
+   * from its start, so a block needs one buffer, not an input and an output (`into` is then not
+   * used). The reply's `compressed` is a view of it.
    */
   inPlace?: boolean;
 }

@@ -192,14 +192,18 @@ export function encodeRoom(length: number): number {
  * but with encoders kept from block to block (a match finder, 94 MiB at -6, is allocated once per
  * job in flight, not freed into the heap and page-faulted in again for every block). In place, the
  * compressed block is written over the front of the input's own buffer; otherwise into a fresh
- * buffer that goes to the writer whole, uncopied: its pages past the compressed size are never
- * touched, so they take no memory.
+ * buffer (or one lent back) that goes to the writer whole, uncopied: its pages past the
+ * compressed size are never touched, so they take no memory.
  */
 async function nativeEncode(native: NativeXz, job: XzEncodeJob, preset: number, stop: StopFlag): Promise<Done<XzEncodeReply>> {
   const { data } = job;
   const room = encodeRoom(data.length);
   const inPlace = job.inPlace === true && data.byteOffset >= room;
-  const output = inPlace ? new Uint8Array(data.buffer, 0, data.byteOffset + data.length) : new Uint8Array(data.length + room);
+  const output = inPlace
+    ? new Uint8Array(data.buffer, 0, data.byteOffset + data.length)
+    : job.into && job.into.byteLength >= data.length + room
+      ? new Uint8Array(job.into)
+      : new Uint8Array(data.length + room);
   const result = await native.encodeBlock(data, preset >>> 0, job.checkId, output, stop ?? null);
   if (result === -NATIVE_CODES.interrupted) throw fail('INTERRUPTED', 'a signal');
   if (result < 0) throw new Error(`liblzma could not compress: ${LZMA_MESSAGES[-result] ?? `liblzma error ${-result}`}`);
