@@ -113,7 +113,7 @@ describe('in process', () => {
     const input = diskLikeData(3 * frameSize, 5);
     for (const level of [1, 3, 13, 19]) {
       const lengths = [frameSize, frameSize, 300_001];
-      const job = (): ZstdEncodeRunJob => ({ kind: 'zstd-encode-run', data: input.slice(), lengths, frameSize, level });
+      const job = (): ZstdEncodeRunJob => ({ kind: 'zstd-encode-run', data: input.slice(), starts: [0, frameSize, 2 * frameSize], lengths, level });
       const onWorker = runZstdJob(job()).reply as { frames: Uint8Array[] };
       const inProcess = (await runner(job(), noStop())).reply as { frames: Uint8Array[] };
       expect(inProcess.frames.map((frame) => sha256(frame)), `level ${level}`).toEqual(onWorker.frames.map((frame) => sha256(frame)));
@@ -190,7 +190,7 @@ describe('in process', () => {
   it("the pool's stop flag ends a slow frame in the middle", async () => {
     const frameSize = 8 << 20; // one frame: at level 19, several seconds of libzstd
     const stop = noStop();
-    const job: ZstdEncodeRunJob = { kind: 'zstd-encode-run', data: diskLikeData(frameSize, 9), lengths: [frameSize], frameSize, level: 19 };
+    const job: ZstdEncodeRunJob = { kind: 'zstd-encode-run', data: diskLikeData(frameSize, 9), starts: [0], lengths: [frameSize], level: 19 };
     const running = runner(job, stop);
     setTimeout(() => Atomics.store(stop, 0, 1), 100);
     await expect(running).rejects.toMatchObject({ code: 'INTERRUPTED' });

@@ -15,11 +15,11 @@
  *                                       no fresh pages are faulted in per frame); checksum verified
  *   xxh64Low32(data)                 -> uint32: zstd's checksum of data (xxh64.c)
  *   compressBound(size)              -> the most one frame of `size` bytes can take
- *   compressRunAsync(data, lengths, frameSize, level, output, stop)
- *                                    -> Promise<Float64Array | null>: frame i of lengths[i] bytes at
- *                                       i × frameSize, compressed as compress() does, packed one
+ *   compressRunAsync(data, frames, level, output, sizes, stop)
+ *                                    -> Promise<boolean>: frames is [start, length] per frame in
+ *                                       `data`; each compressed as compress() does, packed one
  *                                       after another into `output` (room: the sum of their
- *                                       bounds); their sizes, or null when `stop` was set
+ *                                       bounds), its size in sizes[i]; false when `stop` was set
  *   decompressBatchAsync(bytes, out, frames, stop[, checks, fd, position])
  *                                    -> Promise<[done, size, error, stopped, writeErrno]>: frames
  *                                       is [start, compressedSize, expectedSize] per frame; each
@@ -331,12 +331,11 @@ typedef struct {
   napi_ref refs[MAX_REFS];
   int refCount;
   const int32_t *stop;
-  /* Both calls: the frames (compress: lengths; decompress: start, compressed size, expected size each). */
+  /* Both calls: the frames (compress: start, length each; decompress: start, compressed size, expected size each). */
   const double *frames;
   size_t count;
   /* compressRunAsync */
   const uint8_t *data;
-  size_t frameSize;
   int level;
   uint8_t *output;
   size_t outputLength;
@@ -368,8 +367,8 @@ static void compressExecute(napi_env env, void *data) {
   size_t at = 0;
   for (; work->done < work->count; work->done++) {
     if (stopped(work->stop)) break;
-    size_t length = (size_t)work->frames[work->done];
-    size_t written = compressFrame(cctx, work->level, work->data + work->done * work->frameSize, length, work->output + at, work->outputLength - at, work->stop);
+    const double *frame = work->frames + 2 * work->done;
+    size_t written = compressFrame(cctx, work->level, work->data + (size_t)frame[0], (size_t)frame[1], work->output + at, work->outputLength - at, work->stop);
     if (ZSTD_isError(written)) {
       work->error = written;
       break;
@@ -526,34 +525,37 @@ failed:
 }
 
 static napi_value compressRunAsync(napi_env env, napi_callback_info info) {
-  const char *usage = "compressRunAsync(data: Uint8Array, lengths: Float64Array, frameSize: number, level: number, output: Uint8Array, sizes: Float64Array, stop: Int32Array)";
-  size_t argc = 7;
-  napi_value argv[7];
-  void *data, *lengths, *output, *sizes, *stop;
-  size_t dataLength, count, outputLength, sizeCount, stopCount;
-  double frameSize, level;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 7 || !typedOf(env, argv[0], napi_uint8_array, &data, &dataLength) ||
-      !typedOf(env, argv[1], napi_float64_array, &lengths, &count) || napi_get_value_double(env, argv[2], &frameSize) != napi_ok ||
-      napi_get_value_double(env, argv[3], &level) != napi_ok || !typedOf(env, argv[4], napi_uint8_array, &output, &outputLength) ||
-      !typedOf(env, argv[5], napi_float64_array, &sizes, &sizeCount) || !typedOf(env, argv[6], napi_int32_array, &stop, &stopCount) || stopCount < 1 ||
-      sizeCount < count || !(frameSize >= 0)) {
+  const char *usage = "compressRunAsync(data: Uint8Array, frames: Float64Array, level: number, output: Uint8Array, sizes: Float64Array, stop: Int32Array)";
+  size_t argc = 6;
+  napi_value argv[6];
+  void *data, *frames, *output, *sizes, *stop;
+  size_t dataLength, values, outputLength, sizeCount, stopCount;
+  double level;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 6 || !typedOf(env, argv[0], napi_uint8_array, &data, &dataLength) ||
+      !typedOf(env, argv[1], napi_float64_array, &frames, &values) || values % 2 != 0 || napi_get_value_double(env, argv[2], &level) != napi_ok ||
+      !typedOf(env, argv[3], napi_uint8_array, &output, &outputLength) || !typedOf(env, argv[4], napi_float64_array, &sizes, &sizeCount) ||
+      !typedOf(env, argv[5], napi_int32_array, &stop, &stopCount) || stopCount < 1 || sizeCount < values / 2) {
     napi_throw_type_error(env, NULL, usage);
     return NULL;
   }
-  for (size_t at = 0; at < count; at++) {
-    double length = ((double *)lengths)[at];
-    if (!(length >= 0 && length <= frameSize && at * frameSize + length <= (double)dataLength)) {
-      napi_throw_range_error(env, NULL, "compressRunAsync: a frame lies outside data");
-      return NULL;
-    }
+  /* Every frame inside `data`, and room in `output` for all of them at their bound. */
+  double room = 0;
+  for (size_t at = 0; at < values; at += 2) {
+    const double *frame = (const double *)frames + at;
+    if (!(frame[0] >= 0 && frame[1] >= 0 && frame[0] + frame[1] <= (double)dataLength)) room = -1;
+    if (room >= 0) room += (double)ZSTD_compressBound((size_t)frame[1]);
+  }
+  if (!(room >= 0 && room <= (double)outputLength)) {
+    napi_throw_range_error(env, NULL, "compressRunAsync: a frame lies outside data, or output is too small");
+    return NULL;
   }
   Work *work = calloc(1, sizeof *work);
   if (!work) {
     napi_throw_error(env, NULL, "seekz_zstd: out of memory");
     return NULL;
   }
-  *work = (Work){.frames = lengths, .count = count, .data = data, .frameSize = (size_t)frameSize, .level = (int)level, .output = output, .outputLength = outputLength, .sizes = sizes, .stop = stop};
-  napi_value kept[5] = {argv[0], argv[1], argv[4], argv[5], argv[6]};
+  *work = (Work){.frames = frames, .count = values / 2, .data = data, .level = (int)level, .output = output, .outputLength = outputLength, .sizes = sizes, .stop = stop};
+  napi_value kept[5] = {argv[0], argv[1], argv[3], argv[4], argv[5]};
   return queue(env, work, kept, 5, "seekz_zstd.compressRunAsync", compressExecute);
 }
 

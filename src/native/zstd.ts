@@ -18,11 +18,11 @@ export interface NativeZstd {
   /** The most one frame of `size` bytes can take. */
   compressBound(size: number): number;
   /**
-   * On libuv's thread pool: frame i (lengths[i] bytes at i × frameSize of data) compressed as
-   * compress() does, packed one after another into `output` (room: the sum of their bounds), its
-   * size in sizes[i]. False when `stop` was set first (then output and sizes are partial).
+   * On libuv's thread pool: frames ([start, length] each, in `data`) compressed as compress()
+   * does, packed one after another into `output` (room: the sum of their bounds), frame i's size
+   * in sizes[i]. False when `stop` was set first (then output and sizes are partial).
    */
-  compressRunAsync(data: Uint8Array, lengths: Float64Array, frameSize: number, level: number, output: Uint8Array, sizes: Float64Array, stop: Int32Array): Promise<boolean>;
+  compressRunAsync(data: Uint8Array, frames: Float64Array, level: number, output: Uint8Array, sizes: Float64Array, stop: Int32Array): Promise<boolean>;
   /**
    * On libuv's thread pool: frames ([start, compressedSize, expectedSize] each, in `bytes`) decoded
    * into `out` one after another (each with room for expectedSize + 1 bytes), checksums verified,

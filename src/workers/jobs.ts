@@ -30,6 +30,13 @@ export interface XzEncodeJob {
    * instead of leaving one to the garbage collector per block.
    */
   into?: ArrayBuffer;
+  /**
+   * `data` is the only block in its buffer and lies behind at least encodeRoom(data.length) free
+   * bytes (src/xz/block-codec.ts): the native engine writes the compressed block over the buffer
+   * from its start, so a block needs one buffer, not an input and an output (`into` is then not
+   * used). The reply's `compressed` is a view of it.
+   */
+  inPlace?: boolean;
 }
 export interface XzEncodeReply {
   filterCount: number;
@@ -83,12 +90,12 @@ export interface ZstdDecodeReply {
   data: Uint8Array;
 }
 
-/** Several frames' data in one buffer (seekzstd): frame i is `lengths[i]` bytes at i × frameSize. */
+/** Several frames' data in one buffer (seekzstd): frame i is `lengths[i]` bytes at `starts[i]`. */
 export interface ZstdEncodeRunJob {
   kind: 'zstd-encode-run';
   data: Uint8Array;
+  starts: number[];
   lengths: number[];
-  frameSize: number;
   level: number;
   /**
    * In process only (workers/in-process.ts; a worker would get a copy): a buffer an earlier run's

@@ -179,25 +179,40 @@ export async function runXzEncode(job: XzEncodeJob, stop?: StopFlag): Promise<Do
 }
 
 /**
+ * Room an encoded block may take beyond its input: LZMA2 adds at most 3 bytes per 64 KiB of
+ * incompressible input, plus its end marker, the padding and the check. A block encoded in place
+ * (XzEncodeJob.inPlace) needs this much free in front of its data.
+ */
+export function encodeRoom(length: number): number {
+  return (length >> 10) + 1024;
+}
+
+/**
  * native/xz/seekz_xz.c's encodeBlock: the same filter chain and so the same bytes as the stream path below,
  * but with encoders kept from block to block (a match finder, 94 MiB at -6, is allocated once per
- * job in flight, not freed into the heap and page-faulted in again for every block). The output
- * buffer is fresh (or one lent back) and goes to the writer whole, uncopied: its pages past the
+ * job in flight, not freed into the heap and page-faulted in again for every block). In place, the
+ * compressed block is written over the front of the input's own buffer; otherwise into a fresh
+ * buffer (or one lent back) that goes to the writer whole, uncopied: its pages past the
  * compressed size are never touched, so they take no memory.
  */
 async function nativeEncode(native: NativeXz, job: XzEncodeJob, preset: number, stop: StopFlag): Promise<Done<XzEncodeReply>> {
-  // LZMA2 adds at most 3 bytes per 64 KiB of incompressible input, plus its end marker and the check.
-  const bound = job.data.length + (job.data.length >> 10) + 1024;
-  const output = job.into && job.into.byteLength >= bound ? new Uint8Array(job.into) : new Uint8Array(bound);
-  const result = await native.encodeBlock(job.data, preset >>> 0, job.checkId, output, stop ?? null);
+  const { data } = job;
+  const room = encodeRoom(data.length);
+  const inPlace = job.inPlace === true && data.byteOffset >= room;
+  const output = inPlace
+    ? new Uint8Array(data.buffer, 0, data.byteOffset + data.length)
+    : job.into && job.into.byteLength >= data.length + room
+      ? new Uint8Array(job.into)
+      : new Uint8Array(data.length + room);
+  const result = await native.encodeBlock(data, preset >>> 0, job.checkId, output, stop ?? null);
   if (result === -NATIVE_CODES.interrupted) throw fail('INTERRUPTED', 'a signal');
   if (result < 0) throw new Error(`liblzma could not compress: ${LZMA_MESSAGES[-result] ?? `liblzma error ${-result}`}`);
   const compressed = output.subarray(0, result);
   const checkAt = result + padding4(result);
   const check = output.slice(checkAt, checkAt + checkSize(job.checkId));
   return {
-    reply: { filterCount: 1, filterFlags: native.filterFlags(preset >>> 0), compressed, check, data: job.data },
-    transfer: [output.buffer, job.data.buffer as ArrayBuffer],
+    reply: { filterCount: 1, filterFlags: native.filterFlags(preset >>> 0), compressed, check, data },
+    transfer: inPlace ? [data.buffer as ArrayBuffer] : [output.buffer as ArrayBuffer, data.buffer as ArrayBuffer],
   };
 }
 

@@ -1,7 +1,7 @@
 import { fail } from '../errors.js';
 import type { Sink } from '../io/sink.js';
 import { nativeXz } from '../native/xz-engine.js';
-import { releaseXzCoders } from './block-codec.js';
+import { encodeRoom, releaseXzCoders } from './block-codec.js';
 import type { SequentialInput } from '../source/sequential.js';
 import type { XzEncodeReply } from '../workers/jobs.js';
 import { orderedWindow } from '../workers/ordered.js';
@@ -45,8 +45,8 @@ interface AssembledBlock {
   uncompressed: number;
   unpadded: number;
   stored: boolean;
-  /** The buffer behind the compressed data, free again once the block is written (not for a zero block, written again and again). */
-  reusable?: ArrayBuffer;
+  /** The block's buffer, which holds the compressed data (in place): free again once the block is written. */
+  buffer?: Uint8Array;
 }
 
 export interface XzWriterResult {
@@ -66,10 +66,11 @@ const ENCODER_MIB = [2, 4, 7, 12, 24, 94, 94, 186, 370, 674];
 export function xzWriterMemoryBound(threads: number, blockSize: number, preset: number): number {
   // 50 MiB is Node with the addon and liblzma loaded (measured: 48 MiB; blocks are coded on libuv's
   // threads); with node-liblzma, 70 MiB: two worker threads too (measured: 67 MiB). A thread holds
-  // its input block, the native encoder's output buffer (touched as far as the compressed size)
-  // and compressed blocks on their way to the writer, with garbage V8 frees late: about 3 blocks.
-  // Measured at 2 threads, 16 MiB blocks, -6, on 48 MiB of no-zeros data: 284 MiB (xz -6 -T2:
-  // 241 MiB; on worker threads it was 299 MiB).
+  // its block, with the native encoder's compressed output written over it (in place), a copy of
+  // that output when its block is done before an earlier one, and, with node-liblzma, an output
+  // buffer and garbage V8 frees late: at most 3 blocks. Measured at 2 threads, 16 MiB blocks, -6,
+  // on 64 MiB of no-zeros data: 264 MiB (xz -6 -T2: 242 MiB; with an output buffer beside each
+  // block it was 284 MiB).
   return (nativeXz() ? 50 : 70) * 2 ** 20 + threads * (ENCODER_MIB[preset]! * 2 ** 20 + 3 * blockSize);
 }
 
@@ -102,10 +103,14 @@ export async function writeXz(input: SequentialInput, sink: Sink, options: XzWri
     compressedSize += bytes.length;
   };
 
-  // One input buffer per thread: read into it, lend it to a worker, get it back. A block is read
-  // only when a buffer is back, so inputs never exceed `threads` blocks (xz -T holds as many); the
-  // window behind them holds only compressed blocks waiting for their turn.
+  // One buffer per thread: read into it, lend it to the pool, get it back. A block is read only
+  // when a buffer is back, so blocks in memory never exceed `threads` (xz -T holds as many). The
+  // block sits behind encodeRoom free bytes, and the native engine writes its compressed form over
+  // the buffer from the start (in place): no output buffer beside it. A block done in its turn is
+  // written from there, then its buffer is back; one done before an earlier block is copied out
+  // (its compressed size, not the block) and its buffer is back at once, for the next block.
   const maxInFlight = pool.threads + 2;
+  const room = encodeRoom(blockSize);
   const spare: Uint8Array[] = [];
   let buffersFree = pool.threads;
   const bufferWaiters: (() => void)[] = [];
@@ -113,50 +118,52 @@ export async function writeXz(input: SequentialInput, sink: Sink, options: XzWri
     while (buffersFree === 0) await new Promise<void>((resolve) => bufferWaiters.push(resolve));
     buffersFree--;
   };
-  const giveBuffer = () => {
+  const giveBuffer = (buffer?: Uint8Array) => {
+    if (buffer) spare.push(buffer);
     buffersFree++;
     bufferWaiters.shift()?.();
   };
   const zeroBlocksByLength = new Map<number, Promise<AssembledBlock>>();
-  // Compressed blocks' buffers, written out and lent to the next encode.
-  const spareOutputs: ArrayBuffer[] = [];
+  /** Blocks given to the window, and blocks it has written: a block is written in its turn when all before it are. */
+  let pushed = 0;
+  let written = 0;
   const window = orderedWindow<AssembledBlock>(maxInFlight, async (block) => {
     const offset = compressedSize;
     for (const part of block.parts) await write(part);
-    if (block.reusable) spareOutputs.push(block.reusable);
+    written++;
+    if (block.buffer) giveBuffer(block.buffer);
     const record = { unpaddedSize: block.unpadded, uncompressedSize: block.uncompressed };
     records.push(record);
     uncompressedSize += block.uncompressed;
     options.onBlock?.({ ...record, offset, stored: block.stored });
     options.onProgress?.(uncompressedSize);
-  });
+  }, { eager: true });
+  const push = (block: Promise<AssembledBlock>) => {
+    pushed++;
+    return window.push(block);
+  };
   const assemble = (encoded: XzEncodeReply, length: number): AssembledBlock => {
     const header = buildBlockHeader(encoded.filterCount, encoded.filterFlags, encoded.compressed.length, length);
     const parts = [header, encoded.compressed, new Uint8Array(padding4(encoded.compressed.length)), encoded.check];
     return { parts, uncompressed: length, unpadded: header.length + encoded.compressed.length + encoded.check.length, stored: false };
   };
-  const assembleReusing = (encoded: XzEncodeReply, length: number): AssembledBlock => {
-    const compressed = encoded.compressed;
-    return { ...assemble(encoded, length), reusable: compressed.byteOffset === 0 ? (compressed.buffer as ArrayBuffer) : undefined };
-  };
+  const encode = (data: Uint8Array, inPlace: boolean) =>
+    pool.run({ kind: 'xz-encode', data, preset, extreme: options.extreme ?? false, checkId, inPlace }, [data.buffer as ArrayBuffer]);
   /** All-zero blocks of one length are encoded once and the same bytes written for each. */
   const zeroBlock = (length: number) => {
     zeroBlocks++;
     let block = zeroBlocksByLength.get(length);
     if (!block) {
-      block = encode(new Uint8Array(length)).then((encoded) => assemble(encoded, length));
+      block = encode(new Uint8Array(length), false).then((encoded) => assemble(encoded, length));
       zeroBlocksByLength.set(length, block);
     }
     return block;
   };
-  const encode = (data: Uint8Array) => {
-    const into = spareOutputs.pop();
-    return pool.run({ kind: 'xz-encode', data, preset, extreme: options.extreme ?? false, checkId, into }, into ? [data.buffer as ArrayBuffer, into] : [data.buffer as ArrayBuffer]);
-  };
+  // Zero-run cuts encode several blocks from one input buffer, none in place (each would write
+  // over the others): views of it when the encoder runs in this process, copies for a worker
+  // thread (which takes its input).
+  const shareInput = await runsInProcess('xz-encode');
 
-  // Zero-run cuts encode several blocks from one input buffer: in place when the encoder runs in
-  // this process, copies when it runs on a worker thread (which takes its input).
-  const inPlace = await runsInProcess('xz-encode');
   try {
     await write(buildStreamHeader(checkId));
     for (let at = 0; ; ) {
@@ -168,46 +175,48 @@ export async function writeXz(input: SequentialInput, sink: Sink, options: XzWri
         const block = buildStoredBlock(data, checkId);
         storedBytes += data.length;
         at += data.length;
-        await window.push(Promise.resolve({ parts: [block.bytes], uncompressed: data.length, unpadded: block.unpadded, stored: true }));
+        await push(Promise.resolve({ parts: [block.bytes], uncompressed: data.length, unpadded: block.unpadded, stored: true }));
         if (data.length < next.length) break;
         continue;
       }
       await takeBuffer();
-      const buffer = spare.pop() ?? new Uint8Array(blockSize);
-      const data = await input.read(buffer.subarray(0, next.length));
+      const buffer = spare.pop() ?? new Uint8Array(room + blockSize);
+      const data = await input.read(buffer.subarray(room, room + next.length));
       const length = data.length;
       if (length === 0) break;
       const start = at;
       at += length;
       const runs = blockSize > ZERO_GRAIN ? zeroGrainRuns(data, start, ZERO_GRAIN) : [];
       if (isAllZero(data)) {
-        spare.push(buffer);
-        giveBuffer();
-        await window.push(zeroBlock(length));
+        giveBuffer(buffer);
+        await push(zeroBlock(length));
       } else if (runs.length > 1) {
-        // Cut at the zero runs. The data runs are encoded from this buffer (copies for worker
-        // threads, which take their input), and it is free again once they all are.
+        // Cut at the zero runs; the buffer is free again once every data run is encoded.
         const encodes: Promise<unknown>[] = [];
         for (const [from, to, zero] of runs) {
           if (zero) {
-            for (const piece of powerOfTwoPieces(to - from, ZERO_GRAIN)) await window.push(zeroBlock(piece));
+            for (const piece of powerOfTwoPieces(to - from, ZERO_GRAIN)) await push(zeroBlock(piece));
             continue;
           }
-          const block = encode(inPlace ? data.subarray(from, to) : data.slice(from, to)).then((encoded) => assembleReusing(encoded, to - from));
+          const block = encode(shareInput ? data.subarray(from, to) : data.slice(from, to), false).then((encoded) => assemble(encoded, to - from));
           encodes.push(block.catch(() => {}));
-          await window.push(block);
+          await push(block);
         }
-        void Promise.all(encodes).then(() => {
-          spare.push(buffer);
-          giveBuffer();
-        });
+        void Promise.all(encodes).then(() => giveBuffer(buffer));
       } else {
-        await window.push(
-          encode(data).then(
+        const turn = pushed;
+        await push(
+          encode(data, true).then(
             (encoded) => {
-              spare.push(new Uint8Array(encoded.data.buffer));
-              giveBuffer();
-              return assembleReusing(encoded, length);
+              const back = new Uint8Array(encoded.data.buffer);
+              const compressed = encoded.compressed;
+              if (compressed.buffer !== back.buffer) {
+                giveBuffer(back); // not in place (no native engine): the output is a buffer of its own
+                return assemble(encoded, length);
+              }
+              if (turn === written) return { ...assemble(encoded, length), buffer: back };
+              giveBuffer(back);
+              return assemble({ ...encoded, compressed: compressed.slice() }, length);
             },
             (error: unknown) => {
               giveBuffer(); // the loop must not wait for a buffer that a failed job will never return

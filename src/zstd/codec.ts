@@ -33,6 +33,11 @@ export function compressFrame(data: Uint8Array, level: number): Uint8Array {
   return new Uint8Array(native.compress(data, level));
 }
 
+/** The most compressFrame can make of `size` bytes (libzstd's bound; without the addon, nothing is compressed). */
+export function frameBound(size: number): number {
+  return nativeZstd()?.compressBound(size) ?? size;
+}
+
 /**
  * Decodes one whole frame that must give exactly `expectedSize` bytes; `frame` and `offset` (its
  * number and file offset) name it in errors. With `into` (at least expectedSize + 1 bytes: the one
@@ -120,7 +125,7 @@ export function streamDecoder(): { push(input: Uint8Array): Uint8Array[]; ended(
 /** The worker side of the zstd job kinds: buffers go back by transfer, the input for reuse. */
 export function runZstdJob(job: ZstdEncodeRunJob | ZstdDecodeJob | ZstdDecodeBatchJob): Done<ZstdEncodeRunReply | ZstdDecodeReply | ZstdDecodeBatchReply> {
   if (job.kind === 'zstd-encode-run') {
-    const frames = encodeRun(job.data, job.lengths, job.frameSize, job.level);
+    const frames = encodeRun(job.data, job.starts, job.lengths, job.level);
     return { reply: { frames, data: job.data }, transfer: [...frames.map((frame) => frame.buffer as ArrayBuffer), job.data.buffer as ArrayBuffer] };
   }
   if (job.kind === 'zstd-decode-batch') {
@@ -146,11 +151,12 @@ export function zstdRunner(): InProcessRunner | undefined {
   // stdout truncated back) must come after its last write.
   const run: InProcessRunner = async (job, stop) => {
     if (job.kind === 'zstd-encode-run') {
-      const { data, lengths, frameSize, level } = job;
+      const { data, starts, lengths, level } = job;
       const room = lengths.reduce((sum, length) => sum + native.compressBound(length), 0);
       const output = job.output && job.output.length >= room ? job.output : new Uint8Array(room);
       const sizes = new Float64Array(lengths.length);
-      if (!(await native.compressRunAsync(data, Float64Array.from(lengths), frameSize, level, output, sizes, stop))) throw fail('INTERRUPTED', 'a signal');
+      const layout = Float64Array.from(lengths.flatMap((length, index) => [starts[index]!, length]));
+      if (!(await native.compressRunAsync(data, layout, level, output, sizes, stop))) throw fail('INTERRUPTED', 'a signal');
       let at = 0;
       const frames = Array.from(sizes, (size) => output.subarray(at, (at += size)));
       return { reply: { frames, data, output } satisfies ZstdEncodeRunReply, transfer: [] };
@@ -230,9 +236,9 @@ async function decodeBatchAsync(native: NativeZstd, { bytes, out, frames, to }: 
   }
 }
 
-/** Frame i of a run is `lengths[i]` bytes at i × frameSize in `data`: each becomes one frame. */
-export function encodeRun(data: Uint8Array, lengths: readonly number[], frameSize: number, level: number): Uint8Array[] {
-  return lengths.map((length, index) => compressFrame(data.subarray(index * frameSize, index * frameSize + length), level));
+/** Frame i of a run is `lengths[i]` bytes at `starts[i]` in `data`: each becomes one frame. */
+export function encodeRun(data: Uint8Array, starts: readonly number[], lengths: readonly number[], level: number): Uint8Array[] {
+  return lengths.map((length, index) => compressFrame(data.subarray(starts[index]!, starts[index]! + length), level));
 }
 
 /**
