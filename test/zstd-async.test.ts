@@ -201,27 +201,32 @@ describe('seekzstd', () => {
   /** The temp file seekzstd writes into `folder` (createAtomicFile's `.NAME.seekz-PID-RAND.tmp`). */
   const tempFiles = (folder: string) => readdirSync(folder).filter((name) => name.endsWith('.tmp'));
   const tempBytes = (folder: string) => tempFiles(folder).reduce((sum, name) => sum + (existsSync(join(folder, name)) ? statSync(join(folder, name)).size : 0), 0);
-
-  it('Ctrl-C stops seekzstd -19 (4 MiB frames, libzstd in process) within a second: exit 130, nothing left behind', async () => {
-    const input = join(dir.path, 'slow.img');
-    writeFileSync(input, diskLikeData(48 << 20, 31));
-    const child = spawn(process.execPath, [cliPath('seekzstd'), '-q', '-19', '-T2', '--frame-size=4M', input], { cwd: dir.path, stdio: ['ignore', 'ignore', 'pipe'] });
+  /** Runs seekzstd with `args`, sends SIGINT once a temp file in `folder` has bytes, and says how it ended. */
+  async function interruptOnceWriting(args: string[], folder: string, cwd?: string) {
+    const child = spawn(process.execPath, [cliPath('seekzstd'), ...args], { cwd, stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
     const exited = new Promise<{ status: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('exit', (status, signal) => resolve({ status, signal })));
-    // Busy: the first frame is out, and the next ones are inside libzstd.
     await new Promise<void>((resolve) => {
-      const watcher = watch(dir.path, () => {
-        if (tempBytes(dir.path) > 0) {
-          watcher.close();
-          resolve();
-        }
-      });
+      const check = () => {
+        if (tempBytes(folder) === 0) return;
+        watcher.close();
+        resolve();
+      };
+      const watcher = watch(folder, check);
+      check(); // it may have written before the watch began
     });
     const sent = performance.now();
     child.kill('SIGINT');
     const { status, signal } = await exited;
-    const stopMs = performance.now() - sent;
+    return { status, signal, stopMs: performance.now() - sent, stderr };
+  }
+
+  it('Ctrl-C stops seekzstd -19 (4 MiB frames, libzstd in process) within a second: exit 130, nothing left behind', async () => {
+    const input = join(dir.path, 'slow.img');
+    writeFileSync(input, diskLikeData(48 << 20, 31));
+    // Busy: the first frame is out, and the next ones are inside libzstd.
+    const { status, signal, stopMs, stderr } = await interruptOnceWriting(['-q', '-19', '-T2', '--frame-size=4M', input], dir.path, dir.path);
     console.log(`seekzstd -19, SIGINT: stopped ${stopMs.toFixed(0)} ms after the signal, exit ${status ?? signal}`);
     expect(stderr).toMatch(/interrupted by SIGINT/);
     expect(stderr).not.toMatch(/FATAL|napi|internal error|\n\s+at /);
@@ -238,23 +243,8 @@ describe('seekzstd', () => {
     expect(runCli('seekzstd', ['-q', '-1', '-T2', input]).status).toBe(0);
     const out = join(dir.path, 'big-out');
     mkdirSync(out);
-    const child = spawn(process.execPath, [cliPath('seekzstd'), '-q', '-d', '-T2', `${input}.zst`, '-o', join(out, 'big.img')], { stdio: ['ignore', 'ignore', 'pipe'] });
-    let stderr = '';
-    child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    const exited = new Promise<{ status: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('exit', (status, signal) => resolve({ status, signal })));
     // Busy: the first frames are in the temp file, the next ones inside libzstd.
-    await new Promise<void>((resolve) => {
-      const watcher = watch(out, () => {
-        if (tempBytes(out) > 0) {
-          watcher.close();
-          resolve();
-        }
-      });
-    });
-    const sent = performance.now();
-    child.kill('SIGINT');
-    const { status, signal } = await exited;
-    const stopMs = performance.now() - sent;
+    const { status, signal, stopMs, stderr } = await interruptOnceWriting(['-q', '-d', '-T2', `${input}.zst`, '-o', join(out, 'big.img')], out);
     expect(stderr).toMatch(/interrupted by SIGINT/);
     expect(signal).toBe(null);
     expect(status).toBe(130);
