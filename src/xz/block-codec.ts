@@ -203,7 +203,10 @@ async function nativeEncode(native: NativeXz, job: XzEncodeJob, preset: number, 
     ? new Uint8Array(data.buffer, 0, data.byteOffset + data.length)
     : job.into && job.into.byteLength >= data.length + room
       ? new Uint8Array(job.into)
-      : new Uint8Array(data.length + room);
+      : // Not zero-filled: the addon writes the compressed data, padding and check, and only those
+        // are read; zero-filling would touch (and keep resident) the whole bound for a block that
+        // compresses to a fraction of it.
+        new Uint8Array(Buffer.allocUnsafeSlow(data.length + room).buffer);
   const result = await native.encodeBlock(data, preset >>> 0, job.checkId, output, stop ?? null);
   if (result === -NATIVE_CODES.interrupted) throw fail('INTERRUPTED', 'a signal');
   if (result < 0) throw new Error(`liblzma could not compress: ${LZMA_MESSAGES[-result] ?? `liblzma error ${-result}`}`);

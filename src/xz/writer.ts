@@ -124,21 +124,27 @@ export async function writeXz(input: SequentialInput, sink: Sink, options: XzWri
     bufferWaiters.shift()?.();
   };
   const zeroBlocksByLength = new Map<number, Promise<AssembledBlock>>();
-  /** Blocks given to the window, and blocks it has written: a block is written in its turn when all before it are. */
+  /** Entries given to the window, and entries it has written: a block is written in its turn when all before it are. */
   let pushed = 0;
   let written = 0;
-  const window = orderedWindow<AssembledBlock>(maxInFlight, async (block) => {
+  // An entry is a block, or the blocks one read was cut into at its zero runs (one place for them
+  // all: zero blocks hold no memory, and with a place each a row of them behind a block still
+  // encoding kept the next reads from starting).
+  const window = orderedWindow<AssembledBlock | AssembledBlock[]>(maxInFlight, async (entry) => {
+    for (const block of Array.isArray(entry) ? entry : [entry]) await writeBlock(block);
+    written++;
+  }, { eager: true });
+  const writeBlock = async (block: AssembledBlock) => {
     const offset = compressedSize;
     for (const part of block.parts) await write(part);
-    written++;
     if (block.buffer) giveBuffer(block.buffer);
     const record = { unpaddedSize: block.unpadded, uncompressedSize: block.uncompressed };
     records.push(record);
     uncompressedSize += block.uncompressed;
     options.onBlock?.({ ...record, offset, stored: block.stored });
     options.onProgress?.(uncompressedSize);
-  }, { eager: true });
-  const push = (block: Promise<AssembledBlock>) => {
+  };
+  const push = (block: Promise<AssembledBlock | AssembledBlock[]>) => {
     pushed++;
     return window.push(block);
   };
@@ -191,18 +197,14 @@ export async function writeXz(input: SequentialInput, sink: Sink, options: XzWri
         giveBuffer(buffer);
         await push(zeroBlock(length));
       } else if (runs.length > 1) {
-        // Cut at the zero runs; the buffer is free again once every data run is encoded.
-        const encodes: Promise<unknown>[] = [];
+        // Cut at the zero runs, all encoded at once; the buffer is free again once they all are.
+        const blocks: Promise<AssembledBlock>[] = [];
         for (const [from, to, zero] of runs) {
-          if (zero) {
-            for (const piece of powerOfTwoPieces(to - from, ZERO_GRAIN)) await push(zeroBlock(piece));
-            continue;
-          }
-          const block = encode(shareInput ? data.subarray(from, to) : data.slice(from, to), false).then((encoded) => assemble(encoded, to - from));
-          encodes.push(block.catch(() => {}));
-          await push(block);
+          if (zero) blocks.push(...powerOfTwoPieces(to - from, ZERO_GRAIN).map(zeroBlock));
+          else blocks.push(encode(shareInput ? data.subarray(from, to) : data.slice(from, to), false).then((encoded) => assemble(encoded, to - from)));
         }
-        void Promise.all(encodes).then(() => giveBuffer(buffer));
+        void Promise.allSettled(blocks).then(() => giveBuffer(buffer));
+        await push(Promise.all(blocks));
       } else {
         const turn = pushed;
         await push(
