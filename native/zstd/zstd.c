@@ -293,6 +293,10 @@ typedef struct {
   int count;
 } FreeList;
 static pthread_mutex_t spareLock = PTHREAD_MUTEX_INITIALIZER;
+/* One decoding thread writes at a time: the kernel takes the file's inode lock for each buffered
+ * write anyway, and a writer waiting for it spins on the CPU (rwsem_spin_on_owner) where one
+ * waiting here sleeps. */
+static pthread_mutex_t writeLock = PTHREAD_MUTEX_INITIALIZER;
 static FreeList spareCCtx, spareDCtx;
 
 /* A context left by an earlier job, or NULL (the caller creates one). */
@@ -448,7 +452,12 @@ static void decompressExecute(napi_env env, void *data) {
       double check = work->checks[work->done];
       work->size = got;
       if (check == -2 || (check >= 0 && (double)(uint32_t)seekzXxh64(into, got) != check)) break;
-      if (work->fd >= 0 && (work->writeErrno = writeSparse(work->fd, into, got, work->position + (double)at))) break;
+      if (work->fd >= 0) {
+        pthread_mutex_lock(&writeLock);
+        work->writeErrno = writeSparse(work->fd, into, got, work->position + (double)at);
+        pthread_mutex_unlock(&writeLock);
+        if (work->writeErrno) break;
+      }
     }
     at += expected;
   }
