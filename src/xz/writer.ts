@@ -77,9 +77,10 @@ export function xzWriterMemoryBound(threads: number, blockSize: number, preset: 
 /**
  * Writes one .xz stream cut into blocks of exactly `blockSize` bytes (the last may be shorter,
  * and so may those that end at a stored range or at either edge of a zero run of ZERO_GRAIN
- * bytes or more), each block header recording its compressed and uncompressed size. Blocks are encoded on worker
- * threads and written in order, so the output is the same for any thread count. All-zero blocks
- * are encoded once and the same bytes reused.
+ * bytes or more), each block header recording its compressed and uncompressed size. Blocks are
+ * encoded `threads` at a time (in process with the addon, else on worker threads) and written in
+ * order, so the output is the same for any thread count. All-zero blocks of one length are encoded
+ * once and the same bytes reused.
  */
 export async function writeXz(input: SequentialInput, sink: Sink, options: XzWriterOptions = {}): Promise<XzWriterResult> {
   const blockSize = options.blockSize ?? DEFAULT_BLOCK_SIZE;
