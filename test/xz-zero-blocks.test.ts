@@ -10,7 +10,7 @@ import { SeekzError } from '../src/errors.js';
 import { bufferSource } from '../src/source/buffer.js';
 import { sequentialFromSource } from '../src/source/sequential.js';
 import { createWorkerPool, type WorkerPool } from '../src/workers/pool.js';
-import { decompressXz } from '../src/xz/decompress.js';
+import { decodeIntoFile, decompressXz } from '../src/xz/decompress.js';
 import { buildIndex, buildStreamFooter, buildStreamHeader, CHECK_IDS, type CheckName } from '../src/xz/format.js';
 import { openXz, readXzLayout } from '../src/xz/reader.js';
 import { writeXz } from '../src/xz/writer.js';
@@ -311,5 +311,38 @@ describe('zero runs of whole MiBs inside a block get blocks of their own (writer
         await xz.close();
       }
     }
+  });
+});
+
+describe('seekxz -d into a file: zero-block candidates do not hold up the decodes (decompress.ts decodeIntoFile)', () => {
+  it('a row of small zero-like blocks behind a block still decoding does not keep the next data blocks from starting', async () => {
+    // A stand-in reader: block 0 decodes until released; blocks 1-6 are small and compress like zeros; 7-8 are data.
+    const MIB = 2 ** 20;
+    const blocks = Array.from({ length: 9 }, (_unused, index) => {
+      const small = index >= 1 && index <= 6;
+      return { uStart: index * MIB, uSize: MIB, totalSize: small ? 200 : MIB / 2 };
+    });
+    const started: number[] = [];
+    let release!: () => void;
+    const first = new Promise<void>((resolve) => (release = resolve));
+    const xz = {
+      blocks,
+      size: blocks.length * MIB,
+      decodeBlockTo: async (index: number) => {
+        started.push(index);
+        if (index === 0) await first;
+        return undefined;
+      },
+    };
+    const file = { fd: -1, at: 0, name: 'out', write: async () => {}, advance: () => {} };
+    let progress = 0;
+    const done = decodeIntoFile(xz as never, file, 2, (length) => (progress += length));
+    // Let the pass go as far as it can while block 0 is still decoding (turns of the event loop, not time).
+    for (let turn = 0; turn < 20; turn++) await new Promise<void>((resolve) => setImmediate(resolve));
+    expect(started).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8]);
+    expect(progress).toBe(0); // progress is reported in order: nothing before block 0
+    release();
+    await done;
+    expect(progress).toBe(blocks.length * MIB);
   });
 });
