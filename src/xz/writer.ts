@@ -193,8 +193,9 @@ export async function writeXz(input: SequentialInput, sink: Sink, options: XzWri
       if (length === 0) break;
       const start = at;
       at += length;
-      const runs = blockSize > ZERO_GRAIN ? zeroGrainRuns(data, start, ZERO_GRAIN) : [];
-      if (isAllZero(data)) {
+      const allZero = isAllZero(data);
+      const runs = !allZero && blockSize > ZERO_GRAIN ? zeroGrainRuns(data, start, ZERO_GRAIN) : [];
+      if (allZero) {
         giveBuffer(buffer);
         await push(zeroBlock(length));
       } else if (runs.length > 1) {
