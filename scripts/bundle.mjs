@@ -55,6 +55,16 @@ const result = await build({
   logLevel: 'warning',
 });
 
+// start.js reads an all-ASCII bundle as Latin-1, with no UTF-8 decoding. esbuild escapes
+// non-ASCII in code (charset 'ascii'), but keeps some comments as written.
+for (const file of result.outputFiles) {
+  const at = file.text.search(/[^\x00-\x7f]/);
+  if (at >= 0) {
+    const line = file.text.slice(0, at).split('\n').length;
+    console.warn(`bundle: ${file.path}:${line} holds a non-ASCII character, so the command starts slower (UTF-8 decoding); write it as ASCII in the source`);
+  }
+}
+
 mkdirSync(outdir, { recursive: true });
 const write = (path, text) => {
   if (existsSync(path) && readFileSync(path, 'utf8') === text) return;

@@ -19,6 +19,7 @@
  * - Any failure of the cache only means compiling as usual.
  */
 const { closeSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync } = require('node:fs');
+const { isAscii } = require('node:buffer');
 const Module = require('node:module');
 const { availableParallelism, homedir } = require('node:os');
 const { join } = require('node:path');
@@ -66,7 +67,10 @@ module.exports = function start(name) {
     return require(file);
   }
   // The shebang becomes a comment of the same length, so that line numbers stay those of the file.
-  const source = readFileSync(file, 'utf8').replace(/^#!/, '//');
+  // An all-ASCII bundle (scripts/bundle.mjs checks that it is) is read as Latin-1: V8 takes the
+  // bytes as they are, where UTF-8 decoding cost about a tenth of what start.js adds to Node's start.
+  const bytes = readFileSync(file);
+  const source = bytes.toString(isAscii(bytes) ? 'latin1' : 'utf8').replace(/^#!/, '//');
   let prefix;
   let cachePath;
   let cachedData;

@@ -39,7 +39,7 @@ export class ByteReader {
   u32be(what: string): number {
     return this.view.getUint32(this.need(4, what), false);
   }
-  /** A big-endian u64 as [high, low] 32-bit halves, for fields that may hold 2^64 − 1. */
+  /** A big-endian u64 as [high, low] 32-bit halves, for fields that may hold 2^64 - 1. */
   u64beParts(what: string): [number, number] {
     const at = this.need(8, what);
     return [this.view.getUint32(at, false), this.view.getUint32(at + 4, false)];

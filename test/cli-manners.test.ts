@@ -6,7 +6,7 @@
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync, type Stats } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cliPath, diskLikeData, noise, run, runCli, SYSTEM_PYTHON, tempDir, xzList, type CliName, type RunResult } from './helpers/tools.js';
 
@@ -481,6 +481,11 @@ describe('start-up: each command loads what it uses', () => {
       expect(result.stdout.equals(expected)).toBe(true);
     };
     const caches = () => (existsSync(directory) ? readdirSync(directory).filter((entry) => entry.endsWith('.v8')) : []);
+    // start.js takes an all-ASCII bundle as Latin-1, without decoding UTF-8.
+    for (const name of ['seekz', 'partial-deflate', 'seekxz', 'seekzstd', 'lib']) {
+      const bundle = readFileSync(join(dirname(cliPath('seekz')), `${name}.bundle.js`));
+      expect(bundle.findIndex((byte) => byte > 0x7f), `${name}.bundle.js is ASCII`).toBe(-1);
+    }
 
     read();
     expect(statSync(directory).mode & 0o777).toBe(0o700);
