@@ -333,6 +333,7 @@ describe('seekxz -d into a file: zero-block candidates do not hold up the decode
         if (index === 0) await first;
         return undefined;
       },
+      knownZeroBlock: async () => false, // candidates not yet known: decoded, riding on block 0's entry
     };
     const file = { fd: -1, at: 0, name: 'out', write: async () => {}, advance: () => {} };
     let progress = 0;
@@ -344,5 +345,72 @@ describe('seekxz -d into a file: zero-block candidates do not hold up the decode
     release();
     await done;
     expect(progress).toBe(blocks.length * MIB);
+  });
+});
+
+/**
+ * A stand-in reader: block 0 is data that decodes until released, blocks 1-6 are small and known to
+ * be zeros, 7-8 are data. Data blocks decode to their index in every byte.
+ */
+function standInReader(decoded: number[]) {
+  const MIB = 2 ** 20;
+  const blocks = Array.from({ length: 9 }, (_unused, index) => {
+    const small = index >= 1 && index <= 6;
+    return { uStart: index * MIB, uSize: MIB, totalSize: small ? 200 : MIB / 2 };
+  });
+  let release!: () => void;
+  const first = new Promise<void>((resolve) => (release = resolve));
+  const xz = {
+    blocks,
+    size: blocks.length * MIB,
+    knownZeroBlock: async (index: number) => index >= 1 && index <= 6,
+    decodeBlock: async (index: number) => {
+      decoded.push(index);
+      if (index === 0) await first;
+      return new Uint8Array(MIB).fill(index + 1);
+    },
+    decodeBlockTo: async (index: number) => {
+      decoded.push(index);
+      if (index === 0) await first;
+      return undefined;
+    },
+  };
+  return { xz, release, expected: Buffer.concat(blocks.map((_block, index) => Buffer.alloc(MIB, index >= 1 && index <= 6 ? 0 : index + 1))) };
+}
+
+const turns = async (count: number) => {
+  for (let turn = 0; turn < count; turn++) await new Promise<void>((resolve) => setImmediate(resolve));
+};
+
+describe('known zero blocks are neither decoded nor given a place in the pass (decompress.ts)', () => {
+  it('into a file: nothing is decoded or written for them, and the next data blocks start while the first decodes', async () => {
+    const decoded: number[] = [];
+    const { xz, release } = standInReader(decoded);
+    const writes: number[] = [];
+    const file = { fd: -1, at: 0, name: 'out', write: async (offset: number) => void writes.push(offset), advance: () => {} };
+    let progress = 0;
+    const done = decodeIntoFile(xz as never, file, 2, (length) => (progress += length));
+    await turns(20);
+    expect(decoded).toEqual([0, 7, 8]);
+    expect(progress).toBe(0);
+    release();
+    await done;
+    expect(progress).toBe(xz.size);
+    expect(writes).toEqual([]); // the stand-in's decodes wrote themselves; the zeros are holes
+  });
+
+  it('to a stream (seekxz -dc | …): the same, and the zeros go out in order between the data', async () => {
+    const decoded: number[] = [];
+    const { xz, release, expected } = standInReader(decoded);
+    const out: Buffer[] = [];
+    const sink = { write: async (bytes: Uint8Array) => void out.push(Buffer.from(bytes)) };
+    const done = decompressXz(xz as never, sink, { threads: 2, maxBlock: 2 ** 30, streamFile: () => [] as never });
+    await turns(20);
+    // Before: each zero block took a place in the window of threads + 1, so block 7 waited for block 0.
+    expect(decoded).toEqual([0, 7, 8]);
+    expect(out).toEqual([]);
+    release();
+    expect(await done).toBe(xz.size);
+    expect(Buffer.concat(out).equals(expected)).toBe(true);
   });
 });

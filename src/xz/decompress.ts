@@ -40,15 +40,40 @@ export async function decompressXz(
   // Each decoded block is ours alone (decodeBlock bypasses the cache) and the sink is done with it
   // once its write resolves, so its buffer goes back to the decoder for a later block: the pass
   // touches a window's worth of buffers, not fresh memory (and page faults) for every block.
+  // Blocks known to be all zeros are not decoded and take no place in the window: their zeros go
+  // out after the entry before them, from one shared buffer (see decodeIntoFile).
   const spare: ArrayBuffer[] = [];
-  const window = orderedWindow<Uint8Array>(options.threads + 1, async (bytes) => {
-    await emit(bytes);
-    if (bytes.byteOffset === 0 && bytes.buffer instanceof ArrayBuffer) spare.push(bytes.buffer);
+  let zeroPiece: Uint8Array | undefined;
+  const emitZeros = async (length: number) => {
+    for (let left = length; left > 0; left -= ZERO_PIECE) await emit((zeroPiece ??= new Uint8Array(ZERO_PIECE)).subarray(0, Math.min(left, ZERO_PIECE)));
+  };
+  type Entry = { bytes?: Uint8Array; zerosAfter: number; taken: boolean };
+  let last: Entry | undefined;
+  const window = orderedWindow<Entry>(options.threads + 1, async (entry) => {
+    entry.taken = true;
+    const { bytes } = entry;
+    if (bytes) {
+      await emit(bytes);
+      if (bytes.byteOffset === 0 && bytes.buffer instanceof ArrayBuffer) spare.push(bytes.buffer);
+    }
+    await emitZeros(entry.zerosAfter);
   });
-  for (let index = 0; index < xz.blocks.length; index++) await window.push(xz.decodeBlock(index, spare.pop()));
+  for (let index = 0; index < xz.blocks.length; index++) {
+    const block = xz.blocks[index]!;
+    if (mayBeZeroBlock(block) && (await xz.knownZeroBlock(index))) {
+      if (last && !last.taken) last.zerosAfter += block.uSize;
+      else await window.push(Promise.resolve((last = { zerosAfter: block.uSize, taken: false })));
+      continue;
+    }
+    const entry: Entry = (last = { zerosAfter: 0, taken: false });
+    await window.push(xz.decodeBlock(index, spare.pop()).then((bytes) => Object.assign(entry, { bytes })));
+  }
   await window.drain();
   return done;
 }
+
+/** Zeros of known zero blocks go to a stream in pieces of this size, from one buffer. */
+const ZERO_PIECE = 2 ** 20;
 
 /**
  * The native engine into a regular file: each decoding thread writes its block at the block's offset as it
@@ -62,17 +87,24 @@ export async function decodeIntoFile(xz: XzSource, file: PositionalOutput, threa
   const running = new Set<Promise<unknown>>();
   // Small blocks that may be all zeros (seekxz's zero blocks: known by their bytes, rarely decoded)
   // ride on the window entry before them, until it is taken: with a place each, a row of them
-  // behind a block still decoding kept the next blocks from starting, and a core sat idle.
-  type Group = { riders: Promise<number>[]; taken: boolean };
+  // behind a block still decoding kept the next blocks from starting, and a core sat idle. Those
+  // known to be zeros are not even decoded: the file keeps a hole there.
+  type Group = { riders: Promise<number>[]; zeros: number; taken: boolean };
   let last: Group | undefined;
   const window = orderedWindow<{ length: number; group: Group }>(threads + 2, async ({ length, group }) => {
     group.taken = true;
     for (const rider of group.riders) length += await rider;
-    progress(length);
+    progress(length + group.zeros);
   });
   try {
     for (let index = 0; index < xz.blocks.length; index++) {
       const block = xz.blocks[index]!;
+      const candidate = mayBeZeroBlock(block);
+      if (candidate && (await xz.knownZeroBlock(index))) {
+        if (last && !last.taken) last.zeros += block.uSize;
+        else await window.push(Promise.resolve({ length: 0, group: (last = { riders: [], zeros: block.uSize, taken: false }) }));
+        continue;
+      }
       const position = file.at + block.uStart;
       const job = xz.decodeBlockTo(index, { fd: file.fd, position, name: file.name, outputOffset: block.uStart }).then(async (data) => {
         if (data) await file.write(position, data);
@@ -81,11 +113,11 @@ export async function decodeIntoFile(xz: XzSource, file: PositionalOutput, threa
       running.add(job);
       const forget = () => running.delete(job);
       job.then(forget, forget);
-      if (mayBeZeroBlock(block) && last && !last.taken) {
+      if (candidate && last && !last.taken) {
         last.riders.push(job);
         continue;
       }
-      const group: Group = (last = { riders: [], taken: false });
+      const group: Group = (last = { riders: [], zeros: 0, taken: false });
       await window.push(job.then((length) => ({ length, group })));
     }
     await window.drain();

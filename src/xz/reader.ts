@@ -73,6 +73,12 @@ export interface XzSource extends Source {
    */
   decodeBlockTo(index: number, to: NonNullable<XzDecodeJob['to']>): Promise<Uint8Array | undefined>;
   /**
+   * True when block `index` is known to be all zeros without decoding it (its bytes equal those of
+   * a block verified as zeros, zero-blocks.ts); it reads at most the block's own few bytes and
+   * never decodes. False says only "not known": a first zero block is learned by decoding it.
+   */
+  knownZeroBlock(index: number): Promise<boolean>;
+  /**
    * Holds every index record against its block header (one small read a block, no decoding), as
    * `xz --list -vv` reads them: for `seekz info`, which states the sizes without reading data.
    */
@@ -390,6 +396,7 @@ export async function openXz(source: Source, options: XzReaderOptions = {}): Pro
     startThreads: () => void (pool ??= createWorkerPool(options.threads ?? 2)),
     decodeBlock: (index, into) => decode(blocks[index]!, into),
     decodeBlockTo: (index, to) => decodeTo(blocks[index]!, to),
+    knownZeroBlock: (index) => isZeroBlock(index, false),
     async checkHeaders() {
       for (let at = 0; at < blocks.length; at += HEADER_BATCH) {
         const batch = blocks.slice(at, at + HEADER_BATCH);
