@@ -4,7 +4,7 @@
  * blocks, one line per error that starts with the command and the file, and xz's exit statuses.
  */
 import { spawnSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync, type Stats } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -315,6 +315,31 @@ describe('holes in stdout: a decompressed stdout that is a regular file gets the
     expect(result.status).toBe(1);
     expect(result.stderr).toMatch(/xz: block \d+ at offset \d+ does not decode/);
     expect(statSync(out).size).toBe(0);
+  });
+});
+
+describe('a stdout that is a pipe: its buffer is grown to 1 MiB (streamSink), and the bytes are the same', () => {
+  const node = JSON.stringify(process.execPath);
+  // The reader reads everything, then says what it got and how large the pipe's buffer was (F_GETPIPE_SZ).
+  const reader = `${SYSTEM_PYTHON} -c "import sys, fcntl, hashlib; data = sys.stdin.buffer.read(); print(hashlib.sha256(data).hexdigest(), fcntl.fcntl(0, 1032))"`;
+  const pipeMax = () => Number(readFileSync('/proc/sys/fs/pipe-max-size', 'utf8'));
+
+  it.each([
+    ['seekzstd -dc', 'seekzstd', '-dc -T2 pipe.img.zst'],
+    ['seekxz -dc', 'seekxz', '-dc -T2 sparse.img.xz'],
+    ['seekz cat', 'seekz', 'cat sparse.img.xz'],
+  ] as const)('%s, with the addon and without', (_label, command, args) => {
+    if (command === 'seekzstd') expect(runCli('seekzstd', ['-q', '-f', at('sparse.img'), '-o', at('pipe.img.zst')]).status).toBe(0);
+    const expected = createHash('sha256').update(readFileSync(at('sparse.img'))).digest('hex');
+    const argv = args.split(' ').map((word) => (word.includes('.img') ? JSON.stringify(at(word)) : word)).join(' ');
+    for (const env of ['', 'SEEKZ_NATIVE=0']) {
+      const result = run('bash', ['-o', 'pipefail', '-c', `${env} ${node} ${JSON.stringify(cliPath(command))} ${argv} | ${reader}`]);
+      expect(result.status, result.stderr).toBe(0);
+      const [digest, size] = result.stdout.toString().trim().split(' ');
+      expect(digest).toBe(expected);
+      // Without the addon there is no fcntl: the pipe keeps Linux's default of 64 KiB.
+      expect(Number(size)).toBe(env === '' && pipeMax() >= 2 ** 20 ? 2 ** 20 : 65536);
+    }
   });
 });
 
