@@ -40,6 +40,24 @@ const outdir = resolve(root, process.argv[2] ?? 'dist/bin');
 const COMMANDS = ['seekz', 'partial-deflate', 'seekxz', 'seekzstd'];
 
 const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
+
+// commander loads node:child_process when it loads (for executable subcommands, which seekz has
+// none of): 4.4 M instructions under callgrind, with net, dgram and the streams behind it, at
+// every start. Bundled, its require becomes one made on the first spawn (src/lazy-builtins.ts
+// does the same for seekz's own rarely used built-ins). If commander changes that line, the
+// build says so rather than quietly loading it again.
+const lazyCommanderSpawn = {
+  name: 'lazy-commander-spawn',
+  setup(build) {
+    build.onLoad({ filter: /[\\/]commander[\\/]lib[\\/]command\.js$/ }, (args) => {
+      const eager = "const childProcess = require('node:child_process');";
+      const source = readFileSync(args.path, 'utf8');
+      if (!source.includes(eager)) throw new Error(`bundle: ${args.path} no longer has ${eager} (see lazyCommanderSpawn)`);
+      const lazy = "const childProcess = { spawn: (...args) => require('node:child_process').spawn(...args) };";
+      return { contents: source.replace(eager, lazy), loader: 'js' };
+    });
+  },
+};
 const result = await build({
   absWorkingDir: root,
   entryPoints: Object.fromEntries([...COMMANDS.map((name) => [`${name}.bundle`, `cli/${name}.ts`]), ['lib.bundle', 'src/index.ts'], ['worker', 'src/workers/worker.ts']]),
@@ -53,6 +71,7 @@ const result = await build({
   define: { 'import.meta.url': 'seekzBundleUrl' },
   banner: { js: "const seekzBundleUrl = require('node:url').pathToFileURL(__filename).href;" },
   logLevel: 'warning',
+  plugins: [lazyCommanderSpawn],
 });
 
 // start.js reads an all-ASCII bundle as Latin-1, with no UTF-8 decoding. esbuild escapes

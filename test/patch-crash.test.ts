@@ -6,9 +6,9 @@
  * or exactly the new content. Damaged journals, torn temp journals and the lock are covered too.
  * Bad journals are named after the error they must give.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { appendFileSync, copyFileSync, existsSync, readFileSync, utimesSync, watch, writeFileSync } from 'node:fs';
+import { appendFileSync, copyFileSync, existsSync, readFileSync, symlinkSync, utimesSync, watch, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -490,6 +490,32 @@ describe('the lock under contention', () => {
     const result = runCli('seekz', ['patch', path, '--offset', String(small.offset), '--data', writeEdit('empty-lock.bin', small)]);
     expect(result.status, result.stderr).toBe(0);
     expectNoLeftovers(path);
+  });
+
+  it("a contender's files left by a process that died are swept, a live one's are kept; a link at the temp journal's name is not written through", () => {
+    const path = file('leftovers.gz');
+    copyFileSync(basePath, path);
+    const dead = spawnSync(process.execPath, ['-e', '']).pid!; // exited: its pid names no process (pids are not reused this soon)
+    const lock = lockPath(path);
+    const leftovers = [`${lock}.${dead}-zq81x0ab`, `${lock}.stale-${dead}-0h4k2mzz`, `${lock}.${dead}-0123abcd`];
+    const live = `${lock}.${process.pid}-livezz00`;
+    for (const name of [...leftovers, live]) writeFileSync(name, `${dead}\n`);
+    const small: Edit = { offset: 6 * MIB, data: noise(100, 34) };
+    let result = runCli('seekz', ['patch', path, '--offset', String(small.offset), '--data', writeEdit('leftovers.bin', small)]);
+    expect(result.status, result.stderr).toBe(0);
+    expect(leftovers.filter((name) => existsSync(name)), 'files of a dead contender').toEqual([]);
+    expect(existsSync(live), 'a live process keeps its file').toBe(true);
+    expectNoLeftovers(path);
+    // A symbolic link where the temp journal goes (someone else's, in a shared directory) fails the
+    // patch; the file it points to is not touched, nor is the file being patched.
+    const target = file('not-yours.txt');
+    writeFileSync(target, 'keep me');
+    symlinkSync(target, tempJournalPath(path));
+    const before = readFileSync(path);
+    result = runCli('seekz', ['patch', path, '--offset', String(small.offset), '--data', writeEdit('leftovers.bin', small)]);
+    if (result.status === 0) expect(existsSync(tempJournalPath(path)), 'recovery removed the link first').toBe(false);
+    expect(readFileSync(target, 'utf8')).toBe('keep me');
+    if (result.status !== 0) expect(readFileSync(path).equals(before)).toBe(true);
   });
 
   it('contenders for a stale lock: exactly one holds it at a time', async () => {

@@ -33,7 +33,9 @@ export async function writeJournal(path: string, fileSize: number, entries: Jour
   const checksum = new ByteWriter().u32le(crc32(body)).finish();
   const finalPath = journalPath(path);
   const tempPath = `${finalPath}.tmp`;
-  const handle = await open(tempPath, 'w', 0o600);
+  // 'wx': a file or link already at that name (recovery removed our own leftover) fails the create
+  // instead of being written through.
+  const handle = await open(tempPath, 'wx', 0o600);
   try {
     await handle.write(body);
     await handle.write(checksum);

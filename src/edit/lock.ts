@@ -1,7 +1,7 @@
-import { randomBytes } from 'node:crypto';
 import { link, readdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { fail } from '../errors.js';
+import { tempSuffix } from '../io/atomic-file.js';
 
 /** Locks this process holds, by path: a second edit of the same file in this process waits its turn. */
 const heldHere = new Map<string, Promise<void>>();
@@ -41,8 +41,8 @@ export async function acquireLock(path: string): Promise<() => Promise<void>> {
 }
 
 async function takeFileLock(lockPath: string): Promise<void> {
-  const mine = `${lockPath}.${process.pid}-${randomBytes(4).toString('hex')}`;
-  await writeFile(mine, `${process.pid}\n`, { mode: 0o644 });
+  const mine = `${lockPath}.${tempSuffix()}`;
+  await writeFile(mine, `${process.pid}\n`, { mode: 0o644, flag: 'wx' });
   try {
     for (let attempt = 0; attempt < 5; attempt++) {
       try {
@@ -70,7 +70,7 @@ async function takeFileLock(lockPath: string): Promise<void> {
 
 /** Renames a stale lock away (one contender wins); restores it if it was replaced by a live one meanwhile. */
 async function claimStale(lockPath: string, staleOwner: number | undefined): Promise<void> {
-  const aside = `${lockPath}.stale-${process.pid}-${randomBytes(4).toString('hex')}`;
+  const aside = `${lockPath}.stale-${tempSuffix()}`;
   try {
     await rename(lockPath, aside);
   } catch {
@@ -83,12 +83,15 @@ async function claimStale(lockPath: string, staleOwner: number | undefined): Pro
   await unlink(aside).catch(() => {});
 }
 
-/** Removes `LOCK.PID-hex` and `LOCK.stale-PID-hex` files whose PID no longer runs: a contender killed mid-take. */
+/**
+ * Removes `LOCK.PID-SUFFIX` and `LOCK.stale-PID-SUFFIX` files (tempSuffix; older versions wrote hex)
+ * whose PID no longer runs: a contender killed mid-take.
+ */
 async function sweepLeftovers(lockPath: string, mine: string): Promise<void> {
   const prefix = `${basename(lockPath)}.`;
   const names = await readdir(dirname(lockPath)).catch(() => [] as string[]);
   for (const name of names) {
-    const match = name.startsWith(prefix) ? /^(?:stale-)?(\d+)-[0-9a-f]+$/.exec(name.slice(prefix.length)) : null;
+    const match = name.startsWith(prefix) ? /^(?:stale-)?(\d+)-[0-9a-z]+$/.exec(name.slice(prefix.length)) : null;
     const path = join(dirname(lockPath), name);
     if (match && path !== mine && !isRunning(Number(match[1]))) await unlink(path).catch(() => {});
   }

@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { constants, fstatSync, ftruncateSync, write as writeFd } from 'node:fs';
 import type { Stats } from 'node:fs';
 import { access, open, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
@@ -57,13 +56,23 @@ export interface AtomicFileOptions {
  * nothing behind. Pinned by test/trust-serve-io.test.ts (full disk) and test/cli-manners.test.ts
  * (holes, mode, owner and times).
  */
+/**
+ * What makes a temp or lock file's name this process's own: the pid and 8 random base-36 digits.
+ * Not from node:crypto (loading it costs every command's start 7 M instructions): no name needs to
+ * be unguessable, since every such file is created with O_EXCL ('wx', or link(2) for the lock) and
+ * a name someone else made first fails the create; nothing is written through their file or link.
+ */
+export function tempSuffix(): string {
+  return `${process.pid}-${Math.random().toString(36).slice(2, 10).padEnd(8, '0')}`;
+}
+
 export async function createAtomicFile(path: string, options: AtomicFileOptions = {}): Promise<AtomicFile> {
   // A device or pipe (-o /dev/stdout, /dev/full, a FIFO) is written as it is: a temp file beside
   // it would be renamed over the device node.
   const existing = await stat(path).catch(() => undefined);
   if (existing && !existing.isFile() && !existing.isDirectory()) return deviceFile(path);
   if (!options.force && (await exists(path))) throw fail('OUTPUT_EXISTS', path);
-  const tempPath = join(dirname(path), `.${basename(path)}.seekz-${process.pid}-${randomBytes(4).toString('hex')}.tmp`);
+  const tempPath = join(dirname(path), `.${basename(path)}.seekz-${process.pid}-${tempSuffix()}.tmp`);
   liveTempFiles.add(tempPath);
   let handle: FileHandle;
   try {

@@ -1,7 +1,8 @@
 import { availableParallelism } from 'node:os';
 import { pathToFileURL } from 'node:url';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { fail, SeekzError, type ErrorCode } from '../errors.js';
+import { nodeWorkerThreads } from '../lazy-builtins.js';
 import { inProcessRunner } from './in-process.js';
 import type { Job, ReplyOf } from './jobs.js';
 
@@ -113,7 +114,7 @@ export function createWorkerPool(threads = defaultThreads(), signal?: AbortSigna
   };
 
   const startWorker = (): Worker => {
-    const worker = new Worker(workerScript(), { workerData: { stop: stopFlag.buffer } satisfies WorkerStart });
+    const worker = new (nodeWorkerThreads().Worker)(workerScript(), { workerData: { stop: stopFlag.buffer } satisfies WorkerStart });
     worker.on('message', (message: WorkerMessage) => {
       idle.push(worker);
       if (message.error) {

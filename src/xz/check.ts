@@ -3,10 +3,10 @@
  * blocks seekxz writes and the blocks `patch` edits compute it here, on the main thread (a stored
  * block is at most 1 MiB). The value is stored little-endian, as the spec puts it in the file.
  */
-import { createHash } from 'node:crypto';
 import { crc32 } from '../crc/crc32.js';
 import { crc64 } from '../crc/crc64.js';
 import { fail } from '../errors.js';
+import { nodeCrypto } from '../lazy-builtins.js';
 import { ByteWriter } from '../cursor.js';
 import { CHECK_CRC32, CHECK_CRC64, CHECK_NONE, CHECK_SHA256, checkName } from './format.js';
 
@@ -34,7 +34,7 @@ export function createCheck(checkId: number): CheckState {
     };
   }
   if (checkId === CHECK_SHA256) {
-    const hash = createHash('sha256');
+    const hash = nodeCrypto().createHash('sha256');
     return { update: (bytes) => void hash.update(bytes), digest: () => new Uint8Array(hash.digest()) };
   }
   throw fail('XZ_UNSUPPORTED', `integrity check ${checkName(checkId)} cannot be computed; only None, CRC32, CRC64 and SHA-256`);
