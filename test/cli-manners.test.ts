@@ -460,7 +460,7 @@ describe('start-up: each command loads what it uses', () => {
     return result.stderr.split('\n').filter((line) => line.startsWith('loaded ')).map((line) => line.slice(7));
   }
 
-  it('seekz read and patch of a .gz are one file that loads neither the NBD server, the HTTP client, liblzma nor a worker thread', () => {
+  it('seekz read and patch of a .gz are one file that loads neither the NBD server, the HTTP client, liblzma, a worker thread, crypto nor child_process', () => {
     const gz = at('startup.gz');
     expect(runCli('partial-deflate', ['-q', at('small.img'), gz, '0', '64K']).status).toBe(0);
     writeFileSync(at('startup.bin'), 'patched');
@@ -471,6 +471,8 @@ describe('start-up: each command loads what it uses', () => {
       // The bin script and start.js, which compiles the one bundle through node:vm (with V8's code cache).
       expect(loaded.filter((request) => /^\.?\//.test(request)), 'the bundle is all of ours').toEqual([cliPath('seekz'), './start.js']);
       expect(loaded.filter((request) => /^(node:)?(net|http|https)$|liblzma|seekz_xz|worker\.js$/.test(request))).toEqual([]);
+      // Nor what they would use only elsewhere (src/lazy-builtins.ts, the plugin in scripts/bundle.mjs).
+      expect(loaded.filter((request) => /^(node:)?(crypto|worker_threads|child_process)$/.test(request))).toEqual([]);
     }
     // --help still lists serve: its definition loads when no other command is named.
     expect(runCli('seekz', ['--help']).stdout.toString()).toMatch(/^ {2}serve /m);
